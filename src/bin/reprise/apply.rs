@@ -1,0 +1,150 @@
+//! `reprise apply`: stream JSON lines from stdin into a guild, acknowledging each event as soon
+//! as it is durable at the chosen level. Events that arrive together share one fsync.
+
+use std::io::{self, BufRead, Read};
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reprise::{Config, Durability, Event, GuildId, Journal};
+
+use crate::output::{print_line, Out};
+use crate::Failure;
+
+/// Longest accepted input line (a frame payload is at most 16 MiB of bincode; JSON is larger).
+const LINE_LEN_MAX: usize = 64 << 20;
+/// Most events that share one fsync.
+const BATCH_EVENTS_MAX: usize = 1024;
+/// How long `batched` waits for more input before it syncs.
+const BATCH_DELAY_MAX: Duration = Duration::from_millis(2);
+
+enum Input {
+    Line { number: u64, text: String },
+    TooLong { number: u64 },
+    Failed(io::Error),
+}
+
+/// Reads stdin on its own thread so the writer can see which lines have already arrived.
+fn spawn_reader() -> mpsc::Receiver<Input> {
+    let (tx, rx) = mpsc::sync_channel(BATCH_EVENTS_MAX * 4);
+    thread::spawn(move || {
+        let stdin = io::stdin();
+        let mut reader = stdin.lock();
+        let mut number = 0u64;
+        loop {
+            number += 1;
+            let mut buf = Vec::new();
+            let read = reader
+                .by_ref()
+                .take(LINE_LEN_MAX as u64 + 1)
+                .read_until(b'\n', &mut buf);
+            let input = match read {
+                Ok(0) => return,
+                Ok(_) if buf.len() > LINE_LEN_MAX => Input::TooLong { number },
+                Ok(_) => match String::from_utf8(buf) {
+                    Ok(text) => Input::Line { number, text },
+                    Err(_) => Input::Line {
+                        number,
+                        text: String::from("\u{fffd}invalid UTF-8"),
+                    },
+                },
+                Err(e) => Input::Failed(e),
+            };
+            let stop = !matches!(input, Input::Line { .. });
+            if tx.send(input).is_err() || stop {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+pub(crate) fn run(
+    dir: &Path,
+    guild: GuildId,
+    durability: Durability,
+    no_snapshots: bool,
+) -> Result<(), Failure> {
+    let config = if no_snapshots {
+        Config::default().without_auto_snapshots()
+    } else {
+        Config::default()
+    };
+    let mut journal = Journal::open(dir, config)?;
+    // Recover before reading input: a damaged journal fails here, with nothing consumed.
+    journal.state(guild)?;
+    let rx = spawn_reader();
+    let mut out = Out::stdout();
+    let append_durability = match durability {
+        Durability::None => Durability::None,
+        _ => Durability::Batched,
+    };
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + BATCH_DELAY_MAX;
+        while batch.len() < BATCH_EVENTS_MAX {
+            let next = if durability == Durability::Batched {
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .ok()
+            } else {
+                rx.try_recv().ok()
+            };
+            match next {
+                Some(input) => batch.push(input),
+                None => break,
+            }
+        }
+        let mut acked = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for input in batch {
+            let (number, text) = match input {
+                Input::Line { number, text } => (number, text),
+                Input::TooLong { number } => {
+                    failure = Some(Failure::new(
+                        2,
+                        format!("stdin line {number}: longer than {LINE_LEN_MAX} bytes; nothing written for it"),
+                    ));
+                    break;
+                }
+                Input::Failed(e) => {
+                    failure = Some(Failure::new(4, format!("reading stdin: {e}")));
+                    break;
+                }
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let event = match Event::from_json(&text) {
+                Ok(e) => e,
+                Err(e) => {
+                    failure = Some(Failure::new(
+                        2,
+                        format!("stdin line {number}: invalid event, nothing written for it: {e}"),
+                    ));
+                    break;
+                }
+            };
+            match journal.append(guild, &event, append_durability) {
+                Ok(seq) => acked.push(seq),
+                Err(e) => {
+                    let mut f = Failure::from(e);
+                    f.message = format!("stdin line {number}: {}", f.message);
+                    failure = Some(f);
+                    break;
+                }
+            }
+        }
+        if durability != Durability::None && !acked.is_empty() {
+            journal.sync()?;
+        }
+        for seq in acked {
+            print_line(&mut out, &format!("{{\"seq\": {seq}}}"))?;
+        }
+        if let Some(f) = failure {
+            return Err(f);
+        }
+    }
+    journal.close()?;
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! `reprise`: the command-line interface. Formatting and exit codes only; every check is a
+//! library function.
+//!
+//! Exit codes (CONTRACT §2): 0 success; 1 usage error; 2 corrupt or invalid data; 3 locked by
+//! another live process; 4 I/O error. A panic (101) is a bug. A closed stdout (broken pipe)
+//! exits 0.
+
+mod apply;
+mod demo;
+mod output;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use reprise::{Config, Durability, Error, GuildId, Journal};
+
+use crate::output::{print_json_line, Out};
+
+/// Crash-consistent session persistence for music bots.
+#[derive(Debug, Parser)]
+#[command(name = "reprise", version, about, long_about = None)]
+struct Cli {
+    /// The journal directory.
+    #[arg(long, global = true, default_value = "./reprise-data")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a simulated bot, kill it mid-stream, recover and check that every acknowledged
+    /// event survived.
+    Demo {
+        /// Number of guilds the simulated bot serves.
+        #[arg(long, default_value_t = 200)]
+        guilds: u32,
+        /// Number of events the bot tries to append before it is killed.
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        /// Seed of the workload and of the kill moment (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Append events read as JSON lines on stdin to a guild; print {"seq": N} per acknowledged
+    /// event.
+    Apply {
+        /// The guild id.
+        #[arg(long)]
+        guild: u64,
+        /// When an event counts as acknowledged.
+        #[arg(long, value_enum, default_value_t = DurabilityArg::Always)]
+        durability: DurabilityArg,
+        /// Disable automatic snapshots for this run.
+        #[arg(long)]
+        no_snapshots: bool,
+    },
+    /// Print the recovered state of a guild as JSON.
+    State {
+        /// The guild id.
+        #[arg(long)]
+        guild: u64,
+        /// The state as of this sequence number.
+        #[arg(long)]
+        at: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = StateFormat::Reprise)]
+        format: StateFormat,
+    },
+    /// Write a snapshot now (every guild without --guild) and drop what it makes obsolete.
+    Snapshot {
+        /// Only this guild.
+        #[arg(long)]
+        guild: Option<u64>,
+    },
+    /// Check every file; print one JSON line per finding; exit 2 on damage.
+    Verify,
+    /// List guilds, segments, snapshots, sizes and sequence ranges (JSON).
+    Inspect {
+        /// Only this guild.
+        #[arg(long)]
+        guild: Option<u64>,
+    },
+    /// Print a guild's events as JSON lines, each with its seq.
+    Dump {
+        /// The guild id.
+        #[arg(long)]
+        guild: u64,
+    },
+    /// The child process of `demo` (not for direct use).
+    #[command(hide = true)]
+    DemoWorker {
+        #[arg(long)]
+        guilds: u32,
+        #[arg(long)]
+        events: u64,
+        #[arg(long)]
+        seed: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DurabilityArg {
+    Always,
+    Batched,
+    None,
+}
+
+impl From<DurabilityArg> for Durability {
+    fn from(d: DurabilityArg) -> Self {
+        match d {
+            DurabilityArg::Always => Durability::Always,
+            DurabilityArg::Batched => Durability::Batched,
+            DurabilityArg::None => Durability::None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StateFormat {
+    Reprise,
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Exit code of a library error (CONTRACT §2).
+pub(crate) fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Corrupt(_) | Error::InvalidEvent { .. } | Error::EventTooLarge { .. } => 2,
+        Error::Locked { .. } => 3,
+        Error::Io { .. } | Error::Poisoned { .. } => 4,
+        Error::Compacted { .. } | Error::SeqAhead { .. } | Error::ReadOnly => 1,
+        _ => 4,
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::new(exit_code(&e), e.to_string())
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::new(4, format!("I/O error: {e}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) if f.code == 0 => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("reprise: error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let dir = cli.dir;
+    let mut out = Out::stdout();
+    match cli.command {
+        Command::Demo {
+            guilds,
+            events,
+            seed,
+        } => demo::run(&dir, guilds, events, seed),
+        Command::DemoWorker {
+            guilds,
+            events,
+            seed,
+        } => demo::worker(&dir, guilds, events, seed),
+        Command::Apply {
+            guild,
+            durability,
+            no_snapshots,
+        } => apply::run(&dir, GuildId(guild), durability.into(), no_snapshots),
+        Command::State { guild, at, format } => {
+            let StateFormat::Reprise = format;
+            let guild = GuildId(guild);
+            let mut journal = Journal::open_read_only(&dir, Config::default())?;
+            warn_findings(&mut journal, guild)?;
+            let gs = match at {
+                Some(seq) => journal.state_at(guild, seq)?,
+                None => journal.state(guild)?.clone(),
+            };
+            print_json_line(&mut out, &output::state_json(&gs))
+        }
+        Command::Snapshot { guild } => {
+            let mut journal = Journal::open(&dir, Config::default())?;
+            let guilds = match guild {
+                Some(g) => vec![GuildId(g)],
+                None => journal.guilds()?,
+            };
+            let mut rows = Vec::new();
+            for g in guilds {
+                warn_findings(&mut journal, g)?;
+                if let Some(seq) = journal.snapshot_now(g)? {
+                    let path = reprise::layout::snapshot_path(&dir, g, seq);
+                    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    rows.push(serde_json::json!({
+                        "guild": g.0, "seq": seq, "file": path.display().to_string(), "bytes": bytes,
+                    }));
+                }
+            }
+            journal.close()?;
+            print_json_line(&mut out, &serde_json::json!({ "snapshots": rows }))
+        }
+        Command::Verify => {
+            let journal = Journal::open_read_only(&dir, Config::default())?;
+            let report = journal.verify()?;
+            for f in &report.findings {
+                print_json_line(&mut out, &output::finding_json(f))?;
+            }
+            let damage = report.findings.iter().filter(|f| f.is_damage()).count();
+            eprintln!(
+                "reprise: verified {} guilds, {} files, {} events: {} finding(s), {} damage",
+                report.guilds,
+                report.files,
+                report.events,
+                report.findings.len(),
+                damage
+            );
+            if report.is_sound() {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    2,
+                    format!("{damage} damaged structure(s) found; see the findings on stdout"),
+                ))
+            }
+        }
+        Command::Inspect { guild } => {
+            let journal = Journal::open_read_only(&dir, Config::default())?;
+            let guilds = match guild {
+                Some(g) => vec![GuildId(g)],
+                None => journal.guilds()?,
+            };
+            let mut rows = Vec::new();
+            for g in guilds {
+                rows.push(output::guild_info_json(g, &journal.inspect(g)?));
+            }
+            print_json_line(
+                &mut out,
+                &serde_json::json!({ "dir": dir.display().to_string(), "guilds": rows }),
+            )
+        }
+        Command::Dump { guild } => {
+            let guild = GuildId(guild);
+            let mut journal = Journal::open_read_only(&dir, Config::default())?;
+            warn_findings(&mut journal, guild)?;
+            for item in journal.events(guild)? {
+                let logged = item?;
+                print_json_line(&mut out, &output::logged_event_json(&logged))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Prints, as warnings on stderr, the damage recovery stepped around for `guild`.
+fn warn_findings(journal: &mut Journal, guild: GuildId) -> Result<(), Failure> {
+    for c in journal.recovery_findings(guild)? {
+        if c.kind == reprise::CorruptionKind::TornTail {
+            eprintln!("reprise: note: {c} (cut off by recovery)");
+        } else {
+            eprintln!("reprise: warning: {c} (recovery did not need this data)");
+        }
+    }
+    Ok(())
+}

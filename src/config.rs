@@ -1,0 +1,112 @@
+//! Journal configuration. Every limit is a named constant with its reason.
+
+use crate::session::HISTORY_MAX_DEFAULT;
+
+/// Default size at which the active segment is sealed and a new one started.
+///
+/// 8 MiB keeps a sealed segment small enough to map and scan in a few milliseconds and large
+/// enough that an active guild rolls rarely.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 8 << 20;
+
+/// Smallest accepted segment size limit (a segment always holds at least one record).
+pub const SEGMENT_BYTES_MAX_MIN: u64 = 4 << 10;
+
+/// Largest accepted segment size limit; also bounds how much of an active segment is read.
+pub const SEGMENT_BYTES_MAX_MAX: u64 = 1 << 30;
+
+/// Default number of events after which a guild is snapshotted automatically.
+pub const SNAPSHOT_EVERY_EVENTS_DEFAULT: u64 = 10_000;
+
+/// Default number of log bytes after which a guild is snapshotted automatically.
+pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 4 << 20;
+
+/// Default number of snapshots kept per guild (with the log needed to replay from the oldest).
+///
+/// Two lets recovery fall back to the previous snapshot when the newest is damaged.
+pub const SNAPSHOTS_RETAINED_DEFAULT: u32 = 2;
+
+/// When an appended event counts as acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Durability {
+    /// `fdatasync` before the append returns: the event survives a power loss.
+    #[default]
+    Always,
+    /// Written to the OS; made durable by the next [`crate::Journal::sync`] (group commit: one
+    /// fsync covers every event appended since, across guilds).
+    Batched,
+    /// Written to the OS only: survives a process kill, not a power loss (until a later sync).
+    None,
+}
+
+impl Durability {
+    /// The CLI spelling (`always`, `batched`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Always => "always",
+            Durability::Batched => "batched",
+            Durability::None => "none",
+        }
+    }
+}
+
+/// How a journal is configured. Build with [`Config::default`] and the `with_*` methods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Seal the active segment once it reaches this many bytes.
+    pub segment_bytes_max: u64,
+    /// Snapshot a guild automatically after this many events (`None`: never by count).
+    pub snapshot_every_events: Option<u64>,
+    /// Snapshot a guild automatically after this many log bytes (`None`: never by size).
+    pub snapshot_every_bytes: Option<u64>,
+    /// Snapshots kept per guild; the log back to the oldest kept snapshot is kept too, so
+    /// `state_at` can reach that far. At least 1.
+    pub snapshots_retained: u32,
+    /// History length for guilds created by this journal (a fold parameter, recorded in every
+    /// segment header and snapshot so replay never depends on the current configuration).
+    pub history_max: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            snapshot_every_events: Some(SNAPSHOT_EVERY_EVENTS_DEFAULT),
+            snapshot_every_bytes: Some(SNAPSHOT_EVERY_BYTES_DEFAULT),
+            snapshots_retained: SNAPSHOTS_RETAINED_DEFAULT,
+            history_max: HISTORY_MAX_DEFAULT,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::segment_bytes_max`], clamped to
+    /// [`SEGMENT_BYTES_MAX_MIN`]..=[`SEGMENT_BYTES_MAX_MAX`].
+    pub fn with_segment_bytes_max(mut self, bytes: u64) -> Self {
+        self.segment_bytes_max = bytes.clamp(SEGMENT_BYTES_MAX_MIN, SEGMENT_BYTES_MAX_MAX);
+        self
+    }
+
+    /// Sets the automatic snapshot policy (`None` disables a trigger).
+    pub fn with_snapshot_every(mut self, events: Option<u64>, bytes: Option<u64>) -> Self {
+        self.snapshot_every_events = events.filter(|n| *n > 0);
+        self.snapshot_every_bytes = bytes.filter(|n| *n > 0);
+        self
+    }
+
+    /// Disables automatic snapshots (only [`crate::Journal::snapshot_now`] writes them).
+    pub fn without_auto_snapshots(self) -> Self {
+        self.with_snapshot_every(None, None)
+    }
+
+    /// Sets [`Config::snapshots_retained`] (at least 1).
+    pub fn with_snapshots_retained(mut self, count: u32) -> Self {
+        self.snapshots_retained = count.max(1);
+        self
+    }
+
+    /// Sets [`Config::history_max`] for guilds created from now on.
+    pub fn with_history_max(mut self, history_max: u32) -> Self {
+        self.history_max = history_max;
+        self
+    }
+}

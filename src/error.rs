@@ -1,0 +1,276 @@
+//! The error model: few enums, structured fields, corruption always says where.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::ids::{GuildId, Seq};
+use crate::session::EventError;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in reprise.
+///
+/// The CLI maps the variants to the exit codes of CONTRACT §2: [`Error::Corrupt`],
+/// [`Error::InvalidEvent`] and [`Error::EventTooLarge`] are "corrupt or invalid data" (2),
+/// [`Error::Locked`] is 3, [`Error::Io`] and [`Error::Poisoned`] are 4, and the read-range errors
+/// ([`Error::Compacted`], [`Error::SeqAhead`], [`Error::ReadOnly`]) are usage errors (1).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operating system refused an operation (disk full, permission, missing file...).
+    #[error("I/O error while trying to {op} {}: {source}", path.display())]
+    Io {
+        /// What reprise was doing, as a verb phrase ("append to", "fsync", "rename").
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file on disk is damaged or not a reprise file; see [`Corruption`].
+    #[error("{0}")]
+    Corrupt(Box<Corruption>),
+    /// The event does not apply to the guild's current state; nothing was written.
+    #[error("guild {guild}: event rejected, nothing was written: {source}")]
+    InvalidEvent {
+        /// The guild the event was meant for.
+        guild: GuildId,
+        /// Why the fold refuses it.
+        #[source]
+        source: EventError,
+    },
+    /// The encoded event is larger than a frame may hold; nothing was written.
+    #[error("guild {guild}: encoded event is {len} bytes, more than the frame payload limit of {len_max} bytes; nothing was written")]
+    EventTooLarge {
+        /// The guild the event was meant for.
+        guild: GuildId,
+        /// Encoded size.
+        len: u64,
+        /// The limit ([`crate::format::frame::PAYLOAD_LEN_MAX`]).
+        len_max: u64,
+    },
+    /// Another live process holds the journal directory.
+    #[error("journal {} is locked by another process{}", path.display(), holder_pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's pid, when it wrote one.
+        holder_pid: Option<u32>,
+    },
+    /// A write or fsync of this guild's log failed earlier; the log accepts nothing more until
+    /// the journal is reopened (recovery then decides what is on disk).
+    #[error("guild {guild}: log is poisoned after a failed {op}; no further write is accepted until the journal is reopened")]
+    Poisoned {
+        /// The guild whose log is poisoned.
+        guild: GuildId,
+        /// The operation that failed.
+        op: &'static str,
+    },
+    /// The requested sequence number is older than what compaction kept.
+    #[error("guild {guild}: the state at seq {seq} is no longer held (compaction kept snapshots at {held}); the oldest readable seq is {oldest_seq}")]
+    Compacted {
+        /// The guild.
+        guild: GuildId,
+        /// The sequence number asked for.
+        seq: Seq,
+        /// The oldest sequence number whose state can still be rebuilt.
+        oldest_seq: Seq,
+        /// Human-readable description of the retained snapshots.
+        held: String,
+    },
+    /// The requested sequence number is past the guild's last event.
+    #[error("guild {guild}: seq {seq} is past the last event (seq {last_seq})")]
+    SeqAhead {
+        /// The guild.
+        guild: GuildId,
+        /// The sequence number asked for.
+        seq: Seq,
+        /// The guild's last sequence number.
+        last_seq: Seq,
+    },
+    /// A write was attempted on a journal opened with [`crate::OpenMode::ReadOnly`].
+    #[error("the journal was opened read-only")]
+    ReadOnly,
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The corruption details, when this is [`Error::Corrupt`].
+    pub fn corruption(&self) -> Option<&Corruption> {
+        match self {
+            Error::Corrupt(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl From<Corruption> for Error {
+    fn from(c: Corruption) -> Self {
+        Error::Corrupt(Box::new(c))
+    }
+}
+
+/// Where and how a file is damaged.
+///
+/// `offset` is the byte offset in `path` where the damaged structure starts (a frame, a header,
+/// a snapshot body). `expected`/`actual` carry the numbers that disagree when there are such
+/// numbers (a checksum, a sequence number, a length).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// The damaged file.
+    pub path: PathBuf,
+    /// Byte offset of the damaged structure within the file.
+    pub offset: u64,
+    /// What is wrong.
+    pub kind: CorruptionKind,
+    /// The value the format requires, when there is one.
+    pub expected: Option<u64>,
+    /// The value found on disk, when there is one.
+    pub actual: Option<u64>,
+    /// A human-readable detail (decoder message, rejected event reason).
+    pub detail: String,
+}
+
+impl Corruption {
+    pub(crate) fn new(path: impl Into<PathBuf>, offset: u64, kind: CorruptionKind) -> Corruption {
+        Corruption {
+            path: path.into(),
+            offset,
+            kind,
+            expected: None,
+            actual: None,
+            detail: String::new(),
+        }
+    }
+
+    pub(crate) fn values(mut self, expected: u64, actual: u64) -> Corruption {
+        self.expected = Some(expected);
+        self.actual = Some(actual);
+        self
+    }
+
+    pub(crate) fn detail(mut self, detail: impl Into<String>) -> Corruption {
+        self.detail = detail.into();
+        self
+    }
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "corrupt journal file {} at byte offset {}: {}",
+            self.path.display(),
+            self.offset,
+            self.kind.description()
+        )?;
+        if let (Some(e), Some(a)) = (self.expected, self.actual) {
+            write!(f, " (expected {e}, found {a})")?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Corruption {}
+
+/// The kinds of damage reprise recognises. [`CorruptionKind::as_str`] is the `kind` that
+/// `reprise verify` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// The file does not start with the magic bytes of its kind.
+    BadMagic,
+    /// The file's format version is not one this build reads.
+    UnsupportedVersion,
+    /// A file header's checksum does not match.
+    HeaderChecksum,
+    /// A header field contradicts the file name or the directory (guild, first seq).
+    HeaderMismatch,
+    /// A record frame's checksum does not match.
+    FrameChecksum,
+    /// A record frame's length field is zero or larger than the limit or the file.
+    FrameLength,
+    /// A sealed segment ends in the middle of a frame.
+    Truncated,
+    /// Sequence numbers are not consecutive (within or across segments).
+    SequenceGap,
+    /// A frame's checksum matched but its payload does not decode as an event.
+    PayloadDecode,
+    /// A logged event is refused by the fold.
+    EventRejected,
+    /// A snapshot's body checksum does not match.
+    SnapshotChecksum,
+    /// A snapshot's body does not decompress or decode.
+    SnapshotDecode,
+    /// A snapshot disagrees with the fold of the log at the same sequence number.
+    SnapshotMismatch,
+    /// A file is larger than any valid file of its kind.
+    FileTooLarge,
+    /// A file in a guild directory that reprise did not write.
+    UnknownFile,
+    /// The log does not reach back to a snapshot or to seq 1: the state cannot be rebuilt.
+    Unrecoverable,
+    /// Not corruption: the active segment ends in a torn or zero-filled write (recovery truncates
+    /// it). Reported by `verify` for information.
+    TornTail,
+}
+
+impl CorruptionKind {
+    /// The snake_case name used in `reprise verify` findings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorruptionKind::BadMagic => "bad_magic",
+            CorruptionKind::UnsupportedVersion => "unsupported_version",
+            CorruptionKind::HeaderChecksum => "header_checksum",
+            CorruptionKind::HeaderMismatch => "header_mismatch",
+            CorruptionKind::FrameChecksum => "frame_checksum",
+            CorruptionKind::FrameLength => "frame_length",
+            CorruptionKind::Truncated => "truncated",
+            CorruptionKind::SequenceGap => "sequence_gap",
+            CorruptionKind::PayloadDecode => "payload_decode",
+            CorruptionKind::EventRejected => "event_rejected",
+            CorruptionKind::SnapshotChecksum => "snapshot_checksum",
+            CorruptionKind::SnapshotDecode => "snapshot_decode",
+            CorruptionKind::SnapshotMismatch => "snapshot_mismatch",
+            CorruptionKind::FileTooLarge => "file_too_large",
+            CorruptionKind::UnknownFile => "unknown_file",
+            CorruptionKind::Unrecoverable => "unrecoverable",
+            CorruptionKind::TornTail => "torn_tail",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            CorruptionKind::BadMagic => "not a reprise file of this kind (bad magic)",
+            CorruptionKind::UnsupportedVersion => "unsupported format version",
+            CorruptionKind::HeaderChecksum => "file header checksum mismatch",
+            CorruptionKind::HeaderMismatch => "file header contradicts its name or directory",
+            CorruptionKind::FrameChecksum => "record checksum mismatch",
+            CorruptionKind::FrameLength => "record length out of bounds",
+            CorruptionKind::Truncated => "sealed segment ends inside a record",
+            CorruptionKind::SequenceGap => "sequence numbers are not consecutive",
+            CorruptionKind::PayloadDecode => "record payload does not decode",
+            CorruptionKind::EventRejected => "logged event is refused by the fold",
+            CorruptionKind::SnapshotChecksum => "snapshot body checksum mismatch",
+            CorruptionKind::SnapshotDecode => "snapshot body does not decode",
+            CorruptionKind::SnapshotMismatch => "snapshot disagrees with the fold of the log",
+            CorruptionKind::FileTooLarge => "file larger than any valid file of its kind",
+            CorruptionKind::UnknownFile => "file not written by reprise",
+            CorruptionKind::Unrecoverable => "the state cannot be rebuilt exactly",
+            CorruptionKind::TornTail => "torn or zero-filled tail of the active segment",
+        }
+    }
+}

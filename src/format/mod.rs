@@ -1,0 +1,170 @@
+//! Pure encoding and decoding of every file reprise writes: bytes in, bytes out, no I/O.
+//!
+//! One on-disk concept per file: [`frame`] (a log record), [`segment`] (a log segment header and
+//! the scan of a whole segment) and [`snapshot`] (a snapshot file). The byte layouts are drawn in
+//! DESIGN.md; the offset constants here are the second copy of that specification and the
+//! `const` assertions make the two agree with the code.
+//!
+//! All integers on disk are little-endian with explicit widths. All checksums are CRC-32
+//! (IEEE, `crc32fast`). Payloads are bincode 2 with the one configuration defined here.
+
+pub mod frame;
+pub mod segment;
+pub mod snapshot;
+
+use std::path::Path;
+
+use crate::error::{Corruption, CorruptionKind};
+use crate::session::{Event, State};
+
+/// Format version written in every file header. Readers accept exactly the versions they know
+/// (today: 1); a later version adds an upcast here rather than rewriting old files.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// The bincode configuration for every payload (little-endian, variable-length integers).
+/// Decoding additionally bounds every allocation by the length of the input slice, which is
+/// itself bounded before it is read (see [`frame::PAYLOAD_LEN_MAX`] and
+/// [`snapshot::STATE_LEN_MAX`]).
+fn codec() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Appends the bincode form of `event` to `out`.
+pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
+    // Encoding into a Vec cannot fail: the writer never errors and every type is encodable.
+    if let Err(e) = bincode::encode_into_std_write(event, out, codec()) {
+        unreachable_encode(e);
+    }
+}
+
+/// Decodes one event that must occupy all of `bytes`.
+///
+/// # Errors
+/// A message saying why the bytes are not exactly one event.
+pub fn decode_event(bytes: &[u8]) -> Result<Event, String> {
+    decode_exact::<Event, EVENT_DECODE_CLAIM_MAX>(bytes)
+}
+
+/// The bincode form of a state (the body of a snapshot, before compression).
+pub fn encode_state(state: &State) -> Vec<u8> {
+    match bincode::encode_to_vec(state, codec()) {
+        Ok(v) => v,
+        Err(e) => unreachable_encode(e),
+    }
+}
+
+/// Decodes a state that must occupy all of `bytes`.
+///
+/// # Errors
+/// A message saying why the bytes are not exactly one state.
+pub fn decode_state(bytes: &[u8]) -> Result<State, String> {
+    decode_exact::<State, STATE_DECODE_CLAIM_MAX>(bytes)
+}
+
+/// Most memory bincode may reserve while decoding one event payload. bincode reserves a
+/// container's claimed length times the in-memory size of its element before reading the
+/// elements, so this bounds what a hostile length prefix can make it allocate.
+pub const EVENT_DECODE_CLAIM_MAX: usize = 64 << 20;
+
+/// Most memory bincode may reserve while decoding one snapshot state.
+pub const STATE_DECODE_CLAIM_MAX: usize = 512 << 20;
+
+fn decode_exact<T: bincode::Decode<()>, const CLAIM_MAX: usize>(bytes: &[u8]) -> Result<T, String> {
+    // The limit makes bincode refuse any length prefix whose reservation would exceed CLAIM_MAX
+    // before it allocates for it.
+    let config = codec().with_limit::<CLAIM_MAX>();
+    match bincode::decode_from_slice::<T, _>(bytes, config) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok((_, used)) => Err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - used
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cold]
+fn unreachable_encode(e: bincode::error::EncodeError) -> ! {
+    // Vec<u8> writers are infallible and the session types contain no unencodable values.
+    panic!("bincode encoding into memory failed: {e}")
+}
+
+/// A decoding failure found by a pure decoder, before it is attached to a file path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// Byte offset of the damaged structure.
+    pub offset: u64,
+    /// What is wrong.
+    pub kind: CorruptionKind,
+    /// The value the format requires, when there is one.
+    pub expected: Option<u64>,
+    /// The value found, when there is one.
+    pub actual: Option<u64>,
+    /// Decoder message or other detail.
+    pub detail: String,
+}
+
+impl Fault {
+    pub(crate) fn new(offset: u64, kind: CorruptionKind) -> Fault {
+        Fault {
+            offset,
+            kind,
+            expected: None,
+            actual: None,
+            detail: String::new(),
+        }
+    }
+
+    pub(crate) fn values(mut self, expected: u64, actual: u64) -> Fault {
+        self.expected = Some(expected);
+        self.actual = Some(actual);
+        self
+    }
+
+    pub(crate) fn detail(mut self, detail: impl Into<String>) -> Fault {
+        self.detail = detail.into();
+        self
+    }
+
+    /// Attaches the file the fault was found in.
+    pub fn at(self, path: &Path) -> Corruption {
+        Corruption {
+            path: path.to_path_buf(),
+            offset: self.offset,
+            kind: self.kind,
+            expected: self.expected,
+            actual: self.actual,
+            detail: self.detail,
+        }
+    }
+}
+
+pub(crate) fn read_u16(b: &[u8], at: usize) -> u16 {
+    let mut a = [0u8; 2];
+    if let Some(s) = b.get(at..at + 2) {
+        a.copy_from_slice(s);
+    }
+    u16::from_le_bytes(a)
+}
+
+pub(crate) fn read_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
+    u32::from_le_bytes(a)
+}
+
+pub(crate) fn read_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(at..at + 8) {
+        a.copy_from_slice(s);
+    }
+    u64::from_le_bytes(a)
+}
+
+pub(crate) fn put(b: &mut [u8], at: usize, v: &[u8]) {
+    if let Some(s) = b.get_mut(at..at + v.len()) {
+        s.copy_from_slice(v);
+    }
+}

@@ -1,0 +1,1465 @@
+//! The synchronous core: open a directory, append events, read states, snapshot, verify.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, Durability, SEGMENT_BYTES_MAX_MAX};
+use crate::error::{Corruption, CorruptionKind, Error, Result};
+use crate::format::segment::{self, ScanEnd, SegmentHeader, SegmentScan};
+use crate::format::{self, frame, snapshot};
+use crate::ids::{GuildId, Seq};
+use crate::layout::{self, GuildFile};
+use crate::recovery::{self, Decision, Found, Run, SnapshotFound};
+use crate::session::{self, Event, State};
+use crate::storage::{self, AppendFile, Bytes, DirLock, FsStorage, LockFailure, Storage};
+
+/// Largest segment file recovery reads: the size limit plus one maximal frame.
+const SEGMENT_FILE_LEN_MAX: u64 =
+    SEGMENT_BYTES_MAX_MAX + frame::HEADER_LEN as u64 + frame::PAYLOAD_LEN_MAX as u64;
+
+/// Whether a journal may write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OpenMode {
+    /// Exclusive owner: appends, snapshots, compaction, and recovery repairs torn tails.
+    #[default]
+    ReadWrite,
+    /// Shared reader: never writes, never repairs (a torn tail is skipped in memory). Fails with
+    /// [`Error::Locked`] while a writer holds the directory.
+    ReadOnly,
+}
+
+/// A guild's state together with the sequence number it reflects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuildState {
+    /// The guild.
+    pub guild: GuildId,
+    /// Sequence number of the last event folded into `state` (0: no event).
+    pub seq: Seq,
+    /// The folded state.
+    pub state: State,
+}
+
+/// One event as stored in the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedEvent {
+    /// Its sequence number.
+    pub seq: Seq,
+    /// When it was appended (Unix milliseconds).
+    pub at_unix_ms: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// One problem `verify` found (or, with kind [`CorruptionKind::TornTail`], one harmless torn
+/// tail).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The guild whose file it is.
+    pub guild: GuildId,
+    /// Where and what.
+    pub corruption: Corruption,
+}
+
+impl Finding {
+    /// Whether the finding makes the journal unsound (everything but a torn tail).
+    pub fn is_damage(&self) -> bool {
+        self.corruption.kind != CorruptionKind::TornTail
+    }
+}
+
+/// What `verify` checked and found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Guilds checked.
+    pub guilds: u64,
+    /// Files checked.
+    pub files: u64,
+    /// Events checked (decoded and folded).
+    pub events: u64,
+    /// Findings, in file order.
+    pub findings: Vec<Finding>,
+}
+
+impl VerifyReport {
+    /// True when no finding is damage (torn tails are allowed).
+    pub fn is_sound(&self) -> bool {
+        self.findings.iter().all(|f| !f.is_damage())
+    }
+}
+
+/// A file of a guild, as `inspect` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Full path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// First sequence number held (segments) or the snapshot's sequence number.
+    pub first_seq: Seq,
+    /// Last sequence number held (segments) or the snapshot's sequence number.
+    pub last_seq: Seq,
+    /// Segments: whether this is the active (newest) one.
+    pub active: bool,
+}
+
+/// A guild's files, as `inspect` describes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuildInfo {
+    /// Log segments, oldest first.
+    pub segments: Vec<FileInfo>,
+    /// Snapshots, oldest first.
+    pub snapshots: Vec<FileInfo>,
+}
+
+/// The per-guild write-ahead journal. See the crate docs for an example.
+///
+/// A `Journal` owns its directory (an advisory lock) until dropped. Guilds are recovered lazily,
+/// on first use. It is synchronous and single-threaded; [`Durability::Batched`] appends become
+/// durable at the next [`Journal::sync`].
+#[derive(Debug)]
+pub struct Journal {
+    root: PathBuf,
+    storage: Arc<dyn Storage>,
+    config: Config,
+    mode: OpenMode,
+    guilds: HashMap<GuildId, GuildLog>,
+    frame_buf: Vec<u8>,
+    guilds_dir_ready: bool,
+    _lock: Box<dyn DirLock>,
+}
+
+#[derive(Debug)]
+struct GuildLog {
+    current: GuildState,
+    /// Retained segments, sorted by first sequence number; the last one is the active one.
+    segments: Vec<SegmentMeta>,
+    /// Snapshot files present (valid or not), sorted.
+    snapshots: Vec<Seq>,
+    active: Option<Box<dyn AppendFile>>,
+    /// Appended bytes not yet fsynced.
+    unsynced: bool,
+    /// A file was created in the guild directory (or the directory itself) and the directory
+    /// entries are not yet durable.
+    dir_unsynced: bool,
+    parent_unsynced: bool,
+    events_since_snapshot: u64,
+    bytes_since_snapshot: u64,
+    poisoned: Option<&'static str>,
+    /// Damage recovery stepped around (reported, not fatal).
+    findings: Vec<Corruption>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SegmentMeta {
+    first_seq: Seq,
+    /// Last event held (`first_seq - 1` when empty).
+    last_seq: Seq,
+    len: u64,
+    header_valid: bool,
+}
+
+/// Everything read from one guild directory.
+struct Scanned {
+    segments: Vec<ScannedSegment>,
+    snapshots: Vec<Seq>,
+    temps: Vec<PathBuf>,
+    unknown: Vec<PathBuf>,
+}
+
+struct ScannedSegment {
+    first_seq: Seq,
+    path: PathBuf,
+    bytes: Bytes,
+    active: bool,
+    /// The active segment's header never became durable: the file holds nothing.
+    torn_header: bool,
+    scan: Option<SegmentScan>,
+    /// Header damage, mid-log damage, or a gap after this segment.
+    fault: Option<Corruption>,
+}
+
+impl ScannedSegment {
+    fn held(&self) -> Option<Run> {
+        let scan = self.scan.as_ref()?;
+        (scan.frame_count > 0).then_some(Run {
+            first: scan.header.first_seq,
+            last: scan.last_seq,
+        })
+    }
+}
+
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` on the real file system, as the exclusive
+    /// writer.
+    ///
+    /// Opening reads nothing but the directory lock: guilds are recovered on first use.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when another process owns the directory; [`Error::Io`] when it cannot be
+    /// created or locked.
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Journal> {
+        Self::open_with(dir, config, OpenMode::ReadWrite, Arc::new(FsStorage))
+    }
+
+    /// Opens the journal in `dir` for reading only (a shared lock: several readers may coexist,
+    /// but not with a writer).
+    ///
+    /// # Errors
+    /// As [`Journal::open`].
+    pub fn open_read_only(dir: impl AsRef<Path>, config: Config) -> Result<Journal> {
+        Self::open_with(dir, config, OpenMode::ReadOnly, Arc::new(FsStorage))
+    }
+
+    /// Opens the journal in `dir` through any [`Storage`] implementation.
+    ///
+    /// # Errors
+    /// As [`Journal::open`].
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        config: Config,
+        mode: OpenMode,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Journal> {
+        let root = dir.as_ref().to_path_buf();
+        if mode == OpenMode::ReadWrite {
+            storage
+                .create_dir_all(&root)
+                .map_err(|e| Error::io("create directory", &root, e))?;
+        }
+        let lock_path = layout::lock_path(&root);
+        let lock = match storage.lock(&lock_path, mode == OpenMode::ReadWrite) {
+            Ok(l) => l,
+            Err(LockFailure::Held { holder_pid }) => {
+                return Err(Error::Locked {
+                    path: lock_path,
+                    holder_pid,
+                })
+            }
+            Err(LockFailure::Io(e)) => return Err(Error::io("lock", lock_path, e)),
+        };
+        Ok(Journal {
+            root,
+            storage,
+            config,
+            mode,
+            guilds: HashMap::new(),
+            frame_buf: Vec::with_capacity(4096),
+            guilds_dir_ready: false,
+            _lock: lock,
+        })
+    }
+
+    /// The journal directory.
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every guild that has a directory in the journal, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be listed.
+    pub fn guilds(&self) -> Result<Vec<GuildId>> {
+        let dir = layout::guilds_dir(&self.root);
+        let names = self
+            .storage
+            .list(&dir)
+            .map_err(|e| Error::io("list", &dir, e))?;
+        let mut ids: Vec<GuildId> = names
+            .iter()
+            .filter_map(|n| layout::parse_guild_dir(n))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Validates `event` against the guild's current state and appends it as the guild's next
+    /// event, returning its sequence number once it is acknowledged at `durability`.
+    ///
+    /// Nothing is written when the event is rejected. A failed write is rolled back when the
+    /// file can be cut back; otherwise, and after any failed fsync, the guild's log is poisoned.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEvent`] / [`Error::EventTooLarge`] (nothing written), [`Error::Io`],
+    /// [`Error::Poisoned`], [`Error::ReadOnly`], or a recovery error for the guild.
+    pub fn append(&mut self, guild: GuildId, event: &Event, durability: Durability) -> Result<Seq> {
+        self.writable()?;
+        self.load(guild)?;
+        let now = now_unix_ms();
+        let Journal {
+            root,
+            storage,
+            config,
+            guilds,
+            frame_buf,
+            guilds_dir_ready,
+            ..
+        } = self;
+        let log = guilds
+            .get_mut(&guild)
+            .ok_or_else(unreachable_missing_guild)?;
+        if let Some(op) = log.poisoned {
+            return Err(Error::Poisoned { guild, op });
+        }
+        session::validate(&log.current.state, event)
+            .map_err(|source| Error::InvalidEvent { guild, source })?;
+        let seq = log.current.seq + 1;
+        frame_buf.clear();
+        frame::encode(frame_buf, seq, now, event).map_err(|len| Error::EventTooLarge {
+            guild,
+            len,
+            len_max: u64::from(frame::PAYLOAD_LEN_MAX),
+        })?;
+        let mut ctx = Ctx {
+            root,
+            storage: storage.as_ref(),
+            config,
+            guilds_dir_ready,
+        };
+        ctx.ensure_active(guild, log, now)?;
+        ctx.write_frame(guild, log, frame_buf)?;
+        session::apply(&mut log.current.state, event);
+        log.current.seq = seq;
+        log.events_since_snapshot += 1;
+        log.bytes_since_snapshot += frame_buf.len() as u64;
+        if durability == Durability::Always {
+            ctx.sync_guild(guild, log)?;
+        }
+        if log
+            .segments
+            .last()
+            .is_some_and(|s| s.len >= config.segment_bytes_max)
+        {
+            ctx.seal_active(guild, log)?;
+        }
+        let due = config
+            .snapshot_every_events
+            .is_some_and(|n| log.events_since_snapshot >= n)
+            || config
+                .snapshot_every_bytes
+                .is_some_and(|n| log.bytes_since_snapshot >= n);
+        if due {
+            ctx.snapshot(guild, log, now)?;
+        }
+        Ok(seq)
+    }
+
+    /// Makes every event appended so far durable: one fdatasync per guild with unsynced appends
+    /// (group commit for [`Durability::Batched`] and [`Durability::None`]).
+    ///
+    /// # Errors
+    /// The first failure; the failing guild's log is poisoned. Other guilds are still synced.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.mode == OpenMode::ReadOnly {
+            return Ok(());
+        }
+        let Journal {
+            root,
+            storage,
+            config,
+            guilds,
+            guilds_dir_ready,
+            ..
+        } = self;
+        let mut ctx = Ctx {
+            root,
+            storage: storage.as_ref(),
+            config,
+            guilds_dir_ready,
+        };
+        let mut first_error = None;
+        for (guild, log) in guilds.iter_mut() {
+            if let Err(e) = ctx.sync_guild(*guild, log) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The guild's current state (recovering the guild first if this is its first use).
+    ///
+    /// # Errors
+    /// A recovery error: [`Error::Corrupt`] naming the file and offset when the state cannot be
+    /// rebuilt exactly, or [`Error::Io`].
+    pub fn state(&mut self, guild: GuildId) -> Result<&GuildState> {
+        self.load(guild)?;
+        self.guilds
+            .get(&guild)
+            .map(|log| &log.current)
+            .ok_or_else(unreachable_missing_guild)
+    }
+
+    /// Damage that recovery of `guild` stepped around without losing exactness (a damaged newer
+    /// snapshot, a damaged segment that a snapshot covers) and torn tails it cut off.
+    ///
+    /// # Errors
+    /// As [`Journal::state`].
+    pub fn recovery_findings(&mut self, guild: GuildId) -> Result<&[Corruption]> {
+        self.load(guild)?;
+        self.guilds
+            .get(&guild)
+            .map(|log| log.findings.as_slice())
+            .ok_or_else(unreachable_missing_guild)
+    }
+
+    /// The guild's state as of event `seq`, rebuilt from the newest snapshot at or before `seq`
+    /// and the log after it.
+    ///
+    /// # Errors
+    /// [`Error::SeqAhead`] past the last event; [`Error::Compacted`] when compaction dropped
+    /// what is needed; recovery errors as for [`Journal::state`].
+    pub fn state_at(&mut self, guild: GuildId, seq: Seq) -> Result<GuildState> {
+        let current = self.state(guild)?.clone();
+        if seq > current.seq {
+            return Err(Error::SeqAhead {
+                guild,
+                seq,
+                last_seq: current.seq,
+            });
+        }
+        if seq == current.seq {
+            return Ok(current);
+        }
+        let scanned = self.read_guild(guild)?;
+        let (state, _) = self.rebuild(guild, &scanned, Some(seq))?;
+        Ok(state)
+    }
+
+    /// Writes a snapshot of the guild's current state now (unless one already exists at the
+    /// current sequence number) and drops the files retention no longer needs. Returns the
+    /// snapshot's sequence number, or `None` for a guild without events.
+    ///
+    /// # Errors
+    /// [`Error::Io`] (the guild's log is poisoned if syncing it failed), recovery errors.
+    pub fn snapshot_now(&mut self, guild: GuildId) -> Result<Option<Seq>> {
+        self.writable()?;
+        self.load(guild)?;
+        let Journal {
+            root,
+            storage,
+            config,
+            guilds,
+            guilds_dir_ready,
+            ..
+        } = self;
+        let log = guilds
+            .get_mut(&guild)
+            .ok_or_else(unreachable_missing_guild)?;
+        if log.current.seq == 0 {
+            return Ok(None);
+        }
+        if let Some(op) = log.poisoned {
+            return Err(Error::Poisoned { guild, op });
+        }
+        let mut ctx = Ctx {
+            root,
+            storage: storage.as_ref(),
+            config,
+            guilds_dir_ready,
+        };
+        ctx.snapshot(guild, log, now_unix_ms())?;
+        Ok(Some(log.current.seq))
+    }
+
+    /// Every event the log still holds for `guild`, oldest first (events before the oldest
+    /// retained segment were dropped by compaction).
+    ///
+    /// # Errors
+    /// Recovery errors; the iterator yields a [`Error::Corrupt`] where the log is damaged and
+    /// then stops.
+    pub fn events(&mut self, guild: GuildId) -> Result<EventIter> {
+        self.load(guild)?;
+        let scanned = self.read_guild(guild)?;
+        let mut parts = Vec::new();
+        for seg in scanned.segments {
+            let Some(scan) = seg.scan else {
+                if seg.torn_header {
+                    continue;
+                }
+                parts.push(EventSource::Broken(seg.fault.unwrap_or_else(|| {
+                    Corruption::new(&seg.path, 0, CorruptionKind::HeaderChecksum)
+                })));
+                continue;
+            };
+            let fault = match &scan.end {
+                ScanEnd::Corrupt(f) => Some(f.clone().at(&seg.path)),
+                _ => seg.fault.clone(),
+            };
+            parts.push(EventSource::Segment {
+                path: seg.path,
+                bytes: seg.bytes,
+                valid_len: scan.valid_len,
+            });
+            if let Some(f) = fault {
+                parts.push(EventSource::Broken(f));
+            }
+        }
+        Ok(EventIter {
+            parts,
+            part: 0,
+            offset: segment::HEADER_LEN as u64,
+            next_seq: None,
+            done: false,
+        })
+    }
+
+    /// Describes the guild's files (sizes and sequence ranges).
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn inspect(&self, guild: GuildId) -> Result<GuildInfo> {
+        let scanned = self.read_guild(guild)?;
+        let mut info = GuildInfo::default();
+        for seg in &scanned.segments {
+            let (first, last) = seg
+                .scan
+                .as_ref()
+                .map_or((seg.first_seq, seg.first_seq.saturating_sub(1)), |s| {
+                    (s.header.first_seq, s.last_seq)
+                });
+            info.segments.push(FileInfo {
+                path: seg.path.clone(),
+                bytes: seg.bytes.len() as u64,
+                first_seq: first,
+                last_seq: last,
+                active: seg.active,
+            });
+        }
+        for &seq in &scanned.snapshots {
+            let path = layout::snapshot_path(&self.root, guild, seq);
+            let bytes = self.storage.file_len(&path).unwrap_or(0);
+            info.snapshots.push(FileInfo {
+                path,
+                bytes,
+                first_seq: seq,
+                last_seq: seq,
+                active: false,
+            });
+        }
+        Ok(info)
+    }
+
+    /// Checks every file of every guild: headers, checksums, framing, sequence continuity within
+    /// and across segments, that every logged event decodes and is accepted by the fold, that
+    /// every snapshot decodes and equals the fold of the log at its sequence number, and that
+    /// the current state of every guild can be rebuilt. Never modifies anything.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be read at all; damage is reported as findings.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for guild in self.guilds()? {
+            self.verify_guild(guild, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// Syncs everything and releases the directory.
+    ///
+    /// # Errors
+    /// As [`Journal::sync`].
+    pub fn close(mut self) -> Result<()> {
+        self.sync()
+    }
+
+    fn writable(&self) -> Result<()> {
+        match self.mode {
+            OpenMode::ReadWrite => Ok(()),
+            OpenMode::ReadOnly => Err(Error::ReadOnly),
+        }
+    }
+
+    /// Recovers `guild` into memory if it is not there yet.
+    fn load(&mut self, guild: GuildId) -> Result<()> {
+        if self.guilds.contains_key(&guild) {
+            return Ok(());
+        }
+        let scanned = self.read_guild(guild)?;
+        let (current, findings) = self.rebuild(guild, &scanned, None)?;
+        if self.mode == OpenMode::ReadWrite {
+            self.repair(guild, &scanned)?;
+        }
+        let segments = scanned
+            .segments
+            .iter()
+            .filter(|s| !s.torn_header)
+            .map(|s| SegmentMeta {
+                first_seq: s.first_seq,
+                last_seq: s.scan.as_ref().map_or(s.first_seq - 1, |sc| sc.last_seq),
+                len: s
+                    .scan
+                    .as_ref()
+                    .map_or(s.bytes.len() as u64, |sc| sc.valid_len),
+                header_valid: s.scan.is_some(),
+            })
+            .collect();
+        let log = GuildLog {
+            current,
+            segments,
+            snapshots: scanned.snapshots.clone(),
+            active: None,
+            unsynced: false,
+            dir_unsynced: false,
+            parent_unsynced: false,
+            events_since_snapshot: 0,
+            bytes_since_snapshot: 0,
+            poisoned: None,
+            findings,
+        };
+        self.guilds.insert(guild, log);
+        Ok(())
+    }
+
+    /// Cuts torn tails, removes a segment whose header never became durable and leftover
+    /// temporary files. Only what recovery has shown to hold no acknowledged event.
+    fn repair(&self, guild: GuildId, scanned: &Scanned) -> Result<()> {
+        let dir = layout::guild_dir(&self.root, guild);
+        let mut dir_changed = false;
+        for seg in &scanned.segments {
+            if seg.torn_header {
+                self.storage
+                    .remove(&seg.path)
+                    .map_err(|e| Error::io("remove torn segment", &seg.path, e))?;
+                dir_changed = true;
+            } else if let Some(SegmentScan {
+                end: ScanEnd::TornTail { offset },
+                ..
+            }) = &seg.scan
+            {
+                self.storage
+                    .truncate(&seg.path, *offset)
+                    .map_err(|e| Error::io("truncate torn tail of", &seg.path, e))?;
+            }
+        }
+        for tmp in &scanned.temps {
+            match self.storage.remove(tmp) {
+                Ok(()) => dir_changed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove temporary file", tmp, e)),
+            }
+        }
+        if dir_changed {
+            self.storage
+                .sync_dir(&dir)
+                .map_err(|e| Error::io("fsync directory", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Lists and checks a guild's files (no decision, no repair).
+    fn read_guild(&self, guild: GuildId) -> Result<Scanned> {
+        let dir = layout::guild_dir(&self.root, guild);
+        let names = self
+            .storage
+            .list(&dir)
+            .map_err(|e| Error::io("list", &dir, e))?;
+        let mut seg_seqs = Vec::new();
+        let mut snapshots = Vec::new();
+        let mut temps = Vec::new();
+        let mut unknown = Vec::new();
+        for name in &names {
+            match layout::parse_guild_file(name) {
+                GuildFile::Segment(s) => seg_seqs.push(s),
+                GuildFile::Snapshot(s) => snapshots.push(s),
+                GuildFile::Temp => temps.push(dir.join(name)),
+                GuildFile::Unknown => unknown.push(dir.join(name)),
+            }
+        }
+        seg_seqs.sort_unstable();
+        snapshots.sort_unstable();
+        let last = seg_seqs.len().saturating_sub(1);
+        let mut segments: Vec<ScannedSegment> = Vec::with_capacity(seg_seqs.len());
+        for (i, &first_seq) in seg_seqs.iter().enumerate() {
+            let path = layout::segment_path(&self.root, guild, first_seq);
+            let active = i == last;
+            let read = if active {
+                self.storage.read(&path, SEGMENT_FILE_LEN_MAX)
+            } else {
+                self.storage.map(&path, SEGMENT_FILE_LEN_MAX)
+            };
+            let bytes = match read {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    segments.push(ScannedSegment {
+                        first_seq,
+                        path: path.clone(),
+                        bytes: Bytes::Owned(Vec::new()),
+                        active,
+                        torn_header: false,
+                        scan: None,
+                        fault: Some(
+                            Corruption::new(&path, 0, CorruptionKind::FileTooLarge)
+                                .detail(e.to_string()),
+                        ),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(Error::io("read", &path, e)),
+            };
+            let mut seg = ScannedSegment {
+                first_seq,
+                path,
+                bytes,
+                active,
+                torn_header: false,
+                scan: None,
+                fault: None,
+            };
+            if active && segment::header_is_torn(&seg.bytes) {
+                seg.torn_header = true;
+            } else {
+                match segment::scan(&seg.bytes, active) {
+                    Err(f) => seg.fault = Some(f.at(&seg.path)),
+                    Ok(scan) if scan.header.guild != guild.0 => {
+                        seg.fault = Some(
+                            Corruption::new(
+                                &seg.path,
+                                segment::GUILD_OFFSET as u64,
+                                CorruptionKind::HeaderMismatch,
+                            )
+                            .values(guild.0, scan.header.guild),
+                        );
+                    }
+                    Ok(scan) if scan.header.first_seq != first_seq || first_seq == 0 => {
+                        seg.fault = Some(
+                            Corruption::new(
+                                &seg.path,
+                                segment::FIRST_SEQ_OFFSET as u64,
+                                CorruptionKind::HeaderMismatch,
+                            )
+                            .values(first_seq, scan.header.first_seq),
+                        );
+                    }
+                    Ok(scan) => {
+                        if let ScanEnd::Corrupt(f) = &scan.end {
+                            seg.fault = Some(f.clone().at(&seg.path));
+                        }
+                        seg.scan = Some(scan);
+                    }
+                }
+            }
+            // Continuity: this segment must start right after the previous one ends.
+            if let Some(prev) = segments.last_mut() {
+                if let (Some(p), None) = (&prev.scan, &prev.fault) {
+                    if p.last_seq + 1 != first_seq && !seg.torn_header {
+                        prev.fault = Some(
+                            Corruption::new(&prev.path, p.valid_len, CorruptionKind::SequenceGap)
+                                .values(p.last_seq + 1, first_seq)
+                                .detail(format!(
+                                    "the next segment {} starts at seq {first_seq}",
+                                    seg.path.display()
+                                )),
+                        );
+                    }
+                }
+            }
+            segments.push(seg);
+        }
+        Ok(Scanned {
+            segments,
+            snapshots,
+            temps,
+            unknown,
+        })
+    }
+
+    fn load_snapshot(
+        &self,
+        guild: GuildId,
+        seq: Seq,
+    ) -> Result<std::result::Result<State, Corruption>> {
+        let path = layout::snapshot_path(&self.root, guild, seq);
+        let bytes = match self.storage.read(&path, snapshot::FILE_LEN_MAX) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Ok(Err(
+                    Corruption::new(&path, 0, CorruptionKind::FileTooLarge).detail(e.to_string())
+                ))
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        Ok(match snapshot::decode(&bytes) {
+            Err(f) => Err(f.at(&path)),
+            Ok((h, _)) if h.guild != guild.0 => Err(Corruption::new(
+                &path,
+                snapshot::GUILD_OFFSET as u64,
+                CorruptionKind::HeaderMismatch,
+            )
+            .values(guild.0, h.guild)),
+            Ok((h, _)) if h.seq != seq => Err(Corruption::new(
+                &path,
+                snapshot::SEQ_OFFSET as u64,
+                CorruptionKind::HeaderMismatch,
+            )
+            .values(seq, h.seq)),
+            Ok((_, state)) => Ok(state),
+        })
+    }
+
+    /// Decides (see [`crate::recovery`]) and rebuilds the state at `target` (newest if `None`).
+    /// Returns the state and the damage it stepped around.
+    fn rebuild(
+        &self,
+        guild: GuildId,
+        scanned: &Scanned,
+        target: Option<Seq>,
+    ) -> Result<(GuildState, Vec<Corruption>)> {
+        // Damage in the active segment hides how far the log went: the newest state is
+        // unknowable, whatever the snapshots say.
+        if let Some(active) = scanned.segments.iter().rev().find(|s| !s.torn_header) {
+            if let (true, Some(fault)) = (active.active, &active.fault) {
+                return Err(Error::from(fault.clone()));
+            }
+        }
+        let runs = runs_of(&scanned.segments);
+        let mut findings: Vec<Corruption> = Vec::new();
+        for seg in &scanned.segments {
+            if let Some(f) = &seg.fault {
+                findings.push(f.clone());
+            }
+            if let Some(SegmentScan {
+                end: ScanEnd::TornTail { offset },
+                ..
+            }) = &seg.scan
+            {
+                findings.push(Corruption::new(
+                    &seg.path,
+                    *offset,
+                    CorruptionKind::TornTail,
+                ));
+            }
+        }
+        // Check snapshots newest first; older ones only while no feasible base is known
+        // (an older valid snapshot can never beat a newer feasible one).
+        let mut checked: Vec<SnapshotFound> = Vec::new();
+        let mut states: HashMap<Seq, State> = HashMap::new();
+        let mut pending: Vec<Seq> = scanned.snapshots.clone();
+        let decision = loop {
+            let found = Found {
+                snapshots: &checked,
+                runs: &runs,
+                claimed: claimed_of(&scanned.segments),
+            };
+            let decision = recovery::decide(&found, target);
+            let settled = match decision {
+                Decision::Replay { base, .. } => {
+                    // Unchecked snapshots newer than the base could be better bases.
+                    pending.last().is_none_or(|&s| s <= base)
+                }
+                _ => pending.is_empty(),
+            };
+            if settled {
+                break decision;
+            }
+            let Some(seq) = pending.pop() else {
+                break decision;
+            };
+            match self.load_snapshot(guild, seq)? {
+                Ok(state) => {
+                    checked.push(SnapshotFound { seq, valid: true });
+                    states.insert(seq, state);
+                }
+                Err(c) => {
+                    checked.push(SnapshotFound { seq, valid: false });
+                    findings.push(c);
+                }
+            }
+        };
+        let (base, target_seq) = match decision {
+            Decision::Replay { base, target } => (base, target),
+            Decision::Compacted { oldest } => {
+                let seq = target.unwrap_or(0);
+                return Err(Error::Compacted {
+                    guild,
+                    seq,
+                    oldest_seq: oldest.unwrap_or(seq + 1),
+                    held: format!("{:?}", scanned.snapshots),
+                });
+            }
+            Decision::Broken { missing } => {
+                return Err(Error::from(explain_broken(
+                    &self.root, guild, scanned, &findings, missing,
+                )));
+            }
+        };
+        let mut state = match states.remove(&base) {
+            Some(s) if base > 0 => s,
+            _ => State::new(self.genesis_history_max(scanned)),
+        };
+        replay(&scanned.segments, &mut state, base, target_seq)?;
+        Ok((
+            GuildState {
+                guild,
+                seq: target_seq,
+                state,
+            },
+            findings,
+        ))
+    }
+
+    fn genesis_history_max(&self, scanned: &Scanned) -> u32 {
+        scanned
+            .segments
+            .iter()
+            .filter_map(|s| s.scan.as_ref())
+            .find(|s| s.header.first_seq == 1)
+            .map_or(self.config.history_max, |s| s.header.history_max)
+    }
+
+    fn verify_guild(&self, guild: GuildId, report: &mut VerifyReport) -> Result<()> {
+        report.guilds += 1;
+        let scanned = self.read_guild(guild)?;
+        let mut push = |c: Corruption| {
+            report.findings.push(Finding {
+                guild,
+                corruption: c,
+            })
+        };
+        for path in &scanned.unknown {
+            push(Corruption::new(path, 0, CorruptionKind::UnknownFile));
+        }
+        let mut files = scanned.segments.len() as u64;
+        for seg in &scanned.segments {
+            if seg.torn_header {
+                push(
+                    Corruption::new(&seg.path, 0, CorruptionKind::TornTail)
+                        .detail("segment header never became durable"),
+                );
+            }
+            if let Some(f) = &seg.fault {
+                push(f.clone());
+            }
+            if let Some(SegmentScan {
+                end: ScanEnd::TornTail { offset },
+                ..
+            }) = &seg.scan
+            {
+                push(Corruption::new(
+                    &seg.path,
+                    *offset,
+                    CorruptionKind::TornTail,
+                ));
+            }
+        }
+        // Every snapshot on its own.
+        let mut snapshots: Vec<(Seq, State)> = Vec::new();
+        for &seq in &scanned.snapshots {
+            files += 1;
+            match self.load_snapshot(guild, seq)? {
+                Ok(state) => snapshots.push((seq, state)),
+                Err(c) => push(c),
+            }
+        }
+        // Fold every held event from every usable base; compare snapshots on the way.
+        let runs = runs_of(&scanned.segments);
+        let found_snaps: Vec<SnapshotFound> = snapshots
+            .iter()
+            .map(|(seq, _)| SnapshotFound {
+                seq: *seq,
+                valid: true,
+            })
+            .collect();
+        let found = Found {
+            snapshots: &found_snaps,
+            runs: &runs,
+            claimed: claimed_of(&scanned.segments),
+        };
+        // Start points: genesis if the log starts at 1, and each snapshot that begins a run.
+        let mut state: Option<(Seq, State)> = None;
+        let history_max = self.genesis_history_max(&scanned);
+        if runs.iter().any(|r| r.first == 1) {
+            state = Some((0, State::new(history_max)));
+        }
+        for seg in &scanned.segments {
+            let Some(scan) = &seg.scan else { continue };
+            for (offset, f) in segment::frames(&seg.bytes, scan.valid_len) {
+                // (Re)start from a snapshot right before this event when the fold is not there.
+                if state.as_ref().is_none_or(|(s, _)| *s + 1 != f.seq) {
+                    state = snapshots
+                        .iter()
+                        .find(|(s, _)| *s + 1 == f.seq)
+                        .map(|(s, st)| (*s, st.clone()));
+                }
+                let event = match format::decode_event(f.payload) {
+                    Ok(e) => e,
+                    Err(msg) => {
+                        push(
+                            Corruption::new(&seg.path, offset, CorruptionKind::PayloadDecode)
+                                .detail(msg),
+                        );
+                        state = None;
+                        continue;
+                    }
+                };
+                report.events += 1;
+                let Some((s, st)) = state.as_mut() else {
+                    continue;
+                };
+                if let Err(e) = session::validate(st, &event) {
+                    push(
+                        Corruption::new(&seg.path, offset, CorruptionKind::EventRejected)
+                            .values(*s + 1, f.seq)
+                            .detail(e.to_string()),
+                    );
+                    state = None;
+                    continue;
+                }
+                session::apply(st, &event);
+                *s = f.seq;
+                if let Some((_, snap)) = snapshots.iter().find(|(q, _)| *q == f.seq) {
+                    if snap != st {
+                        push(
+                            Corruption::new(
+                                layout::snapshot_path(&self.root, guild, f.seq),
+                                snapshot::HEADER_LEN as u64,
+                                CorruptionKind::SnapshotMismatch,
+                            )
+                            .detail("the snapshot differs from the fold of the log"),
+                        );
+                    }
+                }
+            }
+        }
+        if let Decision::Broken { missing } = recovery::decide(&found, None) {
+            let already: Vec<Corruption> = report
+                .findings
+                .iter()
+                .filter(|f| f.guild == guild)
+                .map(|f| f.corruption.clone())
+                .collect();
+            let c = explain_broken(&self.root, guild, &scanned, &already, missing);
+            report.findings.push(Finding {
+                guild,
+                corruption: Corruption::new(
+                    layout::guild_dir(&self.root, guild),
+                    0,
+                    CorruptionKind::Unrecoverable,
+                )
+                .values(missing, 0)
+                .detail(format!("event {missing} is not held; first cause: {c}")),
+            });
+        }
+        report.files += files;
+        Ok(())
+    }
+}
+
+/// The maximal runs of consecutive events held by the segments.
+fn runs_of(segments: &[ScannedSegment]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for run in segments.iter().filter_map(ScannedSegment::held) {
+        match runs.last_mut() {
+            Some(prev) if prev.last + 1 == run.first => prev.last = run.last,
+            _ => runs.push(run),
+        }
+    }
+    runs
+}
+
+/// The newest sequence number the segment names imply (a segment named `n` is created only
+/// after event `n - 1`).
+fn claimed_of(segments: &[ScannedSegment]) -> Seq {
+    segments
+        .iter()
+        .map(|s| s.first_seq.saturating_sub(1))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Folds the held events `base+1..=target` into `state`.
+fn replay(segments: &[ScannedSegment], state: &mut State, base: Seq, target: Seq) -> Result<()> {
+    if target <= base {
+        return Ok(());
+    }
+    for seg in segments {
+        let Some(scan) = &seg.scan else { continue };
+        if scan.last_seq <= base || scan.header.first_seq > target || scan.frame_count == 0 {
+            continue;
+        }
+        for (offset, f) in segment::frames(&seg.bytes, scan.valid_len) {
+            if f.seq <= base {
+                continue;
+            }
+            if f.seq > target {
+                return Ok(());
+            }
+            let event = format::decode_event(f.payload).map_err(|msg| {
+                Error::from(
+                    Corruption::new(&seg.path, offset, CorruptionKind::PayloadDecode).detail(msg),
+                )
+            })?;
+            session::validate(state, &event).map_err(|e| {
+                Error::from(
+                    Corruption::new(&seg.path, offset, CorruptionKind::EventRejected)
+                        .detail(format!("event {}: {e}", f.seq)),
+                )
+            })?;
+            session::apply(state, &event);
+        }
+    }
+    Ok(())
+}
+
+/// The damage that best explains why event `missing` is not held.
+fn explain_broken(
+    root: &Path,
+    guild: GuildId,
+    scanned: &Scanned,
+    findings: &[Corruption],
+    missing: Seq,
+) -> Corruption {
+    // The segment that should hold `missing`, if its damage is known.
+    let holder = scanned
+        .segments
+        .iter()
+        .rev()
+        .find(|s| s.first_seq <= missing && !s.torn_header);
+    if let Some(f) = holder.and_then(|s| s.fault.clone()) {
+        return f;
+    }
+    // A damaged snapshot that would have bridged the hole.
+    if let Some(c) = findings.iter().rev().find(|c| {
+        c.kind != CorruptionKind::TornTail
+            && c.path
+                .extension()
+                .is_some_and(|e| e == layout::SNAPSHOT_EXT)
+    }) {
+        return c.clone();
+    }
+    if let Some(c) = findings.iter().find(|c| c.kind != CorruptionKind::TornTail) {
+        return c.clone();
+    }
+    Corruption::new(
+        layout::guild_dir(root, guild),
+        0,
+        CorruptionKind::Unrecoverable,
+    )
+    .values(missing, 0)
+    .detail(format!(
+        "event {missing} is held neither by a segment nor by a snapshot"
+    ))
+}
+
+#[cold]
+fn unreachable_missing_guild() -> Error {
+    Error::io(
+        "find loaded guild",
+        PathBuf::new(),
+        io::Error::other("guild missing right after loading"),
+    )
+}
+
+/// The file-writing half of the journal, borrowed apart from the guild map.
+struct Ctx<'a> {
+    root: &'a Path,
+    storage: &'a dyn Storage,
+    config: &'a Config,
+    guilds_dir_ready: &'a mut bool,
+}
+
+impl Ctx<'_> {
+    /// Opens the active segment for appending, creating a new one when there is none, when the
+    /// newest one is full or damaged, or when it does not end at the guild's last event.
+    fn ensure_active(&mut self, guild: GuildId, log: &mut GuildLog, now: u64) -> Result<()> {
+        if log.active.is_some() {
+            return Ok(());
+        }
+        let next = log.current.seq + 1;
+        if let Some(last) = log.segments.last() {
+            if last.header_valid
+                && last.last_seq + 1 == next
+                && last.len < self.config.segment_bytes_max
+            {
+                let path = layout::segment_path(self.root, guild, last.first_seq);
+                let file = self
+                    .storage
+                    .open_append(&path)
+                    .map_err(|e| Error::io("open for append", &path, e))?;
+                log.active = Some(file);
+                return Ok(());
+            }
+        }
+        let dir = layout::guild_dir(self.root, guild);
+        if log.segments.is_empty() && log.snapshots.is_empty() {
+            if !*self.guilds_dir_ready {
+                let guilds = layout::guilds_dir(self.root);
+                self.storage
+                    .create_dir_all(&guilds)
+                    .map_err(|e| Error::io("create directory", &guilds, e))?;
+                *self.guilds_dir_ready = true;
+            }
+            self.storage
+                .create_dir_all(&dir)
+                .map_err(|e| Error::io("create directory", &dir, e))?;
+            log.parent_unsynced = true;
+        }
+        let path = layout::segment_path(self.root, guild, next);
+        let header = segment::encode_header(&SegmentHeader {
+            guild: guild.0,
+            first_seq: next,
+            history_max: log.current.state.history_max,
+            created_unix_ms: now,
+        });
+        let mut file = self
+            .storage
+            .create_new(&path)
+            .map_err(|e| Error::io("create segment", &path, e))?;
+        if let Err(e) = file.append(&header) {
+            let _ = self.storage.remove(&path);
+            return Err(Error::io("write segment header", &path, e));
+        }
+        log.segments.push(SegmentMeta {
+            first_seq: next,
+            last_seq: next - 1,
+            len: header.len() as u64,
+            header_valid: true,
+        });
+        log.active = Some(file);
+        log.unsynced = true;
+        log.dir_unsynced = true;
+        Ok(())
+    }
+
+    fn write_frame(&mut self, guild: GuildId, log: &mut GuildLog, frame: &[u8]) -> Result<()> {
+        let (Some(file), Some(meta)) = (log.active.as_mut(), log.segments.last_mut()) else {
+            return Err(unreachable_missing_guild());
+        };
+        let path = layout::segment_path(self.root, guild, meta.first_seq);
+        if let Err(e) = file.append(frame) {
+            // Cut the partial frame off so the log stays clean; if even that fails, poison.
+            log.active = None;
+            if self.storage.truncate(&path, meta.len).is_err() {
+                log.poisoned = Some("write");
+            }
+            return Err(Error::io("append to", &path, e));
+        }
+        meta.len += frame.len() as u64;
+        meta.last_seq += 1;
+        log.unsynced = true;
+        Ok(())
+    }
+
+    /// fdatasync the active segment (and the directory entries created since the last sync).
+    fn sync_guild(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
+        if let Some(op) = log.poisoned {
+            return Err(Error::Poisoned { guild, op });
+        }
+        if log.unsynced {
+            if let (Some(file), Some(meta)) = (log.active.as_mut(), log.segments.last()) {
+                if let Err(e) = file.sync_data() {
+                    log.poisoned = Some("fsync");
+                    log.active = None;
+                    let path = layout::segment_path(self.root, guild, meta.first_seq);
+                    return Err(Error::io("fsync", path, e));
+                }
+            }
+            log.unsynced = false;
+        }
+        if log.dir_unsynced {
+            let dir = layout::guild_dir(self.root, guild);
+            if let Err(e) = self.storage.sync_dir(&dir) {
+                log.poisoned = Some("fsync directory");
+                return Err(Error::io("fsync directory", dir, e));
+            }
+            log.dir_unsynced = false;
+        }
+        if log.parent_unsynced {
+            let dir = layout::guilds_dir(self.root);
+            if let Err(e) = self.storage.sync_dir(&dir) {
+                log.poisoned = Some("fsync directory");
+                return Err(Error::io("fsync directory", dir, e));
+            }
+            log.parent_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Makes the active segment durable and closes it: it is sealed from now on, and the next
+    /// append starts a new segment.
+    fn seal_active(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
+        self.sync_guild(guild, log)?;
+        log.active = None;
+        if let Some(last) = log.segments.last_mut() {
+            // Mark full so ensure_active starts a new segment rather than reopening it.
+            last.len = last.len.max(self.config.segment_bytes_max);
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot of the current state, then applies retention.
+    fn snapshot(&mut self, guild: GuildId, log: &mut GuildLog, now: u64) -> Result<()> {
+        let seq = log.current.seq;
+        log.events_since_snapshot = 0;
+        log.bytes_since_snapshot = 0;
+        if log.snapshots.last() == Some(&seq) {
+            return Ok(());
+        }
+        // The log up to `seq` is durable before a snapshot claims it.
+        self.seal_active(guild, log)?;
+        let bytes = snapshot::encode(guild.0, seq, now, &log.current.state).map_err(|e| {
+            Error::io(
+                "compress snapshot for",
+                layout::snapshot_path(self.root, guild, seq),
+                e,
+            )
+        })?;
+        let path = layout::snapshot_path(self.root, guild, seq);
+        storage::write_atomic(self.storage, &path, &bytes)
+            .map_err(|(op, p, e)| Error::io(op, p, e))?;
+        log.snapshots.push(seq);
+        self.retain(guild, log)
+    }
+
+    /// Keeps the newest `snapshots_retained` snapshots and the segments needed to replay from
+    /// the oldest of them; removes the rest. The active segment is never removed.
+    fn retain(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
+        let keep = self.config.snapshots_retained.max(1) as usize;
+        if log.snapshots.len() < keep {
+            // Not enough snapshots yet to drop anything... except when there are none at all.
+            if log.snapshots.is_empty() {
+                return Ok(());
+            }
+        }
+        let cut = log.snapshots.len().saturating_sub(keep);
+        let oldest_kept = log.snapshots[cut];
+        let mut removed = false;
+        for &seq in &log.snapshots[..cut] {
+            let path = layout::snapshot_path(self.root, guild, seq);
+            self.storage
+                .remove(&path)
+                .map_err(|e| Error::io("remove old snapshot", &path, e))?;
+            removed = true;
+        }
+        log.snapshots.drain(..cut);
+        // A segment is obsolete when every event in it is at or before the oldest kept
+        // snapshot, i.e. when the next segment starts at or before oldest_kept + 1.
+        let mut drop_count = 0;
+        while drop_count + 1 < log.segments.len()
+            && log.segments[drop_count + 1].first_seq <= oldest_kept + 1
+        {
+            drop_count += 1;
+        }
+        for meta in log.segments.drain(..drop_count) {
+            let path = layout::segment_path(self.root, guild, meta.first_seq);
+            self.storage
+                .remove(&path)
+                .map_err(|e| Error::io("remove obsolete segment", &path, e))?;
+            removed = true;
+        }
+        if removed {
+            let dir = layout::guild_dir(self.root, guild);
+            self.storage
+                .sync_dir(&dir)
+                .map_err(|e| Error::io("fsync directory", &dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+enum EventSource {
+    Segment {
+        path: PathBuf,
+        bytes: Bytes,
+        valid_len: u64,
+    },
+    Broken(Corruption),
+}
+
+/// Iterator over the events a guild's log holds; see [`Journal::events`].
+pub struct EventIter {
+    parts: Vec<EventSource>,
+    part: usize,
+    offset: u64,
+    next_seq: Option<Seq>,
+    done: bool,
+}
+
+impl std::fmt::Debug for EventIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventIter")
+            .field("part", &self.part)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl Iterator for EventIter {
+    type Item = Result<LoggedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let Some(part) = self.parts.get(self.part) else {
+                self.done = true;
+                return None;
+            };
+            match part {
+                EventSource::Broken(c) => {
+                    self.done = true;
+                    return Some(Err(Error::from(c.clone())));
+                }
+                EventSource::Segment {
+                    path,
+                    bytes,
+                    valid_len,
+                } => {
+                    if self.offset >= *valid_len {
+                        self.part += 1;
+                        self.offset = segment::HEADER_LEN as u64;
+                        continue;
+                    }
+                    let at = self.offset;
+                    let rest = bytes.get(at as usize..*valid_len as usize).unwrap_or(&[]);
+                    let f = match frame::decode(rest) {
+                        Ok(f) => f,
+                        Err(fault) => {
+                            self.done = true;
+                            return Some(Err(Error::from(fault.at_offset(at).at(path))));
+                        }
+                    };
+                    self.offset += f.len_total() as u64;
+                    if let Some(n) = self.next_seq {
+                        if f.seq != n {
+                            self.done = true;
+                            return Some(Err(Error::from(
+                                Corruption::new(path, at, CorruptionKind::SequenceGap)
+                                    .values(n, f.seq),
+                            )));
+                        }
+                    }
+                    self.next_seq = Some(f.seq + 1);
+                    return Some(match format::decode_event(f.payload) {
+                        Ok(event) => Ok(LoggedEvent {
+                            seq: f.seq,
+                            at_unix_ms: f.at_unix_ms,
+                            event,
+                        }),
+                        Err(msg) => {
+                            self.done = true;
+                            Err(Error::from(
+                                Corruption::new(path, at, CorruptionKind::PayloadDecode)
+                                    .detail(msg),
+                            ))
+                        }
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Every file and directory name reprise uses, built and parsed in one place.
+//!
+//! ```text
+//! DIR/
+//!   LOCK                                  advisory lock; the writer's pid
+//!   guilds/
+//!     <guild>/                            one directory per guild, decimal id
+//!       <first_seq:020>.wal               log segment, named by its first sequence number
+//!       <seq:020>.snap                    snapshot of the state after event <seq>
+//!       <name>.tmp                        a file being written by write_atomic (crash leftover)
+//! ```
+//! Sequence numbers are zero-padded to 20 digits (u64::MAX has 20) so names sort numerically.
+
+use std::path::{Path, PathBuf};
+
+use crate::ids::{GuildId, Seq};
+
+/// Name of the lock file in the journal directory.
+pub const LOCK_FILE: &str = "LOCK";
+/// Name of the directory holding one directory per guild.
+pub const GUILDS_DIR: &str = "guilds";
+/// Extension of log segments.
+pub const SEGMENT_EXT: &str = "wal";
+/// Extension of snapshots.
+pub const SNAPSHOT_EXT: &str = "snap";
+/// Extension of temporary files written by [`crate::storage::write_atomic`].
+pub const TEMP_EXT: &str = "tmp";
+
+/// The lock file of a journal directory.
+pub fn lock_path(root: &Path) -> PathBuf {
+    root.join(LOCK_FILE)
+}
+
+/// The directory holding every guild directory.
+pub fn guilds_dir(root: &Path) -> PathBuf {
+    root.join(GUILDS_DIR)
+}
+
+/// The directory of one guild.
+pub fn guild_dir(root: &Path, guild: GuildId) -> PathBuf {
+    guilds_dir(root).join(guild.0.to_string())
+}
+
+/// The segment of `guild` whose first event is `first_seq`.
+pub fn segment_path(root: &Path, guild: GuildId, first_seq: Seq) -> PathBuf {
+    guild_dir(root, guild).join(format!("{first_seq:020}.{SEGMENT_EXT}"))
+}
+
+/// The snapshot of `guild` after event `seq`.
+pub fn snapshot_path(root: &Path, guild: GuildId, seq: Seq) -> PathBuf {
+    guild_dir(root, guild).join(format!("{seq:020}.{SNAPSHOT_EXT}"))
+}
+
+/// The temporary file used while atomically replacing `path`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(TEMP_EXT);
+    path.with_file_name(name)
+}
+
+/// What a file name in a guild directory is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuildFile {
+    /// A log segment and its first sequence number.
+    Segment(Seq),
+    /// A snapshot and its sequence number.
+    Snapshot(Seq),
+    /// A leftover temporary file.
+    Temp,
+    /// Anything else.
+    Unknown,
+}
+
+/// Classifies a file name found in a guild directory. Only canonical names (exactly 20 digits)
+/// are recognised, so every file has one meaning.
+pub fn parse_guild_file(name: &str) -> GuildFile {
+    if name.ends_with(&format!(".{TEMP_EXT}")) {
+        return GuildFile::Temp;
+    }
+    let Some((stem, ext)) = name.split_once('.') else {
+        return GuildFile::Unknown;
+    };
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return GuildFile::Unknown;
+    }
+    let Ok(seq) = stem.parse::<Seq>() else {
+        return GuildFile::Unknown;
+    };
+    match ext {
+        SEGMENT_EXT => GuildFile::Segment(seq),
+        SNAPSHOT_EXT => GuildFile::Snapshot(seq),
+        _ => GuildFile::Unknown,
+    }
+}
+
+/// Parses a guild directory name: canonical decimal (no sign, no leading zero).
+pub fn parse_guild_dir(name: &str) -> Option<GuildId> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if name.len() > 1 && name.starts_with('0') {
+        return None;
+    }
+    name.parse().ok().map(GuildId)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let root = Path::new("/j");
+        let g = GuildId(42);
+        let seg = segment_path(root, g, 7);
+        assert_eq!(seg, Path::new("/j/guilds/42/00000000000000000007.wal"));
+        let name = seg.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_guild_file(name), GuildFile::Segment(7));
+        let snap = snapshot_path(root, g, u64::MAX);
+        let name = snap.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_guild_file(name), GuildFile::Snapshot(u64::MAX));
+        assert_eq!(
+            parse_guild_file(temp_path(&snap).file_name().unwrap().to_str().unwrap()),
+            GuildFile::Temp
+        );
+        assert_eq!(parse_guild_file("7.wal"), GuildFile::Unknown);
+        assert_eq!(parse_guild_dir("42"), Some(g));
+        assert_eq!(parse_guild_dir("042"), None);
+        assert_eq!(parse_guild_dir("../x"), None);
+    }
+}

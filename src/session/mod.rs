@@ -1,0 +1,58 @@
+//! The music domain: a guild's session state, the events that change it, and the pure fold.
+//!
+//! Every player or queue mutation of a music bot is an [`Event`] (contract §1: JSON objects tagged
+//! by `"type"`). A guild's [`State`] is the fold of its events from [`State::new`]:
+//!
+//! ```
+//! # use reprise::session::{apply_checked, Event, State};
+//! let mut state = State::new(50);
+//! for line in [
+//!     r#"{"type":"tracks_enqueued","tracks":[{"encoded":"QAAAjQIAJVJpY2sg","title":"Never Gonna Give You Up"}]}"#,
+//!     r#"{"type":"track_started"}"#,
+//!     r#"{"type":"volume_set","volume":80}"#,
+//! ] {
+//!     let event = Event::from_json(line)?;
+//!     apply_checked(&mut state, &event)?;
+//! }
+//! assert_eq!(state.queue.current.as_ref().map(|e| e.track.title.as_str()), Some("Never Gonna Give You Up"));
+//! assert!(apply_checked(&mut state, &Event::VolumeSet { volume: 1001 }).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Codemap:
+//! - `track.rs` — [`Track`], the Lavalink track with its optional metadata.
+//! - `event.rs` — [`Event`] and its exact JSON form; [`EventParseError`].
+//! - `filters.rs` — [`FilterConfig`], Lavalink v4 filters and their ranges.
+//! - `state.rs` — [`State`] and its parts.
+//! - `fold.rs` — [`validate`], [`apply`], [`apply_checked`]; [`EventError`].
+//! - `limits.rs` — every bound, as a named constant.
+//! - `workload.rs` — [`Workload`], a deterministic realistic bot, and [`arbitrary_event`].
+//!
+//! Invariants, stated as absences: nothing here does I/O, reads a clock or draws randomness
+//! outside [`Rng`]; [`apply`] never panics; a state reached by validated events never breaks
+//! [`State::check_invariants`]. This module depends on nothing else in the crate.
+
+mod event;
+mod filters;
+mod fold;
+pub mod limits;
+mod state;
+mod track;
+mod workload;
+
+pub use event::{EndReason, Event, EventParseError, LoopMode, Snowflake};
+pub use filters::{
+    ChannelMix, Distortion, EqualizerBand, FilterConfig, Karaoke, LowPass, Rotation, Timescale,
+    Tremolo, Vibrato,
+};
+pub use fold::{apply, apply_checked, validate, EventError};
+pub use limits::{
+    ENCODED_LEN_MAX, EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, HISTORY_MAX_DEFAULT, NAME_LEN_MAX,
+    QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX, TEXT_LEN_MAX, TRACKS_PER_EVENT_MAX, VOLUME_MAX,
+};
+pub use state::{
+    Autoplay, Filters, InvariantError, Player, Queue, QueueEntry, State, Voice,
+    AUTOPLAY_STRATEGY_DEFAULT, VOLUME_DEFAULT,
+};
+pub use track::Track;
+pub use workload::{arbitrary_event, track, Rng, Workload};

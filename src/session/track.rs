@@ -1,0 +1,226 @@
+//! [`Track`]: one playable track, as a bot got it from Lavalink.
+
+use serde::{Deserialize, Serialize};
+
+use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX};
+use super::EventError;
+
+/// One track: the Lavalink `encoded` blob that replays it, plus the metadata a bot shows.
+///
+/// JSON form (contract §1): `encoded` and `title` are required; every other field is optional and
+/// unknown fields are rejected. The optional fields are kept as [`Option`] so that what was absent
+/// stays absent through the binary form and back (`"author": null` reads as absent); the accessor
+/// methods give the contract's defaults (empty / 0 / false / true / absent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(deny_unknown_fields)]
+pub struct Track {
+    /// The Lavalink base64 track blob (`track.encoded` in a Lavalink player update).
+    pub encoded: String,
+    /// The display title.
+    pub title: String,
+    /// The artist or uploader; absent means empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Where the track came from (a web URL); absent means unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// The source's own identifier (a YouTube video id, ...); absent means empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// Duration in milliseconds; absent means 0 (unknown, or a stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_ms: Option<u64>,
+    /// Whether this is a live stream; absent means false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_stream: Option<bool>,
+    /// Whether the track supports seeking; absent means true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_seekable: Option<bool>,
+    /// The Lavalink source name (`youtube`, `soundcloud`, ...); absent means unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl Track {
+    /// A track with only the two required fields set.
+    pub fn new(encoded: impl Into<String>, title: impl Into<String>) -> Track {
+        Track {
+            encoded: encoded.into(),
+            title: title.into(),
+            author: None,
+            uri: None,
+            identifier: None,
+            length_ms: None,
+            is_stream: None,
+            is_seekable: None,
+            source: None,
+        }
+    }
+
+    /// The author, or `""` when absent.
+    pub fn author(&self) -> &str {
+        self.author.as_deref().unwrap_or("")
+    }
+
+    /// The URI, if known.
+    pub fn uri(&self) -> Option<&str> {
+        self.uri.as_deref()
+    }
+
+    /// The source identifier, or `""` when absent.
+    pub fn identifier(&self) -> &str {
+        self.identifier.as_deref().unwrap_or("")
+    }
+
+    /// The duration in milliseconds, or 0 when absent.
+    pub fn length_ms(&self) -> u64 {
+        self.length_ms.unwrap_or(0)
+    }
+
+    /// Whether the track is a live stream (false when absent).
+    pub fn is_stream(&self) -> bool {
+        self.is_stream.unwrap_or(false)
+    }
+
+    /// Whether the track supports seeking (true when absent).
+    pub fn is_seekable(&self) -> bool {
+        self.is_seekable.unwrap_or(true)
+    }
+
+    /// The Lavalink source name, if known.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// Checks the track's own bounds: `encoded` and `title` non-empty, every text field within
+    /// its byte limit. `field` names the track in errors (e.g. `tracks[3]`).
+    ///
+    /// # Errors
+    /// [`EventError::Empty`] or [`EventError::TooLong`], naming the offending field.
+    pub fn validate(&self, field: &str) -> Result<(), EventError> {
+        check_text(field, "encoded", &self.encoded, ENCODED_LEN_MAX, true)?;
+        check_text(field, "title", &self.title, TEXT_LEN_MAX, true)?;
+        let optional = [
+            ("author", &self.author),
+            ("uri", &self.uri),
+            ("identifier", &self.identifier),
+            ("source", &self.source),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                check_text(field, name, value, TEXT_LEN_MAX, false)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks one text field of a track: non-empty when `required`, at most `max` bytes.
+fn check_text(
+    track: &str,
+    name: &str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<(), EventError> {
+    if required && value.is_empty() {
+        return Err(EventError::Empty {
+            field: format!("{track}.{name}"),
+        });
+    }
+    if value.len() > max {
+        return Err(EventError::TooLong {
+            field: format!("{track}.{name}"),
+            len: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors_give_contract_defaults() {
+        let track = Track::new("QAAA", "Song");
+        assert_eq!(track.author(), "");
+        assert_eq!(track.uri(), None);
+        assert_eq!(track.identifier(), "");
+        assert_eq!(track.length_ms(), 0);
+        assert!(!track.is_stream());
+        assert!(track.is_seekable());
+        assert_eq!(track.source(), None);
+    }
+
+    #[test]
+    fn json_keeps_absent_fields_absent() {
+        let json = r#"{"encoded":"QAAA","title":"Song","length_ms":0,"is_seekable":false}"#;
+        let track: Track = serde_json::from_str(json).unwrap();
+        assert_eq!(track.length_ms, Some(0));
+        assert!(!track.is_seekable());
+        assert_eq!(serde_json::to_string(&track).unwrap(), json);
+    }
+
+    #[test]
+    fn json_full_track_round_trips() {
+        let json = r#"{"encoded":"QAAAjQIAJVJpY2sg","title":"Never Gonna Give You Up","author":"Rick Astley","uri":"https://youtube.com/watch?v=dQw4w9WgXcQ","identifier":"dQw4w9WgXcQ","length_ms":213000,"is_stream":false,"is_seekable":true,"source":"youtube"}"#;
+        let track: Track = serde_json::from_str(json).unwrap();
+        assert_eq!(track.author(), "Rick Astley");
+        assert_eq!(track.length_ms(), 213_000);
+        assert_eq!(serde_json::to_string(&track).unwrap(), json);
+    }
+
+    #[test]
+    fn json_rejects_unknown_and_missing_fields() {
+        assert!(
+            serde_json::from_str::<Track>(r#"{"encoded":"a","title":"b","length":1}"#).is_err()
+        );
+        assert!(serde_json::from_str::<Track>(r#"{"encoded":"a"}"#).is_err());
+        assert!(serde_json::from_str::<Track>(r#"{"title":"b"}"#).is_err());
+    }
+
+    #[test]
+    fn null_optional_reads_as_absent() {
+        let track: Track =
+            serde_json::from_str(r#"{"encoded":"a","title":"b","author":null}"#).unwrap();
+        assert_eq!(track.author, None);
+    }
+
+    #[test]
+    fn validate_checks_required_and_lengths() {
+        assert_eq!(Track::new("a", "b").validate("t"), Ok(()));
+        assert_eq!(
+            Track::new("", "b").validate("tracks[0]"),
+            Err(EventError::Empty {
+                field: "tracks[0].encoded".into()
+            })
+        );
+        assert_eq!(
+            Track::new("a", "").validate("tracks[2]"),
+            Err(EventError::Empty {
+                field: "tracks[2].title".into()
+            })
+        );
+        let mut long = Track::new("a", "b");
+        long.author = Some("x".repeat(TEXT_LEN_MAX + 1));
+        assert_eq!(
+            long.validate("tracks[1]"),
+            Err(EventError::TooLong {
+                field: "tracks[1].author".into(),
+                len: TEXT_LEN_MAX + 1,
+                max: TEXT_LEN_MAX
+            })
+        );
+        let blob = Track::new("e".repeat(ENCODED_LEN_MAX + 1), "b");
+        assert!(matches!(
+            blob.validate("t"),
+            Err(EventError::TooLong { .. })
+        ));
+        // An empty optional text is allowed (it is just empty, like its default).
+        let mut empty_author = Track::new("a", "b");
+        empty_author.author = Some(String::new());
+        assert_eq!(empty_author.validate("t"), Ok(()));
+    }
+}

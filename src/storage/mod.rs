@@ -1,0 +1,341 @@
+//! The one module that touches `std::fs`.
+//!
+//! Everything else reaches the disk through the small [`Storage`] trait, so a fault-injecting,
+//! in-memory implementation can stand in for the real one ([`FsStorage`]) in crash tests.
+//! [`write_atomic`] is the only way a file is replaced.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+/// Bytes read from storage: owned, or a read-only memory map of an immutable file.
+pub enum Bytes {
+    /// Bytes copied into memory.
+    Owned(Vec<u8>),
+    /// A read-only map of a sealed (immutable) file.
+    Mapped(memmap2::Mmap),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Mapped(m) => m,
+        }
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Bytes({} bytes)", self.len())
+    }
+}
+
+/// A file opened for appending (a log segment or a temporary file).
+pub trait AppendFile: Send + fmt::Debug {
+    /// Appends all of `buf` at the end of the file.
+    ///
+    /// # Errors
+    /// The OS error; the file may then hold a prefix of `buf`.
+    fn append(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Makes everything appended so far durable (`fdatasync`).
+    ///
+    /// # Errors
+    /// The OS error. After an error the caller must not assume anything appended is durable and
+    /// must not retry on this file (fsyncgate): it poisons the log instead.
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
+/// Why a directory lock could not be taken.
+#[derive(Debug)]
+pub enum LockFailure {
+    /// Another process holds it.
+    Held {
+        /// The pid the holder wrote into the lock file, if readable.
+        holder_pid: Option<u32>,
+    },
+    /// The lock file could not be opened or locked.
+    Io(io::Error),
+}
+
+/// A held directory lock; released when dropped (or when the process dies).
+pub trait DirLock: Send + fmt::Debug {}
+
+/// The storage seam: the operations the journal needs, nothing more.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Creates a directory and its parents (mode 0700 on Unix).
+    ///
+    /// # Errors
+    /// The OS error.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory (not sorted). A missing directory is an empty list.
+    ///
+    /// # Errors
+    /// The OS error.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Length of a file in bytes.
+    ///
+    /// # Errors
+    /// The OS error.
+    fn file_len(&self, path: &Path) -> io::Result<u64>;
+    /// Reads a whole file into memory, refusing (with `InvalidData`) files over `len_max` bytes
+    /// before allocating.
+    ///
+    /// # Errors
+    /// The OS error, or `InvalidData` for an oversized file.
+    fn read(&self, path: &Path, len_max: u64) -> io::Result<Bytes>;
+    /// Maps a whole immutable file read-only, refusing files over `len_max` bytes.
+    ///
+    /// # Errors
+    /// The OS error, or `InvalidData` for an oversized file.
+    fn map(&self, path: &Path, len_max: u64) -> io::Result<Bytes>;
+    /// Creates a new file (failing if it exists) for appending (mode 0600 on Unix).
+    ///
+    /// # Errors
+    /// The OS error.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
+    /// Opens an existing file for appending at its end.
+    ///
+    /// # Errors
+    /// The OS error.
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
+    /// Cuts a file to `len` bytes and makes the new length durable.
+    ///
+    /// # Errors
+    /// The OS error.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Renames a file (atomically replacing `to`).
+    ///
+    /// # Errors
+    /// The OS error.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    ///
+    /// # Errors
+    /// The OS error.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the entries of a directory durable (fsync of the directory).
+    ///
+    /// # Errors
+    /// The OS error.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an advisory lock on `path` (created if missing): exclusive for a writer, shared for
+    /// readers. An exclusive holder writes its pid into the file.
+    ///
+    /// # Errors
+    /// [`LockFailure::Held`] when another process holds a conflicting lock.
+    fn lock(&self, path: &Path, exclusive: bool) -> Result<Box<dyn DirLock>, LockFailure>;
+}
+
+/// Replaces `path` atomically with `bytes`: write a temporary file in the same directory, fsync
+/// it, rename it over `path`, fsync the directory. After it returns `Ok`, a crash leaves either
+/// the old file or the new one, never a mix; the new one is durable.
+///
+/// # Errors
+/// The failed step (as a verb phrase), the path it concerned and the OS error. The temporary
+/// file is removed on a best-effort basis.
+pub fn write_atomic(
+    storage: &dyn Storage,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), (&'static str, PathBuf, io::Error)> {
+    let tmp = crate::layout::temp_path(path);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let cleanup = |step: &'static str, at: &Path, e: io::Error| {
+        let _ = storage.remove(&tmp);
+        (step, at.to_path_buf(), e)
+    };
+    match storage.remove(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(("remove stale temporary file", tmp, e)),
+    }
+    let mut file = storage
+        .create_new(&tmp)
+        .map_err(|e| cleanup("create", &tmp, e))?;
+    file.append(bytes).map_err(|e| cleanup("write", &tmp, e))?;
+    file.sync_data().map_err(|e| cleanup("fsync", &tmp, e))?;
+    drop(file);
+    storage
+        .rename(&tmp, path)
+        .map_err(|e| cleanup("rename into place", path, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| ("fsync directory", dir.to_path_buf(), e))?;
+    Ok(())
+}
+
+/// The real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FsStorage;
+
+#[derive(Debug)]
+struct FsFile {
+    file: File,
+}
+
+impl AppendFile for FsFile {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+#[derive(Debug)]
+struct FsLock {
+    _file: File,
+}
+
+impl DirLock for FsLock {}
+
+fn too_large(path: &Path, len: u64, len_max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{} is {len} bytes, more than the {len_max} bytes any valid file of its kind has",
+            path.display()
+        ),
+    )
+}
+
+fn options_new() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.append(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+impl Storage for FsStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
+    }
+
+    fn read(&self, path: &Path, len_max: u64) -> io::Result<Bytes> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len > len_max {
+            return Err(too_large(path, len, len_max));
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        // `take` bounds the read even if the file grows meanwhile.
+        Read::by_ref(&mut file)
+            .take(len_max)
+            .read_to_end(&mut buf)?;
+        Ok(Bytes::Owned(buf))
+    }
+
+    #[allow(unsafe_code)]
+    fn map(&self, path: &Path, len_max: u64) -> io::Result<Bytes> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len > len_max {
+            return Err(too_large(path, len, len_max));
+        }
+        if len == 0 {
+            return Ok(Bytes::Owned(Vec::new()));
+        }
+        // SAFETY: the map is only created for sealed segments, which reprise never modifies,
+        // truncates or removes while a Journal holds the directory lock (removal happens only
+        // through compaction in the same process, after every map of the file is dropped).
+        // Another program writing to the file behind the lock would break this, as it would
+        // break any database; the bytes are only read and every read is bounds-checked.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Bytes::Mapped(map))
+    }
+
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let file = options_new().open(path)?;
+        Ok(Box::new(FsFile { file }))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Box::new(FsFile { file }))
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(len)?;
+        file.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn lock(&self, path: &Path, exclusive: bool) -> Result<Box<dyn DirLock>, LockFailure> {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        let mut file = o.open(path).map_err(LockFailure::Io)?;
+        let taken = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match taken {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let holder_pid = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| text.trim().parse().ok());
+                return Err(LockFailure::Held { holder_pid });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(LockFailure::Io(e)),
+        }
+        if exclusive {
+            file.set_len(0).map_err(LockFailure::Io)?;
+            writeln!(file, "{}", std::process::id()).map_err(LockFailure::Io)?;
+        }
+        Ok(Box::new(FsLock { _file: file }))
+    }
+}

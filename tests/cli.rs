@@ -1,0 +1,249 @@
+//! Black-box tests of the `reprise` binary: apply, state, snapshot, verify, dump, exit codes,
+//! and a loop of SIGKILLs during `apply`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use reprise::session::{Rng, State};
+use serde_json::Value;
+
+use reprise::session::{apply, Workload, HISTORY_MAX_DEFAULT};
+
+fn stream(seed: u64, n: usize) -> (Vec<reprise::Event>, Vec<State>) {
+    let mut w = Workload::new(seed);
+    let mut state = State::new(HISTORY_MAX_DEFAULT);
+    let mut events = Vec::with_capacity(n);
+    let mut states = vec![state.clone()];
+    for _ in 0..n {
+        let e = w.next_event(&state);
+        apply(&mut state, &e);
+        events.push(e);
+        states.push(state.clone());
+    }
+    (events, states)
+}
+
+fn reprise(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn jsonl(events: &[reprise::Event]) -> String {
+    events.iter().map(|e| e.to_json() + "\n").collect()
+}
+
+/// `state` output minus the `guild`/`seq` envelope, as the library's state JSON.
+fn state_of(dir: &Path, guild: &str) -> (u64, Value) {
+    let out = reprise(dir, &["state", "--guild", guild], None);
+    assert!(
+        out.status.success(),
+        "state failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let obj = v.as_object_mut().unwrap();
+    assert_eq!(obj.remove("guild").unwrap().to_string(), guild);
+    let seq = obj.remove("seq").unwrap().as_u64().unwrap();
+    (seq, v)
+}
+
+fn expected(state: &State) -> Value {
+    serde_json::to_value(state).unwrap()
+}
+
+#[test]
+fn apply_then_state_prints_the_fold_and_snapshots_between_batches_change_nothing() {
+    let (events, states) = stream(21, 400);
+    let a = tempfile::tempdir().unwrap();
+    let out = reprise(a.path(), &["apply", "--guild", "1"], Some(&jsonl(&events)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acks: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert_eq!(acks.len(), 400);
+    assert_eq!(acks[399], serde_json::json!({"seq": 400}));
+    assert_eq!(state_of(a.path(), "1"), (400, expected(&states[400])));
+
+    let b = tempfile::tempdir().unwrap();
+    for chunk in events.chunks(77) {
+        let out = reprise(
+            b.path(),
+            &["apply", "--guild", "1", "--durability", "none"],
+            Some(&jsonl(chunk)),
+        );
+        assert!(out.status.success());
+        let out = reprise(b.path(), &["snapshot"], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(state_of(b.path(), "1"), (400, expected(&states[400])));
+    assert!(reprise(b.path(), &["verify"], None).status.success());
+
+    // dump gives back the events (those the log still holds) with their seq.
+    let out = reprise(a.path(), &["dump", "--guild", "1"], None);
+    let lines: Vec<String> = out.stdout.lines().map(Result::unwrap).collect();
+    assert_eq!(lines.len(), 400);
+    let mut first: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        first.as_object_mut().unwrap().remove("seq"),
+        Some(serde_json::json!(1))
+    );
+    assert_eq!(
+        first,
+        serde_json::from_str::<Value>(&events[0].to_json()).unwrap()
+    );
+
+    // state --at
+    let out = reprise(a.path(), &["state", "--guild", "1", "--at", "123"], None);
+    let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["seq"], 123);
+    v.as_object_mut().unwrap().remove("seq");
+    v.as_object_mut().unwrap().remove("guild");
+    assert_eq!(v, expected(&states[123]));
+}
+
+#[test]
+fn invalid_events_exit_2_after_acknowledging_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = "{\"type\":\"volume_set\",\"volume\":10}\n{\"type\":\"volume_set\",\"volume\":1001}\n{\"type\":\"volume_set\",\"volume\":20}\n";
+    let out = reprise(dir.path(), &["apply", "--guild", "3"], Some(input));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"seq\": 1}\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+    let out = reprise(
+        dir.path(),
+        &["apply", "--guild", "3"],
+        Some("{\"type\":\"volume_set\",\"volume\":5,\"extra\":1}\n"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let (seq, state) = state_of(dir.path(), "3");
+    assert_eq!(seq, 1);
+    assert_eq!(state["player"]["volume"], 10);
+    // Usage errors exit 1.
+    assert_eq!(reprise(dir.path(), &["state"], None).status.code(), Some(1));
+    assert_eq!(
+        reprise(dir.path(), &["state", "--guild", "3", "--at", "9"], None)
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_second_process_gets_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["apply", "--guild", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = first.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"type\":\"paused_set\",\"paused\":true}\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    // Once the first ack is printed the first process holds the lock.
+    let mut acks = BufReader::new(first.stdout.take().unwrap());
+    let mut line = String::new();
+    acks.read_line(&mut line).unwrap();
+    assert_eq!(line, "{\"seq\": 1}\n");
+    let second = reprise(dir.path(), &["apply", "--guild", "1"], Some(""));
+    assert_eq!(second.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&second.stderr).contains(&first.id().to_string()));
+    let reader = reprise(dir.path(), &["state", "--guild", "1"], None);
+    assert_eq!(reader.status.code(), Some(3));
+    drop(stdin);
+    assert!(first.wait().unwrap().success());
+}
+
+/// `apply --durability always` killed with SIGKILL at a random moment never loses an event
+/// whose `{"seq"}` line was printed, and the recovered state is the fold of a prefix.
+#[test]
+fn sigkill_during_apply_loses_no_acknowledged_event() {
+    let (events, states) = stream(99, 600);
+    let text = jsonl(&events);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut rng = Rng::new(0xc0ffee);
+    let kills = 50;
+    for round in 0..kills {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["apply", "--guild", "77", "--durability", "always"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feed: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
+        // Feed input from another thread in uneven bursts, like a live bot.
+        let feeder = std::thread::spawn(move || {
+            for chunk in feed.chunks(13) {
+                if stdin.write_all(chunk.concat().as_bytes()).is_err() {
+                    return;
+                }
+                let _ = stdin.flush();
+            }
+        });
+        let kill_after = rng.below(500) + 1;
+        let mut acks = BufReader::new(child.stdout.take().unwrap());
+        let mut last_acked = 0u64;
+        let mut line = String::new();
+        while last_acked < kill_after {
+            line.clear();
+            if acks.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let v: Value = serde_json::from_str(&line).unwrap();
+            last_acked = v["seq"].as_u64().unwrap();
+        }
+        child.kill().unwrap();
+        // Whatever was printed before the kill took effect is acknowledged too.
+        for l in acks.lines() {
+            let v: Value = serde_json::from_str(&l.unwrap()).unwrap();
+            last_acked = v["seq"].as_u64().unwrap();
+        }
+        child.wait().unwrap();
+        let _ = feeder.join();
+        let (seq, state) = state_of(dir.path(), "77");
+        assert!(
+            seq >= last_acked,
+            "round {round}: recovered {seq} < acknowledged {last_acked}"
+        );
+        assert_eq!(state, expected(&states[seq as usize]), "round {round}");
+        let verify = reprise(dir.path(), &["verify"], None);
+        assert!(
+            verify.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
+}

@@ -1,0 +1,41 @@
+use std::path::Path;
+
+use reprise::session::{apply, State, Workload, HISTORY_MAX_DEFAULT};
+use reprise::{Config, Durability, Event, GuildId, Journal};
+
+/// `n` valid events from the workload generator, and the state after each prefix
+/// (`states[k]` is the state after `k` events).
+pub fn stream(seed: u64, n: usize) -> (Vec<Event>, Vec<State>) {
+    let mut w = Workload::new(seed);
+    let mut state = State::new(HISTORY_MAX_DEFAULT);
+    let mut events = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n + 1);
+    states.push(state.clone());
+    for _ in 0..n {
+        let e = w.next_event(&state);
+        apply(&mut state, &e);
+        events.push(e);
+        states.push(state.clone());
+    }
+    (events, states)
+}
+
+/// Appends `events` to `guild` in a fresh journal at `dir`.
+pub fn write(dir: &Path, config: Config, guild: GuildId, events: &[Event]) {
+    let mut j = Journal::open(dir, config).unwrap();
+    for (i, e) in events.iter().enumerate() {
+        let seq = j.append(guild, e, Durability::None).unwrap();
+        assert_eq!(seq, i as u64 + 1);
+    }
+    j.close().unwrap();
+}
+
+/// All files of a guild directory, sorted by name.
+pub fn guild_files(dir: &Path, guild: GuildId) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(reprise::layout::guild_dir(dir, guild))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}

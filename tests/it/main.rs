@@ -1,0 +1,15 @@
+//! reprise's in-process integration tests: one binary, one module per concern.
+//!
+//! The black-box CLI tests live in their own binary (`tests/cli.rs`): they fork processes, and a
+//! forked child briefly shares this process's lock file descriptors, which would make the lock
+//! tests here flaky.
+
+/// Shared helpers: event streams from the workload generator and their in-memory folds.
+mod common;
+/// Torn tails at every byte, zero-filled tails, single-byte flips in sealed files.
+mod damage;
+/// Journal API behaviour: locking, rejection writes nothing, retention, events iteration.
+mod journal;
+/// proptest: recovered state equals the in-memory fold, across snapshots, segment sizes and
+/// reopen points; `state_at` equals the fold of the prefix.
+mod model;
