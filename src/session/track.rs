@@ -11,7 +11,11 @@ use super::EventError;
 /// unknown fields are rejected. The optional fields are kept as [`Option`] so that what was absent
 /// stays absent through the binary form and back (`"author": null` reads as absent); the accessor
 /// methods give the contract's defaults (empty / 0 / false / true / absent).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+///
+/// Binary form: the fields in declaration order, except `encoded`, which is stored as its raw
+/// bytes when it is canonical standard base64 (tag 1: three quarters of the size, and what the
+/// blob really is) and as text otherwise (tag 0), so the JSON form round-trips exactly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Track {
     /// The Lavalink base64 track blob (`track.encoded` in a Lavalink player update).
@@ -40,6 +44,73 @@ pub struct Track {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
 }
+
+/// Tag of an `encoded` blob stored as text.
+const BLOB_TEXT: u8 = 0;
+/// Tag of an `encoded` blob stored as the bytes of canonical standard base64.
+const BLOB_BASE64: u8 = 1;
+
+impl bincode::Encode for Track {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        use base64::Engine as _;
+        let engine = &base64::engine::general_purpose::STANDARD;
+        match engine.decode(&self.encoded) {
+            // Only canonical text (which re-encodes to itself) is stored as bytes.
+            Ok(bytes) if engine.encode(&bytes) == self.encoded => {
+                BLOB_BASE64.encode(encoder)?;
+                bytes.encode(encoder)?;
+            }
+            _ => {
+                BLOB_TEXT.encode(encoder)?;
+                self.encoded.encode(encoder)?;
+            }
+        }
+        self.title.encode(encoder)?;
+        self.author.encode(encoder)?;
+        self.uri.encode(encoder)?;
+        self.identifier.encode(encoder)?;
+        self.length_ms.encode(encoder)?;
+        self.is_stream.encode(encoder)?;
+        self.is_seekable.encode(encoder)?;
+        self.source.encode(encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for Track {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        use base64::Engine as _;
+        let encoded = match u8::decode(decoder)? {
+            BLOB_TEXT => String::decode(decoder)?,
+            BLOB_BASE64 => {
+                let bytes = Vec::<u8>::decode(decoder)?;
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            }
+            tag => {
+                return Err(bincode::error::DecodeError::OtherString(format!(
+                    "unknown track blob tag {tag}"
+                )))
+            }
+        };
+        Ok(Track {
+            encoded,
+            title: String::decode(decoder)?,
+            author: Option::decode(decoder)?,
+            uri: Option::decode(decoder)?,
+            identifier: Option::decode(decoder)?,
+            length_ms: Option::decode(decoder)?,
+            is_stream: Option::decode(decoder)?,
+            is_seekable: Option::decode(decoder)?,
+            source: Option::decode(decoder)?,
+        })
+    }
+}
+
+bincode::impl_borrow_decode!(Track);
 
 impl Track {
     /// A track with only the two required fields set.
@@ -222,5 +293,33 @@ mod tests {
         let mut empty_author = Track::new("a", "b");
         empty_author.author = Some(String::new());
         assert_eq!(empty_author.validate("t"), Ok(()));
+    }
+
+    #[test]
+    fn encoded_blob_round_trips_as_bytes_or_text() {
+        let config = bincode::config::standard();
+        for blob in [
+            "QAAAjQIAJVJpY2sg",
+            "QAAAjQIAJVJpY2s=",
+            "QAAAjQIAJVJpY2t=",
+            "not base64!",
+            "",
+            "QUJD\n",
+        ] {
+            let t = Track::new(blob, "t");
+            let bytes = bincode::encode_to_vec(&t, config).unwrap();
+            let (back, used): (Track, usize) = bincode::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!((back, used), (t, bytes.len()), "{blob}");
+        }
+        // Canonical base64 is stored in three quarters of the space.
+        let long = Track::new("QUJD".repeat(50), "t");
+        let text = Track::new("QUJD".repeat(50) + "!", "t");
+        let a = bincode::encode_to_vec(&long, config).unwrap().len();
+        let b = bincode::encode_to_vec(&text, config).unwrap().len();
+        assert!(a * 4 < b * 3 + 16, "{a} vs {b}");
+        // An unknown tag is a decode error, not a panic.
+        let mut bad = bincode::encode_to_vec(&long, config).unwrap();
+        bad[0] = 7;
+        assert!(bincode::decode_from_slice::<Track, _>(&bad, config).is_err());
     }
 }
