@@ -159,6 +159,8 @@ struct SegmentMeta {
     last_seq: Seq,
     len: u64,
     header_valid: bool,
+    /// Sealed by this process (made durable and closed): never appended to again.
+    sealed: bool,
 }
 
 /// Everything read from one guild directory.
@@ -605,6 +607,7 @@ impl Journal {
                     .as_ref()
                     .map_or(s.bytes.len() as u64, |sc| sc.valid_len),
                 header_valid: s.scan.is_some(),
+                sealed: false,
             })
             .collect();
         let log = GuildLog {
@@ -1181,6 +1184,7 @@ impl Ctx<'_> {
         let next = log.current.seq + 1;
         if let Some(last) = log.segments.last() {
             if last.header_valid
+                && !last.sealed
                 && last.last_seq + 1 == next
                 && last.len < self.config.segment_bytes_max
             {
@@ -1227,6 +1231,7 @@ impl Ctx<'_> {
             last_seq: next - 1,
             len: header.len() as u64,
             header_valid: true,
+            sealed: false,
         });
         log.active = Some(file);
         log.unsynced = true;
@@ -1294,8 +1299,7 @@ impl Ctx<'_> {
         self.sync_guild(guild, log)?;
         log.active = None;
         if let Some(last) = log.segments.last_mut() {
-            // Mark full so ensure_active starts a new segment rather than reopening it.
-            last.len = last.len.max(self.config.segment_bytes_max);
+            last.sealed = true;
         }
         Ok(())
     }
@@ -1329,10 +1333,9 @@ impl Ctx<'_> {
     fn retain(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
         let keep = self.config.snapshots_retained.max(1) as usize;
         if log.snapshots.len() < keep {
-            // Not enough snapshots yet to drop anything... except when there are none at all.
-            if log.snapshots.is_empty() {
-                return Ok(());
-            }
+            // Until there are `keep` snapshots, the empty state at seq 0 is one of the kept
+            // bases: the whole log stays, so a damaged first snapshot can still be rebuilt.
+            return Ok(());
         }
         let cut = log.snapshots.len().saturating_sub(keep);
         let oldest_kept = log.snapshots[cut];

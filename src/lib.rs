@@ -41,6 +41,11 @@ pub mod recovery;
 pub mod session;
 pub mod storage;
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use config::{Config, Durability};
 pub use error::{Corruption, CorruptionKind, Error, Result};
 pub use ids::{GuildId, Seq};
