@@ -39,6 +39,7 @@ pub mod journal;
 pub mod layout;
 pub mod recovery;
 pub mod session;
+pub mod sonora;
 pub mod storage;
 
 /// The README's examples, compiled and run as doc tests.

@@ -144,7 +144,10 @@ pub fn write_atomic(
     bytes: &[u8],
 ) -> Result<(), (&'static str, PathBuf, io::Error)> {
     let tmp = crate::layout::temp_path(path);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let cleanup = |step: &'static str, at: &Path, e: io::Error| {
         let _ = storage.remove(&tmp);
         (step, at.to_path_buf(), e)

@@ -69,6 +69,21 @@ enum Command {
         #[arg(long, value_enum, default_value_t = StateFormat::Reprise)]
         format: StateFormat,
     },
+    /// Write a Sonora 1.2.8 snapshot file of a guild's current state.
+    Export {
+        /// The guild id.
+        #[arg(long)]
+        guild: u64,
+        /// Output format (only `sonora`).
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Sections to include: any of player,queue,filters,autoplay (default: all).
+        #[arg(long)]
+        only: Option<reprise::sonora::Sections>,
+        /// Write to this file instead of stdout (atomically replaced).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
     /// Write a snapshot now (every guild without --guild) and drop what it makes obsolete.
     Snapshot {
         /// Only this guild.
@@ -120,7 +135,16 @@ impl From<DurabilityArg> for Durability {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum StateFormat {
+    /// reprise's own state JSON, with `guild` and `seq`.
     Reprise,
+    /// Exactly what `export --format sonora` writes.
+    Sonora,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// A Sonora 1.2.8 snapshot file, with a correct checksum.
+    Sonora,
 }
 
 /// A failure with the exit code it maps to.
@@ -201,7 +225,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             no_snapshots,
         } => apply::run(&dir, GuildId(guild), durability.into(), no_snapshots),
         Command::State { guild, at, format } => {
-            let StateFormat::Reprise = format;
             let guild = GuildId(guild);
             let mut journal = Journal::open_read_only(&dir, Config::default())?;
             warn_findings(&mut journal, guild)?;
@@ -209,7 +232,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Some(seq) => journal.state_at(guild, seq)?,
                 None => journal.state(guild)?.clone(),
             };
-            print_json_line(&mut out, &output::state_json(&gs))
+            match format {
+                StateFormat::Reprise => print_json_line(&mut out, &output::state_json(&gs)),
+                StateFormat::Sonora => {
+                    let text = sonora_text(&gs, reprise::sonora::Sections::ALL);
+                    output::print_line(&mut out, &text)
+                }
+            }
+        }
+        Command::Export {
+            guild,
+            format,
+            only,
+            output: path,
+        } => {
+            let ExportFormat::Sonora = format;
+            let guild = GuildId(guild);
+            let mut journal = Journal::open_read_only(&dir, Config::default())?;
+            warn_findings(&mut journal, guild)?;
+            let gs = journal.state(guild)?.clone();
+            let text = sonora_text(&gs, only.unwrap_or_default());
+            match path {
+                Some(path) => write_file(&path, text.as_bytes()),
+                None => output::print_line(&mut out, &text),
+            }
         }
         Command::Snapshot { guild } => {
             let mut journal = Journal::open(&dir, Config::default())?;
@@ -281,6 +327,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// The Sonora file text of a guild's state, stamped with the current time.
+fn sonora_text(gs: &reprise::GuildState, only: reprise::sonora::Sections) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let file = reprise::sonora::from_state(gs.guild.0, now, &gs.state, only);
+    reprise::sonora::to_json(&file)
+}
+
+/// Writes a whole file atomically (temporary file, fsync, rename, fsync directory).
+fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
+    let storage = reprise::storage::FsStorage;
+    reprise::storage::write_atomic(&storage, path, bytes).map_err(|(op, p, e)| {
+        Failure::from(Error::Io {
+            op,
+            path: p,
+            source: e,
+        })
+    })
 }
 
 /// Prints, as warnings on stderr, the damage recovery stepped around for `guild`.
