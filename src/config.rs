@@ -25,14 +25,19 @@ pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 4 << 20;
 /// Two lets recovery fall back to the previous snapshot when the newest is damaged.
 pub const SNAPSHOTS_RETAINED_DEFAULT: u32 = 2;
 
+/// Default size at which the commit log is checkpointed (guild segments fsynced, the log
+/// dropped and a new one started).
+pub const COMMIT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
+
 /// When an appended event counts as acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Durability {
-    /// `fdatasync` before the append returns: the event survives a power loss.
+    /// The shared commit log is fsynced before the append returns: the event survives a power
+    /// loss.
     #[default]
     Always,
-    /// Written to the OS; made durable by the next [`crate::Journal::sync`] (group commit: one
-    /// fsync covers every event appended since, across guilds).
+    /// Written (buffered); made durable by the next [`crate::Journal::sync`] (group commit: one
+    /// fsync of the shared commit log covers every event appended since, across guilds).
     Batched,
     /// Written to the OS only: survives a process kill, not a power loss (until a later sync).
     None,
@@ -64,6 +69,8 @@ pub struct Config {
     /// History length for guilds created by this journal (a fold parameter, recorded in every
     /// segment header and snapshot so replay never depends on the current configuration).
     pub history_max: u32,
+    /// Checkpoint the shared commit log once it holds this many bytes.
+    pub commit_bytes_max: u64,
 }
 
 impl Default for Config {
@@ -74,6 +81,7 @@ impl Default for Config {
             snapshot_every_bytes: Some(SNAPSHOT_EVERY_BYTES_DEFAULT),
             snapshots_retained: SNAPSHOTS_RETAINED_DEFAULT,
             history_max: HISTORY_MAX_DEFAULT,
+            commit_bytes_max: COMMIT_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -101,6 +109,12 @@ impl Config {
     /// Sets [`Config::snapshots_retained`] (at least 1).
     pub fn with_snapshots_retained(mut self, count: u32) -> Self {
         self.snapshots_retained = count.max(1);
+        self
+    }
+
+    /// Sets [`Config::commit_bytes_max`] (at least 64 KiB).
+    pub fn with_commit_bytes_max(mut self, bytes: u64) -> Self {
+        self.commit_bytes_max = bytes.max(64 << 10);
         self
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::commit_log::{CommitIndex, CommitLog};
 use crate::config::{Config, Durability, SEGMENT_BYTES_MAX_MAX};
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::segment::{self, ScanEnd, SegmentHeader, SegmentScan};
@@ -57,8 +58,8 @@ pub struct LoggedEvent {
 /// tail).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
-    /// The guild whose file it is.
-    pub guild: GuildId,
+    /// The guild whose file it is (`None` for the shared commit log).
+    pub guild: Option<GuildId>,
     /// Where and what.
     pub corruption: Corruption,
 }
@@ -128,6 +129,12 @@ pub struct Journal {
     guilds: HashMap<GuildId, GuildLog>,
     frame_buf: Vec<u8>,
     guilds_dir_ready: bool,
+    /// The commit log this process appends to (created at the first append).
+    commit: Option<CommitLog>,
+    /// Commit logs left by earlier processes, until a checkpoint has made them unnecessary.
+    recovered: CommitIndex,
+    /// A checkpoint's fsync failed: commit logs are never dropped by this process again.
+    checkpoint_poisoned: Option<&'static str>,
     _lock: Box<dyn DirLock>,
 }
 
@@ -169,6 +176,11 @@ struct Scanned {
     snapshots: Vec<Seq>,
     temps: Vec<PathBuf>,
     unknown: Vec<PathBuf>,
+    /// The newest seq an earlier process's commit log holds for the guild (0: none).
+    commit_head: Seq,
+    /// Files made obsolete by a commit-log restore (a segment whose header never became
+    /// durable, replaced under another name).
+    obsolete: Vec<PathBuf>,
 }
 
 struct ScannedSegment {
@@ -181,6 +193,8 @@ struct ScannedSegment {
     scan: Option<SegmentScan>,
     /// Header damage, mid-log damage, or a gap after this segment.
     fault: Option<Corruption>,
+    /// `bytes` were restored from the commit log and differ from the file.
+    restored: bool,
 }
 
 impl ScannedSegment {
@@ -249,6 +263,7 @@ impl Journal {
             }
             Err(LockFailure::Io(e)) => return Err(Error::io("lock", lock_path, e)),
         };
+        let recovered = CommitIndex::read(storage.as_ref(), &root)?;
         Ok(Journal {
             root,
             storage,
@@ -257,6 +272,9 @@ impl Journal {
             guilds: HashMap::new(),
             frame_buf: Vec::with_capacity(4096),
             guilds_dir_ready: false,
+            commit: None,
+            recovered,
+            checkpoint_poisoned: None,
             _lock: lock,
         })
     }
@@ -302,6 +320,7 @@ impl Journal {
         self.writable()?;
         self.load(guild)?;
         let now = now_unix_ms();
+        self.ensure_commit(now)?;
         let Journal {
             root,
             storage,
@@ -309,12 +328,14 @@ impl Journal {
             guilds,
             frame_buf,
             guilds_dir_ready,
+            commit,
             ..
         } = self;
         let log = guilds
             .get_mut(&guild)
             .ok_or_else(unreachable_missing_guild)?;
-        if let Some(op) = log.poisoned {
+        let commit = commit.as_mut().ok_or_else(unreachable_missing_guild)?;
+        if let Some(op) = log.poisoned.or(commit.poisoned) {
             return Err(Error::Poisoned { guild, op });
         }
         session::validate(&log.current.state, event)
@@ -334,12 +355,13 @@ impl Journal {
         };
         ctx.ensure_active(guild, log, now)?;
         ctx.write_frame(guild, log, frame_buf)?;
+        commit.push(guild, log.current.state.history_max, frame_buf)?;
         session::apply(&mut log.current.state, event);
         log.current.seq = seq;
         log.events_since_snapshot += 1;
         log.bytes_since_snapshot += frame_buf.len() as u64;
         if durability == Durability::Always {
-            ctx.sync_guild(guild, log)?;
+            commit.sync(ctx.storage)?;
         }
         if log
             .segments
@@ -357,17 +379,38 @@ impl Journal {
         if due {
             ctx.snapshot(guild, log, now)?;
         }
+        if commit.len() >= config.commit_bytes_max {
+            self.checkpoint(true)?;
+        }
         Ok(seq)
     }
 
-    /// Makes every event appended so far durable: one fdatasync per guild with unsynced appends
-    /// (group commit for [`Durability::Batched`] and [`Durability::None`]).
-    ///
-    /// # Errors
-    /// The first failure; the failing guild's log is poisoned. Other guilds are still synced.
-    pub fn sync(&mut self) -> Result<()> {
-        if self.mode == OpenMode::ReadOnly {
+    /// Makes every guild segment written since the last checkpoint durable: one `syncfs` of the
+    /// journal's file system where the storage offers it, else one `fdatasync` per guild.
+    /// A failure poisons checkpointing (fsyncgate: a retry could falsely succeed), so the
+    /// commit logs stay until a reopen restores from them.
+    fn sync_segments(&mut self) -> Result<()> {
+        let dirty = self
+            .guilds
+            .values()
+            .any(|l| l.unsynced || l.dir_unsynced || l.parent_unsynced);
+        if !dirty {
             return Ok(());
+        }
+        match self.storage.sync_filesystem(&self.root) {
+            Ok(true) => {
+                for log in self.guilds.values_mut() {
+                    log.unsynced = false;
+                    log.dir_unsynced = false;
+                    log.parent_unsynced = false;
+                }
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.checkpoint_poisoned = Some("syncfs");
+                return Err(Error::io("syncfs", &self.root, e));
+            }
         }
         let Journal {
             root,
@@ -375,6 +418,7 @@ impl Journal {
             config,
             guilds,
             guilds_dir_ready,
+            checkpoint_poisoned,
             ..
         } = self;
         let mut ctx = Ctx {
@@ -383,13 +427,104 @@ impl Journal {
             config,
             guilds_dir_ready,
         };
-        let mut first_error = None;
         for (guild, log) in guilds.iter_mut() {
             if let Err(e) = ctx.sync_guild(*guild, log) {
-                first_error.get_or_insert(e);
+                *checkpoint_poisoned = Some("fsync");
+                return Err(e);
             }
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(())
+    }
+
+    /// Creates this process's commit log if it does not exist yet.
+    fn ensure_commit(&mut self, now: u64) -> Result<()> {
+        if self.commit.is_none() {
+            let generation = self.recovered.generation_max() + 1;
+            self.commit = Some(CommitLog::create(
+                self.storage.as_ref(),
+                &self.root,
+                generation,
+                now,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Makes the guild segments durable on their own and drops the commit logs: every guild an
+    /// earlier process's commit log mentions is recovered (repairing its segments), every guild
+    /// segment written since the last checkpoint is fsynced, and only then are the commit logs
+    /// removed. With `rotate`, a new commit log is started first; without, the next append
+    /// starts one. Runs automatically when the commit log reaches
+    /// [`Config::commit_bytes_max`] and at [`Journal::close`].
+    ///
+    /// # Errors
+    /// A recovery or I/O error; the commit logs are then kept (they are still needed).
+    pub fn checkpoint(&mut self, rotate: bool) -> Result<()> {
+        self.writable()?;
+        for guild in self.recovered.guilds() {
+            self.load(guild)?;
+        }
+        if let Some(damage) = &self.recovered.damage {
+            return Err(Error::from(damage.clone()));
+        }
+        if let Some(commit) = self.commit.as_mut() {
+            // Everything queued reaches the file first; its fsync is not needed (the guild
+            // segments are about to be), but a poisoned log must not be dropped silently.
+            commit.write()?;
+        }
+        if let Some(op) = self.checkpoint_poisoned {
+            return Err(Error::io(
+                "checkpoint",
+                layout::commit_dir(&self.root),
+                io::Error::other(format!(
+                    "an earlier {op} failed; the commit logs are kept until the journal is reopened"
+                )),
+            ));
+        }
+        self.sync_segments()?;
+        let mut obsolete: Vec<PathBuf> = self.recovered.paths().cloned().collect();
+        if let Some(old) = self.commit.take() {
+            obsolete.push(old.path.clone());
+            if rotate {
+                let mut next = CommitLog::create(
+                    self.storage.as_ref(),
+                    &self.root,
+                    old.generation + 1,
+                    now_unix_ms(),
+                )?;
+                next.sync(self.storage.as_ref())?;
+                self.commit = Some(next);
+            }
+        }
+        for path in &obsolete {
+            match self.storage.remove(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove checkpointed commit log", path, e)),
+            }
+        }
+        if !obsolete.is_empty() {
+            let dir = layout::commit_dir(&self.root);
+            self.storage
+                .sync_dir(&dir)
+                .map_err(|e| Error::io("fsync directory", &dir, e))?;
+        }
+        self.recovered = CommitIndex::default();
+        Ok(())
+    }
+
+    /// Makes every event appended so far durable with one `fdatasync` of the shared commit log,
+    /// whatever the number of guilds (group commit for [`Durability::Batched`] and
+    /// [`Durability::None`]).
+    ///
+    /// # Errors
+    /// The I/O error; the commit log is then poisoned (nothing more is acknowledged as durable
+    /// until the journal is reopened).
+    pub fn sync(&mut self) -> Result<()> {
+        match self.commit.as_mut() {
+            Some(commit) if self.mode == OpenMode::ReadWrite => commit.sync(self.storage.as_ref()),
+            _ => Ok(()),
+        }
     }
 
     /// The guild's current state (recovering the guild first if this is its first use).
@@ -564,18 +699,42 @@ impl Journal {
     /// [`Error::Io`] when a file cannot be read at all; damage is reported as findings.
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
+        for c in self
+            .recovered
+            .damage
+            .iter()
+            .chain(&self.recovered.torn)
+            .cloned()
+            .chain(
+                self.recovered
+                    .unknown
+                    .iter()
+                    .map(|p| Corruption::new(p, 0, CorruptionKind::UnknownFile)),
+            )
+        {
+            report.files += 1;
+            report.findings.push(Finding {
+                guild: None,
+                corruption: c,
+            });
+        }
         for guild in self.guilds()? {
             self.verify_guild(guild, &mut report)?;
         }
         Ok(report)
     }
 
-    /// Syncs everything and releases the directory.
+    /// Makes everything durable in the guild segments (a checkpoint without a new commit log)
+    /// and releases the directory.
     ///
     /// # Errors
-    /// As [`Journal::sync`].
+    /// As [`Journal::checkpoint`].
     pub fn close(mut self) -> Result<()> {
-        self.sync()
+        if self.mode == OpenMode::ReadOnly {
+            return Ok(());
+        }
+        self.sync()?;
+        self.checkpoint(false)
     }
 
     fn writable(&self) -> Result<()> {
@@ -610,14 +769,18 @@ impl Journal {
                 sealed: false,
             })
             .collect();
+        // An earlier process that died with this guild in its commit log may have left the last
+        // segment and directory entries unsynced: the next checkpoint makes them durable before
+        // that commit log is dropped.
+        let inherited = scanned.commit_head > 0;
         let log = GuildLog {
             current,
             segments,
             snapshots: scanned.snapshots.clone(),
             active: None,
-            unsynced: false,
-            dir_unsynced: false,
-            parent_unsynced: false,
+            unsynced: inherited,
+            dir_unsynced: inherited,
+            parent_unsynced: inherited,
             events_since_snapshot: 0,
             bytes_since_snapshot: 0,
             poisoned: None,
@@ -633,7 +796,13 @@ impl Journal {
         let dir = layout::guild_dir(&self.root, guild);
         let mut dir_changed = false;
         for seg in &scanned.segments {
-            if seg.torn_header {
+            if seg.restored {
+                self.storage
+                    .create_dir_all(&dir)
+                    .map_err(|e| Error::io("create directory", &dir, e))?;
+                storage::write_atomic(self.storage.as_ref(), &seg.path, &seg.bytes)
+                    .map_err(|(op, p, e)| Error::io(op, p, e))?;
+            } else if seg.torn_header {
                 self.storage
                     .remove(&seg.path)
                     .map_err(|e| Error::io("remove torn segment", &seg.path, e))?;
@@ -648,6 +817,13 @@ impl Journal {
                     .map_err(|e| Error::io("truncate torn tail of", &seg.path, e))?;
             }
         }
+        for path in &scanned.obsolete {
+            match self.storage.remove(path) {
+                Ok(()) => dir_changed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove replaced segment", path, e)),
+            }
+        }
         for tmp in &scanned.temps {
             match self.storage.remove(tmp) {
                 Ok(()) => dir_changed = true,
@@ -659,6 +835,10 @@ impl Journal {
             self.storage
                 .sync_dir(&dir)
                 .map_err(|e| Error::io("fsync directory", &dir, e))?;
+            let parent = layout::guilds_dir(&self.root);
+            self.storage
+                .sync_dir(&parent)
+                .map_err(|e| Error::io("fsync directory", &parent, e))?;
         }
         Ok(())
     }
@@ -704,6 +884,7 @@ impl Journal {
                         active,
                         torn_header: false,
                         scan: None,
+                        restored: false,
                         fault: Some(
                             Corruption::new(&path, 0, CorruptionKind::FileTooLarge)
                                 .detail(e.to_string()),
@@ -721,6 +902,7 @@ impl Journal {
                 torn_header: false,
                 scan: None,
                 fault: None,
+                restored: false,
             };
             if active && segment::header_is_torn(&seg.bytes) {
                 seg.torn_header = true;
@@ -772,12 +954,108 @@ impl Journal {
             }
             segments.push(seg);
         }
-        Ok(Scanned {
+        let mut scanned = Scanned {
             segments,
             snapshots,
             temps,
             unknown,
-        })
+            commit_head: 0,
+            obsolete: Vec::new(),
+        };
+        self.restore_from_commit(guild, &mut scanned);
+        Ok(scanned)
+    }
+
+    /// Puts back, in memory, the events an earlier process's commit log holds for `guild` but
+    /// its segments lost (an unsynced tail cut by a power loss, a segment whose header never
+    /// became durable, damage past the last durable point of the active segment). The writer
+    /// then writes the restored segment to disk ([`Journal::repair`]).
+    fn restore_from_commit(&self, guild: GuildId, scanned: &mut Scanned) {
+        let entries = self.recovered.entries(guild);
+        let Some(last_entry) = entries.last() else {
+            return;
+        };
+        scanned.commit_head = last_entry.seq;
+        // The last segment whose header is readable, and what it holds consecutively.
+        let usable = scanned
+            .segments
+            .iter()
+            .rposition(|s| s.scan.is_some() && !s.torn_header);
+        let held = match usable {
+            Some(i) => scanned.segments[i]
+                .scan
+                .as_ref()
+                .map_or(0, |sc| sc.last_seq),
+            None => scanned.snapshots.last().copied().unwrap_or(0),
+        };
+        let Some(start) = entries.iter().position(|e| e.seq > held) else {
+            return;
+        };
+        if entries[start].seq != held + 1 {
+            // A gap the commit log cannot fill: recovery will say which event is missing.
+            return;
+        }
+        let mut frames = Vec::new();
+        for (next, e) in (held + 1..).zip(&entries[start..]) {
+            if e.seq != next {
+                break;
+            }
+            frames.extend_from_slice(self.recovered.frame(e));
+        }
+        // Segments after the usable one hold nothing readable: they are replaced.
+        let cut = usable.map_or(0, |i| i + 1);
+        let dropped: Vec<ScannedSegment> = scanned.segments.drain(cut..).collect();
+        let (path, mut bytes) = match usable {
+            Some(i)
+                if scanned.segments[i]
+                    .scan
+                    .as_ref()
+                    .is_some_and(|sc| sc.last_seq == held) =>
+            {
+                let seg = &scanned.segments[i];
+                let valid = seg.scan.as_ref().map_or(0, |sc| sc.valid_len) as usize;
+                (
+                    seg.path.clone(),
+                    seg.bytes.get(..valid).unwrap_or(&[]).to_vec(),
+                )
+            }
+            _ => {
+                let header = segment::encode_header(&SegmentHeader {
+                    guild: guild.0,
+                    first_seq: held + 1,
+                    history_max: entries[start].history_max,
+                    created_unix_ms: now_unix_ms(),
+                });
+                (
+                    layout::segment_path(&self.root, guild, held + 1),
+                    header.to_vec(),
+                )
+            }
+        };
+        for seg in dropped {
+            if seg.path != path {
+                scanned.obsolete.push(seg.path);
+            }
+        }
+        bytes.extend_from_slice(&frames);
+        let first_seq = segment::decode_header(&bytes).map_or(held + 1, |h| h.first_seq);
+        let scan = segment::scan(&bytes, true).ok();
+        let restored = ScannedSegment {
+            first_seq,
+            path,
+            bytes: Bytes::Owned(bytes),
+            active: true,
+            torn_header: false,
+            scan,
+            fault: None,
+            restored: true,
+        };
+        if usable.is_some_and(|i| scanned.segments[i].path == restored.path) {
+            scanned.segments.pop();
+        } else if let Some(prev) = scanned.segments.last_mut() {
+            prev.active = false;
+        }
+        scanned.segments.push(restored);
     }
 
     fn load_snapshot(
@@ -821,6 +1099,10 @@ impl Journal {
         scanned: &Scanned,
         target: Option<Seq>,
     ) -> Result<(GuildState, Vec<Corruption>)> {
+        // Damage in a commit log may hide events of any guild.
+        if let Some(damage) = &self.recovered.damage {
+            return Err(Error::from(damage.clone()));
+        }
         // Damage in the active segment hides how far the log went: the newest state is
         // unknowable, whatever the snapshots say.
         if let Some(active) = scanned.segments.iter().rev().find(|s| !s.torn_header) {
@@ -855,7 +1137,7 @@ impl Journal {
             let found = Found {
                 snapshots: &checked,
                 runs: &runs,
-                claimed: claimed_of(&scanned.segments),
+                claimed: claimed_of(&scanned.segments).max(scanned.commit_head),
             };
             let decision = recovery::decide(&found, target);
             let settled = match decision {
@@ -928,7 +1210,7 @@ impl Journal {
         let scanned = self.read_guild(guild)?;
         let mut push = |c: Corruption| {
             report.findings.push(Finding {
-                guild,
+                guild: Some(guild),
                 corruption: c,
             })
         };
@@ -979,7 +1261,7 @@ impl Journal {
         let found = Found {
             snapshots: &found_snaps,
             runs: &runs,
-            claimed: claimed_of(&scanned.segments),
+            claimed: claimed_of(&scanned.segments).max(scanned.commit_head),
         };
         // Start points: genesis if the log starts at 1, and each snapshot that begins a run.
         let mut state: Option<(Seq, State)> = None;
@@ -1041,12 +1323,12 @@ impl Journal {
             let already: Vec<Corruption> = report
                 .findings
                 .iter()
-                .filter(|f| f.guild == guild)
+                .filter(|f| f.guild == Some(guild))
                 .map(|f| f.corruption.clone())
                 .collect();
             let c = explain_broken(&self.root, guild, &scanned, &already, missing);
             report.findings.push(Finding {
-                guild,
+                guild: Some(guild),
                 corruption: Corruption::new(
                     layout::guild_dir(&self.root, guild),
                     0,
@@ -1264,11 +1546,19 @@ impl Ctx<'_> {
             return Err(Error::Poisoned { guild, op });
         }
         if log.unsynced {
-            if let (Some(file), Some(meta)) = (log.active.as_mut(), log.segments.last()) {
-                if let Err(e) = file.sync_data() {
+            if let Some(meta) = log.segments.last() {
+                let path = layout::segment_path(self.root, guild, meta.first_seq);
+                let synced = match log.active.as_mut() {
+                    Some(file) => file.sync_data(),
+                    // Written by an earlier process: fsync through a new descriptor.
+                    None => self
+                        .storage
+                        .open_append(&path)
+                        .and_then(|mut file| file.sync_data()),
+                };
+                if let Err(e) = synced {
                     log.poisoned = Some("fsync");
                     log.active = None;
-                    let path = layout::segment_path(self.root, guild, meta.first_seq);
                     return Err(Error::io("fsync", path, e));
                 }
             }

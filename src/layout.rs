@@ -3,6 +3,8 @@
 //! ```text
 //! DIR/
 //!   LOCK                                  advisory lock; the writer's pid
+//!   commit/
+//!     <generation:020>.clog               shared commit log (group commit across guilds)
 //!   guilds/
 //!     <guild>/                            one directory per guild, decimal id
 //!       <first_seq:020>.wal               log segment, named by its first sequence number
@@ -19,6 +21,10 @@ use crate::ids::{GuildId, Seq};
 pub const LOCK_FILE: &str = "LOCK";
 /// Name of the directory holding one directory per guild.
 pub const GUILDS_DIR: &str = "guilds";
+/// Name of the directory holding the shared commit log.
+pub const COMMIT_DIR: &str = "commit";
+/// Extension of commit log files.
+pub const COMMIT_EXT: &str = "clog";
 /// Extension of log segments.
 pub const SEGMENT_EXT: &str = "wal";
 /// Extension of snapshots.
@@ -34,6 +40,25 @@ pub fn lock_path(root: &Path) -> PathBuf {
 /// The directory holding every guild directory.
 pub fn guilds_dir(root: &Path) -> PathBuf {
     root.join(GUILDS_DIR)
+}
+
+/// The directory of the shared commit log.
+pub fn commit_dir(root: &Path) -> PathBuf {
+    root.join(COMMIT_DIR)
+}
+
+/// The commit log file of `generation`.
+pub fn commit_path(root: &Path, generation: u64) -> PathBuf {
+    commit_dir(root).join(format!("{generation:020}.{COMMIT_EXT}"))
+}
+
+/// Parses a commit log file name (exactly 20 digits and the extension) into its generation.
+pub fn parse_commit_file(name: &str) -> Option<u64> {
+    let (stem, ext) = name.split_once('.')?;
+    if ext != COMMIT_EXT || stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
 }
 
 /// The directory of one guild.

@@ -8,6 +8,7 @@
 //! All integers on disk are little-endian with explicit widths. All checksums are CRC-32
 //! (IEEE, `crc32fast`). Payloads are bincode 2 with the one configuration defined here.
 
+pub mod commit;
 pub mod frame;
 pub mod segment;
 pub mod snapshot;

@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+
 /// Bytes read from storage: owned, or a read-only memory map of an immutable file.
 pub enum Bytes {
     /// Bytes copied into memory.
@@ -123,6 +124,16 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// The OS error.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Makes every written file and directory entry of the file system holding `path` durable
+    /// in one call (Linux `syncfs`), returning `Ok(false)` when the storage cannot, in which case
+    /// the caller syncs file by file.
+    ///
+    /// # Errors
+    /// The OS error (Linux >= 5.8 reports writeback errors of the file system here).
+    fn sync_filesystem(&self, path: &Path) -> io::Result<bool> {
+        let _ = path;
+        Ok(false)
+    }
     /// Takes an advisory lock on `path` (created if missing): exclusive for a writer, shared for
     /// readers. An exclusive holder writes its pid into the file.
     ///
@@ -307,6 +318,13 @@ impl Storage for FsStorage {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn sync_filesystem(&self, path: &Path) -> io::Result<bool> {
+        let dir = File::open(path)?;
+        rustix::fs::syncfs(&dir)?;
+        Ok(true)
     }
 
     fn lock(&self, path: &Path, exclusive: bool) -> Result<Box<dyn DirLock>, LockFailure> {

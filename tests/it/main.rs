@@ -4,6 +4,8 @@
 //! forked child briefly shares this process's lock file descriptors, which would make the lock
 //! tests here flaky.
 
+/// The shared commit log: restoring lost segment tails, rotation, damage.
+mod commit;
 /// Shared helpers: event streams from the workload generator and their in-memory folds.
 mod common;
 /// Torn tails at every byte, zero-filled tails, single-byte flips in sealed files.

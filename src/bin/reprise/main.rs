@@ -6,6 +6,7 @@
 //! exits 0.
 
 mod apply;
+mod bench;
 mod demo;
 mod output;
 
@@ -103,6 +104,16 @@ enum Command {
         /// The guild id.
         #[arg(long)]
         guild: u64,
+    },
+    /// Benchmark reprise side by side with the fdatasync floor, SQLite (WAL) and Sonora's JSON
+    /// files, on the disk of --dir, and print a table (or JSON).
+    Bench {
+        /// A shorter run (well under a minute).
+        #[arg(long)]
+        quick: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// The child process of `demo` (not for direct use).
     #[command(hide = true)]
@@ -214,6 +225,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             events,
             seed,
         } => demo::run(&dir, guilds, events, seed),
+        Command::Bench { quick, json } => bench::run(&dir, quick, json),
         Command::DemoWorker {
             guilds,
             events,

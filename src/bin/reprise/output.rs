@@ -78,7 +78,7 @@ pub(crate) fn logged_event_json(e: &LoggedEvent) -> Value {
 pub(crate) fn finding_json(f: &Finding) -> Value {
     let c = &f.corruption;
     json!({
-        "guild": f.guild.0,
+        "guild": f.guild.map(|g| g.0),
         "file": c.path.display().to_string(),
         "offset": c.offset,
         "kind": c.kind.as_str(),

@@ -1,0 +1,287 @@
+//! The shared commit log, both halves: [`CommitLog`] appends records and makes them durable
+//! with one `fdatasync` for all guilds; [`CommitIndex`] reads the commit logs left by earlier
+//! processes so that recovery can restore what a guild's segments lost.
+//!
+//! Rules (DESIGN.md, "Group commit"):
+//! - every appended event goes to its guild segment *and* to the commit log;
+//! - an event is durable once the commit log is synced past it;
+//! - a commit log file is removed only by a checkpoint, after every guild it mentions has been
+//!   recovered and its segments fsynced (so nothing it holds is needed any more).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+
+use crate::error::{Corruption, CorruptionKind, Error, Result};
+use crate::format::commit;
+use crate::format::segment::ScanEnd;
+use crate::ids::{GuildId, Seq};
+use crate::layout;
+use crate::storage::{AppendFile, Bytes, Storage};
+
+/// Largest commit log file recovery reads.
+pub const COMMIT_FILE_LEN_MAX: u64 = 4 << 30;
+
+/// Buffered records are written once this many bytes are pending.
+const BUFFER_BYTES_MAX: usize = 1 << 20;
+
+/// The commit log this process appends to.
+#[derive(Debug)]
+pub(crate) struct CommitLog {
+    pub(crate) generation: u64,
+    pub(crate) path: PathBuf,
+    file: Box<dyn AppendFile>,
+    /// Bytes written to the file (header included).
+    len: u64,
+    /// Records not yet written to the file.
+    buf: Vec<u8>,
+    /// Written bytes not yet fsynced.
+    unsynced: bool,
+    /// The directory entry of the file is not yet durable.
+    dir_unsynced: bool,
+    /// A write or fsync failed: nothing may be acknowledged as durable any more.
+    pub(crate) poisoned: Option<&'static str>,
+}
+
+impl CommitLog {
+    /// Creates `commit/<generation>.clog` with its header (not yet synced).
+    pub(crate) fn create(
+        storage: &dyn Storage,
+        root: &std::path::Path,
+        generation: u64,
+        now: u64,
+    ) -> Result<CommitLog> {
+        let dir = layout::commit_dir(root);
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
+        let path = layout::commit_path(root, generation);
+        let mut file = storage
+            .create_new(&path)
+            .map_err(|e| Error::io("create commit log", &path, e))?;
+        let header = commit::encode_header(generation, now);
+        file.append(&header)
+            .map_err(|e| Error::io("write commit log header", &path, e))?;
+        Ok(CommitLog {
+            generation,
+            path,
+            file,
+            len: header.len() as u64,
+            buf: Vec::with_capacity(64 << 10),
+            unsynced: true,
+            dir_unsynced: true,
+            poisoned: None,
+        })
+    }
+
+    /// Queues the record of one appended frame.
+    pub(crate) fn push(&mut self, guild: GuildId, history_max: u32, frame: &[u8]) -> Result<()> {
+        commit::encode_record(&mut self.buf, guild.0, history_max, frame);
+        if self.buf.len() >= BUFFER_BYTES_MAX {
+            self.write()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes in the log, written or pending.
+    pub(crate) fn len(&self) -> u64 {
+        self.len + self.buf.len() as u64
+    }
+
+    /// Writes the pending records to the file (no fsync).
+    pub(crate) fn write(&mut self) -> Result<()> {
+        if let Some(op) = self.poisoned {
+            return Err(self.poisoned_error(op));
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.append(&self.buf) {
+            // A partial record may be in the file: nothing after it could be recovered.
+            self.poisoned = Some("write");
+            return Err(Error::io("append to", &self.path, e));
+        }
+        self.len += self.buf.len() as u64;
+        self.buf.clear();
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Writes the pending records and makes the whole log durable.
+    pub(crate) fn sync(&mut self, storage: &dyn Storage) -> Result<()> {
+        self.write()?;
+        if self.unsynced {
+            if let Err(e) = self.file.sync_data() {
+                self.poisoned = Some("fsync");
+                return Err(Error::io("fsync", &self.path, e));
+            }
+            self.unsynced = false;
+        }
+        if self.dir_unsynced {
+            let dir = layout::commit_dir(
+                self.path
+                    .parent()
+                    .and_then(|p| p.parent())
+                    .unwrap_or(std::path::Path::new(".")),
+            );
+            if let Err(e) = storage.sync_dir(&dir) {
+                self.poisoned = Some("fsync directory");
+                return Err(Error::io("fsync directory", &dir, e));
+            }
+            self.dir_unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn poisoned_error(&self, op: &'static str) -> Error {
+        Error::io(
+            "use the poisoned commit log",
+            &self.path,
+            io::Error::other(format!(
+                "an earlier {op} failed; reopen the journal to recover"
+            )),
+        )
+    }
+}
+
+/// One record of an earlier process's commit log.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CommitEntry {
+    pub(crate) seq: Seq,
+    pub(crate) history_max: u32,
+    file: usize,
+    frame_start: usize,
+    frame_end: usize,
+}
+
+/// The commit logs found at open, indexed by guild.
+#[derive(Debug, Default)]
+pub(crate) struct CommitIndex {
+    files: Vec<(u64, PathBuf, Bytes)>,
+    by_guild: HashMap<GuildId, Vec<CommitEntry>>,
+    /// Damage in a commit log (not a torn tail): which guilds it hid is unknowable.
+    pub(crate) damage: Option<Corruption>,
+    /// Torn tails of commit logs (informational).
+    pub(crate) torn: Vec<Corruption>,
+    /// Files that are not commit logs.
+    pub(crate) unknown: Vec<PathBuf>,
+}
+
+impl CommitIndex {
+    /// Reads every commit log in the directory (each may end in a torn tail: each was the
+    /// active log of some process).
+    pub(crate) fn read(storage: &dyn Storage, root: &std::path::Path) -> Result<CommitIndex> {
+        let dir = layout::commit_dir(root);
+        let names = storage.list(&dir).map_err(|e| Error::io("list", &dir, e))?;
+        let mut generations = Vec::new();
+        let mut index = CommitIndex::default();
+        for name in names {
+            match layout::parse_commit_file(&name) {
+                Some(g) => generations.push(g),
+                None if name.ends_with(&format!(".{}", layout::TEMP_EXT)) => {}
+                None => index.unknown.push(dir.join(name)),
+            }
+        }
+        generations.sort_unstable();
+        for generation in generations {
+            let path = layout::commit_path(root, generation);
+            let bytes = match storage.read(&path, COMMIT_FILE_LEN_MAX) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    index.damage.get_or_insert(
+                        Corruption::new(&path, 0, CorruptionKind::FileTooLarge)
+                            .detail(e.to_string()),
+                    );
+                    continue;
+                }
+                Err(e) => return Err(Error::io("read", &path, e)),
+            };
+            if bytes.len() < commit::HEADER_LEN
+                || bytes.iter().take(commit::HEADER_LEN).all(|b| *b == 0)
+            {
+                // Created, then the process died before the header became durable.
+                index
+                    .torn
+                    .push(Corruption::new(&path, 0, CorruptionKind::TornTail));
+                index
+                    .files
+                    .push((generation, path, Bytes::Owned(Vec::new())));
+                continue;
+            }
+            let scan = match commit::scan(&bytes, true) {
+                Ok(s) => s,
+                Err(f) => {
+                    index.damage.get_or_insert(f.at(&path));
+                    continue;
+                }
+            };
+            match &scan.end {
+                ScanEnd::Clean => {}
+                ScanEnd::TornTail { offset } => {
+                    index
+                        .torn
+                        .push(Corruption::new(&path, *offset, CorruptionKind::TornTail))
+                }
+                ScanEnd::Corrupt(f) => {
+                    index.damage.get_or_insert(f.clone().at(&path));
+                }
+            }
+            let file = index.files.len();
+            for &offset in &scan.records {
+                let at = offset as usize;
+                let Ok(rec) = commit::decode_record(&bytes[at..]) else {
+                    continue;
+                };
+                let frame_start = at + commit::RECORD_HEADER_LEN;
+                index
+                    .by_guild
+                    .entry(GuildId(rec.guild))
+                    .or_default()
+                    .push(CommitEntry {
+                        seq: rec.frame.seq,
+                        history_max: rec.history_max,
+                        file,
+                        frame_start,
+                        frame_end: frame_start + rec.frame_bytes.len(),
+                    });
+            }
+            index.files.push((generation, path, bytes));
+        }
+        for entries in index.by_guild.values_mut() {
+            // Files are read oldest first; keep the first record of each seq.
+            entries.sort_by_key(|e| e.seq);
+            entries.dedup_by_key(|e| e.seq);
+        }
+        Ok(index)
+    }
+
+    /// The guild's records, sorted by seq.
+    pub(crate) fn entries(&self, guild: GuildId) -> &[CommitEntry] {
+        self.by_guild.get(&guild).map_or(&[], Vec::as_slice)
+    }
+
+    /// The guild frame bytes of a record.
+    pub(crate) fn frame(&self, entry: &CommitEntry) -> &[u8] {
+        self.files
+            .get(entry.file)
+            .and_then(|(_, _, b)| b.get(entry.frame_start..entry.frame_end))
+            .unwrap_or(&[])
+    }
+
+    /// Guilds mentioned by any commit log.
+    pub(crate) fn guilds(&self) -> Vec<GuildId> {
+        let mut g: Vec<GuildId> = self.by_guild.keys().copied().collect();
+        g.sort_unstable();
+        g
+    }
+
+    /// The largest generation found (0 when none).
+    pub(crate) fn generation_max(&self) -> u64 {
+        self.files.iter().map(|(g, _, _)| *g).max().unwrap_or(0)
+    }
+
+    /// The files read.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        self.files.iter().map(|(_, p, _)| p)
+    }
+}
