@@ -29,26 +29,55 @@ pub const SNAPSHOTS_RETAINED_DEFAULT: u32 = 2;
 /// dropped and a new one started).
 pub const COMMIT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 
+/// How long and how many events a [`Durability::Batched`] append may wait for its group commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BatchPolicy {
+    /// The longest an acknowledgement waits for more events to share its fsync.
+    pub delay_max: std::time::Duration,
+    /// A group commit happens as soon as this many batched events wait.
+    pub events_max: u32,
+}
+
+impl BatchPolicy {
+    /// 2 ms or 256 events: a fraction of one fsync of delay, most of the throughput.
+    pub const DEFAULT: BatchPolicy = BatchPolicy {
+        delay_max: std::time::Duration::from_millis(2),
+        events_max: 256,
+    };
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        BatchPolicy::DEFAULT
+    }
+}
+
 /// When an appended event counts as acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Durability {
-    /// The shared commit log is fsynced before the append returns: the event survives a power
-    /// loss.
+    /// The shared commit log is fsynced before the append is acknowledged: the event survives
+    /// a power loss. Concurrent `Always` appends share one fsync.
     #[default]
     Always,
-    /// Written (buffered); made durable by the next [`crate::Journal::sync`] (group commit: one
-    /// fsync of the shared commit log covers every event appended since, across guilds).
-    Batched,
-    /// Written to the OS only: survives a process kill, not a power loss (until a later sync).
+    /// Group commit with a bounded wait: the acknowledgement comes with the next fsync of the
+    /// commit log, which happens within [`BatchPolicy::delay_max`] or once
+    /// [`BatchPolicy::events_max`] events wait (the async runtime). The synchronous
+    /// [`crate::Journal`] makes them durable at its next [`crate::Journal::sync`].
+    Batched(BatchPolicy),
+    /// Acknowledged once written (buffered): survives a process kill once written to the OS,
+    /// not a power loss (until a later sync).
     None,
 }
 
 impl Durability {
+    /// `Batched` with the default policy.
+    pub const BATCHED: Durability = Durability::Batched(BatchPolicy::DEFAULT);
+
     /// The CLI spelling (`always`, `batched`, `none`).
     pub fn as_str(self) -> &'static str {
         match self {
             Durability::Always => "always",
-            Durability::Batched => "batched",
+            Durability::Batched(_) => "batched",
             Durability::None => "none",
         }
     }

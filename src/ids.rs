@@ -42,3 +42,8 @@ impl FromStr for GuildId {
 ///
 /// `0` means "before the first event" (the empty state).
 pub type Seq = u64;
+
+/// The largest sequence number reprise accepts anywhere (2^62: more events than any guild will
+/// ever have). Files claiming more are damaged; the bound keeps every `seq + 1` from
+/// overflowing.
+pub const SEQ_MAX: Seq = 1 << 62;

@@ -118,7 +118,7 @@ pub struct GuildInfo {
 /// The per-guild write-ahead journal. See the crate docs for an example.
 ///
 /// A `Journal` owns its directory (an advisory lock) until dropped. Guilds are recovered lazily,
-/// on first use. It is synchronous and single-threaded; [`Durability::Batched`] appends become
+/// on first use. It is synchronous and single-threaded; [`Durability::Batched`](crate::Durability::Batched) appends become
 /// durable at the next [`Journal::sync`].
 #[derive(Debug)]
 pub struct Journal {
@@ -165,7 +165,9 @@ struct SegmentMeta {
     /// Last event held (`first_seq - 1` when empty).
     last_seq: Seq,
     len: u64,
-    header_valid: bool,
+    /// The header is valid and the file ends right after its last valid frame (a torn tail
+    /// was cut, or the segment was restored), so appending continues the log.
+    appendable: bool,
     /// Sealed by this process (made durable and closed): never appended to again.
     sealed: bool,
 }
@@ -317,9 +319,23 @@ impl Journal {
     /// [`Error::InvalidEvent`] / [`Error::EventTooLarge`] (nothing written), [`Error::Io`],
     /// [`Error::Poisoned`], [`Error::ReadOnly`], or a recovery error for the guild.
     pub fn append(&mut self, guild: GuildId, event: &Event, durability: Durability) -> Result<Seq> {
+        self.append_at(guild, event, durability, now_unix_ms())
+    }
+
+    /// [`Journal::append`] with the append time given by the caller (Unix milliseconds), as
+    /// recorded in the frame.
+    ///
+    /// # Errors
+    /// As [`Journal::append`].
+    pub fn append_at(
+        &mut self,
+        guild: GuildId,
+        event: &Event,
+        durability: Durability,
+        now: u64,
+    ) -> Result<Seq> {
         self.writable()?;
         self.load(guild)?;
-        let now = now_unix_ms();
         self.ensure_commit(now)?;
         let Journal {
             root,
@@ -514,7 +530,7 @@ impl Journal {
     }
 
     /// Makes every event appended so far durable with one `fdatasync` of the shared commit log,
-    /// whatever the number of guilds (group commit for [`Durability::Batched`] and
+    /// whatever the number of guilds (group commit for [`Durability::Batched`](crate::Durability::Batched) and
     /// [`Durability::None`]).
     ///
     /// # Errors
@@ -610,6 +626,80 @@ impl Journal {
         };
         ctx.snapshot(guild, log, now_unix_ms())?;
         Ok(Some(log.current.seq))
+    }
+
+    /// The first half of [`Journal::snapshot_now`], for writing snapshots off the append path:
+    /// makes the log up to the current seq durable (sealing the active segment) and captures
+    /// the state. Write the returned job anywhere ([`SnapshotJob::write`]), then hand it back
+    /// to [`Journal::snapshot_finish`]. Appends may continue in between.
+    ///
+    /// # Errors
+    /// As [`Journal::snapshot_now`].
+    pub fn snapshot_begin(&mut self, guild: GuildId) -> Result<Option<SnapshotJob>> {
+        self.writable()?;
+        self.load(guild)?;
+        let Journal {
+            root,
+            storage,
+            config,
+            guilds,
+            guilds_dir_ready,
+            ..
+        } = self;
+        let log = guilds
+            .get_mut(&guild)
+            .ok_or_else(unreachable_missing_guild)?;
+        if let Some(op) = log.poisoned {
+            return Err(Error::Poisoned { guild, op });
+        }
+        let mut ctx = Ctx {
+            root,
+            storage: storage.as_ref(),
+            config,
+            guilds_dir_ready,
+        };
+        ctx.snapshot_begin(guild, log, now_unix_ms())
+    }
+
+    /// The second half: registers a snapshot written by [`SnapshotJob::write`] and drops what
+    /// retention no longer needs.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when an obsolete file cannot be removed.
+    pub fn snapshot_finish(&mut self, job: &SnapshotJob) -> Result<()> {
+        self.writable()?;
+        self.load(job.guild)?;
+        let Journal {
+            root,
+            storage,
+            config,
+            guilds,
+            guilds_dir_ready,
+            ..
+        } = self;
+        let log = guilds
+            .get_mut(&job.guild)
+            .ok_or_else(unreachable_missing_guild)?;
+        let mut ctx = Ctx {
+            root,
+            storage: storage.as_ref(),
+            config,
+            guilds_dir_ready,
+        };
+        ctx.snapshot_finish(job.guild, log, job.seq)
+    }
+
+    /// The storage this journal writes through (for [`SnapshotJob::write`]).
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        Arc::clone(&self.storage)
+    }
+
+    /// Number of events appended to `guild` since its last snapshot (by this process) and the
+    /// bytes they take in the log; `None` when the guild is not loaded.
+    pub fn since_snapshot(&self, guild: GuildId) -> Option<(u64, u64)> {
+        self.guilds
+            .get(&guild)
+            .map(|l| (l.events_since_snapshot, l.bytes_since_snapshot))
     }
 
     /// Every event the log still holds for `guild`, oldest first (events before the oldest
@@ -760,12 +850,20 @@ impl Journal {
             .filter(|s| !s.torn_header)
             .map(|s| SegmentMeta {
                 first_seq: s.first_seq,
-                last_seq: s.scan.as_ref().map_or(s.first_seq - 1, |sc| sc.last_seq),
+                last_seq: s
+                    .scan
+                    .as_ref()
+                    .map_or(s.first_seq.saturating_sub(1), |sc| sc.last_seq),
                 len: s
                     .scan
                     .as_ref()
                     .map_or(s.bytes.len() as u64, |sc| sc.valid_len),
-                header_valid: s.scan.is_some(),
+                appendable: s.restored
+                    || s.scan.as_ref().is_some_and(|sc| match sc.end {
+                        ScanEnd::Clean => true,
+                        ScanEnd::TornTail { .. } => self.mode == OpenMode::ReadWrite,
+                        ScanEnd::Corrupt(_) => false,
+                    }),
                 sealed: false,
             })
             .collect();
@@ -1448,6 +1546,46 @@ fn unreachable_missing_guild() -> Error {
     )
 }
 
+/// A snapshot captured by [`Journal::snapshot_begin`], to be written on any thread.
+#[derive(Clone, Debug)]
+pub struct SnapshotJob {
+    guild: GuildId,
+    seq: Seq,
+    created_unix_ms: u64,
+    state: State,
+    path: PathBuf,
+}
+
+impl SnapshotJob {
+    /// The guild.
+    pub fn guild(&self) -> GuildId {
+        self.guild
+    }
+
+    /// The sequence number the snapshot captures.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// The snapshot file it writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Encodes the snapshot and writes it with `write_atomic` (temporary file, fsync, rename,
+    /// fsync directory) through `storage`; returns the file's size.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; nothing is left behind but a temporary file the next writer removes.
+    pub fn write_to(&self, storage: &dyn Storage) -> Result<u64> {
+        let bytes = snapshot::encode(self.guild.0, self.seq, self.created_unix_ms, &self.state)
+            .map_err(|e| Error::io("compress snapshot for", &self.path, e))?;
+        storage::write_atomic(storage, &self.path, &bytes)
+            .map_err(|(op, p, e)| Error::io(op, p, e))?;
+        Ok(bytes.len() as u64)
+    }
+}
+
 /// The file-writing half of the journal, borrowed apart from the guild map.
 struct Ctx<'a> {
     root: &'a Path,
@@ -1465,7 +1603,7 @@ impl Ctx<'_> {
         }
         let next = log.current.seq + 1;
         if let Some(last) = log.segments.last() {
-            if last.header_valid
+            if last.appendable
                 && !last.sealed
                 && last.last_seq + 1 == next
                 && last.len < self.config.segment_bytes_max
@@ -1512,7 +1650,7 @@ impl Ctx<'_> {
             first_seq: next,
             last_seq: next - 1,
             len: header.len() as u64,
-            header_valid: true,
+            appendable: true,
             sealed: false,
         });
         log.active = Some(file);
@@ -1596,25 +1734,42 @@ impl Ctx<'_> {
 
     /// Writes a snapshot of the current state, then applies retention.
     fn snapshot(&mut self, guild: GuildId, log: &mut GuildLog, now: u64) -> Result<()> {
+        if let Some(job) = self.snapshot_begin(guild, log, now)? {
+            job.write_to(self.storage)?;
+            self.snapshot_finish(guild, log, job.seq)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the log up to the current seq (durable before a snapshot claims it) and captures
+    /// the state; `None` when a snapshot at this seq exists already.
+    fn snapshot_begin(
+        &mut self,
+        guild: GuildId,
+        log: &mut GuildLog,
+        now: u64,
+    ) -> Result<Option<SnapshotJob>> {
         let seq = log.current.seq;
         log.events_since_snapshot = 0;
         log.bytes_since_snapshot = 0;
-        if log.snapshots.last() == Some(&seq) {
-            return Ok(());
+        if seq == 0 || log.snapshots.contains(&seq) {
+            return Ok(None);
         }
-        // The log up to `seq` is durable before a snapshot claims it.
         self.seal_active(guild, log)?;
-        let bytes = snapshot::encode(guild.0, seq, now, &log.current.state).map_err(|e| {
-            Error::io(
-                "compress snapshot for",
-                layout::snapshot_path(self.root, guild, seq),
-                e,
-            )
-        })?;
-        let path = layout::snapshot_path(self.root, guild, seq);
-        storage::write_atomic(self.storage, &path, &bytes)
-            .map_err(|(op, p, e)| Error::io(op, p, e))?;
-        log.snapshots.push(seq);
+        Ok(Some(SnapshotJob {
+            guild,
+            seq,
+            created_unix_ms: now,
+            state: log.current.state.clone(),
+            path: layout::snapshot_path(self.root, guild, seq),
+        }))
+    }
+
+    /// Registers a written snapshot and applies retention.
+    fn snapshot_finish(&mut self, guild: GuildId, log: &mut GuildLog, seq: Seq) -> Result<()> {
+        if let Err(at) = log.snapshots.binary_search(&seq) {
+            log.snapshots.insert(at, seq);
+        }
         self.retain(guild, log)
     }
 

@@ -112,6 +112,9 @@ pub fn parse_guild_file(name: &str) -> GuildFile {
     let Ok(seq) = stem.parse::<Seq>() else {
         return GuildFile::Unknown;
     };
+    if seq == 0 || seq > crate::ids::SEQ_MAX {
+        return GuildFile::Unknown;
+    }
     match ext {
         SEGMENT_EXT => GuildFile::Segment(seq),
         SNAPSHOT_EXT => GuildFile::Snapshot(seq),

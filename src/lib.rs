@@ -48,11 +48,11 @@ pub mod storage;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use config::{Config, Durability};
+pub use config::{BatchPolicy, Config, Durability};
 pub use error::{Corruption, CorruptionKind, Error, Result};
 pub use ids::{GuildId, Seq};
 pub use journal::{
     EventIter, FileInfo, Finding, GuildInfo, GuildState, Journal, LoggedEvent, OpenMode,
-    VerifyReport,
+    SnapshotJob, VerifyReport,
 };
 pub use session::{Event, EventError, State};

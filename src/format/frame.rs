@@ -63,6 +63,12 @@ pub enum FrameFault {
         /// The length found.
         len: u32,
     },
+    /// The sequence number is 0 or above [`crate::ids::SEQ_MAX`] (checksum valid: a forged or
+    /// buggy frame).
+    Seq {
+        /// The sequence number found.
+        seq: u64,
+    },
     /// The checksum does not match.
     Checksum {
         /// Stored checksum.
@@ -81,6 +87,9 @@ impl FrameFault {
             }
             FrameFault::Length { len } => Fault::new(offset, CorruptionKind::FrameLength)
                 .values(u64::from(PAYLOAD_LEN_MAX), u64::from(len)),
+            FrameFault::Seq { seq } => Fault::new(offset, CorruptionKind::SequenceGap)
+                .values(crate::ids::SEQ_MAX, seq)
+                .detail("sequence number out of range"),
             FrameFault::Checksum { expected, actual } => {
                 Fault::new(offset, CorruptionKind::FrameChecksum)
                     .values(u64::from(expected), u64::from(actual))
@@ -144,8 +153,12 @@ pub fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameFault> {
     if expected != actual {
         return Err(FrameFault::Checksum { expected, actual });
     }
+    let seq = read_u64(frame, SEQ_OFFSET);
+    if seq == 0 || seq > crate::ids::SEQ_MAX {
+        return Err(FrameFault::Seq { seq });
+    }
     Ok(Frame {
-        seq: read_u64(frame, SEQ_OFFSET),
+        seq,
         at_unix_ms: read_u64(frame, TIME_OFFSET),
         payload: &frame[HEADER_LEN..],
     })

@@ -120,9 +120,17 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, Fault> {
                 .values(HEADER_LEN as u64, u64::from(header_len)),
         );
     }
+    let first_seq = read_u64(bytes, FIRST_SEQ_OFFSET);
+    if first_seq == 0 || first_seq > crate::ids::SEQ_MAX {
+        return Err(
+            Fault::new(FIRST_SEQ_OFFSET as u64, CorruptionKind::HeaderMismatch)
+                .values(crate::ids::SEQ_MAX, first_seq)
+                .detail("first_seq out of range 1..=SEQ_MAX"),
+        );
+    }
     Ok(SegmentHeader {
         guild: read_u64(bytes, GUILD_OFFSET),
-        first_seq: read_u64(bytes, FIRST_SEQ_OFFSET),
+        first_seq,
         history_max: read_u32(bytes, HISTORY_MAX_OFFSET),
         created_unix_ms: read_u64(bytes, CREATED_OFFSET),
     })

@@ -154,6 +154,13 @@ pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, Fault> {
         state_len: read_u64(bytes, STATE_LEN_OFFSET),
         body_len: read_u64(bytes, BODY_LEN_OFFSET),
     };
+    if header.seq == 0 || header.seq > crate::ids::SEQ_MAX {
+        return Err(
+            Fault::new(SEQ_OFFSET as u64, CorruptionKind::HeaderMismatch)
+                .values(crate::ids::SEQ_MAX, header.seq)
+                .detail("seq out of range 1..=SEQ_MAX"),
+        );
+    }
     if header.state_len > STATE_LEN_MAX {
         return Err(
             Fault::new(STATE_LEN_OFFSET as u64, CorruptionKind::FileTooLarge)

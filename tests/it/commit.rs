@@ -73,7 +73,7 @@ fn commit_log_rotates_at_its_size_limit() {
     let config = Config::default().with_commit_bytes_max(64 << 10);
     let mut j = Journal::open(dir.path(), config.clone()).unwrap();
     for e in &events {
-        j.append(GuildId(4), e, Durability::Batched).unwrap();
+        j.append(GuildId(4), e, Durability::BATCHED).unwrap();
         j.sync().unwrap();
     }
     let files = commit_files(dir.path());

@@ -194,3 +194,55 @@ fn mid_log_damage_in_the_active_segment_is_not_truncated() {
     // Nothing was cut.
     assert_eq!(fs::read(&path).unwrap(), bytes);
 }
+
+/// Regressions found by `cargo fuzz` (fuzz/regressions/): headers and names with sequence
+/// numbers 0 or near u64::MAX are damage, never an arithmetic overflow.
+#[test]
+fn fuzz_regressions_out_of_range_sequence_numbers() {
+    use reprise::format::segment::{encode_header, scan, SegmentHeader};
+    for first_seq in [0, reprise::ids::SEQ_MAX + 1, u64::MAX] {
+        let h = encode_header(&SegmentHeader {
+            guild: 7,
+            first_seq,
+            history_max: 50,
+            created_unix_ms: 0,
+        });
+        assert!(scan(&h, true).is_err(), "first_seq {first_seq}");
+    }
+    assert_eq!(
+        reprise::layout::parse_guild_file("00000000000000000000.wal"),
+        reprise::layout::GuildFile::Unknown
+    );
+    // A segment named 0 next to a real one: an unknown file for verify, no panic for state.
+    let dir = tempfile::tempdir().unwrap();
+    let g = reprise::layout::guild_dir(dir.path(), GUILD);
+    fs::create_dir_all(&g).unwrap();
+    fs::write(g.join("00000000000000000000.wal"), [1u8]).unwrap();
+    fs::write(g.join("00000000000000000001.wal"), []).unwrap();
+    let mut r = Journal::open_read_only(dir.path(), Config::default()).unwrap();
+    assert_eq!(r.state(GUILD).unwrap().seq, 0);
+    assert!(!r.verify().unwrap().is_sound());
+}
+
+/// Regression found by `cargo fuzz`: a segment with a damaged tail that becomes the newest once
+/// a never-durable newer segment is removed must not be appended to (the new frame would land
+/// after the damage and be unreadable); a new segment starts instead.
+#[test]
+fn fuzz_regression_no_append_after_damaged_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, states) = stream(12, 9);
+    write(dir.path(), Config::default(), GUILD, &events[..8]);
+    let g = reprise::layout::guild_dir(dir.path(), GUILD);
+    let first = g.join("00000000000000000001.wal");
+    let mut bytes = fs::read(&first).unwrap();
+    bytes.extend_from_slice(&[0xAB; 8]);
+    fs::write(&first, &bytes).unwrap();
+    fs::write(g.join("00000000000000000009.wal"), [0u8; 10]).unwrap();
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    assert_eq!(j.state(GUILD).unwrap().seq, 8);
+    assert_eq!(j.append(GUILD, &events[8], Durability::Always).unwrap(), 9);
+    j.close().unwrap();
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    let s = j.state(GUILD).unwrap();
+    assert_eq!((s.seq, &s.state), (9, &states[9]));
+}

@@ -55,7 +55,7 @@ proptest! {
             .with_segment_bytes_max(p.segment_bytes)
             .with_snapshots_retained(p.retained)
             .without_auto_snapshots();
-        let durability = [Durability::Always, Durability::Batched, Durability::None][p.durability as usize];
+        let durability = [Durability::Always, Durability::BATCHED, Durability::None][p.durability as usize];
         let mut j = Journal::open(dir.path(), config.clone()).unwrap();
         let mut snapshots = Vec::new();
         for (i, e) in events.iter().enumerate() {

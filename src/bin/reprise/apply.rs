@@ -78,13 +78,13 @@ pub(crate) fn run(
     let mut out = Out::stdout();
     let append_durability = match durability {
         Durability::None => Durability::None,
-        _ => Durability::Batched,
+        _ => Durability::BATCHED,
     };
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         let deadline = Instant::now() + BATCH_DELAY_MAX;
         while batch.len() < BATCH_EVENTS_MAX {
-            let next = if durability == Durability::Batched {
+            let next = if matches!(durability, Durability::Batched(_)) {
                 rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
                     .ok()
             } else {

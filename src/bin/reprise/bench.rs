@@ -444,7 +444,7 @@ fn reprise_appends(
 fn reprise_durable_1_row(scratch: &Scratch, stream: &Stream, plan: &Plan) -> Result<Row, Failure> {
     let mut journal = Journal::open(scratch.sub("reprise-durable-1")?, Config::default())?;
     for event in stream.warmup() {
-        journal.append(BENCH_GUILD, event, Durability::Batched)?;
+        journal.append(BENCH_GUILD, event, Durability::BATCHED)?;
     }
     journal.sync()?;
     let samples = reprise_appends(
@@ -488,7 +488,7 @@ fn reprise_durable_64(dir: &Path, stream: &Stream, n: usize) -> Result<Samples, 
     let mut journal = Journal::open(dir, Config::default())?;
     for guild in &guilds {
         for event in stream.warmup() {
-            journal.append(*guild, event, Durability::Batched)?;
+            journal.append(*guild, event, Durability::BATCHED)?;
         }
     }
     journal.sync()?;
@@ -500,7 +500,7 @@ fn reprise_durable_64(dir: &Path, stream: &Stream, n: usize) -> Result<Samples, 
         started.clear();
         for guild in &guilds {
             started.push(Instant::now());
-            journal.append(*guild, event, Durability::Batched)?;
+            journal.append(*guild, event, Durability::BATCHED)?;
         }
         journal.sync()?;
         let acknowledged = Instant::now();

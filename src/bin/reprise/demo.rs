@@ -54,7 +54,7 @@ pub(crate) fn worker(dir: &Path, guilds: u32, events: u64, seed: u64) -> Result<
                 workloads[i].next_event(&current.state)
             };
             let started = Instant::now();
-            let seq = journal.append(guild, &event, Durability::Batched)?;
+            let seq = journal.append(guild, &event, Durability::BATCHED)?;
             pending.push((guild, seq, started));
         }
         journal.sync()?;

@@ -138,7 +138,7 @@ impl From<DurabilityArg> for Durability {
     fn from(d: DurabilityArg) -> Self {
         match d {
             DurabilityArg::Always => Durability::Always,
-            DurabilityArg::Batched => Durability::Batched,
+            DurabilityArg::Batched => Durability::BATCHED,
             DurabilityArg::None => Durability::None,
         }
     }
