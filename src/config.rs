@@ -52,6 +52,12 @@ impl Default for BatchPolicy {
     }
 }
 
+/// Default snapshot interval of the async runtime (Sonora's default: 5 minutes).
+pub const SNAPSHOT_INTERVAL_DEFAULT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Default capacity of the async runtime's command channel.
+pub const CHANNEL_CAPACITY_DEFAULT: usize = 1024;
+
 /// When an appended event counts as acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Durability {
@@ -100,6 +106,16 @@ pub struct Config {
     pub history_max: u32,
     /// Checkpoint the shared commit log once it holds this many bytes.
     pub commit_bytes_max: u64,
+    /// Async runtime: snapshot every guild with new events at least this often (Sonora's
+    /// `auto_snapshot_interval`; `None`: never by time). Idle guilds are never rewritten.
+    pub snapshot_interval: Option<std::time::Duration>,
+    /// Async runtime: snapshot every guild with events since its last snapshot at shutdown.
+    pub snapshot_on_shutdown: bool,
+    /// Async runtime: capacity of the command channel (back pressure: a full channel makes
+    /// callers wait).
+    pub channel_capacity: usize,
+    /// Async runtime: the durability of `append` when neither the call nor the guild sets one.
+    pub durability: Durability,
 }
 
 impl Default for Config {
@@ -111,6 +127,10 @@ impl Default for Config {
             snapshots_retained: SNAPSHOTS_RETAINED_DEFAULT,
             history_max: HISTORY_MAX_DEFAULT,
             commit_bytes_max: COMMIT_BYTES_MAX_DEFAULT,
+            snapshot_interval: Some(SNAPSHOT_INTERVAL_DEFAULT),
+            snapshot_on_shutdown: true,
+            channel_capacity: CHANNEL_CAPACITY_DEFAULT,
+            durability: Durability::Always,
         }
     }
 }
@@ -144,6 +164,18 @@ impl Config {
     /// Sets [`Config::commit_bytes_max`] (at least 64 KiB).
     pub fn with_commit_bytes_max(mut self, bytes: u64) -> Self {
         self.commit_bytes_max = bytes.max(64 << 10);
+        self
+    }
+
+    /// Sets [`Config::snapshot_interval`] (`None`: no time-based snapshots).
+    pub fn with_snapshot_interval(mut self, interval: Option<std::time::Duration>) -> Self {
+        self.snapshot_interval = interval;
+        self
+    }
+
+    /// Sets [`Config::durability`], the runtime's default durability.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 

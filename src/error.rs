@@ -94,6 +94,9 @@ pub enum Error {
     /// A write was attempted on a journal opened with [`crate::OpenMode::ReadOnly`].
     #[error("the journal was opened read-only")]
     ReadOnly,
+    /// The async runtime was shut down (or its writer thread stopped); nothing was done.
+    #[error("the reprise runtime is shut down")]
+    Closed,
 }
 
 impl Error {

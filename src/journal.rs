@@ -17,6 +17,14 @@ use crate::recovery::{self, Decision, Found, Run, SnapshotFound};
 use crate::session::{self, Event, State};
 use crate::storage::{self, AppendFile, Bytes, DirLock, FsStorage, LockFailure, Storage};
 
+/// A guild's appended frames are written to its segment once this many bytes wait (and at every
+/// seal, snapshot, read of its files and checkpoint). Until then they live in memory and in the
+/// commit log: the acknowledgement path writes and fsyncs only the commit log.
+pub const GUILD_BUFFER_BYTES_MAX: usize = 64 << 10;
+
+/// All guilds' unwritten frames together are written out once they reach this many bytes.
+pub const BUFFERED_BYTES_MAX: u64 = 16 << 20;
+
 /// Largest segment file recovery reads: the size limit plus one maximal frame.
 const SEGMENT_FILE_LEN_MAX: u64 =
     SEGMENT_BYTES_MAX_MAX + frame::HEADER_LEN as u64 + frame::PAYLOAD_LEN_MAX as u64;
@@ -135,6 +143,8 @@ pub struct Journal {
     recovered: CommitIndex,
     /// A checkpoint's fsync failed: commit logs are never dropped by this process again.
     checkpoint_poisoned: Option<&'static str>,
+    /// Bytes of frames waiting in guild buffers (see [`GUILD_BUFFER_BYTES_MAX`]).
+    buffered: u64,
     _lock: Box<dyn DirLock>,
 }
 
@@ -146,6 +156,8 @@ struct GuildLog {
     /// Snapshot files present (valid or not), sorted.
     snapshots: Vec<Seq>,
     active: Option<Box<dyn AppendFile>>,
+    /// Frames appended to the active segment in memory, not yet written to the file.
+    pending: Vec<u8>,
     /// Appended bytes not yet fsynced.
     unsynced: bool,
     /// A file was created in the guild directory (or the directory itself) and the directory
@@ -277,6 +289,7 @@ impl Journal {
             commit: None,
             recovered,
             checkpoint_poisoned: None,
+            buffered: 0,
             _lock: lock,
         })
     }
@@ -395,10 +408,53 @@ impl Journal {
         if due {
             ctx.snapshot(guild, log, now)?;
         }
-        if commit.len() >= config.commit_bytes_max {
+        self.buffered += frame_buf.len() as u64;
+        if self.buffered >= BUFFERED_BYTES_MAX {
+            self.flush_buffers(None)?;
+        }
+        if self
+            .commit
+            .as_ref()
+            .is_some_and(|c| c.len() >= self.config.commit_bytes_max)
+        {
             self.checkpoint(true)?;
         }
         Ok(seq)
+    }
+
+    /// Writes buffered frames to the guild segments: of one guild, or of all (`None`).
+    fn flush_buffers(&mut self, only: Option<GuildId>) -> Result<()> {
+        let Journal {
+            root,
+            storage,
+            config,
+            guilds,
+            guilds_dir_ready,
+            buffered,
+            ..
+        } = self;
+        let mut ctx = Ctx {
+            root,
+            storage: storage.as_ref(),
+            config,
+            guilds_dir_ready,
+        };
+        match only {
+            Some(guild) => match guilds.get_mut(&guild) {
+                Some(log) => ctx.flush_guild(guild, log),
+                None => Ok(()),
+            },
+            None => {
+                let mut first_error = None;
+                for (guild, log) in guilds.iter_mut() {
+                    if let Err(e) = ctx.flush_guild(*guild, log) {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                *buffered = 0;
+                first_error.map_or(Ok(()), Err)
+            }
+        }
     }
 
     /// Makes every guild segment written since the last checkpoint durable: one `syncfs` of the
@@ -406,6 +462,10 @@ impl Journal {
     /// A failure poisons checkpointing (fsyncgate: a retry could falsely succeed), so the
     /// commit logs stay until a reopen restores from them.
     fn sync_segments(&mut self) -> Result<()> {
+        if let Err(e) = self.flush_buffers(None) {
+            self.checkpoint_poisoned = Some("write");
+            return Err(e);
+        }
         let dirty = self
             .guilds
             .values()
@@ -587,6 +647,7 @@ impl Journal {
         if seq == current.seq {
             return Ok(current);
         }
+        self.flush_buffers(Some(guild))?;
         let scanned = self.read_guild(guild)?;
         let (state, _) = self.rebuild(guild, &scanned, Some(seq))?;
         Ok(state)
@@ -630,8 +691,8 @@ impl Journal {
 
     /// The first half of [`Journal::snapshot_now`], for writing snapshots off the append path:
     /// makes the log up to the current seq durable (sealing the active segment) and captures
-    /// the state. Write the returned job anywhere ([`SnapshotJob::write`]), then hand it back
-    /// to [`Journal::snapshot_finish`]. Appends may continue in between.
+    /// the state. Write the returned job anywhere ([`SnapshotJob::write_to`]), then hand it back
+    /// to [`Journal::snapshot_finish`] (or [`Journal::snapshot_failed`]). Appends may continue in between.
     ///
     /// # Errors
     /// As [`Journal::snapshot_now`].
@@ -661,7 +722,7 @@ impl Journal {
         ctx.snapshot_begin(guild, log, now_unix_ms())
     }
 
-    /// The second half: registers a snapshot written by [`SnapshotJob::write`] and drops what
+    /// The second half: registers a snapshot written by [`SnapshotJob::write_to`] and drops what
     /// retention no longer needs.
     ///
     /// # Errors
@@ -689,7 +750,19 @@ impl Journal {
         ctx.snapshot_finish(job.guild, log, job.seq)
     }
 
-    /// The storage this journal writes through (for [`SnapshotJob::write`]).
+    /// Reports a job whose [`SnapshotJob::write_to`] failed. A failed seal fsync poisons the
+    /// guild's log and checkpoints (fsyncgate); a failed snapshot write changes nothing (the
+    /// next snapshot tries again).
+    pub fn snapshot_failed(&mut self, job: &SnapshotJob) {
+        if job.seal_failed {
+            if let Some(log) = self.guilds.get_mut(&job.guild) {
+                log.poisoned = Some("fsync");
+            }
+            self.checkpoint_poisoned = Some("fsync");
+        }
+    }
+
+    /// The storage this journal writes through (for [`SnapshotJob::write_to`]).
     pub fn storage(&self) -> Arc<dyn Storage> {
         Arc::clone(&self.storage)
     }
@@ -710,6 +783,7 @@ impl Journal {
     /// then stops.
     pub fn events(&mut self, guild: GuildId) -> Result<EventIter> {
         self.load(guild)?;
+        self.flush_buffers(Some(guild))?;
         let scanned = self.read_guild(guild)?;
         let mut parts = Vec::new();
         for seg in scanned.segments {
@@ -748,7 +822,8 @@ impl Journal {
     ///
     /// # Errors
     /// [`Error::Io`].
-    pub fn inspect(&self, guild: GuildId) -> Result<GuildInfo> {
+    pub fn inspect(&mut self, guild: GuildId) -> Result<GuildInfo> {
+        self.flush_buffers(Some(guild))?;
         let scanned = self.read_guild(guild)?;
         let mut info = GuildInfo::default();
         for seg in &scanned.segments {
@@ -787,7 +862,8 @@ impl Journal {
     ///
     /// # Errors
     /// [`Error::Io`] when a file cannot be read at all; damage is reported as findings.
-    pub fn verify(&self) -> Result<VerifyReport> {
+    pub fn verify(&mut self) -> Result<VerifyReport> {
+        self.flush_buffers(None)?;
         let mut report = VerifyReport::default();
         for c in self
             .recovered
@@ -876,6 +952,7 @@ impl Journal {
             segments,
             snapshots: scanned.snapshots.clone(),
             active: None,
+            pending: Vec::new(),
             unsynced: inherited,
             dir_unsynced: inherited,
             parent_unsynced: inherited,
@@ -1547,12 +1624,23 @@ fn unreachable_missing_guild() -> Error {
 }
 
 /// A snapshot captured by [`Journal::snapshot_begin`], to be written on any thread.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SnapshotJob {
     guild: GuildId,
     seq: Seq,
     created_unix_ms: u64,
     state: State,
+    path: PathBuf,
+    /// The segment sealed for this snapshot, still to be fsynced before the snapshot is written.
+    seal: Option<Seal>,
+    seal_failed: bool,
+}
+
+/// A sealed segment whose fsync is still due (with the descriptor its writes went through, so
+/// an earlier writeback error is reported — see fsyncgate).
+#[derive(Debug)]
+struct Seal {
+    file: Option<Box<dyn AppendFile>>,
     path: PathBuf,
 }
 
@@ -1572,12 +1660,32 @@ impl SnapshotJob {
         &self.path
     }
 
-    /// Encodes the snapshot and writes it with `write_atomic` (temporary file, fsync, rename,
-    /// fsync directory) through `storage`; returns the file's size.
+    /// Whether [`SnapshotJob::write_to`] failed to make the sealed segment durable.
+    pub fn seal_failed(&self) -> bool {
+        self.seal_failed
+    }
+
+    /// Makes the sealed segment durable, then encodes the snapshot and writes it with
+    /// `write_atomic` (temporary file, fsync, rename, fsync directory) through `storage`;
+    /// returns the file's size.
     ///
     /// # Errors
     /// [`Error::Io`]; nothing is left behind but a temporary file the next writer removes.
-    pub fn write_to(&self, storage: &dyn Storage) -> Result<u64> {
+    /// When the seal's fsync failed ([`SnapshotJob::seal_failed`]), hand the job to
+    /// [`Journal::snapshot_failed`].
+    pub fn write_to(&mut self, storage: &dyn Storage) -> Result<u64> {
+        if let Some(seal) = self.seal.take() {
+            let synced = match seal.file {
+                Some(mut file) => file.sync_data(),
+                None => storage
+                    .open_append(&seal.path)
+                    .and_then(|mut f| f.sync_data()),
+            };
+            if let Err(e) = synced {
+                self.seal_failed = true;
+                return Err(Error::io("fsync", &seal.path, e));
+            }
+        }
         let bytes = snapshot::encode(self.guild.0, self.seq, self.created_unix_ms, &self.state)
             .map_err(|e| Error::io("compress snapshot for", &self.path, e))?;
         storage::write_atomic(storage, &self.path, &bytes)
@@ -1660,21 +1768,38 @@ impl Ctx<'_> {
     }
 
     fn write_frame(&mut self, guild: GuildId, log: &mut GuildLog, frame: &[u8]) -> Result<()> {
-        let (Some(file), Some(meta)) = (log.active.as_mut(), log.segments.last_mut()) else {
+        let Some(meta) = log.segments.last_mut() else {
             return Err(unreachable_missing_guild());
         };
-        let path = layout::segment_path(self.root, guild, meta.first_seq);
-        if let Err(e) = file.append(frame) {
-            // Cut the partial frame off so the log stays clean; if even that fails, poison.
-            log.active = None;
-            if self.storage.truncate(&path, meta.len).is_err() {
-                log.poisoned = Some("write");
-            }
-            return Err(Error::io("append to", &path, e));
-        }
+        log.pending.extend_from_slice(frame);
         meta.len += frame.len() as u64;
         meta.last_seq += 1;
         log.unsynced = true;
+        if log.pending.len() >= GUILD_BUFFER_BYTES_MAX {
+            self.flush_guild(guild, log)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the guild's buffered frames to its active segment.
+    ///
+    /// The frames were already acknowledged (and are in the commit log), so a failed write
+    /// cannot be taken back: the guild's log is poisoned, and a reopen restores the frames from
+    /// the commit log where it was synced.
+    fn flush_guild(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
+        if log.pending.is_empty() {
+            return Ok(());
+        }
+        let (Some(file), Some(meta)) = (log.active.as_mut(), log.segments.last()) else {
+            return Err(unreachable_missing_guild());
+        };
+        if let Err(e) = file.append(&log.pending) {
+            log.active = None;
+            log.poisoned = Some("write");
+            let path = layout::segment_path(self.root, guild, meta.first_seq);
+            return Err(Error::io("append to", path, e));
+        }
+        log.pending.clear();
         Ok(())
     }
 
@@ -1683,6 +1808,7 @@ impl Ctx<'_> {
         if let Some(op) = log.poisoned {
             return Err(Error::Poisoned { guild, op });
         }
+        self.flush_guild(guild, log)?;
         if log.unsynced {
             if let Some(meta) = log.segments.last() {
                 let path = layout::segment_path(self.root, guild, meta.first_seq);
@@ -1734,8 +1860,13 @@ impl Ctx<'_> {
 
     /// Writes a snapshot of the current state, then applies retention.
     fn snapshot(&mut self, guild: GuildId, log: &mut GuildLog, now: u64) -> Result<()> {
-        if let Some(job) = self.snapshot_begin(guild, log, now)? {
-            job.write_to(self.storage)?;
+        if let Some(mut job) = self.snapshot_begin(guild, log, now)? {
+            if let Err(e) = job.write_to(self.storage) {
+                if job.seal_failed {
+                    log.poisoned = Some("fsync");
+                }
+                return Err(e);
+            }
             self.snapshot_finish(guild, log, job.seq)?;
         }
         Ok(())
@@ -1755,13 +1886,29 @@ impl Ctx<'_> {
         if seq == 0 || log.snapshots.contains(&seq) {
             return Ok(None);
         }
-        self.seal_active(guild, log)?;
+        // Seal the active segment now (the next append starts a new one); its fsync travels
+        // with the job, so a background writer does it off the append path.
+        self.flush_guild(guild, log)?;
+        let active = log.active.take();
+        let seal = match log.segments.last_mut() {
+            Some(last) => {
+                last.sealed = true;
+                let unsynced = std::mem::take(&mut log.unsynced);
+                unsynced.then(|| Seal {
+                    file: active,
+                    path: layout::segment_path(self.root, guild, last.first_seq),
+                })
+            }
+            None => None,
+        };
         Ok(Some(SnapshotJob {
             guild,
             seq,
             created_unix_ms: now,
             state: log.current.state.clone(),
             path: layout::snapshot_path(self.root, guild, seq),
+            seal,
+            seal_failed: false,
         }))
     }
 

@@ -145,9 +145,12 @@ mod tests {
         assert_eq!(seg, Path::new("/j/guilds/42/00000000000000000007.wal"));
         let name = seg.file_name().unwrap().to_str().unwrap();
         assert_eq!(parse_guild_file(name), GuildFile::Segment(7));
-        let snap = snapshot_path(root, g, u64::MAX);
+        let snap = snapshot_path(root, g, crate::ids::SEQ_MAX);
         let name = snap.file_name().unwrap().to_str().unwrap();
-        assert_eq!(parse_guild_file(name), GuildFile::Snapshot(u64::MAX));
+        assert_eq!(
+            parse_guild_file(name),
+            GuildFile::Snapshot(crate::ids::SEQ_MAX)
+        );
         assert_eq!(
             parse_guild_file(temp_path(&snap).file_name().unwrap().to_str().unwrap()),
             GuildFile::Temp

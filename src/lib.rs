@@ -39,6 +39,7 @@ pub mod ids;
 pub mod journal;
 pub mod layout;
 pub mod recovery;
+pub mod runtime;
 pub mod session;
 pub mod sonora;
 pub mod storage;
@@ -55,4 +56,5 @@ pub use journal::{
     EventIter, FileInfo, Finding, GuildInfo, GuildState, Journal, LoggedEvent, OpenMode,
     SnapshotJob, VerifyReport,
 };
+pub use runtime::{Reprise, Subscription, SubscriptionError};
 pub use session::{Event, EventError, State};

@@ -122,7 +122,9 @@ fn commit_log_damage_is_reported() {
     fs::write(&path, &bytes[..len - 7]).unwrap();
     drop(r);
     let mut r = Journal::open_read_only(dir.path(), Config::default()).unwrap();
-    assert_eq!(r.state(GuildId(5)).unwrap().seq, 30);
+    // The guild's frames were still buffered when the process died: the commit log is the only
+    // copy, and its torn last record takes event 30 with it.
+    assert_eq!(r.state(GuildId(5)).unwrap().seq, 29);
     assert!(r
         .verify()
         .unwrap()

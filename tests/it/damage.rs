@@ -56,7 +56,7 @@ fn torn_tail_at_every_byte_of_the_last_record() {
             // Read-only first: verify reports a torn tail (or nothing for a clean cut) but no
             // damage.
             {
-                let r = Journal::open_read_only(dir.path(), Config::default()).unwrap();
+                let mut r = Journal::open_read_only(dir.path(), Config::default()).unwrap();
                 let report = r.verify().unwrap();
                 assert!(report.is_sound(), "cut {cut}: {:?}", report.findings);
                 if cut != last_start || zero_fill {

@@ -15,3 +15,5 @@ mod journal;
 /// proptest: recovered state equals the in-memory fold, across snapshots, segment sizes and
 /// reopen points; `state_at` equals the fold of the prefix.
 mod model;
+/// The tokio runtime handle: group commit order, shutdown, dropped futures, subscriptions.
+mod runtime;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use reprise::session::{apply, track, Rng, State, Workload, HISTORY_MAX_DEFAULT};
 use reprise::sonora::{self, Sections};
 use reprise::storage::{write_atomic, FsStorage};
-use reprise::{Config, Durability, Error, Event, GuildId, Journal};
+use reprise::{Config, Durability, Error, Event, GuildId, Journal, Reprise};
 use serde_json::{json, Map, Value};
 
 use crate::output::{print_json_line, print_line, Out};
@@ -474,43 +474,60 @@ fn bench_guilds() -> Vec<GuildId> {
         .collect()
 }
 
-/// `n` durable appends spread over 64 guilds, with group commit, in a journal in `dir`.
-///
-/// Every guild plays the same stream: after the untimed warm-up, round `r` appends timed event
-/// `r` to each of the 64 guilds with `Durability::Batched`, then one `journal.sync()` makes the
-/// round durable (one fdatasync per guild). An event's latency runs from its `append` call to
-/// the end of the sync that acknowledged it. `n` is rounded down to whole rounds.
-///
-/// This drives the synchronous [`Journal`] by hand; it will be replaced by 64 concurrent
-/// callers of the async runtime handle, whose group commit acknowledges them.
+/// `n` durable appends spread over 64 guilds appending concurrently through the async runtime
+/// ([`Reprise`]), each with `Durability::Always`: 64 tokio tasks (one per guild) each append
+/// their guild's stream one event at a time, awaiting every acknowledgement, so the writer's
+/// group commit is what makes one fsync cover many guilds. An event's latency runs from its
+/// `append` call to its acknowledgement. `n` is rounded down to whole rounds.
 fn reprise_durable_64(dir: &Path, stream: &Stream, n: usize) -> Result<Samples, Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| io_failure("start a tokio runtime in", dir, e))?;
     let guilds = bench_guilds();
-    let mut journal = Journal::open(dir, Config::default())?;
-    for guild in &guilds {
-        for event in stream.warmup() {
-            journal.append(*guild, event, Durability::BATCHED)?;
-        }
-    }
-    journal.sync()?;
-    let rounds = stream.measured(n / GUILDS);
-    let mut samples = Samples::with_capacity(rounds.len() * GUILDS);
-    let mut started = Vec::with_capacity(GUILDS);
-    let start = Instant::now();
-    for event in rounds {
-        started.clear();
+    let per_guild = n / GUILDS;
+    let warmup: Vec<Event> = stream.warmup().to_vec();
+    let measured: Vec<Event> = stream.measured(per_guild).to_vec();
+    runtime.block_on(async move {
+        let config = Config::default().with_snapshot_interval(None);
+        let handle = Reprise::open(dir, config).await?;
         for guild in &guilds {
-            started.push(Instant::now());
-            journal.append(*guild, event, Durability::BATCHED)?;
+            handle
+                .append_many_with(*guild, warmup.clone(), Some(Durability::None))
+                .await?;
         }
-        journal.sync()?;
-        let acknowledged = Instant::now();
-        for t in &started {
-            samples.push(acknowledged.duration_since(*t));
+        handle.flush().await?;
+        let measured = std::sync::Arc::new(measured);
+        let start = Instant::now();
+        let mut tasks = Vec::with_capacity(GUILDS);
+        for guild in guilds {
+            let (handle, events) = (handle.clone(), std::sync::Arc::clone(&measured));
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(events.len());
+                for event in events.iter() {
+                    let t = Instant::now();
+                    handle
+                        .append_with(guild, event.clone(), Durability::Always)
+                        .await?;
+                    latencies.push(t.elapsed());
+                }
+                Ok::<_, reprise::Error>(latencies)
+            }));
         }
-    }
-    let wall = start.elapsed();
-    journal.close()?;
-    Ok(samples.finish((rounds.len() * GUILDS) as u64, wall))
+        let mut samples = Samples::with_capacity(per_guild * GUILDS);
+        for task in tasks {
+            let latencies = task
+                .await
+                .map_err(|e| Failure::new(4, format!("bench task failed: {e}")))??;
+            for l in latencies {
+                samples.push(l);
+            }
+        }
+        let wall = start.elapsed();
+        handle.shutdown().await?;
+        Ok(samples.finish((per_guild * GUILDS) as u64, wall))
+    })
 }
 
 /// `reprise none`: `Journal::append(.., Durability::None)` per event — acknowledged once the

@@ -179,7 +179,7 @@ pub(crate) fn exit_code(e: &Error) -> u8 {
     match e {
         Error::Corrupt(_) | Error::InvalidEvent { .. } | Error::EventTooLarge { .. } => 2,
         Error::Locked { .. } => 3,
-        Error::Io { .. } | Error::Poisoned { .. } => 4,
+        Error::Io { .. } | Error::Poisoned { .. } | Error::Closed => 4,
         Error::Compacted { .. } | Error::SeqAhead { .. } | Error::ReadOnly => 1,
         _ => 4,
     }
@@ -290,7 +290,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_json_line(&mut out, &serde_json::json!({ "snapshots": rows }))
         }
         Command::Verify => {
-            let journal = Journal::open_read_only(&dir, Config::default())?;
+            let mut journal = Journal::open_read_only(&dir, Config::default())?;
             let report = journal.verify()?;
             for f in &report.findings {
                 print_json_line(&mut out, &output::finding_json(f))?;
@@ -314,7 +314,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Inspect { guild } => {
-            let journal = Journal::open_read_only(&dir, Config::default())?;
+            let mut journal = Journal::open_read_only(&dir, Config::default())?;
             let guilds = match guild {
                 Some(g) => vec![GuildId(g)],
                 None => journal.guilds()?,
