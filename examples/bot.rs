@@ -84,9 +84,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .stdout(Stdio::piped())
         .spawn()?;
     let mut acked: HashMap<u64, u64> = HashMap::new();
-    let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+    let lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
     let mut count = 0;
-    while let Some(line) = lines.next() {
+    for line in lines {
         let line = line?;
         let mut it = line.split(' ').map(str::parse::<u64>);
         if let (Some(Ok(g)), Some(Ok(seq))) = (it.next(), it.next()) {

@@ -55,6 +55,9 @@ impl Default for BatchPolicy {
 /// Default snapshot interval of the async runtime (Sonora's default: 5 minutes).
 pub const SNAPSHOT_INTERVAL_DEFAULT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Default cap on open guild segment files (well under the usual 1024 descriptors per process).
+pub const OPEN_FILES_MAX_DEFAULT: usize = 256;
+
 /// Default capacity of the async runtime's command channel.
 pub const CHANNEL_CAPACITY_DEFAULT: usize = 1024;
 
@@ -116,6 +119,9 @@ pub struct Config {
     pub channel_capacity: usize,
     /// Async runtime: the durability of `append` when neither the call nor the guild sets one.
     pub durability: Durability,
+    /// Most guild segments kept open at once (least recently used ones are closed first; a
+    /// closed segment costs nothing but a reopen at its next flush).
+    pub open_files_max: usize,
 }
 
 impl Default for Config {
@@ -131,6 +137,7 @@ impl Default for Config {
             snapshot_on_shutdown: true,
             channel_capacity: CHANNEL_CAPACITY_DEFAULT,
             durability: Durability::Always,
+            open_files_max: OPEN_FILES_MAX_DEFAULT,
         }
     }
 }
@@ -176,6 +183,12 @@ impl Config {
     /// Sets [`Config::durability`], the runtime's default durability.
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Sets [`Config::open_files_max`] (at least 4).
+    pub fn with_open_files_max(mut self, files: usize) -> Self {
+        self.open_files_max = files.max(4);
         self
     }
 

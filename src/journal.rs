@@ -145,6 +145,10 @@ pub struct Journal {
     checkpoint_poisoned: Option<&'static str>,
     /// Bytes of frames waiting in guild buffers (see [`GUILD_BUFFER_BYTES_MAX`]).
     buffered: u64,
+    /// Guild segments opened since the last count (an upper bound of those open).
+    open_files: usize,
+    /// Use counter for the least-recently-used order of open files.
+    use_tick: u64,
     _lock: Box<dyn DirLock>,
 }
 
@@ -158,6 +162,8 @@ struct GuildLog {
     active: Option<Box<dyn AppendFile>>,
     /// Frames appended to the active segment in memory, not yet written to the file.
     pending: Vec<u8>,
+    /// When the guild last needed its file (for closing the least recently used ones).
+    last_used: u64,
     /// Appended bytes not yet fsynced.
     unsynced: bool,
     /// A file was created in the guild directory (or the directory itself) and the directory
@@ -290,6 +296,8 @@ impl Journal {
             recovered,
             checkpoint_poisoned: None,
             buffered: 0,
+            open_files: 0,
+            use_tick: 0,
             _lock: lock,
         })
     }
@@ -350,6 +358,18 @@ impl Journal {
         self.writable()?;
         self.load(guild)?;
         self.ensure_commit(now)?;
+        self.use_tick += 1;
+        let needs_file = match self.guilds.get_mut(&guild) {
+            Some(log) => {
+                log.last_used = self.use_tick;
+                log.active.is_none()
+            }
+            None => false,
+        };
+        if needs_file {
+            self.make_room_for_file()?;
+            self.open_files += 1;
+        }
         let Journal {
             root,
             storage,
@@ -420,6 +440,36 @@ impl Journal {
             self.checkpoint(true)?;
         }
         Ok(seq)
+    }
+
+    /// Keeps open guild segments under [`Config::open_files_max`]: when the count may have
+    /// reached it, counts them and closes the least recently used quarter (after writing their
+    /// buffered frames; their data stays covered by the commit log until the next checkpoint).
+    fn make_room_for_file(&mut self) -> Result<()> {
+        let cap = self.config.open_files_max.max(4);
+        if self.open_files < cap {
+            return Ok(());
+        }
+        let mut open: Vec<(u64, GuildId)> = self
+            .guilds
+            .iter()
+            .filter(|(_, l)| l.active.is_some())
+            .map(|(g, l)| (l.last_used, *g))
+            .collect();
+        self.open_files = open.len();
+        if open.len() < cap {
+            return Ok(());
+        }
+        open.sort_unstable();
+        let close = open.len() + 1 - cap + cap / 4;
+        for (_, guild) in open.into_iter().take(close) {
+            self.flush_buffers(Some(guild))?;
+            if let Some(log) = self.guilds.get_mut(&guild) {
+                log.active = None;
+                self.open_files -= 1;
+            }
+        }
+        Ok(())
     }
 
     /// Writes buffered frames to the guild segments: of one guild, or of all (`None`).
@@ -953,6 +1003,7 @@ impl Journal {
             snapshots: scanned.snapshots.clone(),
             active: None,
             pending: Vec::new(),
+            last_used: 0,
             unsynced: inherited,
             dir_unsynced: inherited,
             parent_unsynced: inherited,

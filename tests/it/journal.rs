@@ -126,3 +126,129 @@ fn opening_many_guilds_is_lazy() {
     assert_eq!(j.state(GuildId(3)).unwrap().seq, 3);
     assert!(matches!(j.state(GuildId(17)), Err(Error::Corrupt(_))));
 }
+
+/// A storage that counts the files open for appending (and the most ever open at once).
+#[derive(Debug, Default)]
+struct CountingStorage {
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Debug)]
+struct CountedFile {
+    inner: Box<dyn reprise::storage::AppendFile>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for CountedFile {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl reprise::storage::AppendFile for CountedFile {
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.append(buf)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+}
+
+impl CountingStorage {
+    fn count(
+        &self,
+        file: std::io::Result<Box<dyn reprise::storage::AppendFile>>,
+    ) -> std::io::Result<Box<dyn reprise::storage::AppendFile>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let inner = file?;
+        let now = self.open.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        Ok(Box::new(CountedFile {
+            inner,
+            open: std::sync::Arc::clone(&self.open),
+        }))
+    }
+}
+
+impl reprise::storage::Storage for CountingStorage {
+    fn create_dir_all(&self, p: &std::path::Path) -> std::io::Result<()> {
+        reprise::storage::FsStorage.create_dir_all(p)
+    }
+    fn list(&self, d: &std::path::Path) -> std::io::Result<Vec<String>> {
+        reprise::storage::FsStorage.list(d)
+    }
+    fn file_len(&self, p: &std::path::Path) -> std::io::Result<u64> {
+        reprise::storage::FsStorage.file_len(p)
+    }
+    fn read(&self, p: &std::path::Path, m: u64) -> std::io::Result<reprise::storage::Bytes> {
+        reprise::storage::FsStorage.read(p, m)
+    }
+    fn map(&self, p: &std::path::Path, m: u64) -> std::io::Result<reprise::storage::Bytes> {
+        reprise::storage::FsStorage.map(p, m)
+    }
+    fn create_new(
+        &self,
+        p: &std::path::Path,
+    ) -> std::io::Result<Box<dyn reprise::storage::AppendFile>> {
+        self.count(reprise::storage::FsStorage.create_new(p))
+    }
+    fn open_append(
+        &self,
+        p: &std::path::Path,
+    ) -> std::io::Result<Box<dyn reprise::storage::AppendFile>> {
+        self.count(reprise::storage::FsStorage.open_append(p))
+    }
+    fn truncate(&self, p: &std::path::Path, l: u64) -> std::io::Result<()> {
+        reprise::storage::FsStorage.truncate(p, l)
+    }
+    fn rename(&self, a: &std::path::Path, b: &std::path::Path) -> std::io::Result<()> {
+        reprise::storage::FsStorage.rename(a, b)
+    }
+    fn remove(&self, p: &std::path::Path) -> std::io::Result<()> {
+        reprise::storage::FsStorage.remove(p)
+    }
+    fn sync_dir(&self, d: &std::path::Path) -> std::io::Result<()> {
+        reprise::storage::FsStorage.sync_dir(d)
+    }
+    fn lock(
+        &self,
+        p: &std::path::Path,
+        e: bool,
+    ) -> Result<Box<dyn reprise::storage::DirLock>, reprise::storage::LockFailure> {
+        reprise::storage::FsStorage.lock(p, e)
+    }
+}
+
+/// 10,000 guilds appended to through one journal never hold more than `open_files_max`
+/// segments open (plus the commit log and one transient file), and every guild recovers.
+#[test]
+fn the_open_file_cap_holds_with_10000_guilds() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = std::sync::Arc::new(CountingStorage::default());
+    let (events, states) = stream(10, 3);
+    let config = Config::default().with_open_files_max(64);
+    let mut j = Journal::open_with(
+        dir.path(),
+        config.clone(),
+        reprise::OpenMode::ReadWrite,
+        storage.clone(),
+    )
+    .unwrap();
+    for event in &events {
+        for g in 0..10_000u64 {
+            j.append(GuildId(g), event, Durability::None).unwrap();
+        }
+        j.sync().unwrap();
+    }
+    j.close().unwrap();
+    let most = storage.most.load(SeqCst);
+    assert!(most <= 64 + 2, "{most} files were open at once");
+    assert_eq!(storage.open.load(SeqCst), 0);
+    let mut j = Journal::open(dir.path(), config).unwrap();
+    for g in (0..10_000u64).step_by(97) {
+        let s = j.state(GuildId(g)).unwrap();
+        assert_eq!((s.seq, &s.state), (3, &states[3]));
+    }
+}

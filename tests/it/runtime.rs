@@ -134,12 +134,10 @@ async fn dropped_append_futures_leave_the_journal_valid() {
     let seq = j.state(g).unwrap().seq;
     assert!(seq >= acked);
     let mut state = State::new(HISTORY_MAX_DEFAULT);
-    let mut expected_seq = 1;
-    for logged in j.events(g).unwrap() {
+    for (expected_seq, logged) in (1..).zip(j.events(g).unwrap()) {
         let logged = logged.unwrap();
         assert_eq!(logged.seq, expected_seq);
         apply(&mut state, &logged.event);
-        expected_seq += 1;
     }
     assert_eq!(j.state(g).unwrap().state, state);
     assert!(j.verify().unwrap().is_sound());
