@@ -111,7 +111,12 @@ impl CommitLog {
     pub(crate) fn sync(&mut self, storage: &dyn Storage) -> Result<()> {
         self.write()?;
         if self.unsynced {
-            if let Err(e) = self.file.sync_data() {
+            let started = std::time::Instant::now();
+            let synced = self.file.sync_data();
+            metrics::counter!(crate::telemetry::FSYNCS_TOTAL).increment(1);
+            metrics::histogram!(crate::telemetry::FSYNC_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = synced {
                 self.poisoned = Some("fsync");
                 return Err(Error::io("fsync", &self.path, e));
             }

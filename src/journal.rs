@@ -429,6 +429,8 @@ impl Journal {
             ctx.snapshot(guild, log, now)?;
         }
         self.buffered += frame_buf.len() as u64;
+        metrics::counter!(crate::telemetry::APPENDS_TOTAL).increment(1);
+        metrics::counter!(crate::telemetry::APPEND_BYTES_TOTAL).increment(frame_buf.len() as u64);
         if self.buffered >= BUFFERED_BYTES_MAX {
             self.flush_buffers(None)?;
         }
@@ -587,6 +589,7 @@ impl Journal {
     /// A recovery or I/O error; the commit logs are then kept (they are still needed).
     pub fn checkpoint(&mut self, rotate: bool) -> Result<()> {
         self.writable()?;
+        let _span = tracing::info_span!("reprise.checkpoint").entered();
         for guild in self.recovered.guilds() {
             self.load(guild)?;
         }
@@ -636,6 +639,7 @@ impl Journal {
                 .map_err(|e| Error::io("fsync directory", &dir, e))?;
         }
         self.recovered = CommitIndex::default();
+        metrics::counter!(crate::telemetry::CHECKPOINTS_TOTAL).increment(1);
         Ok(())
     }
 
@@ -965,6 +969,8 @@ impl Journal {
         if self.guilds.contains_key(&guild) {
             return Ok(());
         }
+        let _span = tracing::info_span!("reprise.recovery", guild = guild.0).entered();
+        let started = std::time::Instant::now();
         let scanned = self.read_guild(guild)?;
         let (current, findings) = self.rebuild(guild, &scanned, None)?;
         if self.mode == OpenMode::ReadWrite {
@@ -1013,6 +1019,8 @@ impl Journal {
             findings,
         };
         self.guilds.insert(guild, log);
+        metrics::histogram!(crate::telemetry::RECOVERY_SECONDS)
+            .record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -1725,6 +1733,9 @@ impl SnapshotJob {
     /// When the seal's fsync failed ([`SnapshotJob::seal_failed`]), hand the job to
     /// [`Journal::snapshot_failed`].
     pub fn write_to(&mut self, storage: &dyn Storage) -> Result<u64> {
+        let _span =
+            tracing::info_span!("reprise.snapshot", guild = self.guild.0, seq = self.seq).entered();
+        let started = std::time::Instant::now();
         if let Some(seal) = self.seal.take() {
             let synced = match seal.file {
                 Some(mut file) => file.sync_data(),
@@ -1741,6 +1752,10 @@ impl SnapshotJob {
             .map_err(|e| Error::io("compress snapshot for", &self.path, e))?;
         storage::write_atomic(storage, &self.path, &bytes)
             .map_err(|(op, p, e)| Error::io(op, p, e))?;
+        metrics::counter!(crate::telemetry::SNAPSHOTS_TOTAL).increment(1);
+        metrics::histogram!(crate::telemetry::SNAPSHOT_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::telemetry::SNAPSHOT_BYTES).record(bytes.len() as f64);
         Ok(bytes.len() as u64)
     }
 }

@@ -43,6 +43,7 @@ pub mod runtime;
 pub mod session;
 pub mod sonora;
 pub mod storage;
+pub mod telemetry;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -236,13 +236,18 @@ impl Reprise {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.call(|reply| Command::Append {
-            guild,
-            events,
-            durability,
-            reply,
-        })
-        .await
+        let started = Instant::now();
+        let result = self
+            .call(|reply| Command::Append {
+                guild,
+                events,
+                durability,
+                reply,
+            })
+            .await;
+        metrics::histogram!(crate::telemetry::APPEND_LATENCY_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 
     /// Sets the durability of `append` for one guild (`None`: back to [`Config::durability`]).
@@ -702,6 +707,9 @@ impl Actor {
         let result = self.journal.sync();
         let pending = std::mem::take(&mut self.pending);
         self.last_group = pending.len();
+        if !pending.is_empty() {
+            metrics::histogram!(crate::telemetry::BATCH_EVENTS).record(pending.len() as f64);
+        }
         self.pending_always = false;
         self.pending_batched = 0;
         self.batched_events_max = u32::MAX;

@@ -252,3 +252,43 @@ fn the_open_file_cap_holds_with_10000_guilds() {
         assert_eq!((s.seq, &s.state), (3, &states[3]));
     }
 }
+
+/// Appends, group commits (fsyncs), recovery and snapshots are reported through the `metrics`
+/// facade.
+#[test]
+fn metrics_are_reported() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _) = stream(11, 50);
+    metrics::with_local_recorder(&recorder, || {
+        let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+        for e in &events {
+            j.append(GuildId(1), e, Durability::BATCHED).unwrap();
+        }
+        j.sync().unwrap();
+        j.snapshot_now(GuildId(1)).unwrap();
+        j.close().unwrap();
+    });
+    let values: std::collections::HashMap<String, DebugValue> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| (key.key().name().to_string(), value))
+        .collect();
+    assert!(matches!(
+        values.get(reprise::telemetry::APPENDS_TOTAL),
+        Some(DebugValue::Counter(50))
+    ));
+    assert!(
+        matches!(values.get(reprise::telemetry::FSYNCS_TOTAL), Some(DebugValue::Counter(n)) if *n >= 1)
+    );
+    assert!(matches!(
+        values.get(reprise::telemetry::SNAPSHOTS_TOTAL),
+        Some(DebugValue::Counter(1))
+    ));
+    assert!(
+        matches!(values.get(reprise::telemetry::RECOVERY_SECONDS), Some(DebugValue::Histogram(h)) if h.len() == 1)
+    );
+}
