@@ -119,6 +119,9 @@ pub struct Config {
     pub channel_capacity: usize,
     /// Async runtime: the durability of `append` when neither the call nor the guild sets one.
     pub durability: Durability,
+    /// Snapshots older than this are removed (with the log they make obsolete) even when fewer
+    /// than [`Config::snapshots_retained`] remain; the newest snapshot is always kept.
+    pub snapshot_age_max: Option<std::time::Duration>,
     /// Most guild segments kept open at once (least recently used ones are closed first; a
     /// closed segment costs nothing but a reopen at its next flush).
     pub open_files_max: usize,
@@ -138,6 +141,7 @@ impl Default for Config {
             channel_capacity: CHANNEL_CAPACITY_DEFAULT,
             durability: Durability::Always,
             open_files_max: OPEN_FILES_MAX_DEFAULT,
+            snapshot_age_max: None,
         }
     }
 }
@@ -183,6 +187,12 @@ impl Config {
     /// Sets [`Config::durability`], the runtime's default durability.
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Sets [`Config::snapshot_age_max`] (Sonora's cleanup of snapshots older than N days).
+    pub fn with_snapshot_age_max(mut self, age: Option<std::time::Duration>) -> Self {
+        self.snapshot_age_max = age;
         self
     }
 

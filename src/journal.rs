@@ -1986,16 +1986,42 @@ impl Ctx<'_> {
         self.retain(guild, log)
     }
 
-    /// Keeps the newest `snapshots_retained` snapshots and the segments needed to replay from
-    /// the oldest of them; removes the rest. The active segment is never removed.
+    /// When a snapshot was written (from its header; `u64::MAX` when unreadable, so a damaged
+    /// snapshot never counts as old enough to be the reason others go).
+    fn snapshot_created(&self, guild: GuildId, seq: Seq) -> u64 {
+        let path = layout::snapshot_path(self.root, guild, seq);
+        self.storage
+            .read(&path, snapshot::FILE_LEN_MAX)
+            .ok()
+            .and_then(|b| snapshot::decode_header(&b).ok())
+            .map_or(u64::MAX, |h| h.created_unix_ms)
+    }
+
+    /// Keeps the newest `snapshots_retained` snapshots (fewer when some are older than
+    /// `snapshot_age_max`, but always the newest) and the segments needed to replay from the
+    /// oldest kept one; removes the rest. The active segment is never removed.
     fn retain(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
         let keep = self.config.snapshots_retained.max(1) as usize;
+        let mut cut = log.snapshots.len().saturating_sub(keep);
         if log.snapshots.len() < keep {
             // Until there are `keep` snapshots, the empty state at seq 0 is one of the kept
             // bases: the whole log stays, so a damaged first snapshot can still be rebuilt.
-            return Ok(());
+            if self.config.snapshot_age_max.is_none() {
+                return Ok(());
+            }
         }
-        let cut = log.snapshots.len().saturating_sub(keep);
+        if let Some(age) = self.config.snapshot_age_max {
+            // Also drop kept snapshots older than the age limit, never the newest one.
+            let limit = now_unix_ms().saturating_sub(age.as_millis() as u64);
+            while cut + 1 < log.snapshots.len()
+                && self.snapshot_created(guild, log.snapshots[cut]) < limit
+            {
+                cut += 1;
+            }
+            if cut == 0 {
+                return Ok(());
+            }
+        }
         let oldest_kept = log.snapshots[cut];
         let mut removed = false;
         for &seq in &log.snapshots[..cut] {

@@ -190,7 +190,7 @@ pub fn validate(state: &State, event: &Event) -> Result<(), EventError> {
                 });
             }
             for (i, track) in tracks.iter().enumerate() {
-                track.validate(&format!("tracks[{i}]"))?;
+                track.validate_with(&|| format!("tracks[{i}]"))?;
             }
             Ok(())
         }

@@ -170,6 +170,15 @@ impl Track {
     /// # Errors
     /// [`EventError::Empty`] or [`EventError::TooLong`], naming the offending field.
     pub fn validate(&self, field: &str) -> Result<(), EventError> {
+        self.validate_with(&|| field.to_owned())
+    }
+
+    /// [`Track::validate`] with the field path built only when there is an error (the replay
+    /// path validates every logged track).
+    ///
+    /// # Errors
+    /// As [`Track::validate`].
+    pub fn validate_with(&self, field: &dyn Fn() -> String) -> Result<(), EventError> {
         check_text(field, "encoded", &self.encoded, ENCODED_LEN_MAX, true)?;
         check_text(field, "title", &self.title, TEXT_LEN_MAX, true)?;
         let optional = [
@@ -189,7 +198,7 @@ impl Track {
 
 /// Checks one text field of a track: non-empty when `required`, at most `max` bytes.
 fn check_text(
-    track: &str,
+    track: &dyn Fn() -> String,
     name: &str,
     value: &str,
     max: usize,
@@ -197,12 +206,12 @@ fn check_text(
 ) -> Result<(), EventError> {
     if required && value.is_empty() {
         return Err(EventError::Empty {
-            field: format!("{track}.{name}"),
+            field: format!("{}.{name}", track()),
         });
     }
     if value.len() > max {
         return Err(EventError::TooLong {
-            field: format!("{track}.{name}"),
+            field: format!("{}.{name}", track()),
             len: value.len(),
             max,
         });

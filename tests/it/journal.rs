@@ -292,3 +292,39 @@ fn metrics_are_reported() {
         matches!(values.get(reprise::telemetry::RECOVERY_SECONDS), Some(DebugValue::Histogram(h)) if h.len() == 1)
     );
 }
+
+/// Retention by age: a snapshot older than `snapshot_age_max` goes (with the log it made
+/// necessary) even when fewer than `snapshots_retained` remain; the newest always stays.
+#[test]
+fn retention_by_age_drops_old_snapshots_but_never_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GuildId(21);
+    let (events, states) = stream(13, 10);
+    let config = Config::default()
+        .without_auto_snapshots()
+        .with_snapshots_retained(3)
+        .with_snapshot_age_max(Some(std::time::Duration::from_secs(86_400)));
+    let mut j = Journal::open(dir.path(), config.clone()).unwrap();
+    for e in &events[..5] {
+        j.append(g, e, Durability::None).unwrap();
+    }
+    j.close().unwrap();
+    // A snapshot of seq 5 written in 1970: far older than a day.
+    let old = reprise::format::snapshot::encode(g.0, 5, 0, &states[5]).unwrap();
+    std::fs::write(reprise::layout::snapshot_path(dir.path(), g, 5), old).unwrap();
+    let mut j = Journal::open(dir.path(), config.clone()).unwrap();
+    for e in &events[5..] {
+        j.append(g, e, Durability::None).unwrap();
+    }
+    assert_eq!(j.snapshot_now(g).unwrap(), Some(10));
+    let snaps: Vec<_> = guild_files(dir.path(), g)
+        .into_iter()
+        .filter(|p| p.extension().unwrap() == "snap")
+        .collect();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert!(snaps[0].ends_with("00000000000000000010.snap"));
+    assert_eq!(j.state(g).unwrap().state, states[10]);
+    drop(j);
+    let mut j = Journal::open(dir.path(), config).unwrap();
+    assert_eq!(j.state(g).unwrap().state, states[10]);
+}
