@@ -1627,7 +1627,7 @@ fn replay(segments: &[ScannedSegment], state: &mut State, base: Seq, target: Seq
                         .detail(format!("event {}: {e}", f.seq)),
                 )
             })?;
-            session::apply(state, &event);
+            session::apply_owned(state, event);
         }
     }
     Ok(())

@@ -43,7 +43,16 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
 /// # Errors
 /// A message saying why the bytes are not exactly one event.
 pub fn decode_event(bytes: &[u8]) -> Result<Event, String> {
-    decode_exact::<Event, EVENT_DECODE_CLAIM_MAX>(bytes)
+    // Borrowing decode: track blobs are encoded to text straight from the input bytes.
+    let config = codec().with_limit::<EVENT_DECODE_CLAIM_MAX>();
+    match bincode::borrow_decode_from_slice::<Event, _>(bytes, config) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok((_, used)) => Err(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - used
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The bincode form of a state (the body of a snapshot, before compression).

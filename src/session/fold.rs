@@ -340,6 +340,26 @@ pub fn apply(state: &mut State, event: &Event) {
     }
 }
 
+/// [`apply`] taking the event by value: the tracks of an enqueue move into the queue instead of
+/// being cloned (replay owns every decoded event). Same result as [`apply`].
+pub fn apply_owned(state: &mut State, event: Event) {
+    match event {
+        Event::TracksEnqueued { tracks, index } => {
+            let upcoming = &mut state.queue.upcoming;
+            let at = index.map_or(upcoming.len(), |i| to_usize(i).min(upcoming.len()));
+            let first = state.next_entry_id;
+            let count = u64::try_from(tracks.len()).unwrap_or(u64::MAX);
+            let entries = tracks.into_iter().zip(0u64..).map(|(track, k)| QueueEntry {
+                id: first.saturating_add(k),
+                track,
+            });
+            upcoming.splice(at..at, entries);
+            state.next_entry_id = first.saturating_add(count);
+        }
+        other => apply(state, &other),
+    }
+}
+
 /// [`validate`], then [`apply`] if the event applies; the state is untouched on error.
 ///
 /// # Errors

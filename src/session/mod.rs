@@ -45,7 +45,7 @@ pub use filters::{
     ChannelMix, Distortion, EqualizerBand, FilterConfig, Karaoke, LowPass, Rotation, Timescale,
     Tremolo, Vibrato,
 };
-pub use fold::{apply, apply_checked, validate, EventError};
+pub use fold::{apply, apply_checked, apply_owned, validate, EventError};
 pub use limits::{
     ENCODED_LEN_MAX, EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, HISTORY_MAX_DEFAULT, NAME_LEN_MAX,
     QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX, TEXT_LEN_MAX, TRACKS_PER_EVENT_MAX, VOLUME_MAX,

@@ -111,7 +111,38 @@ impl<Context> bincode::Decode<Context> for Track {
     }
 }
 
-bincode::impl_borrow_decode!(Track);
+impl<'de, Context> bincode::BorrowDecode<'de, Context> for Track {
+    /// The same layout as [`bincode::Decode`], but the blob's bytes are borrowed from the input
+    /// and encoded to text directly (replay decodes every logged track this way).
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        use base64::Engine as _;
+        let encoded = match u8::borrow_decode(decoder)? {
+            BLOB_TEXT => String::borrow_decode(decoder)?,
+            BLOB_BASE64 => {
+                let bytes = <&[u8]>::borrow_decode(decoder)?;
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            }
+            tag => {
+                return Err(bincode::error::DecodeError::OtherString(format!(
+                    "unknown track blob tag {tag}"
+                )))
+            }
+        };
+        Ok(Track {
+            encoded,
+            title: String::borrow_decode(decoder)?,
+            author: Option::borrow_decode(decoder)?,
+            uri: Option::borrow_decode(decoder)?,
+            identifier: Option::borrow_decode(decoder)?,
+            length_ms: Option::borrow_decode(decoder)?,
+            is_stream: Option::borrow_decode(decoder)?,
+            is_seekable: Option::borrow_decode(decoder)?,
+            source: Option::borrow_decode(decoder)?,
+        })
+    }
+}
 
 impl Track {
     /// A track with only the two required fields set.
