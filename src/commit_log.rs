@@ -60,8 +60,11 @@ impl CommitLog {
             .create_new(&path)
             .map_err(|e| Error::io("create commit log", &path, e))?;
         let header = commit::encode_header(generation, now);
-        file.append(&header)
-            .map_err(|e| Error::io("write commit log header", &path, e))?;
+        if let Err(e) = file.append(&header) {
+            drop(file);
+            let _ = storage.remove(&path);
+            return Err(Error::io("write commit log header", &path, e));
+        }
         Ok(CommitLog {
             generation,
             path,
@@ -123,15 +126,18 @@ impl CommitLog {
             self.unsynced = false;
         }
         if self.dir_unsynced {
-            let dir = layout::commit_dir(
-                self.path
-                    .parent()
-                    .and_then(|p| p.parent())
-                    .unwrap_or(std::path::Path::new(".")),
-            );
-            if let Err(e) = storage.sync_dir(&dir) {
-                self.poisoned = Some("fsync directory");
-                return Err(Error::io("fsync directory", &dir, e));
+            // The new file's entry in commit/, commit/'s entry in the journal root, and the
+            // root's entry in its parent (the root may have just been created).
+            let commit_dir = self.path.parent().map(std::path::Path::to_path_buf);
+            let root = commit_dir.as_deref().and_then(std::path::Path::parent);
+            let parent = root
+                .and_then(std::path::Path::parent)
+                .filter(|p| !p.as_os_str().is_empty());
+            for dir in [commit_dir.as_deref(), root, parent].into_iter().flatten() {
+                if let Err(e) = storage.sync_dir(dir) {
+                    self.poisoned = Some("fsync directory");
+                    return Err(Error::io("fsync directory", dir, e));
+                }
             }
             self.dir_unsynced = false;
         }
@@ -201,9 +207,12 @@ impl CommitIndex {
                 }
                 Err(e) => return Err(Error::io("read", &path, e)),
             };
-            if bytes.len() < commit::HEADER_LEN
-                || bytes.iter().take(commit::HEADER_LEN).all(|b| *b == 0)
-            {
+            if crate::format::segment::header_region_is_torn(
+                &bytes,
+                commit::HEADER_LEN,
+                |b| commit::decode_header(b).is_ok(),
+                commit::is_torn_tail,
+            ) {
                 // Created, then the process died before the header became durable.
                 index
                     .torn

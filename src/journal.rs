@@ -1,6 +1,6 @@
 //! The synchronous core: open a directory, append events, read states, snapshot, verify.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -134,7 +134,7 @@ pub struct Journal {
     storage: Arc<dyn Storage>,
     config: Config,
     mode: OpenMode,
-    guilds: HashMap<GuildId, GuildLog>,
+    guilds: BTreeMap<GuildId, GuildLog>,
     frame_buf: Vec<u8>,
     guilds_dir_ready: bool,
     /// The commit log this process appends to (created at the first append).
@@ -147,6 +147,8 @@ pub struct Journal {
     buffered: u64,
     /// Guild segments opened since the last count (an upper bound of those open).
     open_files: usize,
+    /// Commit logs were found at open: the previous process did not close the journal.
+    unclean: bool,
     /// Use counter for the least-recently-used order of open files.
     use_tick: u64,
     _lock: Box<dyn DirLock>,
@@ -155,6 +157,8 @@ pub struct Journal {
 #[derive(Debug)]
 struct GuildLog {
     current: GuildState,
+    /// Files written by an earlier process that may not be durable (see [`Journal::load`]).
+    inherited: bool,
     /// Retained segments, sorted by first sequence number; the last one is the active one.
     segments: Vec<SegmentMeta>,
     /// Snapshot files present (valid or not), sorted.
@@ -284,12 +288,13 @@ impl Journal {
             Err(LockFailure::Io(e)) => return Err(Error::io("lock", lock_path, e)),
         };
         let recovered = CommitIndex::read(storage.as_ref(), &root)?;
+        let unclean = recovered.paths().next().is_some() || recovered.damage.is_some();
         Ok(Journal {
             root,
             storage,
             config,
             mode,
-            guilds: HashMap::new(),
+            guilds: BTreeMap::new(),
             frame_buf: Vec::with_capacity(4096),
             guilds_dir_ready: false,
             commit: None,
@@ -297,6 +302,7 @@ impl Journal {
             checkpoint_poisoned: None,
             buffered: 0,
             open_files: 0,
+            unclean,
             use_tick: 0,
             _lock: lock,
         })
@@ -386,6 +392,9 @@ impl Journal {
         let commit = commit.as_mut().ok_or_else(unreachable_missing_guild)?;
         if let Some(op) = log.poisoned.or(commit.poisoned) {
             return Err(Error::Poisoned { guild, op });
+        }
+        if log.inherited {
+            make_inherited_durable(root, storage.as_ref(), guild, log)?;
         }
         session::validate(&log.current.state, event)
             .map_err(|source| Error::InvalidEvent { guild, source })?;
@@ -641,6 +650,19 @@ impl Journal {
         self.recovered = CommitIndex::default();
         metrics::counter!(crate::telemetry::CHECKPOINTS_TOTAL).increment(1);
         Ok(())
+    }
+
+    /// Hands every buffered frame and commit record to the OS without an fsync: afterwards the
+    /// events appended so far survive a process kill (not a power loss).
+    ///
+    /// # Errors
+    /// [`Error::Io`]; a failed write poisons the guild (or the commit log).
+    pub fn flush(&mut self) -> Result<()> {
+        self.flush_buffers(None)?;
+        match self.commit.as_mut() {
+            Some(commit) => commit.write(),
+            None => Ok(()),
+        }
     }
 
     /// Makes every event appended so far durable with one `fdatasync` of the shared commit log,
@@ -999,10 +1021,14 @@ impl Journal {
                 sealed: false,
             })
             .collect();
-        // An earlier process that died with this guild in its commit log may have left the last
-        // segment and directory entries unsynced: the next checkpoint makes them durable before
-        // that commit log is dropped.
-        let inherited = scanned.commit_head > 0;
+        // After an unclean shutdown (commit logs were left behind), an earlier process may have
+        // left this guild's files written but not durable: they are made durable before the
+        // first new event of the guild is acknowledged (so no acknowledgement rests on events
+        // that are durable nowhere), and by the next checkpoint at the latest.
+        let has_files = !scanned.segments.is_empty() || !scanned.snapshots.is_empty();
+        let inherited = self.mode == OpenMode::ReadWrite
+            && has_files
+            && (scanned.commit_head > 0 || self.unclean);
         let log = GuildLog {
             current,
             segments,
@@ -1016,6 +1042,7 @@ impl Journal {
             events_since_snapshot: 0,
             bytes_since_snapshot: 0,
             poisoned: None,
+            inherited,
             findings,
         };
         self.guilds.insert(guild, log);
@@ -1138,7 +1165,15 @@ impl Journal {
                 fault: None,
                 restored: false,
             };
-            if active && segment::header_is_torn(&seg.bytes) {
+            let covered_by_commit = self
+                .recovered
+                .entries(guild)
+                .first()
+                .is_some_and(|e| e.seq <= first_seq);
+            if active
+                && (segment::header_is_torn(&seg.bytes)
+                    || covered_by_commit && segment::header_is_unreadable_and_empty(&seg.bytes))
+            {
                 seg.torn_header = true;
             } else {
                 match segment::scan(&seg.bytes, active) {
@@ -1577,6 +1612,44 @@ impl Journal {
     }
 }
 
+/// Fsyncs every segment of a guild recovered after an unclean shutdown, then its directory,
+/// `guilds/` and the root, so the events it holds are durable before anything new builds on
+/// them. Once per guild and process.
+fn make_inherited_durable(
+    root: &Path,
+    storage: &dyn Storage,
+    guild: GuildId,
+    log: &mut GuildLog,
+) -> Result<()> {
+    for meta in &log.segments {
+        let path = layout::segment_path(root, guild, meta.first_seq);
+        let synced = storage
+            .open_append(&path)
+            .and_then(|mut file| file.sync_data());
+        match synced {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                log.poisoned = Some("fsync");
+                return Err(Error::io("fsync", path, e));
+            }
+        }
+    }
+    let dir = layout::guild_dir(root, guild);
+    for dir in [dir.as_path(), &layout::guilds_dir(root), root] {
+        match storage.sync_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                log.poisoned = Some("fsync directory");
+                return Err(Error::io("fsync directory", dir, e));
+            }
+        }
+    }
+    log.inherited = false;
+    Ok(())
+}
+
 /// The maximal runs of consecutive events held by the segments.
 fn runs_of(segments: &[ScannedSegment]) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
@@ -1752,6 +1825,18 @@ impl SnapshotJob {
             .map_err(|e| Error::io("compress snapshot for", &self.path, e))?;
         storage::write_atomic(storage, &self.path, &bytes)
             .map_err(|(op, p, e)| Error::io(op, p, e))?;
+        // write_atomic made the file's entry in the guild directory durable; the guild
+        // directory's entry in guilds/ and guilds/ in the root may be new too.
+        let guild_dir = self.path.parent();
+        let guilds_dir = guild_dir.and_then(Path::parent);
+        for dir in [guilds_dir, guilds_dir.and_then(Path::parent)]
+            .into_iter()
+            .flatten()
+        {
+            storage
+                .sync_dir(dir)
+                .map_err(|e| Error::io("fsync directory", dir, e))?;
+        }
         metrics::counter!(crate::telemetry::SNAPSHOTS_TOTAL).increment(1);
         metrics::histogram!(crate::telemetry::SNAPSHOT_SECONDS)
             .record(started.elapsed().as_secs_f64());
@@ -1957,6 +2042,12 @@ impl Ctx<'_> {
         self.flush_guild(guild, log)?;
         let active = log.active.take();
         let seal = match log.segments.last_mut() {
+            // A segment holding no event yet stays the active one (sealing it would make the
+            // next append try to create a file of the same name).
+            Some(last) if last.last_seq < last.first_seq => {
+                log.active = active;
+                None
+            }
             Some(last) => {
                 last.sealed = true;
                 let unsynced = std::mem::take(&mut log.unsynced);

@@ -81,7 +81,44 @@ pub fn encode_header(h: &SegmentHeader) -> [u8; HEADER_LEN] {
 /// trace of a crash right after the segment was created (only meaningful for the active
 /// segment).
 pub fn header_is_torn(bytes: &[u8]) -> bool {
-    bytes.len() < HEADER_LEN || bytes[..HEADER_LEN].iter().all(|b| *b == 0)
+    header_region_is_torn(
+        bytes,
+        HEADER_LEN,
+        |b| decode_header(b).is_ok(),
+        |rest| rest.iter().all(|b| *b == 0),
+    ) && bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .is_none_or(|last| last < HEADER_LEN)
+}
+
+/// True when the header is invalid and no valid frame follows it: the file holds nothing
+/// readable. Recovery treats it as a torn header only when the commit log holds every event
+/// the segment could have held (so nothing is lost by dropping it); otherwise it is damage.
+pub fn header_is_unreadable_and_empty(bytes: &[u8]) -> bool {
+    header_region_is_torn(
+        bytes,
+        HEADER_LEN,
+        |b| decode_header(b).is_ok(),
+        |rest| frame::is_torn_tail(rest, 1),
+    )
+}
+
+/// Shared rule for the header of the newest file of its kind: the header never became durable
+/// when the file is shorter than its header, or when the header is invalid and nothing valid
+/// (no frame or record that checks out) follows it — a crash before the file's first sync
+/// leaves exactly that (a prefix, then zeros or garbage). A damaged header followed by valid
+/// data is damage, not a torn write.
+pub(crate) fn header_region_is_torn(
+    bytes: &[u8],
+    header_len: usize,
+    valid: impl Fn(&[u8]) -> bool,
+    nothing_valid_in: impl Fn(&[u8]) -> bool,
+) -> bool {
+    match bytes.get(header_len..) {
+        None => true,
+        Some(rest) => !valid(bytes) && nothing_valid_in(rest),
+    }
 }
 
 /// Decodes and checks a segment header.

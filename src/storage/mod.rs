@@ -10,6 +10,8 @@ use std::io::{self, Read, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+pub mod sim;
+
 /// Bytes read from storage: owned, or a read-only memory map of an immutable file.
 pub enum Bytes {
     /// Bytes copied into memory.

@@ -8,6 +8,8 @@
 mod commit;
 /// Shared helpers: event streams from the workload generator and their in-memory folds.
 mod common;
+/// Power loss at every storage operation on the simulated file system, fsync and disk-full faults.
+mod crash;
 /// Torn tails at every byte, zero-filled tails, single-byte flips in sealed files.
 mod damage;
 /// Journal API behaviour: locking, rejection writes nothing, retention, events iteration.
