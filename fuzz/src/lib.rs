@@ -201,56 +201,6 @@ impl DirImage {
     }
 }
 
-/// Whether to step around the library bugs listed in `fuzz/regressions/README.md` that are
-/// not fixed yet (set `REPRISE_FUZZ_SKIP_KNOWN=1`), so that a run can look past them. Off by
-/// default: a plain run must still find them until they are fixed.
-pub fn skip_known() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("REPRISE_FUZZ_SKIP_KNOWN").is_some_and(|v| v == "1"))
-}
-
-/// Known bug (fuzz/regressions/segment_decode/first_seq_*.wal): `segment::scan` overflows
-/// (`next_seq - 1` for a header with `first_seq == 0`, `next_seq += 1` for a frame numbered
-/// `u64::MAX`), a panic in debug builds. True when `bytes` is a segment whose valid header has
-/// such a `first_seq`.
-pub fn hits_known_scan_overflow(bytes: &[u8]) -> bool {
-    match segment::decode_header(bytes) {
-        Ok(h) => h.first_seq == 0 || h.first_seq.checked_add(bytes.len() as u64).is_none(),
-        Err(_) => false,
-    }
-}
-
-/// Known bug (fuzz/regressions/recover_dir/append_into_damaged_sealed_segment.img): when a
-/// segment that is damaged after its last valid frame (so it is *sealed* and its bad tail is
-/// kept) becomes the newest one because the writer removes a later segment whose header never
-/// became durable, `Journal::append` reopens it and appends after the damaged bytes; the event
-/// is acknowledged but the next recovery refuses the guild (mid-log damage in the active
-/// segment). True when the image has a segment with a valid header, not the last by name,
-/// with bytes after its last valid frame: the append check is then skipped.
-pub fn hits_known_append_after_damage(image: &DirImage) -> bool {
-    let mut segments: Vec<&ImageFile> = image
-        .files
-        .iter()
-        .filter(|f| f.kind() == FileKind::Segment)
-        .collect();
-    segments.sort_by_key(|f| f.seq());
-    segments.pop();
-    segments
-        .iter()
-        .any(|f| segment::scan(&f.bytes, false).is_ok_and(|s| s.valid_len < f.bytes.len() as u64))
-}
-
-/// Known bug (fuzz/regressions/recover_dir/segment_named_zero.img): a segment file named
-/// `00000000000000000000.wal` whose header is not valid, followed by another segment, makes
-/// `Journal::state` compute `first_seq - 1` with `first_seq == 0` (journal.rs, `load`), a
-/// panic in debug builds. True when the image has a segment named 0.
-pub fn hits_known_zero_name(image: &DirImage) -> bool {
-    image
-        .files
-        .iter()
-        .any(|f| f.kind() == FileKind::Segment && f.seq() == 0)
-}
-
 /// A fresh temporary directory, on tmpfs (`/dev/shm`) when there is one so each run costs no
 /// disk I/O (fsync is free there).
 pub fn scratch_dir() -> tempfile::TempDir {
