@@ -34,7 +34,7 @@
 
 use crate::error::CorruptionKind;
 use crate::format::frame::{self, Frame};
-use crate::format::{put, read_u16, read_u32, read_u64, Fault, FORMAT_VERSION};
+use crate::format::{check_header, put, read_u16, read_u32, read_u64, Fault, FORMAT_VERSION};
 
 /// Magic bytes of a commit log.
 pub const MAGIC: [u8; 8] = *b"REPRCLG\0";
@@ -89,27 +89,12 @@ pub fn encode_header(generation: u64, created_unix_ms: u64) -> [u8; HEADER_LEN] 
 /// # Errors
 /// A [`Fault`] naming the bad field.
 pub fn decode_header(bytes: &[u8]) -> Result<u64, Fault> {
-    if bytes.len() < HEADER_LEN {
+    check_header(bytes, &MAGIC, HEADER_LEN, HEADER_CRC_OFFSET)?;
+    let header_len = read_u16(bytes, HEADER_LEN_OFFSET);
+    if usize::from(header_len) != HEADER_LEN {
         return Err(
-            Fault::new(0, CorruptionKind::Truncated).values(HEADER_LEN as u64, bytes.len() as u64)
-        );
-    }
-    if bytes[..MAGIC.len()] != MAGIC {
-        return Err(Fault::new(0, CorruptionKind::BadMagic));
-    }
-    let stored = read_u32(bytes, HEADER_CRC_OFFSET);
-    let actual = crc32fast::hash(&bytes[..HEADER_CRC_OFFSET]);
-    if stored != actual {
-        return Err(
-            Fault::new(HEADER_CRC_OFFSET as u64, CorruptionKind::HeaderChecksum)
-                .values(u64::from(stored), u64::from(actual)),
-        );
-    }
-    let version = read_u16(bytes, VERSION_OFFSET);
-    if version != FORMAT_VERSION || usize::from(read_u16(bytes, HEADER_LEN_OFFSET)) != HEADER_LEN {
-        return Err(
-            Fault::new(VERSION_OFFSET as u64, CorruptionKind::UnsupportedVersion)
-                .values(u64::from(FORMAT_VERSION), u64::from(version)),
+            Fault::new(HEADER_LEN_OFFSET as u64, CorruptionKind::UnsupportedVersion)
+                .values(HEADER_LEN as u64, u64::from(header_len)),
         );
     }
     Ok(read_u64(bytes, GENERATION_OFFSET))

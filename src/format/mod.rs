@@ -149,6 +149,44 @@ impl Fault {
     }
 }
 
+/// The checks every file header shares, in this order: at least `header_len` bytes, the
+/// `magic` of its kind, the CRC-32 stored at `crc_offset` over bytes `0..crc_offset`, and the
+/// format version stored right after the magic.
+///
+/// # Errors
+/// A [`Fault`] at the offending field.
+pub(crate) fn check_header(
+    bytes: &[u8],
+    magic: &[u8; 8],
+    header_len: usize,
+    crc_offset: usize,
+) -> Result<(), Fault> {
+    if bytes.len() < header_len {
+        return Err(Fault::new(0, CorruptionKind::Truncated)
+            .values(header_len as u64, bytes.len() as u64)
+            .detail("file shorter than its header"));
+    }
+    if bytes[..magic.len()] != *magic {
+        return Err(Fault::new(0, CorruptionKind::BadMagic));
+    }
+    let stored = read_u32(bytes, crc_offset);
+    let actual = crc32fast::hash(&bytes[..crc_offset]);
+    if stored != actual {
+        return Err(
+            Fault::new(crc_offset as u64, CorruptionKind::HeaderChecksum)
+                .values(u64::from(stored), u64::from(actual)),
+        );
+    }
+    let version = read_u16(bytes, magic.len());
+    if version != FORMAT_VERSION {
+        return Err(
+            Fault::new(magic.len() as u64, CorruptionKind::UnsupportedVersion)
+                .values(u64::from(FORMAT_VERSION), u64::from(version)),
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn read_u16(b: &[u8], at: usize) -> u16 {
     let mut a = [0u8; 2];
     if let Some(s) = b.get(at..at + 2) {

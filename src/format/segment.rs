@@ -19,7 +19,7 @@
 
 use crate::error::CorruptionKind;
 use crate::format::frame::{self, Frame};
-use crate::format::{put, read_u16, read_u32, read_u64, Fault, FORMAT_VERSION};
+use crate::format::{check_header, put, read_u16, read_u32, read_u64, Fault, FORMAT_VERSION};
 use crate::ids::Seq;
 
 /// Magic bytes at the start of every segment.
@@ -127,29 +127,7 @@ pub(crate) fn header_region_is_torn(
 /// A [`Fault`] at offset 0 (or at the field) when the header is short, foreign, of another
 /// version or fails its checksum.
 pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, Fault> {
-    if bytes.len() < HEADER_LEN {
-        return Err(Fault::new(0, CorruptionKind::Truncated)
-            .values(HEADER_LEN as u64, bytes.len() as u64)
-            .detail("segment shorter than its header"));
-    }
-    if bytes[..MAGIC.len()] != MAGIC {
-        return Err(Fault::new(0, CorruptionKind::BadMagic));
-    }
-    let stored = read_u32(bytes, CRC_OFFSET);
-    let actual = crc32fast::hash(&bytes[..CRC_OFFSET]);
-    if stored != actual {
-        return Err(
-            Fault::new(CRC_OFFSET as u64, CorruptionKind::HeaderChecksum)
-                .values(u64::from(stored), u64::from(actual)),
-        );
-    }
-    let version = read_u16(bytes, VERSION_OFFSET);
-    if version != FORMAT_VERSION {
-        return Err(
-            Fault::new(VERSION_OFFSET as u64, CorruptionKind::UnsupportedVersion)
-                .values(u64::from(FORMAT_VERSION), u64::from(version)),
-        );
-    }
+    check_header(bytes, &MAGIC, HEADER_LEN, CRC_OFFSET)?;
     let header_len = read_u16(bytes, HEADER_LEN_OFFSET);
     if usize::from(header_len) != HEADER_LEN {
         return Err(

@@ -18,7 +18,9 @@
 
 use crate::error::CorruptionKind;
 use crate::format::FORMAT_VERSION;
-use crate::format::{decode_state, encode_state, put, read_u16, read_u32, read_u64, Fault};
+use crate::format::{
+    check_header, decode_state, encode_state, put, read_u16, read_u32, read_u64, Fault,
+};
 use crate::ids::Seq;
 use crate::session::State;
 
@@ -117,29 +119,7 @@ pub fn encode(
 /// # Errors
 /// A [`Fault`] naming the field that is wrong.
 pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, Fault> {
-    if bytes.len() < HEADER_LEN {
-        return Err(Fault::new(0, CorruptionKind::Truncated)
-            .values(HEADER_LEN as u64, bytes.len() as u64)
-            .detail("snapshot shorter than its header"));
-    }
-    if bytes[..MAGIC.len()] != MAGIC {
-        return Err(Fault::new(0, CorruptionKind::BadMagic));
-    }
-    let stored = read_u32(bytes, HEADER_CRC_OFFSET);
-    let actual = crc32fast::hash(&bytes[..HEADER_CRC_OFFSET]);
-    if stored != actual {
-        return Err(
-            Fault::new(HEADER_CRC_OFFSET as u64, CorruptionKind::HeaderChecksum)
-                .values(u64::from(stored), u64::from(actual)),
-        );
-    }
-    let version = read_u16(bytes, VERSION_OFFSET);
-    if version != FORMAT_VERSION {
-        return Err(
-            Fault::new(VERSION_OFFSET as u64, CorruptionKind::UnsupportedVersion)
-                .values(u64::from(FORMAT_VERSION), u64::from(version)),
-        );
-    }
+    check_header(bytes, &MAGIC, HEADER_LEN, HEADER_CRC_OFFSET)?;
     let codec = read_u16(bytes, CODEC_OFFSET);
     if codec != CODEC_ZSTD_BINCODE {
         return Err(
