@@ -13,9 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use reprise::format::encode_state;
 use reprise::session::apply;
 use reprise::{Config, Durability, Event, GuildId, Journal};
-use reprise_fuzz::{
-    scratch_dir, DirImage, FileKind, GUILD,
-};
+use reprise_fuzz::{scratch_dir, DirImage, GUILD};
 
 const EVENT: &str = r#"{"type":"volume_set","volume":5}"#;
 
