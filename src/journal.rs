@@ -573,6 +573,60 @@ impl Journal {
         Ok(())
     }
 
+    /// The first checkpoint after an unclean shutdown cannot tell which guilds the dead process
+    /// left written but not durable (a guild's frames may have reached its segment while their
+    /// commit records were still buffered, so the old commit logs do not name it). Before those
+    /// commit logs go, every guild's files are made durable: one `syncfs` where the storage
+    /// offers it, else every segment and guild directory is fsynced.
+    fn sync_everything_inherited(&mut self) -> Result<()> {
+        match self.storage.sync_filesystem(&self.root) {
+            Ok(true) => {}
+            Ok(false) => {
+                for guild in self.guilds()? {
+                    let dir = layout::guild_dir(&self.root, guild);
+                    let names = self
+                        .storage
+                        .list(&dir)
+                        .map_err(|e| Error::io("list", &dir, e))?;
+                    for name in names {
+                        if !matches!(layout::parse_guild_file(&name), GuildFile::Segment(_)) {
+                            continue;
+                        }
+                        let path = dir.join(&name);
+                        let synced = self
+                            .storage
+                            .open_append(&path)
+                            .and_then(|mut f| f.sync_data());
+                        if let Err(e) = synced {
+                            self.checkpoint_poisoned = Some("fsync");
+                            return Err(Error::io("fsync", path, e));
+                        }
+                    }
+                    if let Err(e) = self.storage.sync_dir(&dir) {
+                        self.checkpoint_poisoned = Some("fsync directory");
+                        return Err(Error::io("fsync directory", dir, e));
+                    }
+                }
+                for dir in [layout::guilds_dir(&self.root), self.root.clone()] {
+                    match self.storage.sync_dir(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            self.checkpoint_poisoned = Some("fsync directory");
+                            return Err(Error::io("fsync directory", dir, e));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                self.checkpoint_poisoned = Some("syncfs");
+                return Err(Error::io("syncfs", &self.root, e));
+            }
+        }
+        self.unclean = false;
+        Ok(())
+    }
+
     /// Creates this process's commit log if it does not exist yet.
     fn ensure_commit(&mut self, now: u64) -> Result<()> {
         if self.commit.is_none() {
@@ -619,7 +673,20 @@ impl Journal {
                 )),
             ));
         }
+        // A poisoned guild's segment may lack frames its commit records hold (a failed write)
+        // or have had its write-back dropped by a failed fsync, which a later `syncfs` does not
+        // report: its commit records are still needed.
+        if let Some((&guild, op)) = self
+            .guilds
+            .iter()
+            .find_map(|(g, log)| log.poisoned.map(|op| (g, op)))
+        {
+            return Err(Error::Poisoned { guild, op });
+        }
         self.sync_segments()?;
+        if self.unclean {
+            self.sync_everything_inherited()?;
+        }
         let mut obsolete: Vec<PathBuf> = self.recovered.paths().cloned().collect();
         if let Some(old) = self.commit.take() {
             obsolete.push(old.path.clone());
