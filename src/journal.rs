@@ -627,6 +627,25 @@ impl Journal {
         Ok(())
     }
 
+    /// The file-writing half ([`Ctx`]) and the guild map, borrowed apart.
+    fn split(&mut self) -> (Ctx<'_>, &mut BTreeMap<GuildId, GuildLog>) {
+        let Journal {
+            root,
+            storage,
+            config,
+            guilds,
+            guilds_dir_ready,
+            ..
+        } = self;
+        let ctx = Ctx {
+            root,
+            storage: &**storage,
+            config,
+            guilds_dir_ready,
+        };
+        (ctx, guilds)
+    }
+
     /// Creates this process's commit log if it does not exist yet.
     fn ensure_commit(&mut self, now: u64) -> Result<()> {
         if self.commit.is_none() {
@@ -805,14 +824,7 @@ impl Journal {
     pub fn snapshot_now(&mut self, guild: GuildId) -> Result<Option<Seq>> {
         self.writable()?;
         self.load(guild)?;
-        let Journal {
-            root,
-            storage,
-            config,
-            guilds,
-            guilds_dir_ready,
-            ..
-        } = self;
+        let (mut ctx, guilds) = self.split();
         let log = guilds
             .get_mut(&guild)
             .ok_or_else(unreachable_missing_guild)?;
@@ -822,12 +834,6 @@ impl Journal {
         if let Some(op) = log.poisoned {
             return Err(Error::Poisoned { guild, op });
         }
-        let mut ctx = Ctx {
-            root,
-            storage: storage.as_ref(),
-            config,
-            guilds_dir_ready,
-        };
         ctx.snapshot(guild, log, now_unix_ms())?;
         Ok(Some(log.current.seq))
     }
@@ -842,26 +848,13 @@ impl Journal {
     pub fn snapshot_begin(&mut self, guild: GuildId) -> Result<Option<SnapshotJob>> {
         self.writable()?;
         self.load(guild)?;
-        let Journal {
-            root,
-            storage,
-            config,
-            guilds,
-            guilds_dir_ready,
-            ..
-        } = self;
+        let (mut ctx, guilds) = self.split();
         let log = guilds
             .get_mut(&guild)
             .ok_or_else(unreachable_missing_guild)?;
         if let Some(op) = log.poisoned {
             return Err(Error::Poisoned { guild, op });
         }
-        let mut ctx = Ctx {
-            root,
-            storage: storage.as_ref(),
-            config,
-            guilds_dir_ready,
-        };
         ctx.snapshot_begin(guild, log, now_unix_ms())
     }
 
@@ -873,23 +866,10 @@ impl Journal {
     pub fn snapshot_finish(&mut self, job: &SnapshotJob) -> Result<()> {
         self.writable()?;
         self.load(job.guild)?;
-        let Journal {
-            root,
-            storage,
-            config,
-            guilds,
-            guilds_dir_ready,
-            ..
-        } = self;
+        let (mut ctx, guilds) = self.split();
         let log = guilds
             .get_mut(&job.guild)
             .ok_or_else(unreachable_missing_guild)?;
-        let mut ctx = Ctx {
-            root,
-            storage: storage.as_ref(),
-            config,
-            guilds_dir_ready,
-        };
         ctx.snapshot_finish(job.guild, log, job.seq)
     }
 
