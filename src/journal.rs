@@ -485,22 +485,8 @@ impl Journal {
 
     /// Writes buffered frames to the guild segments: of one guild, or of all (`None`).
     fn flush_buffers(&mut self, only: Option<GuildId>) -> Result<()> {
-        let Journal {
-            root,
-            storage,
-            config,
-            guilds,
-            guilds_dir_ready,
-            buffered,
-            ..
-        } = self;
-        let mut ctx = Ctx {
-            root,
-            storage: storage.as_ref(),
-            config,
-            guilds_dir_ready,
-        };
-        match only {
+        let (mut ctx, guilds) = self.split();
+        let result = match only {
             Some(guild) => match guilds.get_mut(&guild) {
                 Some(log) => ctx.flush_guild(guild, log),
                 None => Ok(()),
@@ -512,10 +498,13 @@ impl Journal {
                         first_error.get_or_insert(e);
                     }
                 }
-                *buffered = 0;
                 first_error.map_or(Ok(()), Err)
             }
+        };
+        if only.is_none() {
+            self.buffered = 0;
         }
+        result
     }
 
     /// Makes every guild segment written since the last checkpoint durable: one `syncfs` of the
@@ -549,28 +538,14 @@ impl Journal {
                 return Err(Error::io("syncfs", &self.root, e));
             }
         }
-        let Journal {
-            root,
-            storage,
-            config,
-            guilds,
-            guilds_dir_ready,
-            checkpoint_poisoned,
-            ..
-        } = self;
-        let mut ctx = Ctx {
-            root,
-            storage: storage.as_ref(),
-            config,
-            guilds_dir_ready,
-        };
-        for (guild, log) in guilds.iter_mut() {
-            if let Err(e) = ctx.sync_guild(*guild, log) {
-                *checkpoint_poisoned = Some("fsync");
-                return Err(e);
-            }
+        let (mut ctx, guilds) = self.split();
+        let synced = guilds
+            .iter_mut()
+            .try_for_each(|(guild, log)| ctx.sync_guild(*guild, log));
+        if synced.is_err() {
+            self.checkpoint_poisoned = Some("fsync");
         }
-        Ok(())
+        synced
     }
 
     /// The first checkpoint after an unclean shutdown cannot tell which guilds the dead process

@@ -34,7 +34,9 @@
 
 use crate::error::CorruptionKind;
 use crate::format::frame::{self, Frame};
-use crate::format::{check_header, put, read_u16, read_u32, read_u64, Fault, FORMAT_VERSION};
+use crate::format::{
+    check_header, put, put_header_crc, put_header_start, read_u16, read_u32, read_u64, Fault,
+};
 
 /// Magic bytes of a commit log.
 pub const MAGIC: [u8; 8] = *b"REPRCLG\0";
@@ -70,8 +72,7 @@ const _: () = assert!(RECORD_HEADER_LEN == 24);
 /// Encodes a commit log header.
 pub fn encode_header(generation: u64, created_unix_ms: u64) -> [u8; HEADER_LEN] {
     let mut b = [0u8; HEADER_LEN];
-    put(&mut b, 0, &MAGIC);
-    put(&mut b, VERSION_OFFSET, &FORMAT_VERSION.to_le_bytes());
+    put_header_start(&mut b, &MAGIC);
     put(
         &mut b,
         HEADER_LEN_OFFSET,
@@ -79,8 +80,7 @@ pub fn encode_header(generation: u64, created_unix_ms: u64) -> [u8; HEADER_LEN] 
     );
     put(&mut b, GENERATION_OFFSET, &generation.to_le_bytes());
     put(&mut b, CREATED_OFFSET, &created_unix_ms.to_le_bytes());
-    let crc = crc32fast::hash(&b[..HEADER_CRC_OFFSET]);
-    put(&mut b, HEADER_CRC_OFFSET, &crc.to_le_bytes());
+    put_header_crc(&mut b, HEADER_CRC_OFFSET);
     b
 }
 

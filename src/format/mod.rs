@@ -149,6 +149,19 @@ impl Fault {
     }
 }
 
+/// Writes what every file header starts with: the `magic` of its kind and the format version
+/// right after it (the counterpart of [`check_header`]).
+pub(crate) fn put_header_start(b: &mut [u8], magic: &[u8; 8]) {
+    put(b, 0, magic);
+    put(b, magic.len(), &FORMAT_VERSION.to_le_bytes());
+}
+
+/// Stores the CRC-32 of bytes `0..crc_offset` at `crc_offset` (the last field of every header).
+pub(crate) fn put_header_crc(b: &mut [u8], crc_offset: usize) {
+    let crc = crc32fast::hash(&b[..crc_offset]);
+    put(b, crc_offset, &crc.to_le_bytes());
+}
+
 /// The checks every file header shares, in this order: at least `header_len` bytes, the
 /// `magic` of its kind, the CRC-32 stored at `crc_offset` over bytes `0..crc_offset`, and the
 /// format version stored right after the magic.

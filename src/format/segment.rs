@@ -19,7 +19,9 @@
 
 use crate::error::CorruptionKind;
 use crate::format::frame::{self, Frame};
-use crate::format::{check_header, put, read_u16, read_u32, read_u64, Fault, FORMAT_VERSION};
+use crate::format::{
+    check_header, put, put_header_crc, put_header_start, read_u16, read_u32, read_u64, Fault,
+};
 use crate::ids::Seq;
 
 /// Magic bytes at the start of every segment.
@@ -61,8 +63,7 @@ pub struct SegmentHeader {
 /// Encodes a segment header.
 pub fn encode_header(h: &SegmentHeader) -> [u8; HEADER_LEN] {
     let mut b = [0u8; HEADER_LEN];
-    put(&mut b, 0, &MAGIC);
-    put(&mut b, VERSION_OFFSET, &FORMAT_VERSION.to_le_bytes());
+    put_header_start(&mut b, &MAGIC);
     put(
         &mut b,
         HEADER_LEN_OFFSET,
@@ -72,8 +73,7 @@ pub fn encode_header(h: &SegmentHeader) -> [u8; HEADER_LEN] {
     put(&mut b, GUILD_OFFSET, &h.guild.to_le_bytes());
     put(&mut b, FIRST_SEQ_OFFSET, &h.first_seq.to_le_bytes());
     put(&mut b, CREATED_OFFSET, &h.created_unix_ms.to_le_bytes());
-    let crc = crc32fast::hash(&b[..CRC_OFFSET]);
-    put(&mut b, CRC_OFFSET, &crc.to_le_bytes());
+    put_header_crc(&mut b, CRC_OFFSET);
     b
 }
 

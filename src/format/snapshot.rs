@@ -17,9 +17,9 @@
 //! ```
 
 use crate::error::CorruptionKind;
-use crate::format::FORMAT_VERSION;
 use crate::format::{
-    check_header, decode_state, encode_state, put, read_u16, read_u32, read_u64, Fault,
+    check_header, decode_state, encode_state, put, put_header_crc, put_header_start, read_u16,
+    read_u32, read_u64, Fault,
 };
 use crate::ids::Seq;
 use crate::session::State;
@@ -87,8 +87,7 @@ pub fn encode(
     let raw = encode_state(state);
     let body = zstd::bulk::compress(&raw, ZSTD_LEVEL)?;
     let mut out = vec![0u8; HEADER_LEN];
-    put(&mut out, 0, &MAGIC);
-    put(&mut out, VERSION_OFFSET, &FORMAT_VERSION.to_le_bytes());
+    put_header_start(&mut out, &MAGIC);
     put(&mut out, CODEC_OFFSET, &CODEC_ZSTD_BINCODE.to_le_bytes());
     put(&mut out, GUILD_OFFSET, &guild.to_le_bytes());
     put(&mut out, SEQ_OFFSET, &seq.to_le_bytes());
@@ -108,8 +107,7 @@ pub fn encode(
         BODY_CRC_OFFSET,
         &crc32fast::hash(&body).to_le_bytes(),
     );
-    let crc = crc32fast::hash(&out[..HEADER_CRC_OFFSET]);
-    put(&mut out, HEADER_CRC_OFFSET, &crc.to_le_bytes());
+    put_header_crc(&mut out, HEADER_CRC_OFFSET);
     out.extend_from_slice(&body);
     Ok(out)
 }

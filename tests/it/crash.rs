@@ -1649,17 +1649,7 @@ fn bug_a_failed_fsync_is_not_forgotten_by_a_reopen() {
         1
     );
     // The next fsync (sealing the segment for the snapshot) fails: its dirty pages are dropped.
-    storage.set_fault(Fault::FailKind {
-        kind: OpKind::SyncData,
-        nth: storage.op_count_of(OpKind::SyncData),
-        sticky: false,
-        error: InjectedError::Eio,
-    });
-    assert!(j.snapshot_now(g).is_err());
-    assert_eq!(
-        storage.injected_faults()[0].path,
-        reprise::layout::segment_path(journal_root(), g, 1)
-    );
+    fail_the_seal_fsync_of_a_snapshot(&storage, &mut j, g);
     storage.clear_faults();
     // As DESIGN.md prescribes for a poisoned log: reopen, and close cleanly.
     drop(j);
@@ -1809,17 +1799,7 @@ fn regression_a_checkpoint_keeps_the_commit_log_of_a_poisoned_guild() {
             1
         );
         j.sync().unwrap(); // event 1 is acknowledged: durable in the commit log
-        storage.set_fault(Fault::FailKind {
-            kind: OpKind::SyncData,
-            nth: storage.op_count_of(OpKind::SyncData),
-            sticky: false,
-            error: InjectedError::Eio,
-        });
-        assert!(j.snapshot_now(g).is_err());
-        assert_eq!(
-            storage.injected_faults()[0].path,
-            reprise::layout::segment_path(journal_root(), g, 1)
-        );
+        fail_the_seal_fsync_of_a_snapshot(&storage, &mut j, g);
         storage.clear_faults();
         let closed = j.close();
         assert!(
@@ -1897,5 +1877,21 @@ fn regression_a_close_after_a_crash_makes_unnamed_guilds_durable() {
         matches!(s, Ok(3)),
         "the acknowledged append: {s:?}; after the close: {left}; survived: {}",
         listing(&crashed)
+    );
+}
+
+/// Makes the next fsync fail with EIO (its dirty pages are dropped) and takes a snapshot of `g`,
+/// whose seal of segment 1 is that fsync: the snapshot fails.
+fn fail_the_seal_fsync_of_a_snapshot(storage: &SimStorage, j: &mut Journal, g: GuildId) {
+    storage.set_fault(Fault::FailKind {
+        kind: OpKind::SyncData,
+        nth: storage.op_count_of(OpKind::SyncData),
+        sticky: false,
+        error: InjectedError::Eio,
+    });
+    assert!(j.snapshot_now(g).is_err());
+    assert_eq!(
+        storage.injected_faults()[0].path,
+        reprise::layout::segment_path(journal_root(), g, 1)
     );
 }
