@@ -112,7 +112,7 @@ fn snapshot(c: &mut Criterion) {
         return;
     }
     let state = fixture_state(&fixture);
-    let bytes = reprise::format::snapshot::encode(1, 1, 0, &state).unwrap();
+    let bytes = reprise::format::snapshot::encode(1, 1, 0, &state, None).unwrap();
     let sonora = std::fs::metadata(&fixture).unwrap().len();
     eprintln!(
         "snapshot of the 1,000-track queue: {} bytes vs {} bytes of Sonora JSON ({:.1} %)",
@@ -124,14 +124,21 @@ fn snapshot(c: &mut Criterion) {
     group.bench_function("encode 1,000-track queue", |b| {
         b.iter(|| {
             black_box(
-                reprise::format::snapshot::encode(1, 1, 0, &state)
+                reprise::format::snapshot::encode(1, 1, 0, &state, None)
                     .unwrap()
                     .len(),
             )
         })
     });
     group.bench_function("decode 1,000-track queue", |b| {
-        b.iter(|| black_box(reprise::format::snapshot::decode(&bytes).unwrap().0.seq))
+        b.iter(|| {
+            black_box(
+                reprise::format::snapshot::decode(&bytes, None)
+                    .unwrap()
+                    .0
+                    .seq,
+            )
+        })
     });
     let dir = tempfile::tempdir_in(".").unwrap();
     let guild = GuildId(9);

@@ -8,9 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commit_log::{CommitIndex, CommitLog};
 use crate::config::{Config, Durability, SEGMENT_BYTES_MAX_MAX};
+use crate::crypto::{KeyId, Keyring};
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::segment::{self, ScanEnd, SegmentHeader, SegmentScan};
-use crate::format::{self, frame, snapshot};
+use crate::format::{self, frame, keycheck, snapshot};
 use crate::ids::{GuildId, Seq};
 use crate::layout::{self, GuildFile};
 use crate::recovery::{self, Decision, Found, Run, SnapshotFound};
@@ -192,6 +193,8 @@ struct SegmentMeta {
     appendable: bool,
     /// Sealed by this process (made durable and closed): never appended to again.
     sealed: bool,
+    /// The key sealing the segment's frames (from its header).
+    key_id: KeyId,
 }
 
 /// Everything read from one guild directory.
@@ -287,7 +290,9 @@ impl Journal {
             }
             Err(LockFailure::Io(e)) => return Err(Error::io("lock", lock_path, e)),
         };
+        check_key_file(storage.as_ref(), &root, config.keys.as_ref(), mode)?;
         let recovered = CommitIndex::read(storage.as_ref(), &root)?;
+        recovered.check_keys(config.keys.as_ref())?;
         let unclean = recovered.paths().next().is_some() || recovered.damage.is_some();
         Ok(Journal {
             root,
@@ -400,7 +405,11 @@ impl Journal {
             .map_err(|source| Error::InvalidEvent { guild, source })?;
         let seq = log.current.seq + 1;
         frame_buf.clear();
-        frame::encode(frame_buf, seq, now, event).map_err(|len| Error::EventTooLarge {
+        let seal = config.keys.as_ref().map(|keys| frame::Seal {
+            keys,
+            guild: guild.0,
+        });
+        frame::encode(frame_buf, seq, now, event, seal).map_err(|len| Error::EventTooLarge {
             guild,
             len,
             len_max: u64::from(frame::PAYLOAD_LEN_MAX),
@@ -413,7 +422,12 @@ impl Journal {
         };
         ctx.ensure_active(guild, log, now)?;
         ctx.write_frame(guild, log, frame_buf)?;
-        commit.push(guild, log.current.state.history_max, frame_buf)?;
+        commit.push(
+            guild,
+            log.current.state.history_max,
+            key_id_of(config.keys.as_ref()),
+            frame_buf,
+        )?;
         session::apply(&mut log.current.state, event);
         log.current.seq = seq;
         log.events_since_snapshot += 1;
@@ -902,6 +916,7 @@ impl Journal {
                 path: seg.path,
                 bytes: seg.bytes,
                 valid_len: scan.valid_len,
+                key_id: scan.header.key_id,
             });
             if let Some(f) = fault {
                 parts.push(EventSource::Broken(f));
@@ -909,6 +924,9 @@ impl Journal {
         }
         Ok(EventIter {
             parts,
+            guild,
+            keys: self.config.keys.clone(),
+            scratch: Vec::new(),
             part: 0,
             offset: segment::HEADER_LEN as u64,
             next_seq: None,
@@ -1001,6 +1019,19 @@ impl Journal {
         self.checkpoint(false)
     }
 
+    /// Fails unless a file sealed under `key_id` can be read with the keys given.
+    fn check_key(&self, path: &Path, key_id: KeyId) -> Result<()> {
+        let keys = self.config.keys.as_ref();
+        if key_id.is_plaintext() || keys.is_some_and(|k| k.has(key_id)) {
+            return Ok(());
+        }
+        Err(Error::KeyMismatch {
+            path: path.to_path_buf(),
+            key_id,
+            given: keys.map(Keyring::ids).unwrap_or_default(),
+        })
+    }
+
     fn writable(&self) -> Result<()> {
         match self.mode {
             OpenMode::ReadWrite => Ok(()),
@@ -1041,6 +1072,10 @@ impl Journal {
                         ScanEnd::Corrupt(_) => false,
                     }),
                 sealed: false,
+                key_id: s
+                    .scan
+                    .as_ref()
+                    .map_or(KeyId::PLAINTEXT, |sc| sc.header.key_id),
             })
             .collect();
         // After an unclean shutdown (commit logs were left behind), an earlier process may have
@@ -1221,6 +1256,7 @@ impl Journal {
                         );
                     }
                     Ok(scan) => {
+                        self.check_key(&seg.path, scan.header.key_id)?;
                         if let ScanEnd::Corrupt(f) = &scan.end {
                             seg.fault = Some(f.clone().at(&seg.path));
                         }
@@ -1286,67 +1322,84 @@ impl Journal {
             // A gap the commit log cannot fill: recovery will say which event is missing.
             return;
         }
-        let mut frames = Vec::new();
+        // The consecutive events after `held`, in runs of one key each: a segment's frames are
+        // all sealed under the key its header names.
+        let mut chunks: Vec<(KeyId, Seq, u32, Vec<u8>)> = Vec::new();
         for (next, e) in (held + 1..).zip(&entries[start..]) {
             if e.seq != next {
                 break;
             }
-            frames.extend_from_slice(self.recovered.frame(e));
+            match chunks.last_mut() {
+                Some(c) if c.0 == e.key_id => {}
+                _ => chunks.push((e.key_id, e.seq, e.history_max, Vec::new())),
+            }
+            if let Some(c) = chunks.last_mut() {
+                c.3.extend_from_slice(self.recovered.frame(e));
+            }
         }
         // Segments after the usable one hold nothing readable: they are replaced.
         let cut = usable.map_or(0, |i| i + 1);
         let dropped: Vec<ScannedSegment> = scanned.segments.drain(cut..).collect();
-        let (path, mut bytes) = match usable {
-            Some(i)
-                if scanned.segments[i]
-                    .scan
-                    .as_ref()
-                    .is_some_and(|sc| sc.last_seq == held) =>
-            {
-                let seg = &scanned.segments[i];
-                let valid = seg.scan.as_ref().map_or(0, |sc| sc.valid_len) as usize;
-                (
-                    seg.path.clone(),
-                    seg.bytes.get(..valid).unwrap_or(&[]).to_vec(),
-                )
-            }
-            _ => {
-                let header = segment::encode_header(&SegmentHeader {
-                    guild: guild.0,
-                    first_seq: held + 1,
-                    history_max: entries[start].history_max,
-                    created_unix_ms: now_unix_ms(),
-                });
-                (
-                    layout::segment_path(&self.root, guild, held + 1),
-                    header.to_vec(),
-                )
-            }
-        };
+        // The usable segment is continued when it ends at `held` under the first run's key.
+        let continued = usable.filter(|&i| {
+            scanned.segments[i].scan.as_ref().is_some_and(|sc| {
+                sc.last_seq == held && chunks.first().is_some_and(|c| c.0 == sc.header.key_id)
+            })
+        });
+        let mut restored: Vec<ScannedSegment> = Vec::with_capacity(chunks.len());
+        for (n, (key_id, first, history_max, frames)) in chunks.into_iter().enumerate() {
+            let (path, mut bytes) = match continued {
+                Some(i) if n == 0 => {
+                    let seg = &scanned.segments[i];
+                    let valid = seg.scan.as_ref().map_or(0, |sc| sc.valid_len) as usize;
+                    (
+                        seg.path.clone(),
+                        seg.bytes.get(..valid).unwrap_or(&[]).to_vec(),
+                    )
+                }
+                _ => {
+                    let header = segment::encode_header(&SegmentHeader {
+                        guild: guild.0,
+                        first_seq: first,
+                        history_max,
+                        created_unix_ms: now_unix_ms(),
+                        key_id,
+                    });
+                    (
+                        layout::segment_path(&self.root, guild, first),
+                        header.to_vec(),
+                    )
+                }
+            };
+            bytes.extend_from_slice(&frames);
+            let first_seq = segment::decode_header(&bytes).map_or(first, |h| h.first_seq);
+            let scan = segment::scan(&bytes, true).ok();
+            restored.push(ScannedSegment {
+                first_seq,
+                path,
+                bytes: Bytes::Owned(bytes),
+                active: false,
+                torn_header: false,
+                scan,
+                fault: None,
+                restored: true,
+            });
+        }
         for seg in dropped {
-            if seg.path != path {
+            if restored.iter().all(|r| r.path != seg.path) {
                 scanned.obsolete.push(seg.path);
             }
         }
-        bytes.extend_from_slice(&frames);
-        let first_seq = segment::decode_header(&bytes).map_or(held + 1, |h| h.first_seq);
-        let scan = segment::scan(&bytes, true).ok();
-        let restored = ScannedSegment {
-            first_seq,
-            path,
-            bytes: Bytes::Owned(bytes),
-            active: true,
-            torn_header: false,
-            scan,
-            fault: None,
-            restored: true,
-        };
-        if usable.is_some_and(|i| scanned.segments[i].path == restored.path) {
+        if continued.is_some() {
             scanned.segments.pop();
-        } else if let Some(prev) = scanned.segments.last_mut() {
-            prev.active = false;
         }
-        scanned.segments.push(restored);
+        for seg in &mut scanned.segments {
+            seg.active = false;
+        }
+        if let Some(last) = restored.last_mut() {
+            last.active = true;
+        }
+        scanned.segments.extend(restored);
     }
 
     fn load_snapshot(
@@ -1364,7 +1417,10 @@ impl Journal {
             }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
-        Ok(match snapshot::decode(&bytes) {
+        if let Ok(header) = snapshot::decode_header(&bytes) {
+            self.check_key(&path, header.key_id)?;
+        }
+        Ok(match snapshot::decode(&bytes, self.config.keys.as_ref()) {
             Err(f) => Err(f.at(&path)),
             Ok((h, _)) if h.guild != guild.0 => Err(Corruption::new(
                 &path,
@@ -1476,7 +1532,14 @@ impl Journal {
             Some(s) if base > 0 => s,
             _ => State::new(self.genesis_history_max(scanned)),
         };
-        replay(&scanned.segments, &mut state, base, target_seq)?;
+        replay(
+            &scanned.segments,
+            &mut state,
+            base,
+            target_seq,
+            guild,
+            self.config.keys.as_ref(),
+        )?;
         Ok((
             GuildState {
                 guild,
@@ -1560,6 +1623,7 @@ impl Journal {
         if runs.iter().any(|r| r.first == 1) {
             state = Some((0, State::new(history_max)));
         }
+        let mut scratch = Vec::new();
         for seg in &scanned.segments {
             let Some(scan) = &seg.scan else { continue };
             for (offset, f) in segment::frames(&seg.bytes, scan.valid_len) {
@@ -1570,13 +1634,18 @@ impl Journal {
                         .find(|(s, _)| *s + 1 == f.seq)
                         .map(|(s, st)| (*s, st.clone()));
                 }
-                let event = match format::decode_event(f.payload) {
+                let event = match frame_event(
+                    &seg.path,
+                    offset,
+                    &f,
+                    scan.header.key_id,
+                    guild,
+                    self.config.keys.as_ref(),
+                    &mut scratch,
+                ) {
                     Ok(e) => e,
-                    Err(msg) => {
-                        push(
-                            Corruption::new(&seg.path, offset, CorruptionKind::PayloadDecode)
-                                .detail(msg),
-                        );
+                    Err(c) => {
+                        push(c);
                         state = None;
                         continue;
                     }
@@ -1695,10 +1764,18 @@ fn claimed_of(segments: &[ScannedSegment]) -> Seq {
 }
 
 /// Folds the held events `base+1..=target` into `state`.
-fn replay(segments: &[ScannedSegment], state: &mut State, base: Seq, target: Seq) -> Result<()> {
+fn replay(
+    segments: &[ScannedSegment],
+    state: &mut State,
+    base: Seq,
+    target: Seq,
+    guild: GuildId,
+    keys: Option<&Keyring>,
+) -> Result<()> {
     if target <= base {
         return Ok(());
     }
+    let mut scratch = Vec::new();
     for seg in segments {
         let Some(scan) = &seg.scan else { continue };
         if scan.last_seq <= base || scan.header.first_seq > target || scan.frame_count == 0 {
@@ -1711,11 +1788,15 @@ fn replay(segments: &[ScannedSegment], state: &mut State, base: Seq, target: Seq
             if f.seq > target {
                 return Ok(());
             }
-            let event = format::decode_event(f.payload).map_err(|msg| {
-                Error::from(
-                    Corruption::new(&seg.path, offset, CorruptionKind::PayloadDecode).detail(msg),
-                )
-            })?;
+            let event = frame_event(
+                &seg.path,
+                offset,
+                &f,
+                scan.header.key_id,
+                guild,
+                keys,
+                &mut scratch,
+            )?;
             session::validate(state, &event).map_err(|e| {
                 Error::from(
                     Corruption::new(&seg.path, offset, CorruptionKind::EventRejected)
@@ -1768,6 +1849,79 @@ fn explain_broken(
     ))
 }
 
+/// The id of the key that seals new files ([`KeyId::PLAINTEXT`] without keys).
+fn key_id_of(keys: Option<&Keyring>) -> KeyId {
+    keys.map_or(KeyId::PLAINTEXT, Keyring::current)
+}
+
+/// Decodes the event in frame `f` at `offset` of the segment `path`, whose frames are sealed
+/// under `key_id` (opened into `scratch`).
+fn frame_event(
+    path: &Path,
+    offset: u64,
+    f: &frame::Frame<'_>,
+    key_id: KeyId,
+    guild: GuildId,
+    keys: Option<&Keyring>,
+    scratch: &mut Vec<u8>,
+) -> std::result::Result<Event, Corruption> {
+    let payload = frame::open_payload(f, key_id, guild.0, keys, scratch).map_err(|fault| {
+        Corruption::new(path, offset, CorruptionKind::Authentication).detail(fault.detail(key_id))
+    })?;
+    format::decode_event(payload)
+        .map_err(|msg| Corruption::new(path, offset, CorruptionKind::PayloadDecode).detail(msg))
+}
+
+/// Checks the directory's key check file against the keys given (see
+/// [`crate::format::keycheck`]): an encrypted journal needs its key, a wrong key is refused
+/// before anything is read, and a writer with keys records (or, after a rotation, updates)
+/// which key the journal uses now.
+fn check_key_file(
+    storage: &dyn Storage,
+    root: &Path,
+    keys: Option<&Keyring>,
+    mode: OpenMode,
+) -> Result<()> {
+    let path = layout::keycheck_path(root);
+    let given = || keys.map(Keyring::ids).unwrap_or_default();
+    let bytes = match storage.read(&path, keycheck::FILE_LEN as u64) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            return Err(Error::from(
+                Corruption::new(&path, 0, CorruptionKind::FileTooLarge).detail(e.to_string()),
+            ))
+        }
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let current_recorded = match &bytes {
+        None => false,
+        Some(b) => {
+            let key_id = keycheck::decode(b).map_err(|f| Error::from(f.at(&path)))?;
+            let Some(keys) = keys else {
+                return Err(Error::KeyMismatch {
+                    path,
+                    key_id,
+                    given: Vec::new(),
+                });
+            };
+            if keycheck::prove(b, keys).is_err() {
+                return Err(Error::KeyMismatch {
+                    path,
+                    key_id,
+                    given: given(),
+                });
+            }
+            key_id == keys.current()
+        }
+    };
+    if let (Some(keys), OpenMode::ReadWrite, false) = (keys, mode, current_recorded) {
+        storage::write_atomic(storage, &path, &keycheck::encode(keys))
+            .map_err(|(op, p, e)| Error::io(op, p, e))?;
+    }
+    Ok(())
+}
+
 #[cold]
 fn unreachable_missing_guild() -> Error {
     Error::io(
@@ -1788,6 +1942,8 @@ pub struct SnapshotJob {
     /// The segment sealed for this snapshot, still to be fsynced before the snapshot is written.
     seal: Option<Seal>,
     seal_failed: bool,
+    /// The keys that seal the snapshot (encryption at rest).
+    keys: Option<Keyring>,
 }
 
 /// A sealed segment whose fsync is still due (with the descriptor its writes went through, so
@@ -1843,8 +1999,14 @@ impl SnapshotJob {
                 return Err(Error::io("fsync", &seal.path, e));
             }
         }
-        let bytes = snapshot::encode(self.guild.0, self.seq, self.created_unix_ms, &self.state)
-            .map_err(|e| Error::io("compress snapshot for", &self.path, e))?;
+        let bytes = snapshot::encode(
+            self.guild.0,
+            self.seq,
+            self.created_unix_ms,
+            &self.state,
+            self.keys.as_ref(),
+        )
+        .map_err(|e| Error::io("compress snapshot for", &self.path, e))?;
         storage::write_atomic(storage, &self.path, &bytes)
             .map_err(|(op, p, e)| Error::io(op, p, e))?;
         // write_atomic made the file's entry in the guild directory durable; the guild
@@ -1884,10 +2046,13 @@ impl Ctx<'_> {
         }
         let next = log.current.seq + 1;
         if let Some(last) = log.segments.last() {
+            // A segment sealed under another key (or none) is left as it is: new frames
+            // go to a new segment under the current key (key rotation, encrypting a journal).
             if last.appendable
                 && !last.sealed
                 && last.last_seq + 1 == next
                 && last.len < self.config.segment_bytes_max
+                && last.key_id == key_id_of(self.config.keys.as_ref())
             {
                 let path = layout::segment_path(self.root, guild, last.first_seq);
                 let file = self
@@ -1918,6 +2083,7 @@ impl Ctx<'_> {
             first_seq: next,
             history_max: log.current.state.history_max,
             created_unix_ms: now,
+            key_id: key_id_of(self.config.keys.as_ref()),
         });
         let mut file = self
             .storage
@@ -1933,6 +2099,7 @@ impl Ctx<'_> {
             len: header.len() as u64,
             appendable: true,
             sealed: false,
+            key_id: key_id_of(self.config.keys.as_ref()),
         });
         log.active = Some(file);
         log.unsynced = true;
@@ -2088,6 +2255,7 @@ impl Ctx<'_> {
             path: layout::snapshot_path(self.root, guild, seq),
             seal,
             seal_failed: false,
+            keys: self.config.keys.clone(),
         }))
     }
 
@@ -2175,6 +2343,7 @@ enum EventSource {
         path: PathBuf,
         bytes: Bytes,
         valid_len: u64,
+        key_id: KeyId,
     },
     Broken(Corruption),
 }
@@ -2182,6 +2351,9 @@ enum EventSource {
 /// Iterator over the events a guild's log holds; see [`Journal::events`].
 pub struct EventIter {
     parts: Vec<EventSource>,
+    guild: GuildId,
+    keys: Option<Keyring>,
+    scratch: Vec<u8>,
     part: usize,
     offset: u64,
     next_seq: Option<Seq>,
@@ -2218,6 +2390,7 @@ impl Iterator for EventIter {
                     path,
                     bytes,
                     valid_len,
+                    key_id,
                 } => {
                     if self.offset >= *valid_len {
                         self.part += 1;
@@ -2244,20 +2417,27 @@ impl Iterator for EventIter {
                         }
                     }
                     self.next_seq = Some(f.seq + 1);
-                    return Some(match format::decode_event(f.payload) {
-                        Ok(event) => Ok(LoggedEvent {
-                            seq: f.seq,
-                            at_unix_ms: f.at_unix_ms,
-                            event,
-                        }),
-                        Err(msg) => {
-                            self.done = true;
-                            Err(Error::from(
-                                Corruption::new(path, at, CorruptionKind::PayloadDecode)
-                                    .detail(msg),
-                            ))
-                        }
-                    });
+                    return Some(
+                        match frame_event(
+                            path,
+                            at,
+                            &f,
+                            *key_id,
+                            self.guild,
+                            self.keys.as_ref(),
+                            &mut self.scratch,
+                        ) {
+                            Ok(event) => Ok(LoggedEvent {
+                                seq: f.seq,
+                                at_unix_ms: f.at_unix_ms,
+                                event,
+                            }),
+                            Err(c) => {
+                                self.done = true;
+                                Err(Error::from(c))
+                            }
+                        },
+                    );
                 }
             }
         }

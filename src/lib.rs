@@ -33,6 +33,7 @@
 
 mod commit_log;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod ids;

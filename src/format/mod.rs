@@ -10,6 +10,7 @@
 
 pub mod commit;
 pub mod frame;
+pub mod keycheck;
 pub mod segment;
 pub mod snapshot;
 

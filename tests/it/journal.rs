@@ -310,7 +310,7 @@ fn retention_by_age_drops_old_snapshots_but_never_the_newest() {
     }
     j.close().unwrap();
     // A snapshot of seq 5 written in 1970: far older than a day.
-    let old = reprise::format::snapshot::encode(g.0, 5, 0, &states[5]).unwrap();
+    let old = reprise::format::snapshot::encode(g.0, 5, 0, &states[5], None).unwrap();
     std::fs::write(reprise::layout::snapshot_path(dir.path(), g, 5), old).unwrap();
     let mut j = Journal::open(dir.path(), config.clone()).unwrap();
     for e in &events[5..] {

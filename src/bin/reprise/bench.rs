@@ -759,7 +759,7 @@ fn snapshot_row(scratch: &Scratch, _stream: &Stream, plan: &Plan) -> Result<Row,
     let mut bytes = 0usize;
     let samples = measure(&vec![(); plan.snapshot_runs], plan.row_budget, |()| {
         let created = unix_secs().saturating_mul(1_000);
-        let file = reprise::format::snapshot::encode(BENCH_GUILD.0, 1, created, &state)
+        let file = reprise::format::snapshot::encode(BENCH_GUILD.0, 1, created, &state, None)
             .map_err(|e| io_failure("encode snapshot", &path, e))?;
         write_atomic(&FsStorage, &path, &file).map_err(atomic_failure)?;
         bytes = file.len();
