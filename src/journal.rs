@@ -388,18 +388,20 @@ impl Journal {
             guilds,
             frame_buf,
             guilds_dir_ready,
-            commit,
+            commit: commit_slot,
+            recovered,
             ..
         } = self;
         let log = guilds
             .get_mut(&guild)
             .ok_or_else(unreachable_missing_guild)?;
-        let commit = commit.as_mut().ok_or_else(unreachable_missing_guild)?;
+        let commit = commit_slot.as_ref().ok_or_else(unreachable_missing_guild)?;
         if let Some(op) = log.poisoned.or(commit.poisoned) {
             return Err(Error::Poisoned { guild, op });
         }
         if log.inherited {
-            make_inherited_durable(root, storage.as_ref(), guild, log)?;
+            let from = recovered.entries(guild).first().map(|e| e.seq);
+            make_inherited_durable(root, storage.as_ref(), guild, log, from)?;
         }
         session::validate(&log.current.state, event)
             .map_err(|source| Error::InvalidEvent { guild, source })?;
@@ -419,9 +421,11 @@ impl Journal {
             storage: storage.as_ref(),
             config,
             guilds_dir_ready,
+            commit: commit_slot,
         };
         ctx.ensure_active(guild, log, now)?;
         ctx.write_frame(guild, log, frame_buf)?;
+        let commit = ctx.commit.as_mut().ok_or_else(unreachable_missing_guild)?;
         commit.push(
             guild,
             log.current.state.history_max,
@@ -624,6 +628,7 @@ impl Journal {
             config,
             guilds,
             guilds_dir_ready,
+            commit,
             ..
         } = self;
         let ctx = Ctx {
@@ -631,6 +636,7 @@ impl Journal {
             storage: &**storage,
             config,
             guilds_dir_ready,
+            commit,
         };
         (ctx, guilds)
     }
@@ -692,6 +698,19 @@ impl Journal {
             return Err(Error::Poisoned { guild, op });
         }
         self.sync_segments()?;
+        // Guilds an earlier commit log names: their segments are rewritten (see
+        // make_inherited_durable) before that commit log is dropped.
+        for guild in self.recovered.guilds() {
+            let from = self.recovered.entries(guild).first().map(|e| e.seq);
+            if let Some(log) = self.guilds.get_mut(&guild).filter(|l| l.inherited) {
+                let result =
+                    make_inherited_durable(&self.root, self.storage.as_ref(), guild, log, from);
+                if let Err(e) = result {
+                    self.checkpoint_poisoned = Some("fsync");
+                    return Err(e);
+                }
+            }
+        }
         if self.unclean {
             self.sync_everything_inherited()?;
         }
@@ -813,6 +832,7 @@ impl Journal {
     pub fn snapshot_now(&mut self, guild: GuildId) -> Result<Option<Seq>> {
         self.writable()?;
         self.load(guild)?;
+        self.settle_inherited(guild)?;
         let (mut ctx, guilds) = self.split();
         let log = guilds
             .get_mut(&guild)
@@ -837,6 +857,7 @@ impl Journal {
     pub fn snapshot_begin(&mut self, guild: GuildId) -> Result<Option<SnapshotJob>> {
         self.writable()?;
         self.load(guild)?;
+        self.settle_inherited(guild)?;
         let (mut ctx, guilds) = self.split();
         let log = guilds
             .get_mut(&guild)
@@ -1017,6 +1038,18 @@ impl Journal {
         }
         self.sync()?;
         self.checkpoint(false)
+    }
+
+    /// Makes a guild recovered after an unclean shutdown durable before anything builds on its
+    /// files (see `make_inherited_durable`); nothing to do for other guilds.
+    fn settle_inherited(&mut self, guild: GuildId) -> Result<()> {
+        let from = self.recovered.entries(guild).first().map(|e| e.seq);
+        match self.guilds.get_mut(&guild) {
+            Some(log) if log.inherited && log.poisoned.is_none() => {
+                make_inherited_durable(&self.root, self.storage.as_ref(), guild, log, from)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Fails unless a file sealed under `key_id` can be read with the keys given.
@@ -1703,26 +1736,47 @@ impl Journal {
     }
 }
 
-/// Fsyncs every segment of a guild recovered after an unclean shutdown, then its directory,
-/// `guilds/` and the root, so the events it holds are durable before anything new builds on
-/// them. Once per guild and process.
+/// Makes every segment of a guild recovered after an unclean shutdown durable, then its
+/// directory, `guilds/` and the root, so the events it holds are durable before anything new
+/// builds on them. Once per guild and process.
+///
+/// Segments holding events from `rewritten_from` on (the first event an earlier process's
+/// commit log holds for the guild: written since that process's last checkpoint) are
+/// *rewritten* into fresh files (`write_atomic`), not just fsynced. The earlier process may
+/// have seen an fsync of such a segment fail, and the kernel then drops the dirty pages while
+/// still serving them from the cache, so a later fsync of the same file succeeds without
+/// writing them (fsyncgate). Rewritten, their bytes are new dirty pages that the fsync of the
+/// fresh file does write. Older segments were made durable by a checkpoint that succeeded. A
+/// segment that holds no event (only a header, written before any commit record) is rewritten
+/// as well.
 fn make_inherited_durable(
     root: &Path,
     storage: &dyn Storage,
     guild: GuildId,
     log: &mut GuildLog,
+    rewritten_from: Option<Seq>,
 ) -> Result<()> {
     for meta in &log.segments {
         let path = layout::segment_path(root, guild, meta.first_seq);
-        let synced = storage
-            .open_append(&path)
-            .and_then(|mut file| file.sync_data());
-        match synced {
+        // A segment holding no event yet is rewritten too: its header is the one thing written
+        // to a segment without a commit record (a new segment is created before its first
+        // frame's record is queued).
+        let empty = meta.last_seq < meta.first_seq;
+        let rewrite = empty || rewritten_from.is_some_and(|from| meta.last_seq >= from);
+        let durable = if rewrite {
+            rewrite_file(storage, &path, meta.len)
+        } else {
+            storage
+                .open_append(&path)
+                .and_then(|mut file| file.sync_data())
+                .map_err(|e| ("fsync", path.clone(), e))
+        };
+        match durable {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
+            Err((_, _, e)) if e.kind() == io::ErrorKind::NotFound => {}
+            Err((op, at, e)) => {
                 log.poisoned = Some("fsync");
-                return Err(Error::io("fsync", path, e));
+                return Err(Error::io(op, at, e));
             }
         }
     }
@@ -1739,6 +1793,20 @@ fn make_inherited_durable(
     }
     log.inherited = false;
     Ok(())
+}
+
+/// Rewrites the first `len` bytes of `path` into a fresh file of the same name (temporary
+/// file, fsync, rename, fsync directory).
+fn rewrite_file(
+    storage: &dyn Storage,
+    path: &Path,
+    len: u64,
+) -> std::result::Result<(), (&'static str, PathBuf, io::Error)> {
+    let bytes = storage
+        .read(path, SEGMENT_FILE_LEN_MAX)
+        .map_err(|e| ("read", path.to_path_buf(), e))?;
+    let keep = usize::try_from(len).unwrap_or(usize::MAX).min(bytes.len());
+    storage::write_atomic(storage, path, &bytes[..keep])
 }
 
 /// The maximal runs of consecutive events held by the segments.
@@ -2035,6 +2103,9 @@ struct Ctx<'a> {
     storage: &'a dyn Storage,
     config: &'a Config,
     guilds_dir_ready: &'a mut bool,
+    /// This process's commit log: its queued records are written before any guild frame
+    /// reaches a segment file (see [`Ctx::flush_guild`]).
+    commit: &'a mut Option<CommitLog>,
 }
 
 impl Ctx<'_> {
@@ -2111,17 +2182,25 @@ impl Ctx<'_> {
         let Some(meta) = log.segments.last_mut() else {
             return Err(unreachable_missing_guild());
         };
-        log.pending.extend_from_slice(frame);
         meta.len += frame.len() as u64;
         meta.last_seq += 1;
         log.unsynced = true;
-        if log.pending.len() >= GUILD_BUFFER_BYTES_MAX {
+        // Flush before adding: the frame's commit record is queued after this call, and a frame
+        // may reach its segment only once its record has reached the commit log.
+        if !log.pending.is_empty() && log.pending.len() + frame.len() > GUILD_BUFFER_BYTES_MAX {
             self.flush_guild(guild, log)?;
         }
+        log.pending.extend_from_slice(frame);
         Ok(())
     }
 
     /// Writes the guild's buffered frames to its active segment.
+    ///
+    /// The commit log's queued records are written first, so that every frame in a segment file
+    /// has its commit record in the commit log file (both perhaps only in the page cache): after
+    /// an unclean shutdown the commit logs then name every segment that may hold bytes an
+    /// earlier process wrote since its last checkpoint, and those are rewritten before they are
+    /// built on (see `make_inherited_durable`).
     ///
     /// The frames were already acknowledged (and are in the commit log), so a failed write
     /// cannot be taken back: the guild's log is poisoned, and a reopen restores the frames from
@@ -2129,6 +2208,9 @@ impl Ctx<'_> {
     fn flush_guild(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
         if log.pending.is_empty() {
             return Ok(());
+        }
+        if let Some(commit) = self.commit.as_mut() {
+            commit.write()?;
         }
         let (Some(file), Some(meta)) = (log.active.as_mut(), log.segments.last()) else {
             return Err(unreachable_missing_guild());
@@ -2321,11 +2403,17 @@ impl Ctx<'_> {
         {
             drop_count += 1;
         }
-        for meta in log.segments.drain(..drop_count) {
-            let path = layout::segment_path(self.root, guild, meta.first_seq);
-            self.storage
-                .remove(&path)
-                .map_err(|e| Error::io("remove obsolete segment", &path, e))?;
+        // Oldest first, and forgotten only once removed: a failure leaves the segments still
+        // on disk a contiguous run (no gap), and the next retention retries them.
+        while drop_count > 0 {
+            let path = layout::segment_path(self.root, guild, log.segments[0].first_seq);
+            if let Err(e) = self.storage.remove(&path) {
+                // Removals made so far need no directory fsync to be safe: a removal undone by
+                // a crash leaves an obsolete segment that the next retention removes again.
+                return Err(Error::io("remove obsolete segment", &path, e));
+            }
+            log.segments.remove(0);
+            drop_count -= 1;
             removed = true;
         }
         if removed {
