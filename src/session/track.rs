@@ -589,6 +589,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_track_is_small() {
+        // DESIGN.md counts a queue entry (id + track) as 64 bytes plus the track's data.
+        assert!(std::mem::size_of::<Track>() <= 56);
+    }
+
+    #[test]
     fn accessors_give_contract_defaults() {
         let track = Track::new("QAAA", "Song");
         assert_eq!(track.author(), "");
