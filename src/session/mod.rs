@@ -14,7 +14,7 @@
 //!     let event = Event::from_json(line)?;
 //!     apply_checked(&mut state, &event)?;
 //! }
-//! assert_eq!(state.queue.current.as_ref().map(|e| e.track.title.as_str()), Some("Never Gonna Give You Up"));
+//! assert_eq!(state.queue.current.as_ref().map(|e| e.track.title()), Some("Never Gonna Give You Up"));
 //! assert!(apply_checked(&mut state, &Event::VolumeSet { volume: 1001 }).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -54,5 +54,5 @@ pub use state::{
     Autoplay, Filters, InvariantError, Player, Queue, QueueEntry, State, Voice,
     AUTOPLAY_STRATEGY_DEFAULT, VOLUME_DEFAULT,
 };
-pub use track::Track;
+pub use track::{Track, TrackFields};
 pub use workload::{arbitrary_event, track, Rng, Workload};
