@@ -55,10 +55,7 @@ fn track_bytes(track: &Track) -> usize {
 /// Splits `tracks` into `tracks_enqueued` events of at most [`TRACKS_PER_EVENT_MAX`] tracks and
 /// about [`ENQUEUE_BYTES_MAX`] bytes each (at least one track each), and calls `each` with
 /// every event and how many tracks it holds.
-fn enqueue_chunks<'a>(
-    tracks: impl Iterator<Item = &'a Track>,
-    mut each: impl FnMut(Event, usize),
-) {
+fn enqueue_chunks<'a>(tracks: impl Iterator<Item = &'a Track>, mut each: impl FnMut(Event, usize)) {
     let mut chunk: Vec<Track> = Vec::new();
     let mut bytes = 0;
     let mut flush = |chunk: &mut Vec<Track>, bytes: &mut usize| {
@@ -76,7 +73,8 @@ fn enqueue_chunks<'a>(
     };
     for track in tracks {
         let size = track_bytes(track);
-        if chunk.len() >= TRACKS_PER_EVENT_MAX || (!chunk.is_empty() && bytes + size > ENQUEUE_BYTES_MAX)
+        if chunk.len() >= TRACKS_PER_EVENT_MAX
+            || (!chunk.is_empty() && bytes + size > ENQUEUE_BYTES_MAX)
         {
             flush(&mut chunk, &mut bytes);
         }
@@ -123,9 +121,10 @@ pub fn events_for_state(state: &State) -> Vec<Event> {
             reason: EndReason::Finished,
         });
     }
-    enqueue_chunks(queue.upcoming.iter().map(|entry| &entry.track), |event, _| {
-        events.push(event)
-    });
+    enqueue_chunks(
+        queue.upcoming.iter().map(|entry| &entry.track),
+        |event, _| events.push(event),
+    );
     match player.position_anchor_unix_ms {
         Some(at_unix_ms) => events.push(Event::PositionReported {
             position_ms: player.position_ms,
