@@ -38,6 +38,7 @@ pub mod format;
 pub mod ids;
 pub mod import;
 pub mod journal;
+pub mod journal_admin;
 pub mod layout;
 pub mod recovery;
 pub mod restore;
