@@ -149,7 +149,7 @@ impl Stats {
     }
 
     /// The oldest and the newest snapshot (by creation time) with their guild.
-    pub fn oldest_newest(&self) -> Option<((GuildId, &SnapshotStat), (GuildId, &SnapshotStat))> {
+    pub fn oldest_newest(&self) -> Option<(GuildSnapshot<'_>, GuildSnapshot<'_>)> {
         let mut all = self.guilds.iter().flat_map(|g| {
             g.snapshots
                 .iter()
@@ -169,6 +169,9 @@ impl Stats {
         Some((oldest, newest))
     }
 }
+
+/// A snapshot together with its guild.
+pub type GuildSnapshot<'a> = (GuildId, &'a SnapshotStat);
 
 /// What [`retention_plan`] removes from one guild.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
