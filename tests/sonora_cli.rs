@@ -468,6 +468,9 @@ fn events_jsonl(seed: u64, n: usize) -> String {
 fn stats_and_cleanup_keep_the_newest_state() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let missing = stdout_json(&reprise(&d.join("missing"), &["stats"], None));
+    assert_eq!(missing["guilds"], json!(0));
+    assert!(!d.join("missing").exists());
     let empty = stdout_json(&reprise(d, &["stats"], None));
     assert_eq!(empty["guilds"], json!(0));
     assert_eq!(empty["oldest_snapshot"], Value::Null);

@@ -99,10 +99,20 @@ pub(crate) fn stats_json(dir: &Path, stats: &Stats) -> Value {
 
 /// Runs `stats`.
 pub(crate) fn run(dir: &Path, guild: Option<GuildId>, out: &mut Out) -> Result<(), Failure> {
-    let mut journal = Journal::open_read_only(dir, Config::default())?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if !dir.exists() {
+        // No journal yet: nothing to count (and nothing is created).
+        let empty = Stats {
+            now_unix_ms: now,
+            guilds: Vec::new(),
+            commit_log_bytes: 0,
+            bytes_on_disk: 0,
+        };
+        return print_json_line(out, &stats_json(dir, &empty));
+    }
+    let mut journal = Journal::open_read_only(dir, Config::default())?;
     let stats = journal.stats(guild, now)?;
     print_json_line(out, &stats_json(dir, &stats))
 }
