@@ -7,8 +7,12 @@
 
 mod apply;
 mod bench;
+mod cleanup;
 mod demo;
+mod import;
+mod lavalink;
 mod output;
+mod stats;
 
 use std::io;
 use std::path::PathBuf;
@@ -123,6 +127,54 @@ enum Command {
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
+    },
+    /// Import Sonora snapshot files: each becomes the state of its guild. Every file is
+    /// checked (checksum, schema, ranges) before anything is written.
+    Import {
+        /// Sonora 1.2.8 snapshot files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only check the files (one JSON line each); write nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the Lavalink v4 PATCH /v4/sessions/{sessionId}/players/{guildId} body that restores
+    /// a guild's player.
+    Lavalink {
+        /// The guild id.
+        #[arg(long)]
+        guild: u64,
+        /// The time to extrapolate the position to, in Unix milliseconds (default: now).
+        #[arg(long)]
+        now_unix_ms: Option<u64>,
+        /// Sections to restore: any of player,queue,filters,autoplay (default: all).
+        #[arg(long)]
+        only: Option<reprise::sonora::Sections>,
+        /// Print the whole restore plan (status, client-side queue, autoplay) around the body.
+        #[arg(long)]
+        plan: bool,
+    },
+    /// Analytics as JSON: guilds, events, segments, snapshots (count, bytes, age), bytes on disk.
+    Stats {
+        /// Only this guild.
+        #[arg(long)]
+        guild: Option<u64>,
+    },
+    /// Retention: remove snapshots past the policy and the log they make obsolete, never what
+    /// the newest state needs.
+    Cleanup {
+        /// Remove snapshots older than this many days (never a guild's newest valid one).
+        #[arg(long, value_name = "DAYS")]
+        max_age: Option<f64>,
+        /// Keep this many snapshots per guild (default 2; at least 1).
+        #[arg(long, value_name = "N")]
+        keep: Option<u32>,
+        /// Only this guild.
+        #[arg(long)]
+        guild: Option<u64>,
+        /// Report what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// The child process of `demo` (not for direct use).
     #[command(hide = true)]
@@ -389,6 +441,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 &serde_json::json!({ "dir": dir.display().to_string(), "guilds": rows }),
             )
         }
+        Command::Import { files, check } => import::run(&dir, &files, check, &mut out),
+        Command::Lavalink {
+            guild,
+            now_unix_ms,
+            only,
+            plan,
+        } => lavalink::run(
+            &dir,
+            GuildId(guild),
+            now_unix_ms,
+            only.unwrap_or_default(),
+            plan,
+            &mut out,
+        ),
+        Command::Stats { guild } => stats::run(&dir, guild.map(GuildId), &mut out),
+        Command::Cleanup {
+            max_age,
+            keep,
+            guild,
+            dry_run,
+        } => cleanup::run(&dir, max_age, keep, guild.map(GuildId), dry_run, &mut out),
         Command::Dump { guild } => {
             let guild = GuildId(guild);
             let mut journal = Journal::open_read_only(&dir, base_config())?;
