@@ -370,7 +370,7 @@ impl Journal {
                     let created = snapshot::decode_header(&bytes)
                         .ok()
                         .map(|h| h.created_unix_ms);
-                    let valid = snapshot::decode(&bytes)
+                    let valid = snapshot::decode(&bytes, self.config().keys.as_ref())
                         .is_ok_and(|(h, _)| h.guild == guild.0 && h.seq == seq);
                     (created, valid)
                 }

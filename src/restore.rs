@@ -260,7 +260,7 @@ pub fn plan(guild_state: &GuildState, now_unix_ms: u64, only: Sections) -> Resto
                 .queue
                 .current
                 .as_ref()
-                .map(|e| e.track.encoded.clone()),
+                .map(|e| e.track.encoded().into_owned()),
         });
         if let Some((position, moved)) = position_at(state, now_unix_ms) {
             patch.position = Some(position);
@@ -307,9 +307,9 @@ mod tests {
     const NOW: u64 = 1_760_000_100_000;
 
     fn track(n: u32, length_ms: u64) -> Track {
-        let mut t = Track::new(format!("QAAAenc{n}"), format!("Track {n}"));
+        let mut t = Track::new(format!("QAAAenc{n}"), format!("Track {n}")).fields();
         t.length_ms = Some(length_ms);
-        t
+        Track::from(t)
     }
 
     fn gs(events: &[Event]) -> GuildState {
@@ -429,11 +429,11 @@ mod tests {
 
     #[test]
     fn streams_and_unseekable_tracks_restore_at_zero() {
-        let mut stream = Track::new("QAAAlive", "Radio");
+        let mut stream = Track::new("QAAAlive", "Radio").fields();
         stream.is_stream = Some(true);
-        let mut fixed = track(3, 60_000);
+        let mut fixed = track(3, 60_000).fields();
         fixed.is_seekable = Some(false);
-        for t in [stream, fixed] {
+        for t in [Track::from(stream), Track::from(fixed)] {
             let events = vec![
                 Event::TracksEnqueued {
                     tracks: vec![t],

@@ -41,15 +41,13 @@ pub const ENQUEUE_BYTES_MAX: usize = 4 << 20;
 
 /// An upper estimate of a track's encoded size: its strings plus field overhead.
 fn track_bytes(track: &Track) -> usize {
-    let text = [
-        Some(track.encoded.as_str()),
-        Some(track.title.as_str()),
-        track.author.as_deref(),
-        track.uri.as_deref(),
-        track.identifier.as_deref(),
-        track.source.as_deref(),
-    ];
-    text.iter().flatten().map(|s| s.len()).sum::<usize>() + 64
+    track.encoded_len()
+        + track.title().len()
+        + track.author().len()
+        + track.uri().map_or(0, str::len)
+        + track.identifier().len()
+        + track.source().map_or(0, str::len)
+        + 64
 }
 
 /// Splits `tracks` into `tracks_enqueued` events of at most [`TRACKS_PER_EVENT_MAX`] tracks and

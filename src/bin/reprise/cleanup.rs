@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use reprise::journal_admin::{CleanupReport, RetentionPolicy};
-use reprise::{Config, GuildId, Journal};
+use reprise::{GuildId, Journal};
 use serde_json::{json, Value};
 
 use crate::output::{print_json_line, Out};
@@ -70,9 +70,9 @@ pub(crate) fn run(
     }
     policy.age_max = age_max;
     let mut journal = if dry_run {
-        Journal::open_read_only(dir, Config::default())?
+        Journal::open_read_only(dir, crate::base_config())?
     } else {
-        Journal::open(dir, Config::default())?
+        Journal::open(dir, crate::base_config())?
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

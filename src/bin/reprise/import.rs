@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use reprise::import::{self, ImportError};
 use reprise::session::{State, HISTORY_MAX_DEFAULT};
-use reprise::{Config, Journal};
+use reprise::Journal;
 use serde_json::json;
 
 use crate::output::{print_json_line, Out};
@@ -115,7 +115,7 @@ pub(crate) fn run(
     if check {
         return Ok(());
     }
-    let mut journal = Journal::open(dir, Config::default())?;
+    let mut journal = Journal::open(dir, crate::base_config())?;
     let imported = import::import_sonora(&mut journal, &inputs).map_err(|error| {
         let code = match &error {
             ImportError::Journal { source, .. } => crate::exit_code(source),

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use reprise::restore;
 use reprise::sonora::Sections;
-use reprise::{Config, GuildId, Journal};
+use reprise::{GuildId, Journal};
 
 use crate::output::{print_json_line, Out};
 use crate::Failure;
@@ -34,7 +34,7 @@ pub(crate) fn run(
     plan: bool,
     out: &mut Out,
 ) -> Result<(), Failure> {
-    let mut journal = Journal::open_read_only(dir, Config::default())?;
+    let mut journal = Journal::open_read_only(dir, crate::base_config())?;
     crate::warn_findings(&mut journal, guild)?;
     let gs = journal.state(guild)?.clone();
     let restore = restore::plan(&gs, now_unix_ms_arg.unwrap_or_else(now_unix_ms), only);

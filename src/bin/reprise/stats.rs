@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use reprise::journal_admin::{SnapshotStat, Stats};
-use reprise::{Config, GuildId, Journal};
+use reprise::{GuildId, Journal};
 use serde_json::{json, Map, Value};
 
 use crate::output::{print_json_line, Out};
@@ -112,7 +112,7 @@ pub(crate) fn run(dir: &Path, guild: Option<GuildId>, out: &mut Out) -> Result<(
         };
         return print_json_line(out, &stats_json(dir, &empty));
     }
-    let mut journal = Journal::open_read_only(dir, Config::default())?;
+    let mut journal = Journal::open_read_only(dir, crate::base_config())?;
     let stats = journal.stats(guild, now)?;
     print_json_line(out, &stats_json(dir, &stats))
 }
