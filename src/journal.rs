@@ -191,7 +191,8 @@ struct SegmentMeta {
     /// The header is valid and the file ends right after its last valid frame (a torn tail
     /// was cut, or the segment was restored), so appending continues the log.
     appendable: bool,
-    /// Sealed by this process (made durable and closed): never appended to again.
+    /// Sealed (for a snapshot, by this process or, when a snapshot covers all of it, an
+    /// earlier one): never appended to again.
     sealed: bool,
     /// The key sealing the segment's frames (from its header).
     key_id: KeyId,
@@ -1084,6 +1085,9 @@ impl Journal {
         if self.mode == OpenMode::ReadWrite {
             self.repair(guild, &scanned)?;
         }
+        // A segment whose every event a snapshot covers was sealed for that snapshot (perhaps
+        // by an earlier process): new events start a new segment, so retention can drop it.
+        let newest_snapshot = scanned.snapshots.last().copied().unwrap_or(0);
         let segments = scanned
             .segments
             .iter()
@@ -1104,7 +1108,10 @@ impl Journal {
                         ScanEnd::TornTail { .. } => self.mode == OpenMode::ReadWrite,
                         ScanEnd::Corrupt(_) => false,
                     }),
-                sealed: false,
+                sealed: s
+                    .scan
+                    .as_ref()
+                    .is_some_and(|sc| sc.frame_count > 0 && sc.last_seq <= newest_snapshot),
                 key_id: s
                     .scan
                     .as_ref()

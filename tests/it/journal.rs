@@ -328,3 +328,55 @@ fn retention_by_age_drops_old_snapshots_but_never_the_newest() {
     let mut j = Journal::open(dir.path(), config).unwrap();
     assert_eq!(j.state(g).unwrap().state, states[10]);
 }
+
+#[test]
+fn a_segment_covered_by_a_snapshot_is_not_appended_to_by_the_next_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GuildId(61);
+    let (events, states) = stream(61, 30);
+    let config = Config::default()
+        .with_snapshots_retained(1)
+        .without_auto_snapshots();
+    let mut j = Journal::open(dir.path(), config.clone()).unwrap();
+    for e in &events[..10] {
+        j.append(g, e, Durability::Always).unwrap();
+    }
+    j.snapshot_now(g).unwrap();
+    j.close().unwrap();
+    // The next process starts a new segment at 11 instead of growing the one sealed at 10...
+    let mut j = Journal::open(dir.path(), config.clone()).unwrap();
+    for e in &events[10..20] {
+        j.append(g, e, Durability::Always).unwrap();
+    }
+    let firsts: Vec<u64> = j
+        .inspect(g)
+        .unwrap()
+        .segments
+        .iter()
+        .map(|s| s.first_seq)
+        .collect();
+    assert_eq!(firsts, vec![1, 11]);
+    // ...so the next snapshot's retention can drop the old log.
+    j.snapshot_now(g).unwrap();
+    j.close().unwrap();
+    let mut j = Journal::open(dir.path(), config).unwrap();
+    let info = j.inspect(g).unwrap();
+    assert_eq!(
+        info.segments
+            .iter()
+            .map(|s| s.first_seq)
+            .collect::<Vec<_>>(),
+        vec![11]
+    );
+    assert_eq!(
+        info.snapshots
+            .iter()
+            .map(|s| s.last_seq)
+            .collect::<Vec<_>>(),
+        vec![20]
+    );
+    for e in &events[20..] {
+        j.append(g, e, Durability::Always).unwrap();
+    }
+    assert_eq!(j.state(g).unwrap().state, states[30]);
+}
