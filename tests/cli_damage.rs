@@ -7,8 +7,8 @@
 //!
 //! - A flip in the *tail* of a guild (the record holding its last event, in the newest log that
 //!   holds it: the active segment or the commit log of a killed writer) may be a torn tail:
-//!   `verify` exits 0 with a `torn_tail` finding for that file, `state` and `dump` give the
-//!   state before that event and say so on stderr.
+//!   `verify` exits 0 with a `torn_tail` finding for that file, `state` and `dump` may give
+//!   the state before that event (and end the dump there).
 //! - Anywhere else, `verify` exits 2 with a damage finding naming the file, at an offset at or
 //!   before the flip (or within the file's header). `state` and `dump` either exit 2 naming the
 //!   file, or give the whole history (a damaged snapshot falls back to the older one, a damaged
@@ -16,6 +16,12 @@
 //! - A flip in one guild's files never changes what another guild recovers; a flip in `LOCK`
 //!   (a pid, no journal data) changes nothing.
 //! - Readers never modify the directory.
+//!
+//! The files (10, about 6 KB): guild 1 (CLI): one segment, two snapshots; guild
+//! 613425648685547541 (CLI): a segment, then four events acknowledged by a writer killed with
+//! SIGKILL, held only by its commit log; guild 3 (library, for several segments): a sealed and an
+//! active segment, two snapshots, older files removed by retention; `LOCK` with the dead
+//! writer's pid.
 //!
 //! Environment: `REPRISE_EXHAUSTIVE=1` flips every byte of every file with two patterns
 //! (`0xff`, `0x01`); by default every 7th byte and every header byte are flipped with `0xff`.
