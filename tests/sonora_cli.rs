@@ -536,9 +536,10 @@ fn stats_and_cleanup_keep_the_newest_state() {
     assert_eq!(report["snapshots_removed"], json!(1));
     assert_eq!(report["removed"][0]["guild"], json!(9));
     assert_eq!(report["removed"][0]["snapshots"], json!([200]));
-    // Each process continues the same segment (it is small): the one segment also holds the
-    // events after the kept snapshot, so it stays (the library tests cover segment removal).
-    assert_eq!(report["segments_removed"], json!(0));
+    // Each process starts a new segment after a snapshot that covers the previous one, so the
+    // segment of events 201..=300 (all covered by the kept snapshot 300) goes too.
+    assert_eq!(report["segments_removed"], json!(1));
+    assert_eq!(report["removed"][0]["segments"], json!([201]));
     assert_eq!(
         bytes_before - du(d),
         report["bytes_removed"].as_u64().unwrap()
