@@ -9,10 +9,13 @@ mod apply;
 mod bench;
 mod cleanup;
 mod demo;
+mod deploy;
 mod import;
 mod lavalink;
 mod output;
+mod restore;
 mod stats;
+mod time;
 
 use std::io;
 use std::path::PathBuf;
@@ -77,8 +80,12 @@ enum Command {
         #[arg(long)]
         guild: u64,
         /// The state as of this sequence number.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "at_time")]
         at: Option<u64>,
+        /// The state as of this time (RFC 3339, e.g. 2025-10-09T14:30:00Z): after the last
+        /// event appended at or before it.
+        #[arg(long, value_name = "RFC3339")]
+        at_time: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = StateFormat::Reprise)]
         format: StateFormat,
@@ -176,6 +183,51 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Make a past state of a guild current again: appends one state_restored event (validated,
+    /// with a restore point, verified, undone on failure); history is never rewritten.
+    Restore {
+        /// The guild id.
+        #[arg(long)]
+        guild: u64,
+        /// Restore the state as of this sequence number.
+        #[arg(
+            long,
+            value_name = "SEQ",
+            required_unless_present = "to_time",
+            conflicts_with = "to_time"
+        )]
+        to: Option<u64>,
+        /// Restore the state as of this time (RFC 3339).
+        #[arg(long, value_name = "RFC3339")]
+        to_time: Option<String>,
+        /// A label recorded in the event (1 to 128 bytes).
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Take a named checkpoint of every guild (a restore point for a deployment), or remove one.
+    Checkpoint {
+        /// The checkpoint's name: 1 to 64 ASCII letters, digits, '.', '_' or '-'.
+        label: String,
+        /// Remove the checkpoint instead.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// List the named checkpoints (JSON).
+    Checkpoints,
+    /// Restore guilds to a named checkpoint, in paced batches (one JSON line per guild).
+    Rollback {
+        /// The checkpoint's name.
+        label: String,
+        /// Only this guild (repeatable; default: every guild of the checkpoint).
+        #[arg(long = "guild", value_name = "G")]
+        guilds: Vec<u64>,
+        /// Guilds per batch.
+        #[arg(long, default_value_t = 25)]
+        batch: usize,
+        /// Least time between the starts of two batches, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        pace_ms: u64,
+    },
     /// The child process of `demo` (not for direct use).
     #[command(hide = true)]
     DemoWorker {
@@ -245,7 +297,16 @@ pub(crate) fn exit_code(e: &Error) -> u8 {
         | Error::KeyInvalid { .. } => 2,
         Error::Locked { .. } => 3,
         Error::Io { .. } | Error::Poisoned { .. } | Error::Closed => 4,
-        Error::Compacted { .. } | Error::SeqAhead { .. } | Error::ReadOnly => 1,
+        Error::Compacted { .. }
+        | Error::TimeCompacted { .. }
+        | Error::SeqAhead { .. }
+        | Error::ReadOnly
+        | Error::Checkpoint { .. } => 1,
+        Error::RestoreFailed {
+            source: Some(source),
+            ..
+        } => exit_code(source),
+        Error::RestoreFailed { source: None, .. } => 2,
         _ => 4,
     }
 }
@@ -349,13 +410,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
             durability,
             no_snapshots,
         } => apply::run(&dir, GuildId(guild), durability.into(), no_snapshots),
-        Command::State { guild, at, format } => {
+        Command::State {
+            guild,
+            at,
+            at_time,
+            format,
+        } => {
             let guild = GuildId(guild);
+            let at_unix_ms = at_time
+                .as_deref()
+                .map(time::parse_rfc3339)
+                .transpose()
+                .map_err(|e| Failure::new(1, e))?;
             let mut journal = Journal::open_read_only(&dir, base_config())?;
             warn_findings(&mut journal, guild)?;
-            let gs = match at {
-                Some(seq) => journal.state_at(guild, seq)?,
-                None => journal.state(guild)?.clone(),
+            let gs = match (at, at_unix_ms) {
+                (Some(seq), _) => journal.state_at(guild, seq)?,
+                (None, Some(t)) => journal.state_at_time(guild, t)?,
+                (None, None) => journal.state(guild)?.clone(),
             };
             match format {
                 StateFormat::Reprise => print_json_line(&mut out, &output::state_json(&gs)),
@@ -462,6 +534,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
             guild,
             dry_run,
         } => cleanup::run(&dir, max_age, keep, guild.map(GuildId), dry_run, &mut out),
+        Command::Restore {
+            guild,
+            to,
+            to_time,
+            label,
+        } => {
+            let target = restore::Target::from_args(to, to_time.as_deref())?;
+            restore::run(&dir, GuildId(guild), target, label.as_deref(), &mut out)
+        }
+        Command::Checkpoint { label, remove } => deploy::checkpoint(&dir, &label, remove, &mut out),
+        Command::Checkpoints => deploy::list(&dir, &mut out),
+        Command::Rollback {
+            label,
+            guilds,
+            batch,
+            pace_ms,
+        } => deploy::rollback(&dir, &label, guilds, batch, pace_ms, &mut out),
         Command::Dump { guild } => {
             let guild = GuildId(guild);
             let mut journal = Journal::open_read_only(&dir, base_config())?;
