@@ -179,6 +179,22 @@ fn main() {
         "tracks_enqueued_index",
         r#"{"type":"tracks_enqueued","tracks":[{"encoded":"QAAA","title":"t","length_ms":1000}],"index":0}"#.into(),
     );
+    // A restore: the state a bot reached, as one state_restored event.
+    let mut bot = Workload::new(3);
+    let mut reached = State::new(50);
+    for _ in 0..40 {
+        let e = bot.next_event(&reached);
+        apply(&mut reached, &e);
+    }
+    shortest.insert(
+        "state_restored",
+        Event::StateRestored {
+            state: Box::new(reached),
+            from_seq: Some(40),
+            label: Some("before-deploy".into()),
+        }
+        .to_json(),
+    );
     for (i, (kind, text)) in shortest.iter().enumerate() {
         let event = Event::from_json(text).unwrap_or_else(|e| panic!("{kind}: {e}"));
         if *kind == "filters_set_all" {
