@@ -26,6 +26,29 @@
 //!   Lavalink PATCHes at once. The clock and the sleep are a [`Pacer`], so tests need no real
 //!   time.
 
+//!
+//! ```
+//! use std::time::Duration;
+//! use reprise::deploy::{self, RollbackOptions, SystemPacer};
+//! use reprise::{Config, Durability, Event, GuildId, Journal};
+//!
+//! # fn main() -> Result<(), reprise::Error> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut journal = Journal::open(dir.path(), Config::default())?;
+//! for g in [1, 2, 3] {
+//!     journal.append(GuildId(g), &Event::VolumeSet { volume: 80 }, Durability::Always)?;
+//! }
+//! deploy::checkpoint(&mut journal, "before-v2")?;
+//! journal.append(GuildId(2), &Event::SessionEnded, Durability::Always)?; // the deploy goes wrong
+//! let options = RollbackOptions { guilds: None, batch: 2, pace: Duration::ZERO };
+//! let done = deploy::rollback(&mut journal, "before-v2", &options, &mut SystemPacer, &mut |r| {
+//!     println!("guild {}: {}", r.guild, r.status.as_str());
+//! })?;
+//! assert_eq!(done.len(), 3);
+//! assert_eq!(journal.state(GuildId(2))?.state.player.volume, 80);
+//! # Ok(()) }
+//! ```
+
 use std::time::Duration;
 
 use crate::error::{Corruption, CorruptionKind, Error, Result};

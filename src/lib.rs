@@ -64,5 +64,4 @@ pub use journal::{
     SnapshotJob, VerifyReport,
 };
 pub use runtime::{Reprise, Subscription, SubscriptionError};
-pub use safe_restore::{restore_to, safe_restore, Restored};
 pub use session::{Event, EventError, State};

@@ -39,6 +39,27 @@
 //! I/O error: the guild is then poisoned), nothing can be undone in this process and the error
 //! is returned as is; recovery gives one of the two states.
 //!
+//! ```
+//! use reprise::safe_restore::{restore_to, safe_restore};
+//! use reprise::{Config, Durability, Event, GuildId, Journal};
+//!
+//! # fn main() -> Result<(), reprise::Error> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut journal = Journal::open(dir.path(), Config::default())?;
+//! let guild = GuildId(1);
+//! journal.append(guild, &Event::VolumeSet { volume: 80 }, Durability::Always)?;
+//! let before = journal.state(guild)?.clone();
+//! journal.append(guild, &Event::VolumeSet { volume: 5 }, Durability::Always)?;
+//! // Back to seq 1, as one event (seq 3); seqs 1 and 2 stay in the log.
+//! let restored = restore_to(&mut journal, guild, before.seq, Some("too quiet"))?;
+//! assert_eq!((restored.seq, restored.restored_from_seq), (3, Some(1)));
+//! assert_eq!(journal.state(guild)?.state.player.volume, 80);
+//! // Any valid state can be restored the same way.
+//! let seq = safe_restore(&mut journal, guild, &reprise::State::default(), None)?;
+//! assert_eq!((seq, journal.state(guild)?.state.player.volume), (4, 100));
+//! # Ok(()) }
+//! ```
+//!
 //! [`restore_to`] makes a past state of the guild current: its target is
 //! [`restore_target`] of the state at that seq, which drops the position anchor (the recorded
 //! position is restored exactly instead of being extrapolated across the time since) and keeps

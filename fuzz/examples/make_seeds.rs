@@ -73,6 +73,7 @@ fn main() {
         first_seq: 13,
         history_max: 50,
         created_unix_ms: T0,
+        key_id: reprise::crypto::KeyId::PLAINTEXT,
     });
     let seg = seeds.join("segment_decode");
     put(&seg, "sealed_1_to_8.wal", &a_seg1);
@@ -87,7 +88,7 @@ fn main() {
     put(&snap, "seq_8.snap", &a_snap8);
     put(&snap, "seq_10.snap", &b_snap10);
     put(&snap, "seq_40.snap", &c_snap40);
-    let mut empty = snapshot::encode(GUILD, 0, T0, &State::new(50)).expect("encode");
+    let mut empty = snapshot::encode(GUILD, 0, T0, &State::new(50), None).expect("encode");
     fix_snapshot_crcs(&mut empty);
     put(&snap, "empty_state.snap", &empty);
 
@@ -273,7 +274,7 @@ fn read_snapshot(root: &Path, g: GuildId, seq: u64) -> Vec<u8> {
     bytes[snapshot::CREATED_OFFSET..snapshot::CREATED_OFFSET + 8]
         .copy_from_slice(&T0.to_le_bytes());
     fix_snapshot_crcs(&mut bytes);
-    snapshot::decode(&bytes).expect("still a snapshot");
+    snapshot::decode(&bytes, None).expect("still a snapshot");
     bytes
 }
 
