@@ -427,3 +427,43 @@ fn an_encrypted_checkpoint_needs_the_key() {
     let again = stdout_lines(&reprise(&data, &rollback, None));
     assert_eq!(again[0]["status"], json!("unchanged"));
 }
+
+#[test]
+fn completions_and_help_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = ok(&reprise(dir.path(), &["completions", shell], None))
+            .stdout
+            .clone();
+        let script = String::from_utf8(out).unwrap();
+        for command in ["restore", "checkpoint", "rollback", "lavalink", "at-time"] {
+            assert!(script.contains(command), "{shell}: {command}");
+        }
+    }
+    assert_eq!(
+        code(&reprise(dir.path(), &["completions", "tcsh"], None)),
+        Some(1)
+    );
+    for command in [
+        "apply",
+        "state",
+        "restore",
+        "checkpoint",
+        "rollback",
+        "import",
+        "lavalink",
+    ] {
+        let out = ok(&reprise(dir.path(), &[command, "--help"], None))
+            .stdout
+            .clone();
+        let help = String::from_utf8(out).unwrap();
+        assert!(
+            help.contains("Examples:\n  reprise ") || help.contains("| reprise "),
+            "{command}: {help}"
+        );
+    }
+    assert!(
+        !dir.path().join("guilds").exists(),
+        "help and completions write nothing"
+    );
+}

@@ -21,7 +21,7 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use reprise::{Config, Durability, Error, GuildId, Journal};
 
 use crate::output::{print_json_line, Out};
@@ -63,6 +63,9 @@ enum Command {
     },
     /// Append events read as JSON lines on stdin to a guild; print {"seq": N} per acknowledged
     /// event.
+    #[command(after_help = "Examples:\n  \
+        printf '%s\\n' '{\"type\":\"volume_set\",\"volume\":80}' | reprise apply --guild 1\n  \
+        reprise apply --guild 1 --durability batched < events.jsonl")]
     Apply {
         /// The guild id.
         #[arg(long)]
@@ -75,6 +78,11 @@ enum Command {
         no_snapshots: bool,
     },
     /// Print the recovered state of a guild as JSON.
+    #[command(after_help = "Examples:\n  \
+        reprise state --guild 1\n  \
+        reprise state --guild 1 --at 120\n  \
+        reprise state --guild 1 --at-time 2025-10-09T14:30:00Z\n  \
+        reprise state --guild 1 --format sonora")]
     State {
         /// The guild id.
         #[arg(long)]
@@ -91,6 +99,9 @@ enum Command {
         format: StateFormat,
     },
     /// Write a Sonora 1.2.8 snapshot file of a guild's current state.
+    #[command(after_help = "Examples:\n  \
+        reprise export --guild 1 --format sonora -o guild_1.json\n  \
+        reprise export --guild 1 --format sonora --only player,queue")]
     Export {
         /// The guild id.
         #[arg(long)]
@@ -137,6 +148,9 @@ enum Command {
     },
     /// Import Sonora snapshot files: each becomes the state of its guild. Every file is
     /// checked (checksum, schema, ranges) before anything is written.
+    #[command(after_help = "Examples:\n  \
+        reprise import --check ./snapshots/guild_*.json\n  \
+        reprise import ./snapshots/guild_*.json")]
     Import {
         /// Sonora 1.2.8 snapshot files.
         #[arg(required = true)]
@@ -147,6 +161,9 @@ enum Command {
     },
     /// Print the Lavalink v4 PATCH /v4/sessions/{sessionId}/players/{guildId} body that restores
     /// a guild's player.
+    #[command(after_help = "Examples:\n  \
+        reprise lavalink --guild 1\n  \
+        reprise lavalink --guild 1 --plan --only player,filters")]
     Lavalink {
         /// The guild id.
         #[arg(long)]
@@ -169,6 +186,9 @@ enum Command {
     },
     /// Retention: remove snapshots past the policy and the log they make obsolete, never what
     /// the newest state needs.
+    #[command(after_help = "Examples:\n  \
+        reprise cleanup --keep 1 --dry-run\n  \
+        reprise cleanup --max-age 30")]
     Cleanup {
         /// Remove snapshots older than this many days (never a guild's newest valid one).
         #[arg(long, value_name = "DAYS")]
@@ -185,6 +205,9 @@ enum Command {
     },
     /// Make a past state of a guild current again: appends one state_restored event (validated,
     /// with a restore point, verified, undone on failure); history is never rewritten.
+    #[command(after_help = "Examples:\n  \
+        reprise restore --guild 1 --to 120\n  \
+        reprise restore --guild 1 --to-time 2025-10-09T14:30:00+02:00 --label before-spam")]
     Restore {
         /// The guild id.
         #[arg(long)]
@@ -205,6 +228,9 @@ enum Command {
         label: Option<String>,
     },
     /// Take a named checkpoint of every guild (a restore point for a deployment), or remove one.
+    #[command(after_help = "Examples:\n  \
+        reprise checkpoint before-v2.4\n  \
+        reprise checkpoint before-v2.4 --remove")]
     Checkpoint {
         /// The checkpoint's name: 1 to 64 ASCII letters, digits, '.', '_' or '-'.
         label: String,
@@ -215,6 +241,10 @@ enum Command {
     /// List the named checkpoints (JSON).
     Checkpoints,
     /// Restore guilds to a named checkpoint, in paced batches (one JSON line per guild).
+    #[command(after_help = "Examples:\n  \
+        reprise rollback before-v2.4\n  \
+        reprise rollback before-v2.4 --guild 613425648685547541 --guild 1\n  \
+        reprise rollback before-v2.4 --batch 50 --pace-ms 2000")]
     Rollback {
         /// The checkpoint's name.
         label: String,
@@ -227,6 +257,15 @@ enum Command {
         /// Least time between the starts of two batches, in milliseconds.
         #[arg(long, value_name = "MS", default_value_t = 1000)]
         pace_ms: u64,
+    },
+    /// Print a shell completion script on stdout.
+    #[command(after_help = "Examples:\n  \
+        reprise completions bash > /etc/bash_completion.d/reprise\n  \
+        reprise completions zsh > \"${fpath[1]}/_reprise\"")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// The child process of `demo` (not for direct use).
     #[command(hide = true)]
@@ -545,6 +584,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Checkpoint { label, remove } => deploy::checkpoint(&dir, &label, remove, &mut out),
         Command::Checkpoints => deploy::list(&dir, &mut out),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "reprise", &mut script);
+            output::print_line(&mut out, String::from_utf8_lossy(&script).trim_end())
+        }
         Command::Rollback {
             label,
             guilds,
