@@ -93,6 +93,18 @@ impl CommitLog {
         Ok(())
     }
 
+    /// Length of the queue of records not yet written (to take back the newest ones with
+    /// [`CommitLog::unqueue`]).
+    pub(crate) fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Drops the records queued after the queue held `len` bytes (an append that did not take
+    /// effect).
+    pub(crate) fn unqueue(&mut self, len: usize) {
+        self.buf.truncate(len);
+    }
+
     /// Bytes in the log, written or pending.
     pub(crate) fn len(&self) -> u64 {
         self.len + self.buf.len() as u64
@@ -107,8 +119,12 @@ impl CommitLog {
             return Ok(());
         }
         if let Err(e) = self.file.append(&self.buf) {
-            // A partial record may be in the file: nothing after it could be recovered.
-            self.poisoned = Some("write");
+            // A partial record may be in the file: cut it back, keep the records queued, and
+            // the next write retries them (disk full, then space again). If the cut fails,
+            // nothing after the partial record could be recovered: poisoned.
+            if self.file.truncate(self.len).is_err() {
+                self.poisoned = Some("write");
+            }
             return Err(Error::io("append to", &self.path, e));
         }
         self.len += self.buf.len() as u64;

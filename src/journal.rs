@@ -369,6 +369,10 @@ impl Journal {
     ) -> Result<Seq> {
         self.writable()?;
         self.load(guild)?;
+        // Maintenance due since the previous append runs first, so that its failure fails this
+        // append before the event takes effect: an append that returns an error has not
+        // changed the journal (but after a failed fsync, see below).
+        self.maintain(guild, now)?;
         self.ensure_commit(now)?;
         self.use_tick += 1;
         let needs_file = match self.guilds.get_mut(&guild) {
@@ -425,40 +429,48 @@ impl Journal {
             commit: commit_slot,
         };
         ctx.ensure_active(guild, log, now)?;
+        let queued = ctx.commit.as_ref().map_or(0, CommitLog::queued);
         ctx.write_frame(guild, log, frame_buf)?;
         let commit = ctx.commit.as_mut().ok_or_else(unreachable_missing_guild)?;
-        commit.push(
+        let pushed = commit.push(
             guild,
             log.current.state.history_max,
             key_id_of(config.keys.as_ref()),
             frame_buf,
-        )?;
+        );
+        // `Always`: the record reaches the file before the event takes effect, so a failed
+        // write (a full disk) is taken back whole.
+        let written = match (pushed, durability) {
+            (Ok(()), Durability::Always) => commit.write(),
+            (other, _) => other,
+        };
+        if let Err(e) = written {
+            if commit.poisoned.is_none() {
+                commit.unqueue(queued);
+            }
+            unwrite_frame(log, frame_buf.len());
+            return Err(e);
+        }
         session::apply(&mut log.current.state, event);
         log.current.seq = seq;
         log.events_since_snapshot += 1;
         log.bytes_since_snapshot += frame_buf.len() as u64;
         if durability == Durability::Always {
+            // A failed fsync poisons the commit log: the event may or may not survive a power
+            // loss, and nothing is acknowledged any more until the journal is reopened.
             commit.sync(ctx.storage)?;
-        }
-        if log
-            .segments
-            .last()
-            .is_some_and(|s| s.len >= config.segment_bytes_max)
-        {
-            ctx.seal_active(guild, log)?;
-        }
-        let due = config
-            .snapshot_every_events
-            .is_some_and(|n| log.events_since_snapshot >= n)
-            || config
-                .snapshot_every_bytes
-                .is_some_and(|n| log.bytes_since_snapshot >= n);
-        if due {
-            ctx.snapshot(guild, log, now)?;
         }
         self.buffered += frame_buf.len() as u64;
         metrics::counter!(crate::telemetry::APPENDS_TOTAL).increment(1);
         metrics::counter!(crate::telemetry::APPEND_BYTES_TOTAL).increment(frame_buf.len() as u64);
+        Ok(seq)
+    }
+
+    /// The upkeep an append may trigger, run before the next append (or [`Journal::sync`]) so
+    /// that none of it can fail an append whose event has already taken effect: writing
+    /// buffered frames out, a checkpoint once the commit log is large, sealing the guild's full
+    /// segment, and its automatic snapshot.
+    fn maintain(&mut self, guild: GuildId, now: u64) -> Result<()> {
         if self.buffered >= BUFFERED_BYTES_MAX {
             self.flush_buffers(None)?;
         }
@@ -469,7 +481,33 @@ impl Journal {
         {
             self.checkpoint(true)?;
         }
-        Ok(seq)
+        let (mut ctx, guilds) = self.split();
+        let Some(log) = guilds.get_mut(&guild) else {
+            return Ok(());
+        };
+        if log.poisoned.is_some() {
+            return Ok(());
+        }
+        if log.active.is_some()
+            && log
+                .segments
+                .last()
+                .is_some_and(|s| s.len >= ctx.config.segment_bytes_max)
+        {
+            ctx.seal_active(guild, log)?;
+        }
+        let due = ctx
+            .config
+            .snapshot_every_events
+            .is_some_and(|n| log.events_since_snapshot >= n)
+            || ctx
+                .config
+                .snapshot_every_bytes
+                .is_some_and(|n| log.bytes_since_snapshot >= n);
+        if due && log.current.seq > 0 {
+            ctx.snapshot(guild, log, now)?;
+        }
+        Ok(())
     }
 
     /// Keeps open guild segments under [`Config::open_files_max`]: when the count may have
@@ -716,18 +754,27 @@ impl Journal {
             self.sync_everything_inherited()?;
         }
         let mut obsolete: Vec<PathBuf> = self.recovered.paths().cloned().collect();
-        if let Some(old) = self.commit.take() {
-            obsolete.push(old.path.clone());
-            if rotate {
+        // The next commit log exists (durably) before the current one is let go: if it cannot
+        // be created (a full disk), the current one stays in use and nothing changes.
+        let next = match (&self.commit, rotate) {
+            (Some(current), true) => {
                 let mut next = CommitLog::create(
                     self.storage.as_ref(),
                     &self.root,
-                    old.generation + 1,
+                    current.generation + 1,
                     now_unix_ms(),
                 )?;
-                next.sync(self.storage.as_ref())?;
-                self.commit = Some(next);
+                if let Err(e) = next.sync(self.storage.as_ref()) {
+                    let _ = self.storage.remove(&next.path);
+                    return Err(e);
+                }
+                Some(next)
             }
+            _ => None,
+        };
+        if let Some(old) = self.commit.take() {
+            obsolete.push(old.path.clone());
+            self.commit = next;
         }
         for path in &obsolete {
             match self.storage.remove(path) {
@@ -1747,6 +1794,12 @@ impl Journal {
                 .map(|f| f.corruption.clone())
                 .collect();
             let c = explain_broken(&self.root, guild, &scanned, &already, missing);
+            if !already.contains(&c) {
+                report.findings.push(Finding {
+                    guild: Some(guild),
+                    corruption: c.clone(),
+                });
+            }
             report.findings.push(Finding {
                 guild: Some(guild),
                 corruption: Corruption::new(
@@ -1921,6 +1974,27 @@ fn explain_broken(
     if let Some(f) = holder.and_then(|s| s.fault.clone()) {
         return f;
     }
+    // A "torn tail" right where the missing event should start, while later events are held
+    // elsewhere (a commit log, a later segment), is damage: the log went on past it.
+    if let Some(seg) = holder {
+        if let Some(SegmentScan {
+            end: ScanEnd::TornTail { offset },
+            last_seq,
+            ..
+        }) = &seg.scan
+        {
+            if *last_seq + 1 == missing {
+                let rest = seg.bytes.get(*offset as usize..).unwrap_or(&[]);
+                let c = match frame::decode(rest) {
+                    Err(fault) => fault.at_offset(*offset).at(&seg.path),
+                    Ok(_) => Corruption::new(&seg.path, *offset, CorruptionKind::PayloadDecode),
+                };
+                return c.detail(format!(
+                    "event {missing} should start here, and later events are held: damage, not a torn write"
+                ));
+            }
+        }
+    }
     // A damaged snapshot that would have bridged the hole.
     if let Some(c) = findings.iter().rev().find(|c| {
         c.kind != CorruptionKind::TornTail
@@ -1942,6 +2016,17 @@ fn explain_broken(
     .detail(format!(
         "event {missing} is held neither by a segment nor by a snapshot"
     ))
+}
+
+/// Takes back the frame of `len` bytes that [`Ctx::write_frame`] just queued for the guild's
+/// active segment (an append that did not take effect).
+fn unwrite_frame(log: &mut GuildLog, len: usize) {
+    let keep = log.pending.len().saturating_sub(len);
+    log.pending.truncate(keep);
+    if let Some(meta) = log.segments.last_mut() {
+        meta.len -= len as u64;
+        meta.last_seq -= 1;
+    }
 }
 
 /// The id of the key that seals new files ([`KeyId::PLAINTEXT`] without keys).
@@ -2206,17 +2291,19 @@ impl Ctx<'_> {
     }
 
     fn write_frame(&mut self, guild: GuildId, log: &mut GuildLog, frame: &[u8]) -> Result<()> {
-        let Some(meta) = log.segments.last_mut() else {
+        if log.segments.is_empty() {
             return Err(unreachable_missing_guild());
-        };
-        meta.len += frame.len() as u64;
-        meta.last_seq += 1;
-        log.unsynced = true;
+        }
         // Flush before adding: the frame's commit record is queued after this call, and a frame
         // may reach its segment only once its record has reached the commit log.
         if !log.pending.is_empty() && log.pending.len() + frame.len() > GUILD_BUFFER_BYTES_MAX {
             self.flush_guild(guild, log)?;
         }
+        if let Some(meta) = log.segments.last_mut() {
+            meta.len += frame.len() as u64;
+            meta.last_seq += 1;
+        }
+        log.unsynced = true;
         log.pending.extend_from_slice(frame);
         Ok(())
     }
@@ -2243,8 +2330,14 @@ impl Ctx<'_> {
             return Err(unreachable_missing_guild());
         };
         if let Err(e) = file.append(&log.pending) {
-            log.active = None;
-            log.poisoned = Some("write");
+            // Cut the file back to what it held; the frames stay queued and the next flush
+            // retries them (a full disk, then space again). If the cut fails, the guild's log
+            // is poisoned: a reopen restores the frames from the commit log.
+            let before = meta.len - log.pending.len() as u64;
+            if file.truncate(before).is_err() {
+                log.active = None;
+                log.poisoned = Some("write");
+            }
             let path = layout::segment_path(self.root, guild, meta.first_seq);
             return Err(Error::io("append to", path, e));
         }
@@ -2309,11 +2402,18 @@ impl Ctx<'_> {
 
     /// Writes a snapshot of the current state, then applies retention.
     fn snapshot(&mut self, guild: GuildId, log: &mut GuildLog, now: u64) -> Result<()> {
-        if let Some(mut job) = self.snapshot_begin(guild, log, now)? {
+        let since = (log.events_since_snapshot, log.bytes_since_snapshot);
+        let begun = self.snapshot_begin(guild, log, now);
+        if begun.is_err() {
+            // Still due: the next append tries again.
+            (log.events_since_snapshot, log.bytes_since_snapshot) = since;
+        }
+        if let Some(mut job) = begun? {
             if let Err(e) = job.write_to(self.storage) {
                 if job.seal_failed {
                     log.poisoned = Some("fsync");
                 }
+                (log.events_since_snapshot, log.bytes_since_snapshot) = since;
                 return Err(e);
             }
             self.snapshot_finish(guild, log, job.seq)?;

@@ -178,7 +178,12 @@ fn a_second_process_gets_exit_3() {
     assert_eq!(line, "{\"seq\": 1}\n");
     let second = reprise(dir.path(), &["apply", "--guild", "1"], Some(""));
     assert_eq!(second.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&second.stderr).contains(&first.id().to_string()));
+    // The holder's pid, as a whole number (the temporary directory's name may hold digits).
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!("(pid {})", first.id())),
+        "{stderr}"
+    );
     let reader = reprise(dir.path(), &["state", "--guild", "1"], None);
     assert_eq!(reader.status.code(), Some(3));
     drop(stdin);

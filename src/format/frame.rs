@@ -189,6 +189,22 @@ pub fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameFault> {
     })
 }
 
+/// Parses the frame at the start of `buf` *without* verifying its checksum: only for bytes that
+/// [`decode`] has already accepted (a segment range checked by `segment::scan`), so that a
+/// replay does not compute every CRC twice. Lengths are still bounded before slicing.
+pub fn decode_checked(buf: &[u8]) -> Option<Frame<'_>> {
+    let len = read_u32(buf, LEN_OFFSET);
+    if buf.len() < HEADER_LEN || len == 0 || len > PAYLOAD_LEN_MAX {
+        return None;
+    }
+    let frame = buf.get(..HEADER_LEN + len as usize)?;
+    Some(Frame {
+        seq: read_u64(frame, SEQ_OFFSET),
+        at_unix_ms: read_u64(frame, TIME_OFFSET),
+        payload: &frame[HEADER_LEN..],
+    })
+}
+
 /// The plaintext payload of a frame read from a segment sealed under `key_id` (the payload
 /// itself when [`KeyId::PLAINTEXT`]), opened into `scratch` when encrypted.
 ///
@@ -290,6 +306,17 @@ mod tests {
             open_payload(&f, keys.current(), 11, None, &mut scratch),
             Err(OpenFault::KeyUnknown)
         );
+    }
+
+    #[test]
+    fn decode_checked_agrees_with_decode_on_valid_frames_and_bounds_lengths() {
+        let mut buf = Vec::new();
+        encode(&mut buf, 9, 77, &sample(), None).unwrap();
+        assert_eq!(decode_checked(&buf), decode(&buf).ok());
+        assert_eq!(decode_checked(&buf[..buf.len() - 1]), None);
+        let mut huge = buf.clone();
+        huge[LEN_OFFSET..LEN_OFFSET + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_checked(&huge), None);
     }
 
     #[test]

@@ -257,7 +257,7 @@ impl Track {
     fn text(&self, i: usize) -> &str {
         let start = self.ends.get(i.wrapping_sub(1)).copied().unwrap_or(0);
         let end = self.ends.get(i).copied().unwrap_or(offset(self.data.len()));
-        std::str::from_utf8(self.bytes(start, end)).unwrap_or_default()
+        simdutf8::basic::from_utf8(self.bytes(start, end)).unwrap_or_default()
     }
 
     /// Text part `i` if its `present` bit is set.
@@ -272,7 +272,7 @@ impl Track {
         if self.blob_is_raw() {
             Cow::Owned(BASE64.encode(blob))
         } else {
-            Cow::Borrowed(std::str::from_utf8(blob).unwrap_or_default())
+            Cow::Borrowed(simdutf8::basic::from_utf8(blob).unwrap_or_default())
         }
     }
 
@@ -545,7 +545,7 @@ impl Head {
         } else {
             0
         };
-        let text = std::str::from_utf8(data.get(text_start..).unwrap_or_default())
+        let text = simdutf8::basic::from_utf8(data.get(text_start..).unwrap_or_default())
             .map_err(|_| invalid("text is not UTF-8"))?;
         for &end in &ends {
             if !text.is_char_boundary((end as usize).saturating_sub(text_start)) {

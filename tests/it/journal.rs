@@ -153,6 +153,9 @@ impl reprise::storage::AppendFile for CountedFile {
     fn sync_data(&mut self) -> std::io::Result<()> {
         self.inner.sync_data()
     }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(len)
+    }
 }
 
 impl CountingStorage {

@@ -14,6 +14,9 @@ mod crash;
 mod crypto;
 /// Torn tails at every byte, zero-filled tails, single-byte flips in sealed files.
 mod damage;
+/// Disk full and failed fsyncs, case by case: typed errors, what keeps working, nothing
+/// acknowledged lost.
+mod faults;
 /// Journal API behaviour: locking, rejection writes nothing, retention, events iteration.
 mod journal;
 /// proptest: recovered state equals the in-memory fold, across snapshots, segment sizes and
