@@ -23,11 +23,11 @@
 //!    storage), must both equal what the event was meant to produce.
 //! 5. **Undo on failure**: when step 4 fails, a second `state_restored` holding the state from
 //!    before the restore is appended (label [`UNDO_LABEL`]) and [`Error::RestoreFailed`] is
-//!    returned, naming both sequence numbers. When the failure was a write of the guild's
-//!    files (verification first writes the buffered record to its segment), the guild's log is
-//!    poisoned and refuses the undo: the error says so (`rollback_seq: None`); the restore
-//!    itself was acknowledged, so the restored state stays current until the caller reopens
-//!    the journal and restores `previous_seq`.
+//!    returned, naming both sequence numbers. When the failure poisoned the guild's log
+//!    (verification first writes the buffered record to its segment: a write that cannot be
+//!    cut back, or a failed fsync, poisons it), the log refuses the undo: the error says so
+//!    (`rollback_seq: None`); the restore itself was acknowledged, so the restored state stays
+//!    current until the caller reopens the journal and restores `previous_seq`.
 //!
 //! Crash argument: steps 1 and 2 do not change the guild's state (a snapshot is the state it
 //! already has). Step 3 is one append: until its commit record is durable recovery returns the

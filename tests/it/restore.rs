@@ -298,7 +298,7 @@ fn a_failure_after_the_apply_step_is_undone() {
             let back = recovered(&crashed, &config).unwrap();
             assert_eq!(back.state, s.pre.state, "op {op}: power loss");
         }
-        assert!(undone >= 3, "only {undone} read failures were injected");
+        assert!(undone >= 3, "only {undone} failures were undone");
     }
 }
 
