@@ -16,7 +16,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// [`Error::InvalidEvent`], [`Error::EventTooLarge`], [`Error::KeyMismatch`] and
 /// [`Error::KeyInvalid`] are "corrupt or invalid data" (2),
 /// [`Error::Locked`] is 3, [`Error::Io`] and [`Error::Poisoned`] are 4, and the read-range errors
-/// ([`Error::Compacted`], [`Error::SeqAhead`], [`Error::ReadOnly`]) are usage errors (1).
+/// ([`Error::Compacted`], [`Error::TimeCompacted`], [`Error::SeqAhead`], [`Error::ReadOnly`])
+/// and [`Error::Checkpoint`] are usage errors (1). [`Error::RestoreFailed`] takes the code of
+/// its source, or 2 when the state read back differed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -108,6 +110,48 @@ pub enum Error {
         key_id: crate::crypto::KeyId,
         /// The ids of the keys given (empty: none).
         given: Vec<crate::crypto::KeyId>,
+    },
+    /// A restore ([`crate::safe_restore`]) appended its `state_restored` event, but the state
+    /// read back was not the one it restored (or could not be read back). The restore was undone
+    /// by a second `state_restored` holding the state before it, when that append succeeded.
+    #[error("guild {guild}: the restore appended as seq {seq} did not verify ({reason}); {}", match rollback_seq { Some(s) => format!("undone by seq {s}: the state before the restore is current again"), None => format!("it could not be undone: the restored state is durable; reopen the journal and restore seq {previous_seq} to undo it") })]
+    RestoreFailed {
+        /// The guild.
+        guild: GuildId,
+        /// The sequence number of the `state_restored` event that did not verify.
+        seq: Seq,
+        /// The guild's sequence number before the restore (the restore point).
+        previous_seq: Seq,
+        /// The sequence number of the event that undid it, when it was appended.
+        rollback_seq: Option<Seq>,
+        /// What did not verify.
+        reason: String,
+        /// The error that made the check fail, when there was one.
+        #[source]
+        source: Option<Box<Error>>,
+    },
+    /// The state at a point in time is older than what compaction kept: the oldest event the log
+    /// still holds was appended after that time.
+    #[error("guild {guild}: the state at {at_unix_ms} (Unix ms) is no longer held: {}", match oldest_unix_ms { Some(t) => format!("the oldest event the log holds, seq {oldest_seq}, was appended at {t}"), None => format!("the log holds no event, only the state at seq {oldest_seq}") })]
+    TimeCompacted {
+        /// The guild.
+        guild: GuildId,
+        /// The time asked for (Unix milliseconds).
+        at_unix_ms: u64,
+        /// The oldest event the log holds (the current seq when it holds none).
+        oldest_seq: Seq,
+        /// When that event was appended (Unix milliseconds); `None` when the log holds no
+        /// event.
+        oldest_unix_ms: Option<u64>,
+    },
+    /// A named checkpoint ([`crate::deploy`]) cannot be used as asked: it does not exist, it
+    /// exists already, it is incomplete, or its label is not a valid name.
+    #[error("checkpoint {label:?}: {reason}")]
+    Checkpoint {
+        /// The checkpoint's label.
+        label: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A key file does not hold a key.
     #[error("{}: not a key: {detail}", path.display())]
@@ -252,6 +296,9 @@ pub enum CorruptionKind {
     /// Not corruption: the active segment ends in a torn or zero-filled write (recovery truncates
     /// it). Reported by `verify` for information.
     TornTail,
+    /// A named checkpoint's manifest or state file does not match: a body checksum, a label, the
+    /// guild order, or a state file that is not the one the manifest names.
+    CheckpointMismatch,
 }
 
 impl CorruptionKind {
@@ -276,6 +323,7 @@ impl CorruptionKind {
             CorruptionKind::Unrecoverable => "unrecoverable",
             CorruptionKind::Authentication => "authentication",
             CorruptionKind::TornTail => "torn_tail",
+            CorruptionKind::CheckpointMismatch => "checkpoint_mismatch",
         }
     }
 
@@ -301,6 +349,9 @@ impl CorruptionKind {
                 "encrypted data fails authentication (altered, or moved from elsewhere)"
             }
             CorruptionKind::TornTail => "torn or zero-filled tail of the active segment",
+            CorruptionKind::CheckpointMismatch => {
+                "checkpoint manifest or state file does not match (checksum, label, order)"
+            }
         }
     }
 }

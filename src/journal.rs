@@ -1088,6 +1088,26 @@ impl Journal {
         self.checkpoint(false)
     }
 
+    /// Whether this journal may write.
+    pub fn mode(&self) -> OpenMode {
+        self.mode
+    }
+
+    /// The guild's newest state rebuilt from its files alone (snapshot and log, as a fresh
+    /// recovery would), not from memory: buffered frames are written to the segment first.
+    /// A restore ([`crate::safe_restore`]) uses it to check that what reached the files is what
+    /// it appended.
+    ///
+    /// # Errors
+    /// Recovery errors ([`Error::Corrupt`], [`Error::Io`]) and a poisoned guild's write errors.
+    pub fn state_from_files(&mut self, guild: GuildId) -> Result<GuildState> {
+        let seq = self.state(guild)?.seq;
+        self.flush_buffers(Some(guild))?;
+        let scanned = self.read_guild(guild)?;
+        let (state, _) = self.rebuild(guild, &scanned, Some(seq))?;
+        Ok(state)
+    }
+
     /// Makes a guild recovered after an unclean shutdown durable before anything builds on its
     /// files (see `make_inherited_durable`); nothing to do for other guilds.
     fn settle_inherited(&mut self, guild: GuildId) -> Result<()> {

@@ -11,6 +11,10 @@
 //!       <first_seq:020>.wal               log segment, named by its first sequence number
 //!       <seq:020>.snap                    snapshot of the state after event <seq>
 //!       <name>.tmp                        a file being written by write_atomic (crash leftover)
+//!   checkpoints/
+//!     <label>/                            a named checkpoint (deployments: crate::deploy)
+//!       MANIFEST                          guild -> seq, written last (format::manifest)
+//!       <guild>.snap                      the guild's state at the checkpoint (snapshot format)
 //! ```
 //! Sequence numbers are zero-padded to 20 digits (u64::MAX has 20) so names sort numerically.
 
@@ -139,6 +143,32 @@ pub fn parse_guild_dir(name: &str) -> Option<GuildId> {
         return None;
     }
     name.parse().ok().map(GuildId)
+}
+
+/// Name of the directory holding the named checkpoints.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// Name of a checkpoint's manifest file.
+pub const MANIFEST_FILE: &str = "MANIFEST";
+
+/// The directory holding every named checkpoint.
+pub fn checkpoints_dir(root: &Path) -> PathBuf {
+    root.join(CHECKPOINTS_DIR)
+}
+
+/// The directory of the checkpoint `label` (a label checked by
+/// [`crate::format::manifest::label_is_valid`]: one plain directory name).
+pub fn checkpoint_dir(root: &Path, label: &str) -> PathBuf {
+    checkpoints_dir(root).join(label)
+}
+
+/// The manifest of the checkpoint `label`.
+pub fn checkpoint_manifest_path(root: &Path, label: &str) -> PathBuf {
+    checkpoint_dir(root, label).join(MANIFEST_FILE)
+}
+
+/// The state file of `guild` in the checkpoint `label`.
+pub fn checkpoint_state_path(root: &Path, label: &str, guild: GuildId) -> PathBuf {
+    checkpoint_dir(root, label).join(format!("{}.{SNAPSHOT_EXT}", guild.0))
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@
 mod commit_log;
 pub mod config;
 pub mod crypto;
+pub mod deploy;
 pub mod error;
 pub mod format;
 pub mod ids;
@@ -44,6 +45,7 @@ pub mod layout;
 pub mod recovery;
 pub mod restore;
 pub mod runtime;
+pub mod safe_restore;
 pub mod session;
 pub mod sonora;
 pub mod storage;

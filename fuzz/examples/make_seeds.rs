@@ -73,6 +73,7 @@ fn main() {
         first_seq: 13,
         history_max: 50,
         created_unix_ms: T0,
+        key_id: reprise::crypto::KeyId::PLAINTEXT,
     });
     let seg = seeds.join("segment_decode");
     put(&seg, "sealed_1_to_8.wal", &a_seg1);
@@ -87,7 +88,7 @@ fn main() {
     put(&snap, "seq_8.snap", &a_snap8);
     put(&snap, "seq_10.snap", &b_snap10);
     put(&snap, "seq_40.snap", &c_snap40);
-    let mut empty = snapshot::encode(GUILD, 0, T0, &State::new(50)).expect("encode");
+    let mut empty = snapshot::encode(GUILD, 0, T0, &State::new(50), None).expect("encode");
     fix_snapshot_crcs(&mut empty);
     put(&snap, "empty_state.snap", &empty);
 
@@ -179,6 +180,22 @@ fn main() {
         "tracks_enqueued_index",
         r#"{"type":"tracks_enqueued","tracks":[{"encoded":"QAAA","title":"t","length_ms":1000}],"index":0}"#.into(),
     );
+    // A restore: the state a bot reached, as one state_restored event.
+    let mut bot = Workload::new(3);
+    let mut reached = State::new(50);
+    for _ in 0..40 {
+        let e = bot.next_event(&reached);
+        apply(&mut reached, &e);
+    }
+    shortest.insert(
+        "state_restored",
+        Event::StateRestored {
+            state: Box::new(reached),
+            from_seq: Some(40),
+            label: Some("before-deploy".into()),
+        }
+        .to_json(),
+    );
     for (i, (kind, text)) in shortest.iter().enumerate() {
         let event = Event::from_json(text).unwrap_or_else(|e| panic!("{kind}: {e}"));
         if *kind == "filters_set_all" {
@@ -257,7 +274,7 @@ fn read_snapshot(root: &Path, g: GuildId, seq: u64) -> Vec<u8> {
     bytes[snapshot::CREATED_OFFSET..snapshot::CREATED_OFFSET + 8]
         .copy_from_slice(&T0.to_le_bytes());
     fix_snapshot_crcs(&mut bytes);
-    snapshot::decode(&bytes).expect("still a snapshot");
+    snapshot::decode(&bytes, None).expect("still a snapshot");
     bytes
 }
 

@@ -11,6 +11,7 @@
 pub mod commit;
 pub mod frame;
 pub mod keycheck;
+pub mod manifest;
 pub mod segment;
 pub mod snapshot;
 

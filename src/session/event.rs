@@ -11,7 +11,7 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{FilterConfig, Track};
+use super::{FilterConfig, State, Track};
 
 /// One mutation of a guild's session. The state is the fold of these (see [`crate::session::apply`]).
 ///
@@ -131,6 +131,28 @@ pub enum Event {
     },
     /// `session_ended`: the session is over (explicit stop); the state is reset.
     SessionEnded,
+    /// `state_restored`: the whole state was replaced by a recorded one (a restore to an earlier
+    /// point, a deployment rollback, the undo of a failed restore). One event, so a restore is
+    /// crash-consistent by construction: recovery gives the state before it or after it,
+    /// never a mix.
+    ///
+    /// After it the guild's state is exactly `state`, except `history_max`, which stays the
+    /// guild's own (a fold parameter; `state.history_max` is kept in the event as recorded).
+    /// Entry ids and `next_entry_id` are taken as given: the library's restores
+    /// ([`crate::safe_restore`]) keep ids growing by passing the larger `next_entry_id`.
+    StateRestored {
+        /// The state the guild has after this event, in the JSON form `reprise state` prints
+        /// (without `guild` and `seq`). Boxed: it is by far the largest payload.
+        state: Box<State>,
+        /// The guild's sequence number whose state this was, when it came from the guild's
+        /// own past (informational: not checked against the log).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from_seq: Option<u64>,
+        /// A short free-form label: the checkpoint name, `rollback`, ... (1 to
+        /// [`crate::session::NAME_LEN_MAX`] bytes).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+    },
 }
 
 /// Why a track ended (`track_ended.reason`).
@@ -366,6 +388,7 @@ impl Event {
             Event::FiltersCleared => Kind::FiltersCleared,
             Event::AutoplaySet { .. } => Kind::AutoplaySet,
             Event::SessionEnded => Kind::SessionEnded,
+            Event::StateRestored { .. } => Kind::StateRestored,
         }
     }
 }
@@ -390,6 +413,7 @@ const KIND_NAMES: &[&str] = &[
     "filters_cleared",
     "autoplay_set",
     "session_ended",
+    "state_restored",
 ];
 
 /// An event type, without its data.
@@ -413,6 +437,7 @@ enum Kind {
     FiltersCleared,
     AutoplaySet,
     SessionEnded,
+    StateRestored,
 }
 
 impl Kind {
@@ -437,6 +462,7 @@ impl Kind {
             Kind::FiltersCleared => "filters_cleared",
             Kind::AutoplaySet => "autoplay_set",
             Kind::SessionEnded => "session_ended",
+            Kind::StateRestored => "state_restored",
         }
     }
 
@@ -461,6 +487,7 @@ impl Kind {
             "filters_cleared" => Kind::FiltersCleared,
             "autoplay_set" => Kind::AutoplaySet,
             "session_ended" => Kind::SessionEnded,
+            "state_restored" => Kind::StateRestored,
             _ => return None,
         };
         Some(kind)
@@ -488,6 +515,7 @@ impl Kind {
                 "max_history",
                 "smart_shuffle",
             ],
+            Kind::StateRestored => &["state", "from_seq", "label"],
             Kind::VoiceDisconnected
             | Kind::QueueCleared
             | Kind::TrackStarted
@@ -522,6 +550,9 @@ const FIELD_NAMES: &[&str] = &[
     "fallback_playlist",
     "max_history",
     "smart_shuffle",
+    "state",
+    "from_seq",
+    "label",
 ];
 
 /// The values read so far, one slot per field name of any event type. An optional field's slot is
@@ -551,6 +582,9 @@ struct Slots {
     fallback_playlist: Option<Option<String>>,
     max_history: Option<Option<u32>>,
     smart_shuffle: Option<Option<bool>>,
+    state: Option<Box<State>>,
+    from_seq: Option<Option<u64>>,
+    label: Option<Option<String>>,
 }
 
 /// Reads the next value into `slot`, rejecting a second occurrence of the key.
@@ -598,6 +632,9 @@ impl Slots {
             "fallback_playlist" => fill(map, &mut self.fallback_playlist, "fallback_playlist"),
             "max_history" => fill(map, &mut self.max_history, "max_history"),
             "smart_shuffle" => fill(map, &mut self.smart_shuffle, "smart_shuffle"),
+            "state" => fill(map, &mut self.state, "state"),
+            "from_seq" => fill(map, &mut self.from_seq, "from_seq"),
+            "label" => fill(map, &mut self.label, "label"),
             other => Err(de::Error::unknown_field(other, FIELD_NAMES)),
         }
     }
@@ -661,6 +698,11 @@ impl Slots {
                 smart_shuffle: self.smart_shuffle.flatten(),
             },
             Kind::SessionEnded => Event::SessionEnded,
+            Kind::StateRestored => Event::StateRestored {
+                state: required(self.state, "state")?,
+                from_seq: self.from_seq.flatten(),
+                label: self.label.flatten(),
+            },
         };
         Ok(event)
     }
@@ -722,7 +764,7 @@ mod tests {
     use crate::session::{EqualizerBand, Timescale};
 
     /// One hand-written example of every event type, in contract order.
-    pub(crate) const EXAMPLES: [&str; 18] = [
+    pub(crate) const EXAMPLES: [&str; 19] = [
         r#"{"type":"volume_set","volume":80}"#,
         r#"{"type":"paused_set","paused":true}"#,
         r#"{"type":"seeked","position_ms":45000}"#,
@@ -741,6 +783,7 @@ mod tests {
         r#"{"type":"filters_cleared"}"#,
         r#"{"type":"autoplay_set","enabled":true,"strategy":"similar_artist","fallback_playlist":"global_fallback","max_history":50,"smart_shuffle":true}"#,
         r#"{"type":"session_ended"}"#,
+        r#"{"type":"state_restored","state":{"player":{"volume":80,"paused":true,"position_ms":45000,"position_anchor_unix_ms":1760000000123,"voice":{"session_id":"4f1c0a8b9e","channel_id":"1100000000000000001","endpoint":"us-east1.discord.media:443","token":null}},"queue":{"current":{"id":2,"track":{"encoded":"QAAAjQIAJVJpY2sg","title":"Never Gonna Give You Up","length_ms":213000}},"upcoming":[{"id":3,"track":{"encoded":"QAAB","title":"夜に駆ける 🎵"}}],"history":[{"id":1,"track":{"encoded":"QAAC","title":"Intro"}}],"loop_mode":"queue","shuffle":true,"shuffle_seed":7},"filters":{"active":["nightcore"],"config":{"timescale":{"speed":1.25}}},"autoplay":{"enabled":true,"strategy":"similar_artist","fallback_playlist":null,"max_history":50,"smart_shuffle":null},"history_max":50,"next_entry_id":4},"from_seq":41,"label":"before-deploy"}"#,
     ];
 
     #[test]
@@ -935,6 +978,60 @@ mod tests {
                 seed: None
             }
         );
+    }
+
+    #[test]
+    fn state_restored_json_is_strict() {
+        let example = EXAMPLES[18];
+        let event = Event::from_json(example).unwrap();
+        let Event::StateRestored { state, .. } = &event else {
+            panic!("not a state_restored");
+        };
+        // The embedded state is the JSON form of State (what `reprise state` prints).
+        let state_json = serde_json::to_string(state.as_ref()).unwrap();
+        assert!(example.contains(&state_json), "{state_json}");
+        let bad = [
+            // unknown fields at every level of the state
+            example.replace(r#""player":{"#, r#""player":{"x":1,"#),
+            example.replace(r#""state":{"#, r#""state":{"guild":1,"#),
+            example.replace(r#""state":{"#, r#""state":{"seq":1,"#),
+            example.replace(r#""queue":{"#, r#""queue":{"x":1,"#),
+            example.replace(r#"{"id":3,"#, r#"{"x":0,"id":3,"#),
+            example.replace(r#""filters":{"#, r#""filters":{"x":1,"#),
+            example.replace(r#""autoplay":{"#, r#""autoplay":{"x":1,"#),
+            example.replace(r#""voice":{"#, r#""voice":{"x":1,"#),
+            example.replace(r#""title":"Intro""#, r#""title":"Intro","length":1"#),
+            // duplicate fields inside the state and at the top
+            example.replace(
+                r#""player":{"volume":80,"#,
+                r#""player":{"volume":80,"volume":81,"#,
+            ),
+            example.replace(
+                r#""next_entry_id":4"#,
+                r#""next_entry_id":4,"next_entry_id":4"#,
+            ),
+            example.replace(r#""from_seq":41"#, r#""from_seq":41,"from_seq":41"#),
+            example.replace(r#""label":"before-deploy""#, r#""label":"a","label":"b""#),
+            // wrong types and missing parts
+            example.replace(r#""from_seq":41"#, r#""from_seq":"41""#),
+            example.replace(r#""next_entry_id":4"#, r#""next_entry_id":-4"#),
+            example.replace(r#","history_max":50,"next_entry_id":4"#, ""),
+            r#"{"type":"state_restored"}"#.to_owned(),
+            r#"{"type":"state_restored","state":null}"#.to_owned(),
+            r#"{"type":"state_restored","state":{}}"#.to_owned(),
+        ];
+        for json in &bad {
+            assert_ne!(json, example, "the replacement did not apply");
+            assert!(Event::from_json(json).is_err(), "{json}");
+        }
+        // The optional parts may be absent or null.
+        let minimal = format!(r#"{{"type":"state_restored","state":{state_json}}}"#);
+        let parsed = Event::from_json(&minimal).unwrap();
+        assert_eq!(parsed.to_json(), minimal);
+        let nulls = format!(
+            r#"{{"label":null,"type":"state_restored","from_seq":null,"state":{state_json}}}"#
+        );
+        assert_eq!(Event::from_json(&nulls).unwrap(), parsed);
     }
 
     #[test]

@@ -123,6 +123,14 @@ pub enum EventError {
         /// The string given.
         value: String,
     },
+    /// `state_restored.state` is not a state the fold could have reached: a value out of
+    /// range, entry ids repeated or not below `next_entry_id`, or a history longer than the
+    /// guild's `history_max`.
+    #[error("state_restored.state is not a valid state: {reason}")]
+    InvalidState {
+        /// The first broken rule, naming the field (e.g. `queue.upcoming[3].track.title`).
+        reason: String,
+    },
     /// The entry-id counter would overflow (after 2^64 enqueued tracks in one session).
     #[error("entry ids are exhausted (next_entry_id {next_entry_id})")]
     EntryIdsExhausted {
@@ -217,6 +225,11 @@ pub fn validate(state: &State, event: &Event) -> Result<(), EventError> {
             fallback_playlist,
             ..
         } => check_autoplay(strategy, fallback_playlist),
+        Event::StateRestored {
+            state: restored,
+            label,
+            ..
+        } => check_restored(state, restored, label.as_deref()),
         Event::PausedSet { .. }
         | Event::PositionReported { .. }
         | Event::VoiceDisconnected
@@ -337,7 +350,17 @@ pub fn apply(state: &mut State, event: &Event) {
             };
         }
         Event::SessionEnded => *state = State::new(state.history_max),
+        Event::StateRestored {
+            state: restored, ..
+        } => restore(state, State::clone(restored)),
     }
+}
+
+/// The effect of `state_restored`: the state becomes `restored`, keeping the guild's own
+/// `history_max` (a fold parameter).
+fn restore(state: &mut State, mut restored: State) {
+    restored.history_max = state.history_max;
+    *state = restored;
 }
 
 /// [`apply`] taking the event by value: the tracks of an enqueue move into the queue instead of
@@ -356,6 +379,9 @@ pub fn apply_owned(state: &mut State, event: Event) {
             upcoming.splice(at..at, entries);
             state.next_entry_id = first.saturating_add(count);
         }
+        Event::StateRestored {
+            state: restored, ..
+        } => restore(state, *restored),
         other => apply(state, &other),
     }
 }
@@ -394,6 +420,30 @@ fn check_index(state: &State, field: &'static str, index: u32) -> Result<(), Eve
         return Err(EventError::IndexOutOfRange { field, index, len });
     }
     Ok(())
+}
+
+/// `state_restored`: an optional label (non-empty, bounded) and a state that satisfies every
+/// invariant the fold keeps, whose history fits the guild's `history_max` (the one it keeps).
+fn check_restored(
+    current: &State,
+    restored: &State,
+    label: Option<&str>,
+) -> Result<(), EventError> {
+    if let Some(label) = label {
+        check_string("label", label, NAME_LEN_MAX, true)?;
+    }
+    let invalid = |reason: String| EventError::InvalidState { reason };
+    restored
+        .check_bounds()
+        .map_err(|e| invalid(e.to_string()))?;
+    let history_len = restored.queue.history.len();
+    if u64::try_from(history_len).unwrap_or(u64::MAX) > u64::from(current.history_max) {
+        return Err(invalid(format!(
+            "queue.history has {history_len} entries; the guild keeps at most {} (its history_max)",
+            current.history_max
+        )));
+    }
+    restored.check_entry_ids().map_err(invalid)
 }
 
 /// The player volume bound.
@@ -1029,6 +1079,104 @@ mod tests {
         assert_eq!(titles(&state.queue.upcoming), ["Track 1", "Track 2"]);
         apply_checked(&mut state, &Event::SessionEnded).unwrap();
         assert_eq!(state, State::new(9));
+    }
+
+    fn restored(state: &State, label: Option<&str>) -> Event {
+        Event::StateRestored {
+            state: Box::new(state.clone()),
+            from_seq: Some(3),
+            label: label.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn state_restored_replaces_the_whole_state_but_keeps_history_max() {
+        let mut past = state_with(3);
+        apply_checked(&mut past, &Event::TrackStarted).unwrap();
+        apply_checked(&mut past, &Event::VolumeSet { volume: 40 }).unwrap();
+        past.history_max = 7; // recorded in the event, not adopted
+        let mut now = state_with(5);
+        now.history_max = 9;
+        for _ in 0..3 {
+            apply_checked(&mut now, &Event::TrackStarted).unwrap();
+        }
+        let event = restored(&past, Some("before-deploy"));
+        apply_checked(&mut now, &event).unwrap();
+        let expected = State {
+            history_max: 9,
+            ..past.clone()
+        };
+        assert_eq!(now, expected);
+        assert_eq!(now.check_invariants(), Ok(()));
+        // apply_owned gives the same state.
+        let mut owned = state_with(1);
+        owned.history_max = 9;
+        apply_owned(&mut owned, event);
+        assert_eq!(owned, expected);
+        // The empty state restores too (no label, no seq).
+        let bare = Event::StateRestored {
+            state: Box::new(State::new(9)),
+            from_seq: None,
+            label: None,
+        };
+        apply_checked(&mut now, &bare).unwrap();
+        assert_eq!(now, State::new(9));
+    }
+
+    #[test]
+    fn state_restored_must_hold_a_valid_state() {
+        let guild = State::new(2);
+        let mut loud = State::new(2);
+        loud.player.volume = 1001;
+        let mut long_history = state_with(3);
+        for _ in 0..3 {
+            apply_checked(&mut long_history, &Event::TrackStarted).unwrap();
+        }
+        assert_eq!(long_history.queue.history.len(), 2);
+        let mut three = long_history.clone();
+        three.history_max = 50;
+        three.queue.history.insert(
+            0,
+            QueueEntry {
+                id: 0,
+                track: track(9),
+            },
+        );
+        let mut twice = state_with(2);
+        twice.queue.upcoming[1].id = twice.queue.upcoming[0].id;
+        let mut ahead = state_with(2);
+        ahead.next_entry_id = 2;
+        let mut bad_title = state_with(1);
+        bad_title.queue.upcoming[0].track = Track::new("QAAA", "");
+        for (state, label, needle) in [
+            (&loud, None, "volume 1001"),
+            (&three, None, "the guild keeps at most 2"),
+            (&twice, None, "appears twice"),
+            (&ahead, None, "not below next_entry_id"),
+            (&bad_title, None, "queue.upcoming[0].track.title"),
+        ] {
+            let error = validate(&guild, &restored(state, label)).unwrap_err();
+            assert!(
+                matches!(error, EventError::InvalidState { .. }),
+                "{error:?}"
+            );
+            assert!(error.to_string().contains(needle), "{error}");
+        }
+        assert_eq!(
+            validate(&guild, &restored(&State::new(2), Some(""))),
+            Err(EventError::Empty {
+                field: "label".into()
+            })
+        );
+        let long = "l".repeat(NAME_LEN_MAX + 1);
+        assert!(matches!(
+            validate(&guild, &restored(&State::new(2), Some(&long))),
+            Err(EventError::TooLong { .. })
+        ));
+        assert_eq!(
+            validate(&guild, &restored(&long_history, Some("ok"))),
+            Ok(())
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub struct InvariantError(pub String);
 /// what snapshots hold, and like [`crate::session::Event`]'s it is positional: field order is
 /// part of the snapshot format.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(deny_unknown_fields)]
 pub struct State {
     /// The player: volume, pause, position, voice.
     pub player: Player,
@@ -42,6 +43,7 @@ pub struct State {
 
 /// The player part of the state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(deny_unknown_fields)]
 pub struct Player {
     /// Volume, `0..=1000`; 100 by default.
     pub volume: u16,
@@ -58,6 +60,7 @@ pub struct Player {
 
 /// Voice connection data (what Lavalink needs to join the channel).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(deny_unknown_fields)]
 pub struct Voice {
     /// The Discord voice session id.
     pub session_id: String,
@@ -73,6 +76,7 @@ pub struct Voice {
 #[derive(
     Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
 )]
+#[serde(deny_unknown_fields)]
 pub struct Queue {
     /// The track playing (or paused), if any.
     pub current: Option<QueueEntry>,
@@ -90,6 +94,7 @@ pub struct Queue {
 
 /// A track in the queue, with its stable entry id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(deny_unknown_fields)]
 pub struct QueueEntry {
     /// Assigned at enqueue from [`State::next_entry_id`]; unique within a session and kept
     /// while the entry moves through upcoming, current and history.
@@ -102,6 +107,7 @@ pub struct QueueEntry {
 #[derive(
     Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
 )]
+#[serde(deny_unknown_fields)]
 pub struct Filters {
     /// Names of the active filter presets.
     pub active: Vec<String>,
@@ -114,6 +120,7 @@ pub struct Filters {
 /// Defaults: disabled, strategy [`AUTOPLAY_STRATEGY_DEFAULT`], and the optional settings absent
 /// (absent means "the bot's own default"; Sonora's are `max_history` 50 and `smart_shuffle` true).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(deny_unknown_fields)]
 pub struct Autoplay {
     /// Whether autoplay is on.
     pub enabled: bool,
@@ -203,7 +210,7 @@ impl State {
     }
 
     /// The event-level bounds, checked on the state's values.
-    fn check_bounds(&self) -> Result<(), EventError> {
+    pub(super) fn check_bounds(&self) -> Result<(), EventError> {
         check_volume(self.player.volume)?;
         if let Some(voice) = &self.player.voice {
             check_voice(
@@ -238,6 +245,11 @@ impl State {
                 self.history_max
             ));
         }
+        self.check_entry_ids()
+    }
+
+    /// Entry ids: unique, below `next_entry_id`, which is at least 1.
+    pub(super) fn check_entry_ids(&self) -> Result<(), String> {
         let mut ids: Vec<u64> = self.entries().map(|entry| entry.id).collect();
         ids.sort_unstable();
         if let Some(pair) = ids.windows(2).find(|pair| pair.first() == pair.get(1)) {

@@ -24,7 +24,7 @@
 use super::limits::{EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, QUEUE_LEN_MAX, TEXT_LEN_MAX};
 use super::{
     Distortion, EndReason, EqualizerBand, Event, FilterConfig, Karaoke, LoopMode, LowPass,
-    Rotation, Snowflake, State, Timescale, Track, TrackFields, Tremolo, Vibrato,
+    QueueEntry, Rotation, Snowflake, State, Timescale, Track, TrackFields, Tremolo, Vibrato,
 };
 
 /// A small deterministic pseudo-random generator (SplitMix64): fast, seedable with any `u64`,
@@ -661,7 +661,7 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
         active: vec!["custom".to_owned()],
         config: Box::new(config),
     };
-    match rng.below(24) {
+    match rng.below(26) {
         0 => Event::VolumeSet {
             volume: u16::try_from(rng.range(1001, u64::from(u16::MAX))).unwrap_or(u16::MAX),
         },
@@ -799,6 +799,40 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
             seed: Some(rng.next_u64()),
         },
         22 => Event::SessionEnded,
+        23 => {
+            // A restore of the state as it is, with another volume (valid), or, half of the
+            // time, of a state the fold refuses.
+            let mut restored = state.clone();
+            restored.player.volume = u16::try_from(rng.below(1001)).unwrap_or(0);
+            let mut label = Some("restore".to_owned());
+            if rng.chance(500) {
+                match rng.below(4) {
+                    0 => restored.player.volume = 1001,
+                    1 => restored.next_entry_id = 0,
+                    2 => label = Some(String::new()),
+                    _ => {
+                        restored.history_max = u32::MAX;
+                        let entry = QueueEntry {
+                            id: restored.next_entry_id,
+                            track: track(rng, serial),
+                        };
+                        restored.next_entry_id = restored.next_entry_id.saturating_add(1);
+                        let over = usize::try_from(state.history_max).unwrap_or(usize::MAX);
+                        restored.queue.history = vec![entry; over.saturating_add(1).min(64)];
+                    }
+                }
+            }
+            Event::StateRestored {
+                state: Box::new(restored),
+                from_seq: Some(rng.next_u64() >> 2),
+                label,
+            }
+        }
+        24 => Event::StateRestored {
+            state: Box::new(State::new(rng.pick(&[0, 1, 50, u32::MAX]))),
+            from_seq: None,
+            label: None,
+        },
         _ => Event::TracksEnqueued {
             tracks: vec![track(rng, serial)],
             index: Some(u32::MAX),

@@ -22,5 +22,8 @@ mod journal;
 /// proptest: recovered state equals the in-memory fold, across snapshots, segment sizes and
 /// reopen points; `state_at` equals the fold of the prefix.
 mod model;
+/// Restores as one event: safe restore with a fault or a crash at every operation, restore to a
+/// seq or a time, named checkpoints and paced rollbacks.
+mod restore;
 /// The tokio runtime handle: group commit order, shutdown, dropped futures, subscriptions.
 mod runtime;

@@ -9,16 +9,19 @@ mod apply;
 mod bench;
 mod cleanup;
 mod demo;
+mod deploy;
 mod import;
 mod lavalink;
 mod output;
+mod restore;
 mod stats;
+mod time;
 
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use reprise::{Config, Durability, Error, GuildId, Journal};
 
 use crate::output::{print_json_line, Out};
@@ -60,6 +63,9 @@ enum Command {
     },
     /// Append events read as JSON lines on stdin to a guild; print {"seq": N} per acknowledged
     /// event.
+    #[command(after_help = "Examples:\n  \
+        printf '%s\\n' '{\"type\":\"volume_set\",\"volume\":80}' | reprise apply --guild 1\n  \
+        reprise apply --guild 1 --durability batched < events.jsonl")]
     Apply {
         /// The guild id.
         #[arg(long)]
@@ -72,18 +78,30 @@ enum Command {
         no_snapshots: bool,
     },
     /// Print the recovered state of a guild as JSON.
+    #[command(after_help = "Examples:\n  \
+        reprise state --guild 1\n  \
+        reprise state --guild 1 --at 120\n  \
+        reprise state --guild 1 --at-time 2025-10-09T14:30:00Z\n  \
+        reprise state --guild 1 --format sonora")]
     State {
         /// The guild id.
         #[arg(long)]
         guild: u64,
         /// The state as of this sequence number.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "at_time")]
         at: Option<u64>,
+        /// The state as of this time (RFC 3339, e.g. 2025-10-09T14:30:00Z): after the last
+        /// event appended at or before it.
+        #[arg(long, value_name = "RFC3339")]
+        at_time: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = StateFormat::Reprise)]
         format: StateFormat,
     },
     /// Write a Sonora 1.2.8 snapshot file of a guild's current state.
+    #[command(after_help = "Examples:\n  \
+        reprise export --guild 1 --format sonora -o guild_1.json\n  \
+        reprise export --guild 1 --format sonora --only player,queue")]
     Export {
         /// The guild id.
         #[arg(long)]
@@ -130,6 +148,9 @@ enum Command {
     },
     /// Import Sonora snapshot files: each becomes the state of its guild. Every file is
     /// checked (checksum, schema, ranges) before anything is written.
+    #[command(after_help = "Examples:\n  \
+        reprise import --check ./snapshots/guild_*.json\n  \
+        reprise import ./snapshots/guild_*.json")]
     Import {
         /// Sonora 1.2.8 snapshot files.
         #[arg(required = true)]
@@ -140,6 +161,9 @@ enum Command {
     },
     /// Print the Lavalink v4 PATCH /v4/sessions/{sessionId}/players/{guildId} body that restores
     /// a guild's player.
+    #[command(after_help = "Examples:\n  \
+        reprise lavalink --guild 1\n  \
+        reprise lavalink --guild 1 --plan --only player,filters")]
     Lavalink {
         /// The guild id.
         #[arg(long)]
@@ -162,6 +186,9 @@ enum Command {
     },
     /// Retention: remove snapshots past the policy and the log they make obsolete, never what
     /// the newest state needs.
+    #[command(after_help = "Examples:\n  \
+        reprise cleanup --keep 1 --dry-run\n  \
+        reprise cleanup --max-age 30")]
     Cleanup {
         /// Remove snapshots older than this many days (never a guild's newest valid one).
         #[arg(long, value_name = "DAYS")]
@@ -175,6 +202,70 @@ enum Command {
         /// Report what would be removed; remove nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Make a past state of a guild current again: appends one state_restored event (validated,
+    /// with a restore point, verified, undone on failure); history is never rewritten.
+    #[command(after_help = "Examples:\n  \
+        reprise restore --guild 1 --to 120\n  \
+        reprise restore --guild 1 --to-time 2025-10-09T14:30:00+02:00 --label before-spam")]
+    Restore {
+        /// The guild id.
+        #[arg(long)]
+        guild: u64,
+        /// Restore the state as of this sequence number.
+        #[arg(
+            long,
+            value_name = "SEQ",
+            required_unless_present = "to_time",
+            conflicts_with = "to_time"
+        )]
+        to: Option<u64>,
+        /// Restore the state as of this time (RFC 3339).
+        #[arg(long, value_name = "RFC3339")]
+        to_time: Option<String>,
+        /// A label recorded in the event (1 to 128 bytes).
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Take a named checkpoint of every guild (a restore point for a deployment), or remove one.
+    #[command(after_help = "Examples:\n  \
+        reprise checkpoint before-v2.4\n  \
+        reprise checkpoint before-v2.4 --remove")]
+    Checkpoint {
+        /// The checkpoint's name: 1 to 64 ASCII letters, digits, '.', '_' or '-'.
+        label: String,
+        /// Remove the checkpoint instead.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// List the named checkpoints (JSON).
+    Checkpoints,
+    /// Restore guilds to a named checkpoint, in paced batches (one JSON line per guild).
+    #[command(after_help = "Examples:\n  \
+        reprise rollback before-v2.4\n  \
+        reprise rollback before-v2.4 --guild 613425648685547541 --guild 1\n  \
+        reprise rollback before-v2.4 --batch 50 --pace-ms 2000")]
+    Rollback {
+        /// The checkpoint's name.
+        label: String,
+        /// Only this guild (repeatable; default: every guild of the checkpoint).
+        #[arg(long = "guild", value_name = "G")]
+        guilds: Vec<u64>,
+        /// Guilds per batch.
+        #[arg(long, default_value_t = 25)]
+        batch: usize,
+        /// Least time between the starts of two batches, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        pace_ms: u64,
+    },
+    /// Print a shell completion script on stdout.
+    #[command(after_help = "Examples:\n  \
+        reprise completions bash > /etc/bash_completion.d/reprise\n  \
+        reprise completions zsh > \"${fpath[1]}/_reprise\"")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// The child process of `demo` (not for direct use).
     #[command(hide = true)]
@@ -245,7 +336,16 @@ pub(crate) fn exit_code(e: &Error) -> u8 {
         | Error::KeyInvalid { .. } => 2,
         Error::Locked { .. } => 3,
         Error::Io { .. } | Error::Poisoned { .. } | Error::Closed => 4,
-        Error::Compacted { .. } | Error::SeqAhead { .. } | Error::ReadOnly => 1,
+        Error::Compacted { .. }
+        | Error::TimeCompacted { .. }
+        | Error::SeqAhead { .. }
+        | Error::ReadOnly
+        | Error::Checkpoint { .. } => 1,
+        Error::RestoreFailed {
+            source: Some(source),
+            ..
+        } => exit_code(source),
+        Error::RestoreFailed { source: None, .. } => 2,
         _ => 4,
     }
 }
@@ -349,13 +449,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
             durability,
             no_snapshots,
         } => apply::run(&dir, GuildId(guild), durability.into(), no_snapshots),
-        Command::State { guild, at, format } => {
+        Command::State {
+            guild,
+            at,
+            at_time,
+            format,
+        } => {
             let guild = GuildId(guild);
+            let at_unix_ms = at_time
+                .as_deref()
+                .map(time::parse_rfc3339)
+                .transpose()
+                .map_err(|e| Failure::new(1, e))?;
             let mut journal = Journal::open_read_only(&dir, base_config())?;
             warn_findings(&mut journal, guild)?;
-            let gs = match at {
-                Some(seq) => journal.state_at(guild, seq)?,
-                None => journal.state(guild)?.clone(),
+            let gs = match (at, at_unix_ms) {
+                (Some(seq), _) => journal.state_at(guild, seq)?,
+                (None, Some(t)) => journal.state_at_time(guild, t)?,
+                (None, None) => journal.state(guild)?.clone(),
             };
             match format {
                 StateFormat::Reprise => print_json_line(&mut out, &output::state_json(&gs)),
@@ -462,6 +573,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
             guild,
             dry_run,
         } => cleanup::run(&dir, max_age, keep, guild.map(GuildId), dry_run, &mut out),
+        Command::Restore {
+            guild,
+            to,
+            to_time,
+            label,
+        } => {
+            let target = restore::Target::from_args(to, to_time.as_deref())?;
+            restore::run(&dir, GuildId(guild), target, label.as_deref(), &mut out)
+        }
+        Command::Checkpoint { label, remove } => deploy::checkpoint(&dir, &label, remove, &mut out),
+        Command::Checkpoints => deploy::list(&dir, &mut out),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "reprise", &mut script);
+            output::print_line(&mut out, String::from_utf8_lossy(&script).trim_end())
+        }
+        Command::Rollback {
+            label,
+            guilds,
+            batch,
+            pace_ms,
+        } => deploy::rollback(&dir, &label, guilds, batch, pace_ms, &mut out),
         Command::Dump { guild } => {
             let guild = GuildId(guild);
             let mut journal = Journal::open_read_only(&dir, base_config())?;
