@@ -11,6 +11,8 @@
 //!       <first_seq:020>.wal               log segment, named by its first sequence number
 //!       <seq:020>.snap                    snapshot of the state after event <seq>
 //!       <name>.tmp                        a file being written by write_atomic (crash leftover)
+//!   remote/
+//!     <guild>.owner                       the remote epoch this directory holds for the guild
 //! ```
 //! Sequence numbers are zero-padded to 20 digits (u64::MAX has 20) so names sort numerically.
 
@@ -139,6 +141,15 @@ pub fn parse_guild_dir(name: &str) -> Option<GuildId> {
         return None;
     }
     name.parse().ok().map(GuildId)
+}
+
+/// Name of the directory holding this directory's remote ownership records (see
+/// [`crate::remote`]).
+pub const REMOTE_DIR: &str = "remote";
+
+/// The record of which remote epoch this directory holds for `guild` (`remote/<guild>.owner`).
+pub fn remote_owner_path(root: &Path, guild: GuildId) -> PathBuf {
+    root.join(REMOTE_DIR).join(format!("{}.owner", guild.0))
 }
 
 #[cfg(test)]

@@ -1,0 +1,1042 @@
+//! A guild's journal in an object store: shipping, fenced ownership, claiming elsewhere.
+//!
+//! Everything here goes through [`object_store::ObjectStore`] and uses exactly one conditional
+//! write, *create if absent* (`PutMode::Create`: S3's `If-None-Match: *`, a hard link on a
+//! local directory), which every backend reprise targets supports. The layout, the object
+//! formats and the argument that no acknowledged event is lost and no two owners acknowledge
+//! the same sequence number are in DESIGN.md ("Remote"). In short:
+//!
+//! ```text
+//! PREFIX/guilds/<guild>/
+//!   claim/<epoch:020>                       who claimed the guild at that epoch (create-only)
+//!   log/<epoch:020>/<position:020>          an epoch's log: chunks (segment format, the events
+//!                                           from <position> on), or a marker: `skip` (events
+//!                                           held by a snapshot) or `fence` (the log ends here)
+//!   snap/<seq:020>-<epoch:020>.snap         a snapshot file, uploaded by that epoch's owner
+//! ```
+//!
+//! Every object is created once and never rewritten. An owner writes its epoch's log at
+//! consecutive positions, one object at a time; a claim closes every older epoch's log with a
+//! `fence` at the position after its last event. Whoever creates a position first wins it, so
+//! an old owner either stored its chunk before the fence (and the claim includes it) or finds
+//! the fence and stops.
+
+pub mod faulty;
+mod objects;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::config::SEGMENT_BYTES_MAX_MAX;
+use crate::error::{Corruption, CorruptionKind, Error, Result};
+use crate::format::segment::{self, ScanEnd, SegmentHeader};
+use crate::format::{frame, snapshot};
+use crate::ids::{GuildId, Seq};
+use crate::journal::Journal;
+use crate::layout;
+use crate::storage::{self, Storage};
+
+pub use objects::{ClaimRecord, Marker, OwnerRecord};
+
+/// Largest chunk object reprise reads: the largest segment plus one maximal frame.
+pub const CHUNK_LEN_MAX: u64 =
+    SEGMENT_BYTES_MAX_MAX + frame::HEADER_LEN as u64 + frame::PAYLOAD_LEN_MAX as u64;
+
+/// How many times a claim retries fencing an epoch whose owner keeps winning the race for
+/// the next position before it gives up (the owner is then clearly alive and busy).
+const FENCE_ATTEMPTS_MAX: u32 = 64;
+
+/// Objects and bytes uploaded by [`Remote::ship`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShipReport {
+    /// Objects created.
+    pub objects: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+}
+
+impl ShipReport {
+    fn add(&mut self, bytes: usize) {
+        self.objects += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// The result of a successful [`Remote::claim`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The guild.
+    pub guild: GuildId,
+    /// The epoch this directory now holds.
+    pub epoch: u64,
+    /// The guild's last sequence number after recovery (the next append takes `seq + 1`).
+    pub seq: Seq,
+}
+
+/// One object of an epoch's log.
+#[derive(Debug)]
+enum LogObject {
+    /// Events `first..=last` in segment format.
+    Chunk { last: Seq, bytes: Vec<u8> },
+    /// A marker.
+    Marker(Marker),
+}
+
+/// An object store plus the key prefix reprise owns in it.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+}
+
+/// What a directory knows of its own epoch's log for one guild: the owner's shipping state.
+///
+/// Made by [`Remote::owner`], which checks that no newer epoch exists (claiming epoch 1 when
+/// the guild has never been claimed) and finds the last event the epoch's log holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The guild.
+    pub guild: GuildId,
+    /// The epoch this directory holds.
+    pub epoch: u64,
+    /// The owner name.
+    pub owner: String,
+    /// The last event stored in the remote (in this epoch's log or before it).
+    pub head: Seq,
+}
+
+fn remote_err(op: &'static str, key: &ObjectPath, e: object_store::Error) -> Error {
+    Error::Remote {
+        op,
+        key: key.to_string(),
+        source: Box::new(e),
+    }
+}
+
+fn corrupt(key: &ObjectPath, offset: Option<u64>, detail: impl Into<String>) -> Error {
+    Error::RemoteCorrupt {
+        key: key.to_string(),
+        offset,
+        detail: detail.into(),
+    }
+}
+
+fn local_io(op: &'static str, path: &Path, e: std::io::Error) -> Error {
+    Error::io(op, path, e)
+}
+
+fn parse_num(name: &str) -> Option<u64> {
+    (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| name.parse().ok())
+        .flatten()
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Remote {
+    /// A remote over `store`, with every key under `prefix` (may be empty).
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Remote {
+        let prefix = prefix.trim_matches('/').to_string();
+        Remote {
+            url: format!("{store}/{prefix}"),
+            store,
+            prefix,
+        }
+    }
+
+    /// Opens `s3://BUCKET/PREFIX` (endpoint, region and credentials from the standard `AWS_*`
+    /// variables, `AWS_ALLOW_HTTP=true` for a local server) or `file:///PATH` (a local
+    /// directory standing in for a bucket; created when missing; objects are fsynced).
+    ///
+    /// # Errors
+    /// [`Error::Remote`] for an unsupported URL or a store that cannot be configured;
+    /// [`Error::Io`] when the local directory cannot be created.
+    pub fn from_url(url: &str) -> Result<Remote> {
+        let bad = |detail: String| Error::Remote {
+            op: "open",
+            key: url.to_string(),
+            source: detail.into(),
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket in the URL (s3://BUCKET/PREFIX)".into()));
+            }
+            let store = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            let mut remote = Remote::new(Arc::new(store), prefix);
+            remote.url = url.to_string();
+            return Ok(remote);
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(bad(
+                    "a file URL needs an absolute path (file:///PATH)".into()
+                ));
+            }
+            let path = Path::new(path);
+            storage::FsStorage
+                .create_dir_all(path)
+                .map_err(|e| local_io("create directory", path, e))?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(path)
+                .map_err(|e| bad(e.to_string()))?
+                .with_fsync(true);
+            let mut remote = Remote::new(Arc::new(store), "");
+            remote.url = url.to_string();
+            return Ok(remote);
+        }
+        Err(bad(
+            "unsupported remote URL: use s3://BUCKET/PREFIX or file:///PATH".into(),
+        ))
+    }
+
+    /// The URL (or store description) this remote was opened from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The store, for tests and tools that look at the objects themselves.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn key(&self, rel: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(rel)
+        } else {
+            ObjectPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    /// The key of the claim of `guild` at `epoch`.
+    pub fn claim_key(&self, guild: GuildId, epoch: u64) -> ObjectPath {
+        self.key(&format!("guilds/{}/claim/{epoch:020}", guild.0))
+    }
+
+    /// The key of position `position` of `epoch`'s log of `guild`.
+    pub fn log_key(&self, guild: GuildId, epoch: u64, position: Seq) -> ObjectPath {
+        self.key(&format!(
+            "guilds/{}/log/{epoch:020}/{position:020}",
+            guild.0
+        ))
+    }
+
+    /// The key of the snapshot of `guild` at `seq` uploaded by the owner of `epoch`.
+    pub fn snapshot_key(&self, guild: GuildId, seq: Seq, epoch: u64) -> ObjectPath {
+        self.key(&format!(
+            "guilds/{}/snap/{seq:020}-{epoch:020}.snap",
+            guild.0
+        ))
+    }
+
+    // ---- store primitives -------------------------------------------------------------
+
+    /// One level of names under `rel` (objects and sub-prefixes, last path segment only).
+    async fn list(&self, rel: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let key = self.key(rel);
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&key))
+            .await
+            .map_err(|e| remote_err("list", &key, e))?;
+        let last = |p: &ObjectPath| p.filename().unwrap_or_default().to_string();
+        Ok((
+            listed.objects.iter().map(|o| last(&o.location)).collect(),
+            listed.common_prefixes.iter().map(last).collect(),
+        ))
+    }
+
+    /// Reads a whole object of at most `len_max` bytes; `None` when it does not exist. The
+    /// declared size is checked before the body is read, and the body is read no further.
+    async fn get(&self, key: &ObjectPath, len_max: u64) -> Result<Option<Vec<u8>>> {
+        let got = match self.store.get(key).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(remote_err("get", key, e)),
+        };
+        if got.meta.size > len_max {
+            return Err(corrupt(
+                key,
+                None,
+                format!(
+                    "{} bytes, more than any valid object of its kind ({len_max})",
+                    got.meta.size
+                ),
+            ));
+        }
+        let bytes = got.bytes().await.map_err(|e| remote_err("get", key, e))?;
+        if bytes.len() as u64 > len_max {
+            return Err(corrupt(key, None, "longer than its declared size"));
+        }
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Creates `key` unless it exists: `true` when this call created it.
+    async fn create(&self, key: &ObjectPath, bytes: &[u8]) -> Result<bool> {
+        let opts = PutOptions::from(PutMode::Create);
+        match self
+            .store
+            .put_opts(key, PutPayload::from(bytes.to_vec()), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(remote_err("create", key, e)),
+        }
+    }
+
+    // ---- claims -----------------------------------------------------------------------
+
+    /// Epochs claimed for `guild`, ascending.
+    async fn claim_epochs(&self, guild: GuildId) -> Result<Vec<u64>> {
+        let (objects, _) = self.list(&format!("guilds/{}/claim", guild.0)).await?;
+        let mut epochs: Vec<u64> = objects.iter().filter_map(|n| parse_num(n)).collect();
+        epochs.sort_unstable();
+        Ok(epochs)
+    }
+
+    async fn read_claim(&self, guild: GuildId, epoch: u64) -> Result<ClaimRecord> {
+        let key = self.claim_key(guild, epoch);
+        let bytes = self
+            .get(&key, objects::SMALL_OBJECT_LEN_MAX)
+            .await?
+            .ok_or_else(|| corrupt(&key, None, "listed but missing"))?;
+        let claim: ClaimRecord = objects::decode(&bytes).map_err(|d| corrupt(&key, None, d))?;
+        if claim.guild != guild.0 || claim.epoch != epoch {
+            return Err(corrupt(&key, None, "claim names another guild or epoch"));
+        }
+        Ok(claim)
+    }
+
+    /// The newest claim of `guild`, if any.
+    ///
+    /// # Errors
+    /// [`Error::Remote`], [`Error::RemoteCorrupt`].
+    pub async fn newest_claim(&self, guild: GuildId) -> Result<Option<ClaimRecord>> {
+        match self.claim_epochs(guild).await?.last() {
+            Some(&e) => Ok(Some(self.read_claim(guild, e).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn fenced_by_claim(&self, guild: GuildId, epoch: u64) -> Error {
+        match self.read_claim(guild, epoch).await {
+            Ok(c) => Error::Fenced {
+                guild,
+                epoch,
+                owner: c.owner,
+            },
+            Err(e) => e,
+        }
+    }
+
+    // ---- the local ownership record ---------------------------------------------------
+
+    /// This directory's ownership record for `guild`, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; a damaged record is [`Error::Corrupt`].
+    pub fn owner_record(journal: &Journal, guild: GuildId) -> Result<Option<OwnerRecord>> {
+        let path = layout::remote_owner_path(journal.dir(), guild);
+        let bytes = match journal.storage().read(&path, objects::SMALL_OBJECT_LEN_MAX) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(local_io("read", &path, e)),
+        };
+        let record: OwnerRecord = objects::decode(&bytes).map_err(|d| {
+            Error::from(Corruption::new(&path, 0, CorruptionKind::HeaderChecksum).detail(d))
+        })?;
+        if record.guild != guild.0 {
+            return Err(Corruption::new(&path, 0, CorruptionKind::HeaderMismatch)
+                .detail("ownership record of another guild")
+                .into());
+        }
+        Ok(Some(record))
+    }
+
+    fn write_owner_record(journal: &Journal, record: &OwnerRecord) -> Result<()> {
+        let path = layout::remote_owner_path(journal.dir(), GuildId(record.guild));
+        let storage = journal.storage();
+        let dir = journal.dir().join(layout::REMOTE_DIR);
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| local_io("create directory", &dir, e))?;
+        storage
+            .sync_dir(journal.dir())
+            .map_err(|e| local_io("fsync directory", journal.dir(), e))?;
+        storage::write_atomic(storage.as_ref(), &path, &objects::encode(record))
+            .map_err(|(op, p, e)| Error::io(op, p, e))
+    }
+
+    // ---- reading an epoch's log -------------------------------------------------------
+
+    async fn positions(&self, guild: GuildId, epoch: u64) -> Result<Vec<Seq>> {
+        let (objects, _) = self
+            .list(&format!("guilds/{}/log/{epoch:020}", guild.0))
+            .await?;
+        let mut positions: Vec<Seq> = objects.iter().filter_map(|n| parse_num(n)).collect();
+        positions.sort_unstable();
+        Ok(positions)
+    }
+
+    /// Reads and checks the object at `position` of `epoch`'s log.
+    async fn read_log_object(
+        &self,
+        guild: GuildId,
+        epoch: u64,
+        position: Seq,
+    ) -> Result<Option<LogObject>> {
+        let key = self.log_key(guild, epoch, position);
+        let Some(bytes) = self.get(&key, CHUNK_LEN_MAX).await? else {
+            return Ok(None);
+        };
+        classify(&key, guild, epoch, position, bytes).map(Some)
+    }
+
+    // ---- ownership ----------------------------------------------------------------------
+
+    /// The shipping state of this directory for `guild`: fails with [`Error::Fenced`] when the
+    /// store shows a newer epoch (or any epoch, when this directory never claimed the guild);
+    /// claims epoch 1 when the guild was never claimed.
+    ///
+    /// # Errors
+    /// [`Error::Fenced`], [`Error::Remote`], [`Error::RemoteCorrupt`], [`Error::Io`].
+    pub async fn owner(&self, journal: &Journal, guild: GuildId, owner: &str) -> Result<Owner> {
+        let record = Remote::owner_record(journal, guild)?;
+        let epochs = self.claim_epochs(guild).await?;
+        let newest = epochs.last().copied();
+        let record = match (record, newest) {
+            (Some(r), Some(n)) if n > r.epoch => return Err(self.fenced_by_claim(guild, n).await),
+            (Some(r), n) if n.is_none_or(|n| n < r.epoch) || !epochs.contains(&r.epoch) => {
+                return Err(corrupt(
+                    &self.claim_key(guild, r.epoch),
+                    None,
+                    "this directory's claim is missing from the store",
+                ))
+            }
+            (Some(r), _) => r,
+            (None, Some(n)) => return Err(self.fenced_by_claim(guild, n).await),
+            (None, None) => {
+                let claim = ClaimRecord {
+                    guild: guild.0,
+                    epoch: 1,
+                    owner: owner.to_string(),
+                    claimed_unix_ms: now_unix_ms(),
+                };
+                let key = self.claim_key(guild, 1);
+                if !self.create(&key, &objects::encode(&claim)).await? {
+                    return Err(self.fenced_by_claim(guild, 1).await);
+                }
+                let record = OwnerRecord {
+                    guild: guild.0,
+                    epoch: 1,
+                    owner: owner.to_string(),
+                    chain_start: 1,
+                };
+                Remote::write_owner_record(journal, &record)?;
+                record
+            }
+        };
+        let positions = self.positions(guild, record.epoch).await?;
+        let head = match positions.last() {
+            None => record.chain_start - 1,
+            Some(&p) => match self.read_log_object(guild, record.epoch, p).await? {
+                None => record.chain_start - 1,
+                Some(LogObject::Chunk { last, .. }) => last,
+                Some(LogObject::Marker(Marker::Skip { skip_to, .. })) => skip_to - 1,
+                Some(LogObject::Marker(Marker::Fence {
+                    fenced_by, owner, ..
+                })) => {
+                    return Err(Error::Fenced {
+                        guild,
+                        epoch: fenced_by,
+                        owner,
+                    })
+                }
+            },
+        };
+        Ok(Owner {
+            guild,
+            epoch: record.epoch,
+            owner: record.owner,
+            head,
+        })
+    }
+
+    /// Uploads what the remote lacks of `guild`: the events after the remote head (as chunks,
+    /// a sealed segment whole when none of it is remote yet), and the snapshots up to the head.
+    /// Checks ownership first ([`Remote::owner`]). The journal's state must be durable (the
+    /// CLI checkpoints first; `apply` syncs before it ships).
+    ///
+    /// # Errors
+    /// [`Error::Fenced`] when a newer owner has claimed the guild; store and local errors.
+    pub async fn ship(
+        &self,
+        journal: &mut Journal,
+        guild: GuildId,
+        owner: &str,
+    ) -> Result<ShipReport> {
+        let mut me = self.owner(journal, guild, owner).await?;
+        let mut report = self.ship_events(journal, &mut me).await?;
+        self.ship_snapshots(journal, &me, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Uploads the events after `owner.head` (and advances it): the remote half of
+    /// `remote` durability. One object per local segment the events span.
+    ///
+    /// # Errors
+    /// As [`Remote::ship`].
+    pub async fn ship_events(&self, journal: &mut Journal, me: &mut Owner) -> Result<ShipReport> {
+        let guild = me.guild;
+        let mut report = ShipReport::default();
+        let last = journal.state(guild)?.seq;
+        if last <= me.head {
+            return Ok(report);
+        }
+        let info = journal.inspect(guild)?;
+        let storage = journal.storage();
+        while me.head < last {
+            let next = me.head + 1;
+            if let Some(seg) = info
+                .segments
+                .iter()
+                .find(|s| s.first_seq <= next && next <= s.last_seq)
+            {
+                let bytes = storage
+                    .read(&seg.path, CHUNK_LEN_MAX)
+                    .map_err(|e| local_io("read", &seg.path, e))?;
+                let chunk = build_chunk(&bytes, &seg.path, next, seg.last_seq.min(last))?;
+                self.put_chunk(me, &chunk, &mut report).await?;
+                continue;
+            }
+            // The local log no longer holds `next`: a snapshot after it stands in for the
+            // events up to it (a skip marker says so).
+            let snap = info.snapshots.iter().rev().map(|f| f.first_seq).find(|&s| {
+                s >= next
+                    && s <= last
+                    && (s == last
+                        || info
+                            .segments
+                            .iter()
+                            .any(|g| g.first_seq <= s + 1 && s < g.last_seq))
+            });
+            let Some(s) = snap else {
+                return Err(Corruption::new(
+                    layout::guild_dir(journal.dir(), guild),
+                    0,
+                    CorruptionKind::Unrecoverable,
+                )
+                .detail(format!(
+                    "the local log no longer holds event {next} and no snapshot covers it; \
+                     it cannot be shipped"
+                ))
+                .into());
+            };
+            let path = layout::snapshot_path(journal.dir(), guild, s);
+            let bytes = read_snapshot_checked(journal, guild, s, &path)?;
+            let key = self.snapshot_key(guild, s, me.epoch);
+            if self.create(&key, &bytes).await? {
+                report.add(bytes.len());
+            }
+            let marker = Marker::Skip {
+                guild: guild.0,
+                epoch: me.epoch,
+                skip_to: s + 1,
+            };
+            let marker_bytes = objects::encode(&marker);
+            let key = self.log_key(guild, me.epoch, next);
+            if self.create(&key, &marker_bytes).await? {
+                report.add(marker_bytes.len());
+                me.head = s;
+            } else {
+                self.settle_existing(me, next, &marker_bytes).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Creates the chunk at `owner.head + 1`; on a conflict, reads what is there.
+    async fn put_chunk(&self, me: &mut Owner, chunk: &[u8], report: &mut ShipReport) -> Result<()> {
+        let position = me.head + 1;
+        let key = self.log_key(me.guild, me.epoch, position);
+        if self.create(&key, chunk).await? {
+            report.add(chunk.len());
+            me.head = segment::scan(chunk, false).map_or(me.head, |s| s.last_seq);
+            return Ok(());
+        }
+        self.settle_existing(me, position, chunk).await
+    }
+
+    /// The position this owner meant to create exists: it is this owner's own earlier write
+    /// whose answer was lost (the same bytes, or a prefix of a chunk: an earlier, shorter
+    /// attempt), or a fence (the owner is fenced). Advances `head` past the former.
+    async fn settle_existing(&self, me: &mut Owner, position: Seq, ours: &[u8]) -> Result<()> {
+        let key = self.log_key(me.guild, me.epoch, position);
+        match self.read_log_object(me.guild, me.epoch, position).await? {
+            None => Err(corrupt(&key, None, "exists and then does not (deleted?)")),
+            Some(LogObject::Marker(Marker::Fence {
+                fenced_by, owner, ..
+            })) => Err(Error::Fenced {
+                guild: me.guild,
+                epoch: fenced_by,
+                owner,
+            }),
+            Some(LogObject::Marker(m @ Marker::Skip { skip_to, .. })) => {
+                if objects::encode(&m) == ours {
+                    me.head = skip_to - 1;
+                    Ok(())
+                } else {
+                    Err(corrupt(
+                        &key,
+                        None,
+                        "another writer's skip marker in this epoch",
+                    ))
+                }
+            }
+            Some(LogObject::Chunk { last, bytes }) => {
+                if ours.starts_with(&bytes) {
+                    me.head = last;
+                    Ok(())
+                } else {
+                    Err(corrupt(
+                        &key,
+                        None,
+                        "holds other events than this directory's log for this epoch",
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn ship_snapshots(
+        &self,
+        journal: &mut Journal,
+        me: &Owner,
+        report: &mut ShipReport,
+    ) -> Result<()> {
+        let guild = me.guild;
+        let (objects, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
+        let present: BTreeSet<String> = objects.into_iter().collect();
+        let info = journal.inspect(guild)?;
+        for snap in &info.snapshots {
+            let s = snap.first_seq;
+            let key = self.snapshot_key(guild, s, me.epoch);
+            if s > me.head || present.contains(key.filename().unwrap_or_default()) {
+                continue;
+            }
+            let bytes = read_snapshot_checked(journal, guild, s, &snap.path)?;
+            if self.create(&key, &bytes).await? {
+                report.add(bytes.len());
+            }
+        }
+        Ok(())
+    }
+
+    // ---- claim ----------------------------------------------------------------------------
+
+    /// Guilds with anything in the remote, ascending.
+    ///
+    /// # Errors
+    /// [`Error::Remote`].
+    pub async fn guilds(&self) -> Result<Vec<GuildId>> {
+        let (_, prefixes) = self.list("guilds").await?;
+        let mut guilds: Vec<GuildId> = prefixes
+            .iter()
+            .filter_map(|n| layout::parse_guild_dir(n))
+            .collect();
+        guilds.sort_unstable();
+        Ok(guilds)
+    }
+
+    /// Makes this directory the owner of `guild`: writes the next epoch's claim, fences every
+    /// older epoch's log, downloads the newest usable snapshot and the log after it into the
+    /// (empty) guild directory, verifying every object, and recovers.
+    ///
+    /// A directory that already holds the guild is refused ([`Error::ClaimConflict`]) unless
+    /// it holds the newest epoch already (then nothing is done).
+    ///
+    /// # Errors
+    /// [`Error::Fenced`] when another claim took the epoch first (or a newer one landed before
+    /// this one finished); [`Error::RemoteCorrupt`] naming the object when an object is damaged
+    /// or the remote history has a gap (nothing local is written then); store and local errors.
+    pub async fn claim(
+        &self,
+        journal: &mut Journal,
+        guild: GuildId,
+        owner: &str,
+    ) -> Result<Claimed> {
+        let guild_dir = layout::guild_dir(journal.dir(), guild);
+        let storage = journal.storage();
+        let local_files = storage
+            .list(&guild_dir)
+            .map_err(|e| local_io("list", &guild_dir, e))?;
+        let record = Remote::owner_record(journal, guild)?;
+        let epochs = self.claim_epochs(guild).await?;
+        let newest = epochs.last().copied().unwrap_or(0);
+        if !local_files.is_empty() || record.is_some() {
+            return match record {
+                Some(r) if r.epoch == newest => Ok(Claimed {
+                    guild,
+                    epoch: r.epoch,
+                    seq: journal.state(guild)?.seq,
+                }),
+                _ => Err(Error::ClaimConflict {
+                    guild,
+                    path: guild_dir,
+                    detail: format!(
+                        "the directory already holds guild {} (not as its newest owner); \
+                         claim into a directory without it",
+                        guild.0
+                    ),
+                }),
+            };
+        }
+        let epoch = newest + 1;
+        let claim = ClaimRecord {
+            guild: guild.0,
+            epoch,
+            owner: owner.to_string(),
+            claimed_unix_ms: now_unix_ms(),
+        };
+        if !self
+            .create(&self.claim_key(guild, epoch), &objects::encode(&claim))
+            .await?
+        {
+            return Err(self.fenced_by_claim(guild, epoch).await);
+        }
+        // Close every older epoch's log, oldest first: each one's end is where the next
+        // one starts.
+        let (_, log_epochs) = self.list(&format!("guilds/{}/log", guild.0)).await?;
+        let mut all: BTreeSet<u64> = epochs.iter().copied().collect();
+        all.extend(log_epochs.iter().filter_map(|n| parse_num(n)));
+        let mut ends: BTreeMap<u64, (Seq, Vec<Seq>)> = BTreeMap::new();
+        let mut end = 0;
+        for &e in all.iter().filter(|&&e| e < epoch) {
+            let (e_end, positions) = self.fence_epoch(guild, e, end, &claim).await?;
+            end = e_end;
+            ends.insert(e, (e_end, positions));
+        }
+        let head = end;
+        // The newest snapshot whose uploader's log reached it.
+        let (snaps, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
+        let base = snaps
+            .iter()
+            .filter_map(|n| {
+                let stem = n.strip_suffix(".snap")?;
+                let (s, e) = stem.split_once('-')?;
+                Some((parse_num(s)?, parse_num(e)?))
+            })
+            .filter(|&(s, e)| s <= head && ends.get(&e).is_some_and(|(end, _)| s <= *end))
+            .max();
+        let base_seq = base.map_or(0, |(s, _)| s);
+        // The chunks covering base_seq + 1 ..= head, across epochs.
+        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+        let mut next = base_seq + 1;
+        for (&e, (e_end, positions)) in &ends {
+            for (i, &p) in positions.iter().enumerate() {
+                let p_end = positions.get(i + 1).map_or(*e_end, |n| n - 1);
+                if p_end < next || p > head {
+                    continue;
+                }
+                let key = self.log_key(guild, e, p);
+                if p > next {
+                    return Err(corrupt(
+                        &key,
+                        None,
+                        format!(
+                            "gap in the guild's remote history: events {next}..{p} are missing"
+                        ),
+                    ));
+                }
+                match self.read_log_object(guild, e, p).await? {
+                    None => return Err(corrupt(&key, None, "listed but missing")),
+                    Some(LogObject::Chunk { last, bytes }) => {
+                        if last != p_end {
+                            return Err(corrupt(
+                                &key,
+                                None,
+                                format!(
+                                    "ends at event {last}, the next object starts at {}",
+                                    p_end + 1
+                                ),
+                            ));
+                        }
+                        files.push((layout::segment_path(journal.dir(), guild, p), bytes));
+                        next = last + 1;
+                    }
+                    Some(LogObject::Marker(Marker::Skip { .. })) => {
+                        return Err(corrupt(
+                            &key,
+                            None,
+                            format!(
+                            "events {next}..={p_end} are held only by a snapshot that is missing"
+                        ),
+                        ))
+                    }
+                    Some(LogObject::Marker(Marker::Fence { .. })) => {
+                        return Err(corrupt(&key, None, "a fence inside an epoch's log"))
+                    }
+                }
+            }
+        }
+        if next <= head {
+            return Err(corrupt(
+                &self.key(&format!("guilds/{}/log", guild.0)),
+                None,
+                format!("gap in the guild's remote history: events {next}..={head} are missing"),
+            ));
+        }
+        if let Some((s, e)) = base {
+            let key = self.snapshot_key(guild, s, e);
+            let bytes = self
+                .get(&key, snapshot::FILE_LEN_MAX)
+                .await?
+                .ok_or_else(|| corrupt(&key, None, "listed but missing"))?;
+            check_snapshot(&key, &bytes, guild, s, journal.config().keys.as_ref())?;
+            files.push((layout::snapshot_path(journal.dir(), guild, s), bytes));
+        }
+        // Everything is verified: write it (the guild directory is empty), then recover.
+        if !files.is_empty() {
+            for dir in [layout::guilds_dir(journal.dir()), guild_dir.clone()] {
+                storage
+                    .create_dir_all(&dir)
+                    .map_err(|e| local_io("create directory", &dir, e))?;
+            }
+            for (path, bytes) in &files {
+                storage::write_atomic(storage.as_ref(), path, bytes)
+                    .map_err(|(op, p, e)| Error::io(op, p, e))?;
+            }
+            for dir in [
+                layout::guilds_dir(journal.dir()),
+                journal.dir().to_path_buf(),
+            ] {
+                storage
+                    .sync_dir(&dir)
+                    .map_err(|e| local_io("fsync directory", &dir, e))?;
+            }
+        }
+        Remote::write_owner_record(
+            journal,
+            &OwnerRecord {
+                guild: guild.0,
+                epoch,
+                owner: owner.to_string(),
+                chain_start: head + 1,
+            },
+        )?;
+        let seq = journal.state(guild)?.seq;
+        if seq != head {
+            return Err(corrupt(
+                &self.key(&format!("guilds/{}/log", guild.0)),
+                None,
+                format!(
+                    "the downloaded history recovers to event {seq}, the remote log ends at {head}"
+                ),
+            ));
+        }
+        if let Some(&n) = self.claim_epochs(guild).await?.last() {
+            if n > epoch {
+                return Err(self.fenced_by_claim(guild, n).await);
+            }
+        }
+        Ok(Claimed { guild, epoch, seq })
+    }
+
+    /// Closes `epoch`'s log (which starts after event `start_after`): returns its last event and
+    /// its positions (without the fence).
+    async fn fence_epoch(
+        &self,
+        guild: GuildId,
+        epoch: u64,
+        start_after: Seq,
+        claim: &ClaimRecord,
+    ) -> Result<(Seq, Vec<Seq>)> {
+        let fence = objects::encode(&Marker::Fence {
+            guild: guild.0,
+            epoch,
+            fenced_by: claim.epoch,
+            owner: claim.owner.clone(),
+        });
+        for _ in 0..FENCE_ATTEMPTS_MAX {
+            let mut positions = self.positions(guild, epoch).await?;
+            if let Some(&first) = positions.first() {
+                if first != start_after + 1 {
+                    return Err(corrupt(
+                        &self.log_key(guild, epoch, first),
+                        None,
+                        format!(
+                            "the epoch's log starts at {first}, the previous one ends at {start_after}"
+                        ),
+                    ));
+                }
+            }
+            let end = match positions.last() {
+                None => start_after,
+                Some(&p) => match self.read_log_object(guild, epoch, p).await? {
+                    None => continue,
+                    Some(LogObject::Marker(Marker::Fence { .. })) => {
+                        positions.pop();
+                        return Ok((p - 1, positions));
+                    }
+                    Some(LogObject::Marker(Marker::Skip { skip_to, .. })) => skip_to - 1,
+                    Some(LogObject::Chunk { last, .. }) => last,
+                },
+            };
+            if self
+                .create(&self.log_key(guild, epoch, end + 1), &fence)
+                .await?
+            {
+                return Ok((end, positions));
+            }
+        }
+        Err(Error::Remote {
+            op: "fence",
+            key: self.log_key(guild, epoch, start_after + 1).to_string(),
+            source: format!(
+                "the owner of epoch {epoch} won the race for its next position {FENCE_ATTEMPTS_MAX} times"
+            )
+            .into(),
+        })
+    }
+}
+
+/// Checks an object of an epoch's log and says what it is.
+fn classify(
+    key: &ObjectPath,
+    guild: GuildId,
+    epoch: u64,
+    position: Seq,
+    bytes: Vec<u8>,
+) -> Result<LogObject> {
+    if bytes.starts_with(&segment::MAGIC) {
+        let scan = segment::scan(&bytes, false)
+            .map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
+        if let ScanEnd::Corrupt(f) = &scan.end {
+            return Err(corrupt(key, Some(f.offset), f.kind.as_str()));
+        }
+        if scan.header.guild != guild.0 || scan.header.first_seq != position {
+            return Err(corrupt(
+                key,
+                Some(0),
+                "chunk header names another guild or first event",
+            ));
+        }
+        if scan.frame_count == 0 {
+            return Err(corrupt(key, None, "a chunk without events"));
+        }
+        return Ok(LogObject::Chunk {
+            last: scan.last_seq,
+            bytes,
+        });
+    }
+    if bytes.len() as u64 > objects::SMALL_OBJECT_LEN_MAX {
+        return Err(corrupt(key, None, "neither a chunk nor a marker"));
+    }
+    let marker: Marker = objects::decode(&bytes).map_err(|d| corrupt(key, None, d))?;
+    match &marker {
+        Marker::Fence {
+            guild: g, epoch: e, ..
+        } if *g == guild.0 && *e == epoch => {}
+        Marker::Skip {
+            guild: g,
+            epoch: e,
+            skip_to,
+        } if *g == guild.0 && *e == epoch && *skip_to > position => {}
+        _ => {
+            return Err(corrupt(
+                key,
+                None,
+                "marker names another guild, epoch or position",
+            ))
+        }
+    }
+    Ok(LogObject::Marker(marker))
+}
+
+/// A chunk of events `from..=to` out of a local segment's bytes: the segment's header with
+/// `first_seq = from`, then the frames byte for byte. A whole segment gives its own bytes.
+fn build_chunk(bytes: &[u8], path: &Path, from: Seq, to: Seq) -> Result<Vec<u8>> {
+    let scan = segment::scan(bytes, true).map_err(|f| Error::from(f.at(path)))?;
+    if let ScanEnd::Corrupt(f) = scan.end {
+        return Err(f.at(path).into());
+    }
+    let header = SegmentHeader {
+        first_seq: from,
+        ..scan.header
+    };
+    let mut out = segment::encode_header(&header).to_vec();
+    let mut count = 0;
+    for (offset, f) in segment::frames(bytes, scan.valid_len) {
+        if f.seq >= from && f.seq <= to {
+            let start = offset as usize;
+            out.extend_from_slice(&bytes[start..start + f.len_total()]);
+            count += 1;
+        }
+    }
+    if count != to + 1 - from {
+        return Err(Corruption::new(path, 0, CorruptionKind::SequenceGap)
+            .detail(format!("the segment does not hold events {from}..={to}"))
+            .into());
+    }
+    Ok(out)
+}
+
+/// Reads a local snapshot and checks it completely before it is uploaded.
+fn read_snapshot_checked(
+    journal: &Journal,
+    guild: GuildId,
+    seq: Seq,
+    path: &Path,
+) -> Result<Vec<u8>> {
+    let bytes = journal
+        .storage()
+        .read(path, snapshot::FILE_LEN_MAX)
+        .map_err(|e| local_io("read", path, e))?;
+    let (header, _) = snapshot::decode(&bytes, journal.config().keys.as_ref())
+        .map_err(|f| Error::from(f.at(path)))?;
+    if header.guild != guild.0 || header.seq != seq {
+        return Err(Corruption::new(path, 0, CorruptionKind::HeaderMismatch).into());
+    }
+    Ok(bytes.to_vec())
+}
+
+/// Checks a downloaded snapshot completely (checksums, decompression, decoding; with the
+/// key when it is encrypted).
+fn check_snapshot(
+    key: &ObjectPath,
+    bytes: &[u8],
+    guild: GuildId,
+    seq: Seq,
+    keys: Option<&crate::crypto::Keyring>,
+) -> Result<()> {
+    let header = snapshot::decode_header(bytes)
+        .map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
+    if !header.key_id.is_plaintext() && !keys.is_some_and(|k| k.ids().contains(&header.key_id)) {
+        return Err(Error::KeyMismatch {
+            path: key.to_string().into(),
+            key_id: header.key_id,
+            given: keys.map(|k| k.ids()).unwrap_or_default(),
+        });
+    }
+    let (header, _) =
+        snapshot::decode(bytes, keys).map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
+    if header.guild != guild.0 || header.seq != seq {
+        return Err(corrupt(key, Some(0), "snapshot names another guild or seq"));
+    }
+    Ok(())
+}
