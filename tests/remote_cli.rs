@@ -328,3 +328,37 @@ fn two_claims_at_once_leave_exactly_one_owner_able_to_append() {
     assert_eq!(able.len(), 1, "owners able to append: {able:?}");
     assert_ne!(able[0], "a");
 }
+
+#[test]
+fn an_unreachable_store_stops_only_remote_acknowledgements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    // A directory that cannot be created stands for a store that cannot be reached.
+    let store = Path::new("/proc/reprise-unreachable-store");
+    let input = events(9, 5);
+    let out = run(
+        &a,
+        store,
+        &["apply", "--guild", GUILD, "--durability", "always"],
+        Some(&input),
+    );
+    assert_eq!(seqs(&ok(&out)), (1..=5).collect::<Vec<_>>());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("appending locally only"));
+    let out = run(
+        &a,
+        store,
+        &["apply", "--guild", GUILD, "--durability", "remote"],
+        Some(&input),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    // Shipping catches up once a store is there.
+    let good = tmp.path().join("store");
+    let shipped: Value = serde_json::from_str(&ok(&run(&a, &good, &["ship"], None))).unwrap();
+    assert_eq!(shipped["objects"], 1);
+}

@@ -171,8 +171,16 @@ impl Remote {
             if bucket.is_empty() {
                 return Err(bad("no bucket in the URL (s3://BUCKET/PREFIX)".into()));
             }
+            // Retries with backoff, bounded so that a store that is down is reported in
+            // seconds (local appends go on meanwhile; the next ship catches up).
+            let retry = object_store::RetryConfig {
+                max_retries: 4,
+                retry_timeout: std::time::Duration::from_secs(15),
+                ..object_store::RetryConfig::default()
+            };
             let store = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
+                .with_retry(retry)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
             let mut remote = Remote::new(Arc::new(store), prefix);
@@ -314,7 +322,13 @@ impl Remote {
         let bytes = self
             .get(&key, objects::SMALL_OBJECT_LEN_MAX)
             .await?
-            .ok_or_else(|| corrupt(&key, None, "listed but missing"))?;
+            .ok_or_else(|| {
+                corrupt(
+                    &key,
+                    None,
+                    "missing (this directory's claim, or a listed one)",
+                )
+            })?;
         let claim: ClaimRecord = objects::decode(&bytes).map_err(|d| corrupt(&key, None, d))?;
         if claim.guild != guild.0 || claim.epoch != epoch {
             return Err(corrupt(&key, None, "claim names another guild or epoch"));
@@ -416,40 +430,61 @@ impl Remote {
     /// # Errors
     /// [`Error::Fenced`], [`Error::Remote`], [`Error::RemoteCorrupt`], [`Error::Io`].
     pub async fn owner(&self, journal: &Journal, guild: GuildId, owner: &str) -> Result<Owner> {
-        let record = Remote::owner_record(journal, guild)?;
+        let mut record = Remote::owner_record(journal, guild)?;
         let epochs = self.claim_epochs(guild).await?;
         let newest = epochs.last().copied();
-        let record = match (record, newest) {
-            (Some(r), Some(n)) if n > r.epoch => return Err(self.fenced_by_claim(guild, n).await),
-            (Some(r), n) if n.is_none_or(|n| n < r.epoch) || !epochs.contains(&r.epoch) => {
-                return Err(corrupt(
-                    &self.claim_key(guild, r.epoch),
-                    None,
-                    "this directory's claim is missing from the store",
-                ))
-            }
-            (Some(r), _) => r,
-            (None, Some(n)) => return Err(self.fenced_by_claim(guild, n).await),
-            (None, None) => {
-                let claim = ClaimRecord {
-                    guild: guild.0,
-                    epoch: 1,
-                    owner: owner.to_string(),
-                    claimed_unix_ms: now_unix_ms(),
-                };
-                let key = self.claim_key(guild, 1);
-                if !self.create(&key, &objects::encode(&claim)).await? {
-                    return Err(self.fenced_by_claim(guild, 1).await);
+        if newest.is_none() {
+            // Never claimed: claim epoch 1. The record (with the claim's token) is written
+            // first, so a claim whose answer was lost (or that never reached the store) is
+            // recognised, or made again, as this directory's own.
+            let r = match record {
+                Some(r) if r.epoch == 1 => r,
+                Some(r) => {
+                    return Err(corrupt(
+                        &self.claim_key(guild, r.epoch),
+                        None,
+                        "this directory's claim is missing from the store",
+                    ))
                 }
-                let record = OwnerRecord {
-                    guild: guild.0,
-                    epoch: 1,
-                    owner: owner.to_string(),
-                    chain_start: 1,
-                };
-                Remote::write_owner_record(journal, &record)?;
-                record
+                None => {
+                    let r = OwnerRecord {
+                        guild: guild.0,
+                        epoch: 1,
+                        owner: owner.to_string(),
+                        token: objects::new_token(),
+                        chain_start: 1,
+                    };
+                    Remote::write_owner_record(journal, &r)?;
+                    r
+                }
+            };
+            let claim = ClaimRecord {
+                guild: guild.0,
+                epoch: 1,
+                owner: r.owner.clone(),
+                token: r.token.clone(),
+                claimed_unix_ms: now_unix_ms(),
+            };
+            self.create(&self.claim_key(guild, 1), &objects::encode(&claim))
+                .await?;
+            record = Some(r);
+        }
+        let record = match (record, newest) {
+            (None, Some(n)) => return Err(self.fenced_by_claim(guild, n).await),
+            (Some(r), Some(n)) if n > r.epoch => return Err(self.fenced_by_claim(guild, n).await),
+            (Some(r), _) => {
+                // The claim at the record's epoch must be this directory's.
+                let claim = self.read_claim(guild, r.epoch).await?;
+                if claim.token != r.token {
+                    return Err(Error::Fenced {
+                        guild,
+                        epoch: claim.epoch,
+                        owner: claim.owner,
+                    });
+                }
+                r
             }
+            (None, None) => unreachable!("claimed above"),
         };
         let positions = self.positions(guild, record.epoch).await?;
         let head = match positions.last() {
@@ -491,9 +526,12 @@ impl Remote {
         owner: &str,
     ) -> Result<ShipReport> {
         let mut me = self.owner(journal, guild, owner).await?;
-        let mut report = self.ship_events(journal, &mut me).await?;
-        self.ship_snapshots(journal, &me, &mut report).await?;
-        Ok(report)
+        let events = self.ship_events(journal, &mut me).await?;
+        let snapshots = self.ship_snapshots(journal, &me).await?;
+        Ok(ShipReport {
+            objects: events.objects + snapshots.objects,
+            bytes: events.bytes + snapshots.bytes,
+        })
     }
 
     /// Uploads the events after `owner.head` (and advances it): the remote half of
@@ -596,20 +634,17 @@ impl Remote {
                 epoch: fenced_by,
                 owner,
             }),
-            Some(LogObject::Marker(m @ Marker::Skip { skip_to, .. })) => {
-                if objects::encode(&m) == ours {
-                    me.head = skip_to - 1;
-                    Ok(())
-                } else {
-                    Err(corrupt(
-                        &key,
-                        None,
-                        "another writer's skip marker in this epoch",
-                    ))
-                }
+            // Only this epoch's owner writes chunks and skips into its log (claims write
+            // fences only), so they are this owner's own earlier writes. A skip stands for a
+            // snapshot uploaded before it; a chunk must hold the same frames as the local log
+            // where the local log still holds them (it may since have dropped them, and then
+            // stand a skip in for them: `ours` is a marker).
+            Some(LogObject::Marker(Marker::Skip { skip_to, .. })) => {
+                me.head = skip_to - 1;
+                Ok(())
             }
             Some(LogObject::Chunk { last, bytes }) => {
-                if ours.starts_with(&bytes) {
+                if ours.starts_with(&bytes) || !ours.starts_with(&segment::MAGIC) {
                     me.head = last;
                     Ok(())
                 } else {
@@ -623,12 +658,13 @@ impl Remote {
         }
     }
 
-    async fn ship_snapshots(
-        &self,
-        journal: &mut Journal,
-        me: &Owner,
-        report: &mut ShipReport,
-    ) -> Result<()> {
+    /// Uploads, under this owner's epoch, every local snapshot up to `owner.head` that the
+    /// remote lacks (each checked completely first).
+    ///
+    /// # Errors
+    /// Store and local errors; a damaged local snapshot is [`Error::Corrupt`].
+    pub async fn ship_snapshots(&self, journal: &mut Journal, me: &Owner) -> Result<ShipReport> {
+        let mut report = ShipReport::default();
         let guild = me.guild;
         let (objects, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
         let present: BTreeSet<String> = objects.into_iter().collect();
@@ -644,7 +680,7 @@ impl Remote {
                 report.add(bytes.len());
             }
         }
-        Ok(())
+        Ok(report)
     }
 
     // ---- claim ----------------------------------------------------------------------------
@@ -689,8 +725,14 @@ impl Remote {
         let epochs = self.claim_epochs(guild).await?;
         let newest = epochs.last().copied().unwrap_or(0);
         if !local_files.is_empty() || record.is_some() {
+            let ours = match &record {
+                Some(r) if r.epoch == newest => {
+                    self.read_claim(guild, newest).await?.token == r.token
+                }
+                _ => false,
+            };
             return match record {
-                Some(r) if r.epoch == newest => Ok(Claimed {
+                Some(r) if ours => Ok(Claimed {
                     guild,
                     epoch: r.epoch,
                     seq: journal.state(guild)?.seq,
@@ -711,6 +753,7 @@ impl Remote {
             guild: guild.0,
             epoch,
             owner: owner.to_string(),
+            token: objects::new_token(),
             claimed_unix_ms: now_unix_ms(),
         };
         if !self
@@ -836,6 +879,7 @@ impl Remote {
                 guild: guild.0,
                 epoch,
                 owner: owner.to_string(),
+                token: claim.token.clone(),
                 chain_start: head + 1,
             },
         )?;

@@ -17,6 +17,9 @@ pub struct ClaimRecord {
     pub epoch: u64,
     /// The owner's name (`--owner`).
     pub owner: String,
+    /// A random token only the claiming directory knows (it tells a claim whose answer was
+    /// lost from another directory's claim of the same epoch).
+    pub token: String,
     /// When the claim was written (Unix milliseconds).
     pub claimed_unix_ms: u64,
 }
@@ -58,8 +61,17 @@ pub struct OwnerRecord {
     pub epoch: u64,
     /// The owner name it claimed under.
     pub owner: String,
+    /// The token of its claim object.
+    pub token: String,
     /// The first position of the epoch's log (the event after the history it claimed).
     pub chain_start: u64,
+}
+
+/// A new random claim token (128 bits, hex).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("the OS random generator failed: {e}"));
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Encodes a small object: the JSON line and its checksum line.

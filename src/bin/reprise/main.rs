@@ -386,7 +386,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             no_snapshots,
         } => {
             let ctx = match &cli.remote {
-                Some(url) => Some(remote::RemoteCtx::open(url, cli.owner.clone())?),
+                Some(url) => match remote::RemoteCtx::open(url, cli.owner.clone()) {
+                    Ok(ctx) => Some(ctx),
+                    // An unreachable store stops only `remote` acknowledgements.
+                    Err(f) if durability != DurabilityArg::Remote && f.code == 4 => {
+                        eprintln!("reprise: warning: {}; appending locally only", f.message);
+                        None
+                    }
+                    Err(f) => return Err(f),
+                },
                 None if durability == DurabilityArg::Remote => {
                     return Err(Failure::new(
                         1,
