@@ -154,6 +154,20 @@ fn ship_then_claim_into_an_empty_directory_gives_the_identical_state() {
     assert_eq!(state(&a, &store), before, "a fenced apply wrote nothing");
     let out = run(&a, &store, &["ship"], None);
     assert_eq!(out.status.code(), Some(3));
+    // Having seen the newer epoch, the old owner appends nothing more, even without --remote.
+    let out = Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .args(["--dir", a.to_str().unwrap(), "apply", "--guild", GUILD])
+        .env_remove("REPRISE_REMOTE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(state(&a, &store), before);
 }
 
 #[test]

@@ -430,7 +430,13 @@ impl Remote {
     /// # Errors
     /// [`Error::Fenced`], [`Error::Remote`], [`Error::RemoteCorrupt`], [`Error::Io`].
     pub async fn owner(&self, journal: &Journal, guild: GuildId, owner: &str) -> Result<Owner> {
+        let result = self.owner_inner(journal, guild, owner).await;
+        note_fenced(journal, guild, result)
+    }
+
+    async fn owner_inner(&self, journal: &Journal, guild: GuildId, owner: &str) -> Result<Owner> {
         let mut record = Remote::owner_record(journal, guild)?;
+        check_not_fenced(guild, record.as_ref())?;
         let epochs = self.claim_epochs(guild).await?;
         let newest = epochs.last().copied();
         if newest.is_none() {
@@ -453,6 +459,7 @@ impl Remote {
                         owner: owner.to_string(),
                         token: objects::new_token(),
                         chain_start: 1,
+                        fenced_by: None,
                     };
                     Remote::write_owner_record(journal, &r)?;
                     r
@@ -540,6 +547,11 @@ impl Remote {
     /// # Errors
     /// As [`Remote::ship`].
     pub async fn ship_events(&self, journal: &mut Journal, me: &mut Owner) -> Result<ShipReport> {
+        let result = self.ship_events_inner(journal, me).await;
+        note_fenced(journal, me.guild, result)
+    }
+
+    async fn ship_events_inner(&self, journal: &mut Journal, me: &mut Owner) -> Result<ShipReport> {
         let guild = me.guild;
         let mut report = ShipReport::default();
         let last = journal.state(guild)?.seq;
@@ -881,6 +893,7 @@ impl Remote {
                 owner: owner.to_string(),
                 token: claim.token.clone(),
                 chain_start: head + 1,
+                fenced_by: None,
             },
         )?;
         let seq = journal.state(guild)?.seq;
@@ -957,6 +970,38 @@ impl Remote {
             .into(),
         })
     }
+}
+
+/// Fails with [`Error::Fenced`] when this directory's record says a newer owner was seen.
+///
+/// # Errors
+/// [`Error::Fenced`].
+pub fn check_not_fenced(guild: GuildId, record: Option<&OwnerRecord>) -> Result<()> {
+    match record.and_then(|r| r.fenced_by.clone()) {
+        Some((epoch, owner)) => Err(Error::Fenced {
+            guild,
+            epoch,
+            owner,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Remembers in the directory's ownership record that it was fenced, so that every later
+/// append fails too (CONTRACT §3: once the old owner has seen the newer epoch). Best effort:
+/// the store keeps saying so anyway.
+fn note_fenced<T>(journal: &Journal, guild: GuildId, result: Result<T>) -> Result<T> {
+    if let Err(Error::Fenced { epoch, owner, .. }) = &result {
+        if let Ok(Some(mut record)) = Remote::owner_record(journal, guild) {
+            if record.fenced_by.is_none() && *epoch >= record.epoch {
+                record.fenced_by = Some((*epoch, owner.clone()));
+                if let Err(e) = Remote::write_owner_record(journal, &record) {
+                    tracing::warn!("could not record that guild {} is fenced: {e}", guild.0);
+                }
+            }
+        }
+    }
+    result
 }
 
 /// Checks an object of an epoch's log and says what it is.

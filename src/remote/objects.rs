@@ -65,6 +65,10 @@ pub struct OwnerRecord {
     pub token: String,
     /// The first position of the epoch's log (the event after the history it claimed).
     pub chain_start: u64,
+    /// Set once this directory has seen a newer owner: that owner's epoch and name. From then
+    /// on every append to the guild fails, with or without the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_by: Option<(u64, String)>,
 }
 
 /// A new random claim token (128 bits, hex).

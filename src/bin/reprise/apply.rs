@@ -79,6 +79,11 @@ pub(crate) fn run(
     journal.state(guild)?;
     // With --remote: a guild the store shows owned by a newer epoch fails here (exit 3), before
     // any input is read. An unreachable store stops only `remote` acknowledgements.
+    // A directory that has seen a newer owner appends nothing more, with or without --remote.
+    reprise::remote::check_not_fenced(
+        guild,
+        reprise::remote::Remote::owner_record(&journal, guild)?.as_ref(),
+    )?;
     let mut owner = None;
     if let Some(ctx) = remote {
         match ctx.block_on(ctx.remote.owner(&journal, guild, &ctx.owner)) {
