@@ -288,6 +288,12 @@ fn a_changed_byte_in_the_remote_makes_claim_exit_2_naming_the_object() {
         !b.join("guilds").join(GUILD).exists(),
         "nothing local was written"
     );
+    // Nor anything remote: the owner was not fenced by a claim that could not complete.
+    assert!(!store
+        .join(format!("guilds/{GUILD}/claim/{:020}", 2))
+        .exists());
+    let log = std::fs::read_dir(store.join(format!("guilds/{GUILD}/log/{:020}", 1))).unwrap();
+    assert_eq!(log.count(), 1, "no fence was written");
 }
 
 #[test]

@@ -24,7 +24,7 @@
 pub mod faulty;
 mod objects;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -307,6 +307,23 @@ impl Remote {
         }
     }
 
+    /// [`Remote::get`] through a cache of immutable objects (claims' reads only).
+    async fn get_cached(
+        &self,
+        key: &ObjectPath,
+        len_max: u64,
+        cache: &mut HashMap<ObjectPath, Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>> {
+        if let Some(bytes) = cache.get(key) {
+            return Ok(Some(bytes.clone()));
+        }
+        let got = self.get(key, len_max).await?;
+        if let Some(bytes) = &got {
+            cache.insert(key.clone(), bytes.clone());
+        }
+        Ok(got)
+    }
+
     // ---- claims -----------------------------------------------------------------------
 
     /// Epochs claimed for `guild`, ascending.
@@ -416,6 +433,20 @@ impl Remote {
     ) -> Result<Option<LogObject>> {
         let key = self.log_key(guild, epoch, position);
         let Some(bytes) = self.get(&key, CHUNK_LEN_MAX).await? else {
+            return Ok(None);
+        };
+        classify(&key, guild, epoch, position, bytes).map(Some)
+    }
+
+    async fn read_log_object_cached(
+        &self,
+        guild: GuildId,
+        epoch: u64,
+        position: Seq,
+        cache: &mut HashMap<ObjectPath, Vec<u8>>,
+    ) -> Result<Option<LogObject>> {
+        let key = self.log_key(guild, epoch, position);
+        let Some(bytes) = self.get_cached(&key, CHUNK_LEN_MAX, cache).await? else {
             return Ok(None);
         };
         classify(&key, guild, epoch, position, bytes).map(Some)
@@ -768,103 +799,22 @@ impl Remote {
             token: objects::new_token(),
             claimed_unix_ms: now_unix_ms(),
         };
+        // Read and check the history as it stands before writing anything anywhere: damaged
+        // or missing objects fail the claim with the store untouched (the owner is not fenced).
+        let mut cache = HashMap::new();
+        self.read_history(journal, guild, &epochs, epoch, None, &mut cache)
+            .await?;
         if !self
             .create(&self.claim_key(guild, epoch), &objects::encode(&claim))
             .await?
         {
             return Err(self.fenced_by_claim(guild, epoch).await);
         }
-        // Close every older epoch's log, oldest first: each one's end is where the next
-        // one starts.
-        let (_, log_epochs) = self.list(&format!("guilds/{}/log", guild.0)).await?;
-        let mut all: BTreeSet<u64> = epochs.iter().copied().collect();
-        all.extend(log_epochs.iter().filter_map(|n| parse_num(n)));
-        let mut ends: BTreeMap<u64, (Seq, Vec<Seq>)> = BTreeMap::new();
-        let mut end = 0;
-        for &e in all.iter().filter(|&&e| e < epoch) {
-            let (e_end, positions) = self.fence_epoch(guild, e, end, &claim).await?;
-            end = e_end;
-            ends.insert(e, (e_end, positions));
-        }
-        let head = end;
-        // The newest snapshot whose uploader's log reached it.
-        let (snaps, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
-        let base = snaps
-            .iter()
-            .filter_map(|n| {
-                let stem = n.strip_suffix(".snap")?;
-                let (s, e) = stem.split_once('-')?;
-                Some((parse_num(s)?, parse_num(e)?))
-            })
-            .filter(|&(s, e)| s <= head && ends.get(&e).is_some_and(|(end, _)| s <= *end))
-            .max();
-        let base_seq = base.map_or(0, |(s, _)| s);
-        // The chunks covering base_seq + 1 ..= head, across epochs.
-        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
-        let mut next = base_seq + 1;
-        for (&e, (e_end, positions)) in &ends {
-            for (i, &p) in positions.iter().enumerate() {
-                let p_end = positions.get(i + 1).map_or(*e_end, |n| n - 1);
-                if p_end < next || p > head {
-                    continue;
-                }
-                let key = self.log_key(guild, e, p);
-                if p > next {
-                    return Err(corrupt(
-                        &key,
-                        None,
-                        format!(
-                            "gap in the guild's remote history: events {next}..{p} are missing"
-                        ),
-                    ));
-                }
-                match self.read_log_object(guild, e, p).await? {
-                    None => return Err(corrupt(&key, None, "listed but missing")),
-                    Some(LogObject::Chunk { last, bytes }) => {
-                        if last != p_end {
-                            return Err(corrupt(
-                                &key,
-                                None,
-                                format!(
-                                    "ends at event {last}, the next object starts at {}",
-                                    p_end + 1
-                                ),
-                            ));
-                        }
-                        files.push((layout::segment_path(journal.dir(), guild, p), bytes));
-                        next = last + 1;
-                    }
-                    Some(LogObject::Marker(Marker::Skip { .. })) => {
-                        return Err(corrupt(
-                            &key,
-                            None,
-                            format!(
-                            "events {next}..={p_end} are held only by a snapshot that is missing"
-                        ),
-                        ))
-                    }
-                    Some(LogObject::Marker(Marker::Fence { .. })) => {
-                        return Err(corrupt(&key, None, "a fence inside an epoch's log"))
-                    }
-                }
-            }
-        }
-        if next <= head {
-            return Err(corrupt(
-                &self.key(&format!("guilds/{}/log", guild.0)),
-                None,
-                format!("gap in the guild's remote history: events {next}..={head} are missing"),
-            ));
-        }
-        if let Some((s, e)) = base {
-            let key = self.snapshot_key(guild, s, e);
-            let bytes = self
-                .get(&key, snapshot::FILE_LEN_MAX)
-                .await?
-                .ok_or_else(|| corrupt(&key, None, "listed but missing"))?;
-            check_snapshot(&key, &bytes, guild, s, journal.config().keys.as_ref())?;
-            files.push((layout::snapshot_path(journal.dir(), guild, s), bytes));
-        }
+        // Now close the older epochs' logs and read the final history (objects read in the
+        // first pass are immutable and come from the cache).
+        let (head, files) = self
+            .read_history(journal, guild, &epochs, epoch, Some(&claim), &mut cache)
+            .await?;
         // Everything is verified: write it (the guild directory is empty), then recover.
         if !files.is_empty() {
             for dir in [layout::guilds_dir(journal.dir()), guild_dir.clone()] {
@@ -914,21 +864,124 @@ impl Remote {
         Ok(Claimed { guild, epoch, seq })
     }
 
-    /// Closes `epoch`'s log (which starts after event `start_after`): returns its last event and
-    /// its positions (without the fence).
+    /// The guild's history below `below_epoch`: every older epoch's end (closing each with a
+    /// fence when `fence` is given), the newest usable snapshot and the chunks after it, all
+    /// checked. Returns the last event and the files to write into the guild directory.
+    async fn read_history(
+        &self,
+        journal: &Journal,
+        guild: GuildId,
+        epochs: &[u64],
+        below_epoch: u64,
+        fence: Option<&ClaimRecord>,
+        cache: &mut HashMap<ObjectPath, Vec<u8>>,
+    ) -> Result<(Seq, Vec<(std::path::PathBuf, Vec<u8>)>)> {
+        let epoch = below_epoch;
+        // Close every older epoch's log, oldest first: each one's end is where the next
+        // one starts.
+        let (_, log_epochs) = self.list(&format!("guilds/{}/log", guild.0)).await?;
+        let mut all: BTreeSet<u64> = epochs.iter().copied().collect();
+        all.extend(log_epochs.iter().filter_map(|n| parse_num(n)));
+        let mut ends: BTreeMap<u64, (Seq, Vec<Seq>)> = BTreeMap::new();
+        let mut end = 0;
+        for &e in all.iter().filter(|&&e| e < epoch) {
+            let (e_end, positions) = self.fence_epoch(guild, e, end, fence, cache).await?;
+            end = e_end;
+            ends.insert(e, (e_end, positions));
+        }
+        let head = end;
+        // The newest snapshot whose uploader's log reached it.
+        let (snaps, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
+        let base = snaps
+            .iter()
+            .filter_map(|n| {
+                let stem = n.strip_suffix(".snap")?;
+                let (s, e) = stem.split_once('-')?;
+                Some((parse_num(s)?, parse_num(e)?))
+            })
+            .filter(|&(s, e)| s <= head && ends.get(&e).is_some_and(|(end, _)| s <= *end))
+            .max();
+        let base_seq = base.map_or(0, |(s, _)| s);
+        // The chunks covering base_seq + 1 ..= head, across epochs.
+        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+        let mut next = base_seq + 1;
+        for (&e, (e_end, positions)) in &ends {
+            for (i, &p) in positions.iter().enumerate() {
+                let p_end = positions.get(i + 1).map_or(*e_end, |n| n - 1);
+                if p_end < next || p > head {
+                    continue;
+                }
+                let key = self.log_key(guild, e, p);
+                if p > next {
+                    return Err(corrupt(
+                        &key,
+                        None,
+                        format!(
+                            "gap in the guild's remote history: events {next}..{p} are missing"
+                        ),
+                    ));
+                }
+                match self.read_log_object_cached(guild, e, p, cache).await? {
+                    None => return Err(corrupt(&key, None, "listed but missing")),
+                    Some(LogObject::Chunk { last, bytes }) => {
+                        if last != p_end {
+                            return Err(corrupt(
+                                &key,
+                                None,
+                                format!(
+                                    "ends at event {last}, the next object starts at {}",
+                                    p_end + 1
+                                ),
+                            ));
+                        }
+                        files.push((layout::segment_path(journal.dir(), guild, p), bytes));
+                        next = last + 1;
+                    }
+                    Some(LogObject::Marker(Marker::Skip { .. })) => {
+                        return Err(corrupt(
+                            &key,
+                            None,
+                            format!(
+                            "events {next}..={p_end} are held only by a snapshot that is missing"
+                        ),
+                        ))
+                    }
+                    Some(LogObject::Marker(Marker::Fence { .. })) => {
+                        return Err(corrupt(&key, None, "a fence inside an epoch's log"))
+                    }
+                }
+            }
+        }
+        if next <= head {
+            return Err(corrupt(
+                &self.key(&format!("guilds/{}/log", guild.0)),
+                None,
+                format!("gap in the guild's remote history: events {next}..={head} are missing"),
+            ));
+        }
+        if let Some((s, e)) = base {
+            let key = self.snapshot_key(guild, s, e);
+            let bytes = self
+                .get_cached(&key, snapshot::FILE_LEN_MAX, cache)
+                .await?
+                .ok_or_else(|| corrupt(&key, None, "listed but missing"))?;
+            check_snapshot(&key, &bytes, guild, s, journal.config().keys.as_ref())?;
+            files.push((layout::snapshot_path(journal.dir(), guild, s), bytes));
+        }
+        Ok((head, files))
+    }
+
+    /// Closes `epoch`'s log (which starts after event `start_after`) with a fence written by
+    /// `claim` (without one: only reads where it ends now): returns its last event and its
+    /// positions (without the fence).
     async fn fence_epoch(
         &self,
         guild: GuildId,
         epoch: u64,
         start_after: Seq,
-        claim: &ClaimRecord,
+        claim: Option<&ClaimRecord>,
+        cache: &mut HashMap<ObjectPath, Vec<u8>>,
     ) -> Result<(Seq, Vec<Seq>)> {
-        let fence = objects::encode(&Marker::Fence {
-            guild: guild.0,
-            epoch,
-            fenced_by: claim.epoch,
-            owner: claim.owner.clone(),
-        });
         for _ in 0..FENCE_ATTEMPTS_MAX {
             let mut positions = self.positions(guild, epoch).await?;
             if let Some(&first) = positions.first() {
@@ -944,7 +997,7 @@ impl Remote {
             }
             let end = match positions.last() {
                 None => start_after,
-                Some(&p) => match self.read_log_object(guild, epoch, p).await? {
+                Some(&p) => match self.read_log_object_cached(guild, epoch, p, cache).await? {
                     None => continue,
                     Some(LogObject::Marker(Marker::Fence { .. })) => {
                         positions.pop();
@@ -954,6 +1007,15 @@ impl Remote {
                     Some(LogObject::Chunk { last, .. }) => last,
                 },
             };
+            let Some(claim) = claim else {
+                return Ok((end, positions));
+            };
+            let fence = objects::encode(&Marker::Fence {
+                guild: guild.0,
+                epoch,
+                fenced_by: claim.epoch,
+                owner: claim.owner.clone(),
+            });
             if self
                 .create(&self.log_key(guild, epoch, end + 1), &fence)
                 .await?
