@@ -382,3 +382,146 @@ fn an_unreachable_store_stops_only_remote_acknowledgements() {
     let shipped: Value = serde_json::from_str(&ok(&run(&a, &good, &["ship"], None))).unwrap();
     assert_eq!(shipped["objects"], 1);
 }
+
+#[test]
+fn claim_a_discord_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    // (guild >> 22) % 2: 4 << 22 and 6 << 22 are shard 0, 5 << 22 is shard 1.
+    let guilds: Vec<String> = [4u64, 5, 6].iter().map(|k| (k << 22).to_string()).collect();
+    for g in &guilds {
+        ok(&run(
+            &a,
+            &store,
+            &["apply", "--guild", g],
+            Some(&events(1, 10)),
+        ));
+    }
+    ok(&run(&a, &store, &["ship"], None));
+    let out = ok(&run(
+        &b,
+        &store,
+        &["claim", "--shard", "0", "--shards", "2", "--pace-ms", "0"],
+        None,
+    ));
+    let claimed: Vec<(String, u64, u64)> = out
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["guild"].to_string(),
+                v["epoch"].as_u64().unwrap(),
+                v["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        claimed,
+        vec![(guilds[0].clone(), 2, 10), (guilds[2].clone(), 2, 10)]
+    );
+    // The shard-1 guild still belongs to a; the others do not.
+    ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", &guilds[1]],
+        Some(&events(2, 1)),
+    ));
+    let out = run(
+        &a,
+        &store,
+        &["apply", "--guild", &guilds[0]],
+        Some(&events(2, 1)),
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn an_encrypted_journal_moves_with_its_key_and_never_without() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    let key = tmp.path().join("key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let key = key.to_str().unwrap();
+    let input = events(13, 80);
+    let out = ok(&run(
+        &a,
+        &store,
+        &[
+            "--key-file",
+            key,
+            "apply",
+            "--guild",
+            GUILD,
+            "--durability",
+            "remote",
+        ],
+        Some(&input),
+    ));
+    assert_eq!(seqs(&out).len(), 80);
+    ok(&run(&a, &store, &["--key-file", key, "snapshot"], None));
+    ok(&run(&a, &store, &["--key-file", key, "ship"], None));
+    // No title of the workload is in the store in plaintext.
+    let first_title = input
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["tracks"][0]["title"].as_str().map(str::to_string))
+        .expect("the workload enqueues tracks");
+    for entry in walk(&store) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes
+                .windows(first_title.len())
+                .any(|w| w == first_title.as_bytes()),
+            "{} holds a title in plaintext",
+            entry.display()
+        );
+    }
+    // Without the key: refused before anything is written.
+    let out = run(&b, &store, &["claim", "--guild", GUILD], None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!b.join("guilds").join(GUILD).exists());
+    let c = tmp.path().join("c");
+    let claimed: Value = serde_json::from_str(&ok(&run(
+        &c,
+        &store,
+        &["--key-file", key, "claim", "--guild", GUILD],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(claimed["seq"], 80);
+    let state = |dir: &Path| {
+        ok(&run(
+            dir,
+            &store,
+            &["--key-file", key, "state", "--guild", GUILD],
+            None,
+        ))
+    };
+    assert_eq!(state(&a), state(&c));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -934,6 +934,7 @@ impl Remote {
                                 ),
                             ));
                         }
+                        check_key(&key, &bytes, journal.config().keys.as_ref())?;
                         files.push((layout::segment_path(journal.dir(), guild, p), bytes));
                         next = last + 1;
                     }
@@ -1166,6 +1167,28 @@ fn read_snapshot_checked(
     Ok(bytes.to_vec())
 }
 
+/// Refuses a chunk sealed under a key this journal was not given, before anything is written.
+fn check_key(key: &ObjectPath, chunk: &[u8], keys: Option<&crate::crypto::Keyring>) -> Result<()> {
+    let header =
+        segment::decode_header(chunk).map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
+    key_given(key, header.key_id, keys)
+}
+
+fn key_given(
+    key: &ObjectPath,
+    key_id: crate::crypto::KeyId,
+    keys: Option<&crate::crypto::Keyring>,
+) -> Result<()> {
+    if !key_id.is_plaintext() && !keys.is_some_and(|k| k.ids().contains(&key_id)) {
+        return Err(Error::KeyMismatch {
+            path: key.to_string().into(),
+            key_id,
+            given: keys.map(|k| k.ids()).unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks a downloaded snapshot completely (checksums, decompression, decoding; with the
 /// key when it is encrypted).
 fn check_snapshot(
@@ -1177,13 +1200,7 @@ fn check_snapshot(
 ) -> Result<()> {
     let header = snapshot::decode_header(bytes)
         .map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
-    if !header.key_id.is_plaintext() && !keys.is_some_and(|k| k.ids().contains(&header.key_id)) {
-        return Err(Error::KeyMismatch {
-            path: key.to_string().into(),
-            key_id: header.key_id,
-            given: keys.map(|k| k.ids()).unwrap_or_default(),
-        });
-    }
+    key_given(key, header.key_id, keys)?;
     let (header, _) =
         snapshot::decode(bytes, keys).map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
     if header.guild != guild.0 || header.seq != seq {
