@@ -108,6 +108,9 @@ pub struct Owner {
     pub owner: String,
     /// The last event stored in the remote (in this epoch's log or before it).
     pub head: Seq,
+    /// Where the frame after `head` starts in the local segment last read: (segment's first
+    /// seq, byte offset), so the next batch reads on from there instead of scanning again.
+    cursor: Option<(Seq, u64)>,
 }
 
 fn remote_err(op: &'static str, key: &ObjectPath, e: object_store::Error) -> Error {
@@ -547,6 +550,7 @@ impl Remote {
             epoch: record.epoch,
             owner: record.owner,
             head,
+            cursor: None,
         })
     }
 
@@ -589,33 +593,54 @@ impl Remote {
         if last <= me.head {
             return Ok(report);
         }
-        let info = journal.inspect(guild)?;
+        // Only the segments holding events after the remote head are read (names say where
+        // each starts), so a batch costs what it ships, not the size of the log.
+        journal.flush()?;
         let storage = journal.storage();
+        let dir = layout::guild_dir(journal.dir(), guild);
+        let (mut segments, mut snapshots) = (Vec::new(), Vec::new());
+        for name in storage.list(&dir).map_err(|e| local_io("list", &dir, e))? {
+            match layout::parse_guild_file(&name) {
+                layout::GuildFile::Segment(first) => segments.push(first),
+                layout::GuildFile::Snapshot(seq) => snapshots.push(seq),
+                _ => {}
+            }
+        }
+        segments.sort_unstable();
+        snapshots.sort_unstable();
+        // The segment that would hold `seq`: the last one starting at or before it.
+        let holder = |seq: Seq| segments.iter().rev().find(|&&f| f <= seq).copied();
         while me.head < last {
             let next = me.head + 1;
-            if let Some(seg) = info
-                .segments
-                .iter()
-                .find(|s| s.first_seq <= next && next <= s.last_seq)
-            {
+            if let Some(first) = holder(next) {
+                let path = layout::segment_path(journal.dir(), guild, first);
                 let bytes = storage
-                    .read(&seg.path, CHUNK_LEN_MAX)
-                    .map_err(|e| local_io("read", &seg.path, e))?;
-                let chunk = build_chunk(&bytes, &seg.path, next, seg.last_seq.min(last))?;
-                self.put_chunk(me, &chunk, &mut report).await?;
-                continue;
+                    .read(&path, CHUNK_LEN_MAX)
+                    .map_err(|e| local_io("read", &path, e))?;
+                let start = me
+                    .cursor
+                    .filter(|&(f, _)| f == first)
+                    .map(|(_, offset)| offset);
+                let mut built = build_chunk(&bytes, &path, next, last, start)?;
+                if built.is_none() && start.is_some() {
+                    built = build_chunk(&bytes, &path, next, last, None)?;
+                }
+                if let Some((chunk, end_offset)) = built {
+                    let before = me.head;
+                    self.put_chunk(me, &chunk, &mut report).await?;
+                    // The cursor stays valid only when the chunk was stored as built.
+                    let stored_all = me.head == before + segment_frames(&chunk);
+                    me.cursor = stored_all.then_some((first, end_offset));
+                    continue;
+                }
             }
             // The local log no longer holds `next`: a snapshot after it stands in for the
             // events up to it (a skip marker says so).
-            let snap = info.snapshots.iter().rev().map(|f| f.first_seq).find(|&s| {
-                s >= next
-                    && s <= last
-                    && (s == last
-                        || info
-                            .segments
-                            .iter()
-                            .any(|g| g.first_seq <= s + 1 && s < g.last_seq))
-            });
+            let snap = snapshots
+                .iter()
+                .rev()
+                .copied()
+                .find(|&s| s >= next && s <= last && (s == last || holder(s + 1).is_some()));
             let Some(s) = snap else {
                 return Err(Corruption::new(
                     layout::guild_dir(journal.dir(), guild),
@@ -1120,32 +1145,59 @@ fn classify(
     Ok(LogObject::Marker(marker))
 }
 
-/// A chunk of events `from..=to` out of a local segment's bytes: the segment's header with
-/// `first_seq = from`, then the frames byte for byte. A whole segment gives its own bytes.
-fn build_chunk(bytes: &[u8], path: &Path, from: Seq, to: Seq) -> Result<Vec<u8>> {
-    let scan = segment::scan(bytes, true).map_err(|f| Error::from(f.at(path)))?;
-    if let ScanEnd::Corrupt(f) = scan.end {
-        return Err(f.at(path).into());
-    }
-    let header = SegmentHeader {
-        first_seq: from,
-        ..scan.header
+/// A chunk of the events `from..=to` (as many as the segment holds) out of a local segment's
+/// bytes: the segment's header with `first_seq = from`, then the frames byte for byte (a whole
+/// segment gives its own bytes). `start` is where frame `from` is known to start (the cursor
+/// of the previous batch); without it the frames before `from` are stepped over. Returns the
+/// chunk and the offset after its last frame, or `None` when the segment does not hold `from`.
+fn build_chunk(
+    bytes: &[u8],
+    path: &Path,
+    from: Seq,
+    to: Seq,
+    start: Option<u64>,
+) -> Result<Option<(Vec<u8>, u64)>> {
+    let header = segment::decode_header(bytes).map_err(|f| Error::from(f.at(path)))?;
+    let mut offset = match start {
+        Some(o) if o as usize <= bytes.len() => o as usize,
+        _ => segment::HEADER_LEN,
     };
-    let mut out = segment::encode_header(&header).to_vec();
-    let mut count = 0;
-    for (offset, f) in segment::frames(bytes, scan.valid_len) {
-        if f.seq >= from && f.seq <= to {
-            let start = offset as usize;
-            out.extend_from_slice(&bytes[start..start + f.len_total()]);
-            count += 1;
+    let mut out = segment::encode_header(&SegmentHeader {
+        first_seq: from,
+        ..header
+    })
+    .to_vec();
+    let mut next = from;
+    while next <= to {
+        let Some(rest) = bytes.get(offset..).filter(|r| !r.is_empty()) else {
+            break;
+        };
+        // A frame that does not decode ends what the segment holds (the journal flushed
+        // every acknowledged frame; what follows is a torn tail it will cut).
+        let Ok(f) = frame::decode(rest) else {
+            break;
+        };
+        if f.seq < next {
+            offset += f.len_total();
+            continue;
         }
+        if f.seq != next {
+            return Err(
+                Corruption::new(path, offset as u64, CorruptionKind::SequenceGap)
+                    .values(next, f.seq)
+                    .into(),
+            );
+        }
+        out.extend_from_slice(&rest[..f.len_total()]);
+        offset += f.len_total();
+        next += 1;
     }
-    if count != to + 1 - from {
-        return Err(Corruption::new(path, 0, CorruptionKind::SequenceGap)
-            .detail(format!("the segment does not hold events {from}..={to}"))
-            .into());
-    }
-    Ok(out)
+    Ok((next > from).then_some((out, offset as u64)))
+}
+
+/// Number of frames in a chunk built by [`build_chunk`].
+fn segment_frames(chunk: &[u8]) -> u64 {
+    segment::frames(chunk, chunk.len() as u64).count() as u64
 }
 
 /// Reads a local snapshot and checks it completely before it is uploaded.
