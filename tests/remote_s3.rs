@@ -165,3 +165,41 @@ fn ship_claim_and_fencing_against_moto() {
     assert_eq!(out.trim(), "{\"seq\": 61}");
     drop(server);
 }
+
+#[test]
+fn moto_honours_create_if_absent() {
+    use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+    let Some(binary) = moto_server() else {
+        eprintln!("SKIPPED remote_s3: moto_server not found");
+        return;
+    };
+    let server = start(&binary);
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_endpoint(format!("http://127.0.0.1:{}", server.port))
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let key = object_store::path::Path::from("x/once");
+        let create = || PutOptions::from(PutMode::Create);
+        store
+            .put_opts(&key, b"a".to_vec().into(), create())
+            .await
+            .unwrap();
+        let again = store.put_opts(&key, b"b".to_vec().into(), create()).await;
+        assert!(
+            matches!(again, Err(object_store::Error::AlreadyExists { .. })),
+            "{again:?}"
+        );
+        let got = store.get(&key).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&got[..], b"a");
+    });
+}
