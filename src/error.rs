@@ -14,8 +14,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// The CLI maps the variants to the exit codes of CONTRACT §2: [`Error::Corrupt`],
 /// [`Error::InvalidEvent`], [`Error::EventTooLarge`], [`Error::KeyMismatch`] and
-/// [`Error::KeyInvalid`] are "corrupt or invalid data" (2),
-/// [`Error::Locked`] is 3, [`Error::Io`] and [`Error::Poisoned`] are 4, and the read-range errors
+/// [`Error::KeyInvalid`], [`Error::RemoteCorrupt`] and [`Error::ClaimConflict`] are "corrupt or
+/// invalid data" (2), [`Error::Locked`] and [`Error::Fenced`] are 3, [`Error::Io`],
+/// [`Error::Poisoned`] and [`Error::Remote`] are 4, and the read-range errors
 /// ([`Error::Compacted`], [`Error::TimeCompacted`], [`Error::SeqAhead`], [`Error::ReadOnly`])
 /// and [`Error::Checkpoint`] are usage errors (1). [`Error::RestoreFailed`] takes the code of
 /// its source, or 2 when the state read back differed.
@@ -157,6 +158,50 @@ pub enum Error {
     #[error("{}: not a key: {detail}", path.display())]
     KeyInvalid {
         /// The key file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The remote store shows a newer owner of the guild: this process gets no further
+    /// `remote` acknowledgement and appends nothing more to it (see DESIGN.md, "Remote").
+    #[error("guild {guild} is owned by epoch {epoch} ({owner}) in the remote store: this directory is fenced and appends nothing more to it")]
+    Fenced {
+        /// The guild.
+        guild: GuildId,
+        /// The newer owner's epoch.
+        epoch: u64,
+        /// The newer owner's name.
+        owner: String,
+    },
+    /// The remote object store refused a request or could not be reached.
+    #[error("remote store: could not {op} {key}: {source}")]
+    Remote {
+        /// What reprise was doing ("list", "get", "create").
+        op: &'static str,
+        /// The object key (or key prefix) concerned.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A remote object is damaged, or a guild's remote history has a gap; nothing local was
+    /// written.
+    #[error("remote object {key} is corrupt{}: {detail}; nothing local was written", offset.map(|o| format!(" at byte offset {o}")).unwrap_or_default())]
+    RemoteCorrupt {
+        /// The object key.
+        key: String,
+        /// Byte offset of the damaged structure, when there is one.
+        offset: Option<u64>,
+        /// What is wrong.
+        detail: String,
+    },
+    /// `claim` refuses to touch a directory that already holds the guild under another
+    /// ownership; nothing was written.
+    #[error("{}: {detail}; nothing was written", path.display())]
+    ClaimConflict {
+        /// The guild.
+        guild: GuildId,
+        /// The local directory concerned.
         path: PathBuf,
         /// Why.
         detail: String,

@@ -15,6 +15,8 @@
 //!     <label>/                            a named checkpoint (deployments: crate::deploy)
 //!       MANIFEST                          guild -> seq, written last (format::manifest)
 //!       <guild>.snap                      the guild's state at the checkpoint (snapshot format)
+//!   remote/
+//!     <guild>.owner                       the remote epoch this directory holds for the guild
 //! ```
 //! Sequence numbers are zero-padded to 20 digits (u64::MAX has 20) so names sort numerically.
 
@@ -169,6 +171,15 @@ pub fn checkpoint_manifest_path(root: &Path, label: &str) -> PathBuf {
 /// The state file of `guild` in the checkpoint `label`.
 pub fn checkpoint_state_path(root: &Path, label: &str, guild: GuildId) -> PathBuf {
     checkpoint_dir(root, label).join(format!("{}.{SNAPSHOT_EXT}", guild.0))
+}
+
+/// Name of the directory holding this directory's remote ownership records (see
+/// [`crate::remote`]).
+pub const REMOTE_DIR: &str = "remote";
+
+/// The record of which remote epoch this directory holds for `guild` (`remote/<guild>.owner`).
+pub fn remote_owner_path(root: &Path, guild: GuildId) -> PathBuf {
+    root.join(REMOTE_DIR).join(format!("{}.owner", guild.0))
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ pub mod journal;
 pub mod journal_admin;
 pub mod layout;
 pub mod recovery;
+pub mod remote;
 pub mod restore;
 pub mod runtime;
 pub mod safe_restore;

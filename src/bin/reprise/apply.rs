@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use reprise::{Durability, Event, GuildId, Journal};
 
 use crate::output::{print_line, Out};
+use crate::remote::RemoteCtx;
 use crate::Failure;
 
 /// Longest accepted input line (a frame payload is at most 16 MiB of bincode; JSON is larger).
@@ -65,6 +66,8 @@ pub(crate) fn run(
     guild: GuildId,
     durability: Durability,
     no_snapshots: bool,
+    remote: Option<&RemoteCtx>,
+    remote_acks: bool,
 ) -> Result<(), Failure> {
     let config = if no_snapshots {
         crate::base_config().without_auto_snapshots()
@@ -74,6 +77,23 @@ pub(crate) fn run(
     let mut journal = Journal::open(dir, config)?;
     // Recover before reading input: a damaged journal fails here, with nothing consumed.
     journal.state(guild)?;
+    // With --remote: a guild the store shows owned by a newer epoch fails here (exit 3), before
+    // any input is read. An unreachable store stops only `remote` acknowledgements.
+    // A directory that has seen a newer owner appends nothing more, with or without --remote.
+    reprise::remote::check_not_fenced(
+        guild,
+        reprise::remote::Remote::owner_record(&journal, guild)?.as_ref(),
+    )?;
+    let mut owner = None;
+    if let Some(ctx) = remote {
+        match ctx.block_on(ctx.remote.owner(&journal, guild, &ctx.owner)) {
+            Ok(me) => owner = Some(me),
+            Err(e @ reprise::Error::Remote { .. }) if !remote_acks => {
+                eprintln!("reprise: warning: {e}; appending locally only");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let rx = spawn_reader();
     let mut out = Out::stdout();
     let append_durability = match durability {
@@ -137,6 +157,12 @@ pub(crate) fn run(
         }
         if durability != Durability::None && !acked.is_empty() {
             journal.sync()?;
+        }
+        if let (true, Some(ctx), Some(me)) =
+            (remote_acks && !acked.is_empty(), remote, owner.as_mut())
+        {
+            // One object per batch: the acknowledgements wait for the store.
+            ctx.block_on(ctx.remote.ship_events(&mut journal, me))?;
         }
         for seq in acked {
             print_line(&mut out, &format!("{{\"seq\": {seq}}}"))?;

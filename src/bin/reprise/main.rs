@@ -13,6 +13,7 @@ mod deploy;
 mod import;
 mod lavalink;
 mod output;
+mod remote;
 mod restore;
 mod stats;
 mod time;
@@ -42,6 +43,14 @@ struct Cli {
     /// new is sealed with --key-file (run `reprise snapshot` to re-encrypt every guild).
     #[arg(long, global = true, value_name = "FILE", requires = "key_file")]
     old_key_file: Vec<PathBuf>,
+    /// The remote object store: s3://BUCKET/PREFIX (endpoint, region and credentials from the
+    /// AWS_* variables) or file:///PATH. Needed by ship, claim and `apply --durability remote`;
+    /// with it, `apply` first checks that no newer owner has claimed the guild.
+    #[arg(long, global = true, value_name = "URL", env = "REPRISE_REMOTE")]
+    remote: Option<String>,
+    /// The owner name written into claims (default: the host name).
+    #[arg(long, global = true, value_name = "NAME")]
+    owner: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -267,6 +276,29 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Upload to --remote every sealed segment, snapshot and acknowledged event it lacks; print
+    /// the counts as JSON.
+    Ship {
+        /// Only this guild (default: every guild of the directory).
+        #[arg(long)]
+        guild: Option<u64>,
+    },
+    /// Make this directory the owner of a guild (or of a Discord shard's guilds) held in
+    /// --remote: fence the previous owner, download, verify, recover; one JSON line per guild.
+    Claim {
+        /// The guild id.
+        #[arg(long, required_unless_present = "shard", conflicts_with = "shard")]
+        guild: Option<u64>,
+        /// Claim every guild of this Discord shard, (guild >> 22) % shards == shard.
+        #[arg(long, requires = "shards")]
+        shard: Option<u64>,
+        /// The shard count.
+        #[arg(long, requires = "shard")]
+        shards: Option<u64>,
+        /// Pause between two guilds of a shard, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        pace_ms: u64,
+    },
     /// The child process of `demo` (not for direct use).
     #[command(hide = true)]
     DemoWorker {
@@ -284,12 +316,14 @@ enum DurabilityArg {
     Always,
     Batched,
     None,
+    /// Acknowledged once the event is stored in --remote (and fsynced locally).
+    Remote,
 }
 
 impl From<DurabilityArg> for Durability {
     fn from(d: DurabilityArg) -> Self {
         match d {
-            DurabilityArg::Always => Durability::Always,
+            DurabilityArg::Always | DurabilityArg::Remote => Durability::Always,
             DurabilityArg::Batched => Durability::BATCHED,
             DurabilityArg::None => Durability::None,
         }
@@ -333,9 +367,11 @@ pub(crate) fn exit_code(e: &Error) -> u8 {
         | Error::InvalidEvent { .. }
         | Error::EventTooLarge { .. }
         | Error::KeyMismatch { .. }
-        | Error::KeyInvalid { .. } => 2,
-        Error::Locked { .. } => 3,
-        Error::Io { .. } | Error::Poisoned { .. } | Error::Closed => 4,
+        | Error::KeyInvalid { .. }
+        | Error::RemoteCorrupt { .. }
+        | Error::ClaimConflict { .. } => 2,
+        Error::Locked { .. } | Error::Fenced { .. } => 3,
+        Error::Io { .. } | Error::Poisoned { .. } | Error::Closed | Error::Remote { .. } => 4,
         Error::Compacted { .. }
         | Error::TimeCompacted { .. }
         | Error::SeqAhead { .. }
@@ -448,7 +484,63 @@ fn run(cli: Cli) -> Result<(), Failure> {
             guild,
             durability,
             no_snapshots,
-        } => apply::run(&dir, GuildId(guild), durability.into(), no_snapshots),
+        } => {
+            let ctx = match &cli.remote {
+                Some(url) => match remote::RemoteCtx::open(url, cli.owner.clone()) {
+                    Ok(ctx) => Some(ctx),
+                    // An unreachable store stops only `remote` acknowledgements.
+                    Err(f) if durability != DurabilityArg::Remote && f.code == 4 => {
+                        eprintln!("reprise: warning: {}; appending locally only", f.message);
+                        None
+                    }
+                    Err(f) => return Err(f),
+                },
+                None if durability == DurabilityArg::Remote => {
+                    return Err(Failure::new(
+                        1,
+                        "--durability remote needs --remote URL (or REPRISE_REMOTE)",
+                    ))
+                }
+                None => None,
+            };
+            apply::run(
+                &dir,
+                GuildId(guild),
+                durability.into(),
+                no_snapshots,
+                ctx.as_ref(),
+                durability == DurabilityArg::Remote,
+            )
+        }
+        Command::Ship { guild } => {
+            let ctx = remote_ctx(&cli.remote, cli.owner.clone())?;
+            remote::ship(&dir, &ctx, guild.map(GuildId), &mut out)
+        }
+        Command::Claim {
+            guild,
+            shard,
+            shards,
+            pace_ms,
+        } => {
+            let ctx = remote_ctx(&cli.remote, cli.owner.clone())?;
+            let target = match (guild, shard, shards) {
+                (Some(g), _, _) => remote::ClaimTarget::Guild(GuildId(g)),
+                (None, Some(shard), Some(shards)) => remote::ClaimTarget::Shard { shard, shards },
+                _ => {
+                    return Err(Failure::new(
+                        1,
+                        "claim needs --guild G or --shard S --shards N",
+                    ))
+                }
+            };
+            remote::claim(
+                &dir,
+                &ctx,
+                target,
+                std::time::Duration::from_millis(pace_ms),
+                &mut out,
+            )
+        }
         Command::State {
             guild,
             at,
@@ -605,6 +697,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// Opens `--remote` for a command that needs it.
+fn remote_ctx(url: &Option<String>, owner: Option<String>) -> Result<remote::RemoteCtx, Failure> {
+    match url {
+        Some(url) => remote::RemoteCtx::open(url, owner),
+        None => Err(Failure::new(
+            1,
+            "this command needs --remote URL (or REPRISE_REMOTE)",
+        )),
     }
 }
 

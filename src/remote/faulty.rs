@@ -1,0 +1,201 @@
+//! A fault-injecting [`ObjectStore`] for tests and simulations: wraps any store (usually
+//! [`object_store::memory::InMemory`]) and, from a seeded generator, delays requests (on
+//! tokio's clock, so a runtime with a paused clock makes runs deterministic and instant; random
+//! delays reorder concurrent requests), fails them before they reach the store, loses the
+//! answer of a write that succeeded, or refuses everything while the store is "down". It also
+//! counts requests (PUT, GET, LIST) for the cost model.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+/// What a [`FaultyStore`] does to requests. Probabilities are per mille.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Longest delay before a request reaches the store, and before its answer comes back.
+    pub delay_max: Duration,
+    /// Requests failing before they reach the store.
+    pub fail_per_mille: u32,
+    /// Writes that succeed in the store but whose answer is lost (the caller sees an error).
+    pub lose_answer_per_mille: u32,
+}
+
+/// Request counts of a [`FaultyStore`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    /// Writes (PUT).
+    pub puts: u64,
+    /// Reads (GET, HEAD).
+    pub gets: u64,
+    /// Listings.
+    pub lists: u64,
+}
+
+/// The fault-injecting store. See the module docs.
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    faults: Mutex<Faults>,
+    rng: Mutex<u64>,
+    down: AtomicBool,
+    puts: AtomicU64,
+    gets: AtomicU64,
+    lists: AtomicU64,
+}
+
+impl fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "faulty({})", self.inner)
+    }
+}
+
+fn injected(what: &str) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "faulty",
+        source: what.to_string().into(),
+    }
+}
+
+impl FaultyStore {
+    /// Wraps `inner`; `seed` fixes every random choice.
+    pub fn new(inner: Arc<dyn ObjectStore>, seed: u64, faults: Faults) -> FaultyStore {
+        FaultyStore {
+            inner,
+            faults: Mutex::new(faults),
+            rng: Mutex::new(seed ^ 0x9e37_79b9_7f4a_7c15),
+            down: AtomicBool::new(false),
+            puts: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            lists: AtomicU64::new(0),
+        }
+    }
+
+    /// Changes the faults from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    /// While `down`, every request fails before it reaches the store.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests seen so far (failed ones included).
+    pub fn requests(&self) -> Requests {
+        Requests {
+            puts: self.puts.load(Ordering::SeqCst),
+            gets: self.gets.load(Ordering::SeqCst),
+            lists: self.lists.load(Ordering::SeqCst),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        // splitmix64
+        let mut s = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn faults(&self) -> Faults {
+        *self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn chance(&self, per_mille: u32) -> bool {
+        per_mille > 0 && self.next() % 1000 < u64::from(per_mille)
+    }
+
+    async fn delay(&self) {
+        let max = self.faults().delay_max.as_micros() as u64;
+        if max > 0 {
+            tokio::time::sleep(Duration::from_micros(self.next() % (max + 1))).await;
+        }
+    }
+
+    /// Delay, then maybe fail before reaching the store.
+    async fn before(&self, counter: &AtomicU64) -> Result<()> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        self.delay().await;
+        if self.down.load(Ordering::SeqCst) {
+            return Err(injected("store unreachable (down)"));
+        }
+        if self.chance(self.faults().fail_per_mille) {
+            return Err(injected("request failed"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.before(&self.puts).await?;
+        let result = self.inner.put_opts(location, payload, opts).await;
+        self.delay().await;
+        if result.is_ok() && self.chance(self.faults().lose_answer_per_mille) {
+            return Err(injected("answer lost after the write succeeded"));
+        }
+        result
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.before(&self.puts).await?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.before(&self.gets).await?;
+        let result = self.inner.get_opts(location, options).await;
+        self.delay().await;
+        result
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.before(&self.lists).await?;
+        let result = self.inner.list_with_delimiter(prefix).await;
+        self.delay().await;
+        result
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.before(&self.puts).await?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}

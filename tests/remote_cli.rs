@@ -1,0 +1,527 @@
+//! Black-box tests of `ship`, `claim`, `--remote` and `apply --durability remote` through the
+//! binary, with a `file://` remote; separate directories stand for separate machines.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use reprise::session::{apply, State, Workload, HISTORY_MAX_DEFAULT};
+use serde_json::Value;
+
+const GUILD: &str = "613425648685547541";
+
+fn events(seed: u64, n: usize) -> String {
+    let mut w = Workload::new(seed);
+    let mut state = State::new(HISTORY_MAX_DEFAULT);
+    let mut out = String::new();
+    for _ in 0..n {
+        let e = w.next_event(&state);
+        apply(&mut state, &e);
+        out.push_str(&e.to_json());
+        out.push('\n');
+    }
+    out
+}
+
+fn run(dir: &Path, remote: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .arg("--dir")
+        .arg(dir)
+        .arg("--remote")
+        .arg(format!("file://{}", remote.display()))
+        .args(args)
+        .env_remove("REPRISE_REMOTE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        // A command that fails before reading its input closes the pipe: not an error here.
+        if let Err(e) = input.write_all(text.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn state(dir: &Path, remote: &Path) -> Value {
+    serde_json::from_str(&ok(&run(dir, remote, &["state", "--guild", GUILD], None))).unwrap()
+}
+
+fn seqs(stdout: &str) -> Vec<u64> {
+    stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn claim(dir: &Path, remote: &Path, owner: &str) -> Value {
+    let out = ok(&run(
+        dir,
+        remote,
+        &["claim", "--guild", GUILD, "--owner", owner],
+        None,
+    ));
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn ship_then_claim_into_an_empty_directory_gives_the_identical_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    let input = events(7, 400);
+    let lines: Vec<&str> = input.lines().collect();
+    // Snapshots and a cleanup that drops the segments the newest snapshot covers, so shipping
+    // has to stand a snapshot in for the log it no longer holds.
+    ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", GUILD],
+        Some(&(lines[..200].join("\n") + "\n")),
+    ));
+    ok(&run(&a, &store, &["snapshot", "--guild", GUILD], None));
+    ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", GUILD],
+        Some(&(lines[200..300].join("\n") + "\n")),
+    ));
+    ok(&run(&a, &store, &["snapshot", "--guild", GUILD], None));
+    ok(&run(&a, &store, &["cleanup", "--keep", "1"], None));
+    ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", GUILD],
+        Some(&(lines[300..].join("\n") + "\n")),
+    ));
+    let shipped: Value = serde_json::from_str(&ok(&run(&a, &store, &["ship"], None))).unwrap();
+    assert!(shipped["objects"].as_u64().unwrap() >= 3, "{shipped}");
+    assert!(shipped["bytes"].as_u64().unwrap() > 0);
+    // Shipping again uploads nothing.
+    let again: Value = serde_json::from_str(&ok(&run(&a, &store, &["ship"], None))).unwrap();
+    assert_eq!(again["objects"], 0, "{again}");
+
+    let claimed = claim(&b, &store, "machine-b");
+    assert_eq!(claimed["seq"], 400);
+    assert_eq!(claimed["epoch"], 2);
+    assert_eq!(state(&a, &store), state(&b, &store));
+    ok(&run(&b, &store, &["verify"], None));
+
+    // The new owner continues the sequence; the old one is fenced before it reads input.
+    let more = events(8, 1);
+    let out = ok(&run(
+        &b,
+        &store,
+        &["apply", "--guild", GUILD, "--durability", "remote"],
+        Some(&more),
+    ));
+    assert_eq!(seqs(&out), vec![401]);
+    let before = state(&a, &store);
+    let out = run(&a, &store, &["apply", "--guild", GUILD], Some(&more));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("epoch 2") && err.contains("machine-b"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(state(&a, &store), before, "a fenced apply wrote nothing");
+    let out = run(&a, &store, &["ship"], None);
+    assert_eq!(out.status.code(), Some(3));
+    // Having seen the newer epoch, the old owner appends nothing more, even without --remote.
+    let out = Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .args(["--dir", a.to_str().unwrap(), "apply", "--guild", GUILD])
+        .env_remove("REPRISE_REMOTE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(state(&a, &store), before);
+}
+
+#[test]
+fn remote_acks_survive_the_loss_of_the_machine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    let input = events(11, 120);
+    let out = ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", GUILD, "--durability", "remote"],
+        Some(&input),
+    ));
+    assert_eq!(seqs(&out), (1..=120).collect::<Vec<_>>());
+    // Machine a is lost: nothing but the store is left.
+    std::fs::remove_dir_all(&a).unwrap();
+    let claimed = claim(&b, &store, "b");
+    assert_eq!(claimed["seq"], 120);
+    let dump = ok(&run(&b, &store, &["dump", "--guild", GUILD], None));
+    let expected: Vec<Value> = input
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<Value> = dump
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seq");
+            v
+        })
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn sigkill_during_remote_apply_keeps_every_printed_seq() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    let input = events(12, 2000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .args(["--dir", a.to_str().unwrap()])
+        .args(["--remote", &format!("file://{}", store.display())])
+        .args(["apply", "--guild", GUILD, "--durability", "remote"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for line in input.lines() {
+            if writeln!(stdin, "{line}").is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut last = 0;
+    let mut line = String::new();
+    // Kill it once it has acknowledged 150 events, whatever it is doing then.
+    while last < 150 {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "apply ended early"
+        );
+        last = seqs(&line)[0];
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = feeder.join();
+    let claimed = claim(&b, &store, "b");
+    assert!(
+        claimed["seq"].as_u64().unwrap() >= last,
+        "{claimed} < {last}"
+    );
+}
+
+#[test]
+fn a_changed_byte_in_the_remote_makes_claim_exit_2_naming_the_object() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", GUILD],
+        Some(&events(3, 50)),
+    ));
+    ok(&run(&a, &store, &["ship"], None));
+    let key = format!("guilds/{GUILD}/log/{:020}/{:020}", 1, 1);
+    let path = store.join(&key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let out = run(&b, &store, &["claim", "--guild", GUILD], None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&key), "{err}");
+    assert!(
+        !b.join("guilds").join(GUILD).exists(),
+        "nothing local was written"
+    );
+    // Nor anything remote: the owner was not fenced by a claim that could not complete.
+    assert!(!store
+        .join(format!("guilds/{GUILD}/claim/{:020}", 2))
+        .exists());
+    let log = std::fs::read_dir(store.join(format!("guilds/{GUILD}/log/{:020}", 1))).unwrap();
+    assert_eq!(log.count(), 1, "no fence was written");
+}
+
+#[test]
+fn two_claims_at_once_leave_exactly_one_owner_able_to_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let a = tmp.path().join("a");
+    ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", GUILD],
+        Some(&events(5, 30)),
+    ));
+    ok(&run(&a, &store, &["ship"], None));
+    let spawn = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_reprise"))
+            .args(["--dir", tmp.path().join(name).to_str().unwrap()])
+            .args(["--remote", &format!("file://{}", store.display())])
+            .args(["claim", "--guild", GUILD, "--owner", name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (c, d) = (spawn("c"), spawn("d"));
+    let (c, d) = (c.wait_with_output().unwrap(), d.wait_with_output().unwrap());
+    for out in [&c, &d] {
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let more = events(6, 1);
+    let mut able = Vec::new();
+    for name in ["a", "c", "d"] {
+        let out = run(
+            &tmp.path().join(name),
+            &store,
+            &["apply", "--guild", GUILD],
+            Some(&more),
+        );
+        match out.status.code() {
+            Some(0) => able.push(name),
+            Some(3) => {}
+            other => panic!(
+                "{name}: {other:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    assert_eq!(able.len(), 1, "owners able to append: {able:?}");
+    assert_ne!(able[0], "a");
+}
+
+#[test]
+fn an_unreachable_store_stops_only_remote_acknowledgements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    // A directory that cannot be created stands for a store that cannot be reached.
+    let store = Path::new("/proc/reprise-unreachable-store");
+    let input = events(9, 5);
+    let out = run(
+        &a,
+        store,
+        &["apply", "--guild", GUILD, "--durability", "always"],
+        Some(&input),
+    );
+    assert_eq!(seqs(&ok(&out)), (1..=5).collect::<Vec<_>>());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("appending locally only"));
+    let out = run(
+        &a,
+        store,
+        &["apply", "--guild", GUILD, "--durability", "remote"],
+        Some(&input),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    // Shipping catches up once a store is there.
+    let good = tmp.path().join("store");
+    let shipped: Value = serde_json::from_str(&ok(&run(&a, &good, &["ship"], None))).unwrap();
+    assert_eq!(shipped["objects"], 1);
+}
+
+#[test]
+fn claim_a_discord_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    // (guild >> 22) % 2: 4 << 22 and 6 << 22 are shard 0, 5 << 22 is shard 1.
+    let guilds: Vec<String> = [4u64, 5, 6].iter().map(|k| (k << 22).to_string()).collect();
+    for g in &guilds {
+        ok(&run(
+            &a,
+            &store,
+            &["apply", "--guild", g],
+            Some(&events(1, 10)),
+        ));
+    }
+    ok(&run(&a, &store, &["ship"], None));
+    let out = ok(&run(
+        &b,
+        &store,
+        &["claim", "--shard", "0", "--shards", "2", "--pace-ms", "0"],
+        None,
+    ));
+    let claimed: Vec<(String, u64, u64)> = out
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["guild"].to_string(),
+                v["epoch"].as_u64().unwrap(),
+                v["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        claimed,
+        vec![(guilds[0].clone(), 2, 10), (guilds[2].clone(), 2, 10)]
+    );
+    // The shard-1 guild still belongs to a; the others do not.
+    ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", &guilds[1]],
+        Some(&events(2, 1)),
+    ));
+    let out = run(
+        &a,
+        &store,
+        &["apply", "--guild", &guilds[0]],
+        Some(&events(2, 1)),
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn an_encrypted_journal_moves_with_its_key_and_never_without() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    let key = tmp.path().join("key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let key = key.to_str().unwrap();
+    let input = events(13, 80);
+    let out = ok(&run(
+        &a,
+        &store,
+        &[
+            "--key-file",
+            key,
+            "apply",
+            "--guild",
+            GUILD,
+            "--durability",
+            "remote",
+        ],
+        Some(&input),
+    ));
+    assert_eq!(seqs(&out).len(), 80);
+    ok(&run(&a, &store, &["--key-file", key, "snapshot"], None));
+    ok(&run(&a, &store, &["--key-file", key, "ship"], None));
+    // No title of the workload is in the store in plaintext.
+    let first_title = input
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["tracks"][0]["title"].as_str().map(str::to_string))
+        .expect("the workload enqueues tracks");
+    for entry in walk(&store) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes
+                .windows(first_title.len())
+                .any(|w| w == first_title.as_bytes()),
+            "{} holds a title in plaintext",
+            entry.display()
+        );
+    }
+    // Without the key: refused before anything is written.
+    let out = run(&b, &store, &["claim", "--guild", GUILD], None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!b.join("guilds").join(GUILD).exists());
+    let c = tmp.path().join("c");
+    let claimed: Value = serde_json::from_str(&ok(&run(
+        &c,
+        &store,
+        &["--key-file", key, "claim", "--guild", GUILD],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(claimed["seq"], 80);
+    let state = |dir: &Path| {
+        ok(&run(
+            dir,
+            &store,
+            &["--key-file", key, "state", "--guild", GUILD],
+            None,
+        ))
+    };
+    assert_eq!(state(&a), state(&c));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
