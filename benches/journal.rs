@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use reprise::session::{apply, State, Track, Workload, HISTORY_MAX_DEFAULT};
+use reprise::session::{apply, State, Track, TrackFields, Workload, HISTORY_MAX_DEFAULT};
 use reprise::{Config, Durability, Event, GuildId, Journal};
 
 fn events(seed: u64, n: usize) -> Vec<Event> {
@@ -79,7 +79,7 @@ fn fixture_state(path: &Path) -> State {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let q = &v["data"]["queue"];
     let track = |t: &serde_json::Value| {
-        let mut tr = Track::new(
+        let mut tr = TrackFields::new(
             t["track"].as_str().unwrap().to_string(),
             t["title"].as_str().unwrap().to_string(),
         );
@@ -87,7 +87,7 @@ fn fixture_state(path: &Path) -> State {
         tr.uri = t["uri"].as_str().map(str::to_string);
         tr.identifier = t["identifier"].as_str().map(str::to_string);
         tr.length_ms = t["length"].as_u64();
-        tr
+        Track::from(tr)
     };
     let mut state = State::new(HISTORY_MAX_DEFAULT);
     let mut tracks: Vec<Track> = q["history"].as_array().unwrap().iter().map(track).collect();
@@ -112,7 +112,7 @@ fn snapshot(c: &mut Criterion) {
         return;
     }
     let state = fixture_state(&fixture);
-    let bytes = reprise::format::snapshot::encode(1, 1, 0, &state).unwrap();
+    let bytes = reprise::format::snapshot::encode(1, 1, 0, &state, None).unwrap();
     let sonora = std::fs::metadata(&fixture).unwrap().len();
     eprintln!(
         "snapshot of the 1,000-track queue: {} bytes vs {} bytes of Sonora JSON ({:.1} %)",
@@ -124,14 +124,21 @@ fn snapshot(c: &mut Criterion) {
     group.bench_function("encode 1,000-track queue", |b| {
         b.iter(|| {
             black_box(
-                reprise::format::snapshot::encode(1, 1, 0, &state)
+                reprise::format::snapshot::encode(1, 1, 0, &state, None)
                     .unwrap()
                     .len(),
             )
         })
     });
     group.bench_function("decode 1,000-track queue", |b| {
-        b.iter(|| black_box(reprise::format::snapshot::decode(&bytes).unwrap().0.seq))
+        b.iter(|| {
+            black_box(
+                reprise::format::snapshot::decode(&bytes, None)
+                    .unwrap()
+                    .0
+                    .seq,
+            )
+        })
     });
     let dir = tempfile::tempdir_in(".").unwrap();
     let guild = GuildId(9);

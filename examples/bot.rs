@@ -56,7 +56,7 @@ async fn restore(dir: &str, acked: &HashMap<u64, u64>) -> Result<(), reprise::Er
             .queue
             .current
             .as_ref()
-            .map_or("nothing".to_string(), |e| format!("{:?}", e.track.title));
+            .map_or("nothing".to_string(), |e| format!("{:?}", e.track.title()));
         println!(
             "guild {}: seq {} (acknowledged {}), volume {}, {} at {} ms, {} upcoming, paused {}",
             s.guild,

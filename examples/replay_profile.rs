@@ -1,5 +1,6 @@
-//! Writes a guild of 50,000 workload events (no snapshots) and replays it: a target for
-//! profilers (`valgrind --tool=callgrind target/release/examples/replay_profile DIR`).
+//! Writes a guild of 50,000 workload events (no snapshots) and replays it (`RUNS` times, default
+//! 1): a target for profilers (`perf record -g target/release/examples/replay_profile DIR RUNS`,
+//! `valgrind --tool=callgrind target/release/examples/replay_profile DIR`).
 
 use reprise::session::{apply, State, Workload, HISTORY_MAX_DEFAULT};
 use reprise::{Config, Durability, GuildId, Journal};
@@ -21,14 +22,20 @@ fn main() -> Result<(), reprise::Error> {
         }
         journal.close()?;
     }
-    let started = std::time::Instant::now();
-    let mut journal = Journal::open_read_only(&dir, config)?;
-    let seq = journal.state(guild)?.seq;
-    let elapsed = started.elapsed();
-    println!(
-        "replayed {seq} events in {:.1} ms ({:.0} events/s)",
-        elapsed.as_secs_f64() * 1e3,
-        seq as f64 / elapsed.as_secs_f64()
-    );
+    let runs: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    for _ in 0..runs {
+        let started = std::time::Instant::now();
+        let mut journal = Journal::open_read_only(&dir, config.clone())?;
+        let seq = journal.state(guild)?.seq;
+        let elapsed = started.elapsed();
+        println!(
+            "replayed {seq} events in {:.1} ms ({:.0} events/s)",
+            elapsed.as_secs_f64() * 1e3,
+            seq as f64 / elapsed.as_secs_f64()
+        );
+    }
     Ok(())
 }

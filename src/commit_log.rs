@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 
+use crate::crypto::{KeyId, Keyring};
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::commit;
 use crate::format::segment::ScanEnd;
@@ -77,13 +78,31 @@ impl CommitLog {
         })
     }
 
-    /// Queues the record of one appended frame.
-    pub(crate) fn push(&mut self, guild: GuildId, history_max: u32, frame: &[u8]) -> Result<()> {
-        commit::encode_record(&mut self.buf, guild.0, history_max, frame);
+    /// Queues the record of one appended frame (its payload sealed under `key_id`).
+    pub(crate) fn push(
+        &mut self,
+        guild: GuildId,
+        history_max: u32,
+        key_id: KeyId,
+        frame: &[u8],
+    ) -> Result<()> {
+        commit::encode_record(&mut self.buf, guild.0, history_max, key_id, frame);
         if self.buf.len() >= BUFFER_BYTES_MAX {
             self.write()?;
         }
         Ok(())
+    }
+
+    /// Length of the queue of records not yet written (to take back the newest ones with
+    /// [`CommitLog::unqueue`]).
+    pub(crate) fn queued(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Drops the records queued after the queue held `len` bytes (an append that did not take
+    /// effect).
+    pub(crate) fn unqueue(&mut self, len: usize) {
+        self.buf.truncate(len);
     }
 
     /// Bytes in the log, written or pending.
@@ -100,8 +119,12 @@ impl CommitLog {
             return Ok(());
         }
         if let Err(e) = self.file.append(&self.buf) {
-            // A partial record may be in the file: nothing after it could be recovered.
-            self.poisoned = Some("write");
+            // A partial record may be in the file: cut it back, keep the records queued, and
+            // the next write retries them (disk full, then space again). If the cut fails,
+            // nothing after the partial record could be recovered: poisoned.
+            if self.file.truncate(self.len).is_err() {
+                self.poisoned = Some("write");
+            }
             return Err(Error::io("append to", &self.path, e));
         }
         self.len += self.buf.len() as u64;
@@ -160,6 +183,8 @@ impl CommitLog {
 pub(crate) struct CommitEntry {
     pub(crate) seq: Seq,
     pub(crate) history_max: u32,
+    /// The key sealing the frame's payload.
+    pub(crate) key_id: KeyId,
     file: usize,
     frame_start: usize,
     frame_end: usize,
@@ -254,6 +279,7 @@ impl CommitIndex {
                     .push(CommitEntry {
                         seq: rec.frame.seq,
                         history_max: rec.history_max,
+                        key_id: rec.key_id,
                         file,
                         frame_start,
                         frame_end: frame_start + rec.frame_bytes.len(),
@@ -267,6 +293,31 @@ impl CommitIndex {
             entries.dedup_by_key(|e| e.seq);
         }
         Ok(index)
+    }
+
+    /// Fails when a record is sealed under a key `keys` does not hold (so that nothing is
+    /// recovered, or written, without the keys the journal needs).
+    ///
+    /// # Errors
+    /// [`Error::KeyMismatch`] naming the commit log and the key.
+    pub(crate) fn check_keys(&self, keys: Option<&Keyring>) -> Result<()> {
+        for entries in self.by_guild.values() {
+            for e in entries {
+                if !e.key_id.is_plaintext() && !keys.is_some_and(|k| k.has(e.key_id)) {
+                    let path = self
+                        .files
+                        .get(e.file)
+                        .map(|(_, p, _)| p.clone())
+                        .unwrap_or_default();
+                    return Err(Error::KeyMismatch {
+                        path,
+                        key_id: e.key_id,
+                        given: keys.map(Keyring::ids).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The guild's records, sorted by seq.

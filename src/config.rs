@@ -125,6 +125,10 @@ pub struct Config {
     /// Most guild segments kept open at once (least recently used ones are closed first; a
     /// closed segment costs nothing but a reopen at its next flush).
     pub open_files_max: usize,
+    /// Encryption at rest: every file written is sealed with the keyring's current key, and
+    /// files sealed with any of its keys can be read (`None`: files are written in the clear,
+    /// and an encrypted journal cannot be opened). See [`crate::crypto`].
+    pub keys: Option<crate::crypto::Keyring>,
 }
 
 impl Default for Config {
@@ -142,11 +146,18 @@ impl Default for Config {
             durability: Durability::Always,
             open_files_max: OPEN_FILES_MAX_DEFAULT,
             snapshot_age_max: None,
+            keys: None,
         }
     }
 }
 
 impl Config {
+    /// Sets [`Config::keys`] (encryption at rest).
+    pub fn with_keys(mut self, keys: crate::crypto::Keyring) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
     /// Sets [`Config::segment_bytes_max`], clamped to
     /// [`SEGMENT_BYTES_MAX_MIN`]..=[`SEGMENT_BYTES_MAX_MAX`].
     pub fn with_segment_bytes_max(mut self, bytes: u64) -> Self {

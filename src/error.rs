@@ -13,7 +13,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in reprise.
 ///
 /// The CLI maps the variants to the exit codes of CONTRACT §2: [`Error::Corrupt`],
-/// [`Error::InvalidEvent`] and [`Error::EventTooLarge`] are "corrupt or invalid data" (2),
+/// [`Error::InvalidEvent`], [`Error::EventTooLarge`], [`Error::KeyMismatch`] and
+/// [`Error::KeyInvalid`] are "corrupt or invalid data" (2),
 /// [`Error::Locked`] is 3, [`Error::Io`] and [`Error::Poisoned`] are 4, and the read-range errors
 /// ([`Error::Compacted`], [`Error::SeqAhead`], [`Error::ReadOnly`]) are usage errors (1).
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,25 @@ pub enum Error {
     /// The async runtime was shut down (or its writer thread stopped); nothing was done.
     #[error("the reprise runtime is shut down")]
     Closed,
+    /// A file is encrypted under a key that was not given (no key at all, or other keys);
+    /// nothing was read from it or written.
+    #[error("{}: the journal needs key {key_id}, {}; nothing was written", path.display(), if given.is_empty() { "and no key was given (--key-file)".to_string() } else { format!("but the keys given are {}", given.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")) })]
+    KeyMismatch {
+        /// The encrypted file (or the directory's key file).
+        path: PathBuf,
+        /// The id of the key the file needs.
+        key_id: crate::crypto::KeyId,
+        /// The ids of the keys given (empty: none).
+        given: Vec<crate::crypto::KeyId>,
+    },
+    /// A key file does not hold a key.
+    #[error("{}: not a key: {detail}", path.display())]
+    KeyInvalid {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -226,6 +246,9 @@ pub enum CorruptionKind {
     UnknownFile,
     /// The log does not reach back to a snapshot or to seq 1: the state cannot be rebuilt.
     Unrecoverable,
+    /// Encrypted data whose checksum matched failed authentication: it was altered, or moved
+    /// from another guild, position or file.
+    Authentication,
     /// Not corruption: the active segment ends in a torn or zero-filled write (recovery truncates
     /// it). Reported by `verify` for information.
     TornTail,
@@ -251,6 +274,7 @@ impl CorruptionKind {
             CorruptionKind::FileTooLarge => "file_too_large",
             CorruptionKind::UnknownFile => "unknown_file",
             CorruptionKind::Unrecoverable => "unrecoverable",
+            CorruptionKind::Authentication => "authentication",
             CorruptionKind::TornTail => "torn_tail",
         }
     }
@@ -273,6 +297,9 @@ impl CorruptionKind {
             CorruptionKind::FileTooLarge => "file larger than any valid file of its kind",
             CorruptionKind::UnknownFile => "file not written by reprise",
             CorruptionKind::Unrecoverable => "the state cannot be rebuilt exactly",
+            CorruptionKind::Authentication => {
+                "encrypted data fails authentication (altered, or moved from elsewhere)"
+            }
             CorruptionKind::TornTail => "torn or zero-filled tail of the active segment",
         }
     }

@@ -3,6 +3,7 @@
 //! ```text
 //! DIR/
 //!   LOCK                                  advisory lock; the writer's pid
+//!   KEYCHECK                              present when the journal is encrypted: which key
 //!   commit/
 //!     <generation:020>.clog               shared commit log (group commit across guilds)
 //!   guilds/
@@ -19,6 +20,8 @@ use crate::ids::{GuildId, Seq};
 
 /// Name of the lock file in the journal directory.
 pub const LOCK_FILE: &str = "LOCK";
+/// Name of the key check file (present when the journal is encrypted).
+pub const KEYCHECK_FILE: &str = "KEYCHECK";
 /// Name of the directory holding one directory per guild.
 pub const GUILDS_DIR: &str = "guilds";
 /// Name of the directory holding the shared commit log.
@@ -35,6 +38,11 @@ pub const TEMP_EXT: &str = "tmp";
 /// The lock file of a journal directory.
 pub fn lock_path(root: &Path) -> PathBuf {
     root.join(LOCK_FILE)
+}
+
+/// The key check file of a journal directory (see [`crate::format::keycheck`]).
+pub fn keycheck_path(root: &Path) -> PathBuf {
+    root.join(KEYCHECK_FILE)
 }
 
 /// The directory holding every guild directory.

@@ -33,12 +33,16 @@
 
 mod commit_log;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod format;
 pub mod ids;
+pub mod import;
 pub mod journal;
+pub mod journal_admin;
 pub mod layout;
 pub mod recovery;
+pub mod restore;
 pub mod runtime;
 pub mod session;
 pub mod sonora;

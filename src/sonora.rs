@@ -88,8 +88,8 @@ use crate::session::limits::{
 };
 use crate::session::{
     Autoplay, ChannelMix, Distortion, EqualizerBand, EventError, FilterConfig, Filters, Karaoke,
-    LoopMode, LowPass, Player, QueueEntry, Rotation, Snowflake, State, Timescale, Track, Tremolo,
-    Vibrato, Voice,
+    LoopMode, LowPass, Player, QueueEntry, Rotation, Snowflake, State, Timescale, Track,
+    TrackFields, Tremolo, Vibrato, Voice,
 };
 
 /// The Sonora version whose file format this module reads and writes (the `version` field of
@@ -390,29 +390,29 @@ impl SonoraTrack {
     /// The reprise track: Sonora's default values (`""`, `0`, `isStream` false, `isSeekable`
     /// true) become absent fields; `position` is dropped.
     pub fn to_track(&self) -> Track {
-        let mut track = Track::new(self.track.clone(), self.title.clone());
+        let mut track = TrackFields::new(self.track.clone(), self.title.clone());
         track.author = non_empty(&self.author);
         track.uri.clone_from(&self.uri);
         track.identifier = non_empty(&self.identifier);
         track.length_ms = (self.length > 0).then_some(self.length);
         track.is_stream = self.is_stream.then_some(true);
         track.is_seekable = (!self.is_seekable).then_some(false);
-        track
+        track.into()
     }
 
     /// The track as Sonora writes it: `position` 0, `isStream` false and `isSeekable` true
     /// whatever the track is, absent text as `""` (absent `uri` as `null`), absent length as 0.
     pub fn from_track(track: &Track) -> SonoraTrack {
         SonoraTrack {
-            title: track.title.clone(),
+            title: track.title().to_owned(),
             author: track.author().to_owned(),
-            uri: track.uri.clone(),
+            uri: track.uri().map(str::to_owned),
             identifier: track.identifier().to_owned(),
             length: track.length_ms(),
             position: 0,
             is_stream: false,
             is_seekable: true,
-            track: track.encoded.clone(),
+            track: track.encoded().into_owned(),
         }
     }
 }
@@ -2239,20 +2239,22 @@ mod tests {
         assert_eq!(state.queue.current.as_ref().map(|e| e.id), Some(3));
         assert_eq!(state.queue.upcoming.len(), 20);
         assert_eq!(state.next_entry_id, 24);
-        let current = &state.queue.current.as_ref().unwrap().track;
+        let current = &state.queue.current.as_ref().unwrap().track.fields();
         assert_eq!(
             current.title,
             "\u{591c}\u{306b}\u{99c6}\u{3051}\u{308b} R\u{e9}sum\u{e9} \"Quoted\" Remix"
         );
-        assert_eq!(current.author(), "AC/DC");
-        assert_eq!(current.identifier(), "aPwTYzeopB_");
+        assert_eq!(current.author.as_deref().unwrap_or(""), "AC/DC");
+        assert_eq!(current.identifier.as_deref().unwrap_or(""), "aPwTYzeopB_");
         assert_eq!(current.length_ms, Some(35978));
         assert_eq!((current.is_stream, current.is_seekable), (None, None));
         assert!(current.encoded.starts_with("urs/Ktii"));
         let emoji = &state.queue.upcoming[0].track;
-        assert_eq!(emoji.title, "Never Emoji \u{1f3b5} More Live");
+        assert_eq!(emoji.title(), "Never Emoji \u{1f3b5} More Live");
         // Streams are written with length 0: absent length.
-        let streams = state.entries().filter(|e| e.track.length_ms.is_none());
+        let streams = state
+            .entries()
+            .filter(|e| e.track.fields().length_ms.is_none());
         assert_eq!(streams.count(), 2);
         assert_eq!(state.queue.loop_mode, LoopMode::Autoplay);
         assert!(!state.queue.shuffle);
@@ -2717,7 +2719,7 @@ mod tests {
         assert!(distortion.sin_offset.unwrap().is_sign_negative());
         assert_eq!(config.low_pass.as_ref().unwrap().smoothing, Some(20.0));
         let state = to_state(&file, 50).unwrap();
-        let current = &state.queue.current.as_ref().unwrap().track;
+        let current = &state.queue.current.as_ref().unwrap().track.fields();
         assert_eq!(
             (current.author.as_ref(), current.uri.as_ref()),
             (None, None)
@@ -2735,12 +2737,12 @@ mod tests {
         let mut state = State::new(100);
         let tracks: Vec<Track> = (0..60)
             .map(|i| {
-                let mut track = Track::new(format!("QAAA{i}"), format!("Track {i}"));
+                let mut track = TrackFields::new(format!("QAAA{i}"), format!("Track {i}"));
                 track.length_ms = Some(1000);
                 track.is_stream = Some(i % 2 == 0);
                 track.is_seekable = Some(false);
                 track.source = Some("youtube".into());
-                track
+                Track::from(track)
             })
             .collect();
         let events = [
@@ -2852,7 +2854,7 @@ mod tests {
         assert_eq!(history.len(), 50);
         let state = to_state(&file, 10).unwrap();
         assert_eq!(state.queue.history.len(), 10);
-        assert_eq!(state.queue.history[0].track.encoded, history[40].track);
+        assert_eq!(state.queue.history[0].track.encoded(), history[40].track);
         assert_eq!(state.queue.history[0].id, 1);
         assert_eq!(state.next_entry_id, 10 + 1 + 150 + 1);
         assert!(to_state(&file, 0).unwrap().queue.history.is_empty());
@@ -2890,6 +2892,6 @@ mod tests {
         });
         let state = to_state(&parse(&flagged).unwrap(), 50).unwrap();
         let current = &state.queue.current.as_ref().unwrap().track;
-        assert_eq!(current.is_stream, Some(true));
+        assert_eq!(current.fields().is_stream, Some(true));
     }
 }

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
 
 fn check(data: &[u8]) {
     let header = snapshot::decode_header(data);
-    let Ok((h, state)) = snapshot::decode(data) else {
+    let Ok((h, state)) = snapshot::decode(data, None) else {
         return;
     };
     assert_eq!(
@@ -34,9 +34,9 @@ fn check(data: &[u8]) {
     // non-minimal variable-length integers; a track blob stored as text that is canonical
     // base64 is re-encoded as bytes), so only the decoded values are compared.
     let raw = encode_state(&state);
-    let bytes = snapshot::encode(h.guild, h.seq, h.created_unix_ms, &state)
+    let bytes = snapshot::encode(h.guild, h.seq, h.created_unix_ms, &state, None)
         .expect("zstd compression in memory");
-    let (h2, state2) = snapshot::decode(&bytes).expect("a re-encoded snapshot must decode");
+    let (h2, state2) = snapshot::decode(&bytes, None).expect("a re-encoded snapshot must decode");
     assert_eq!(
         (h2.guild, h2.seq, h2.created_unix_ms, h2.state_len),
         (h.guild, h.seq, h.created_unix_ms, raw.len() as u64)

@@ -28,10 +28,11 @@
 //!      4    4 frame_len   length of the embedded guild frame (24 + payload, <= FRAME_LEN_MAX)
 //!      8    8 guild       guild id
 //!     16    4 history_max the guild's fold parameter (to recreate a lost first segment)
-//!     20    4 reserved    0
+//!     20    4 key_id      key sealing the frame's payload (0: not encrypted)
 //!     24    . frame       the guild frame exactly as written to the segment (see frame.rs)
 //! ```
 
+use crate::crypto::KeyId;
 use crate::error::CorruptionKind;
 use crate::format::frame::{self, Frame};
 use crate::format::{
@@ -61,8 +62,10 @@ pub const RECORD_FRAME_LEN_OFFSET: usize = RECORD_CRC_OFFSET + 4;
 pub const RECORD_GUILD_OFFSET: usize = RECORD_FRAME_LEN_OFFSET + 4;
 /// Offset of a record's history_max.
 pub const RECORD_HISTORY_MAX_OFFSET: usize = RECORD_GUILD_OFFSET + 8;
+/// Offset of the id of the key sealing a record's frame payload.
+pub const RECORD_KEY_ID_OFFSET: usize = RECORD_HISTORY_MAX_OFFSET + 4;
 /// Size of a record header; the embedded frame starts here.
-pub const RECORD_HEADER_LEN: usize = RECORD_HISTORY_MAX_OFFSET + 4 + 4;
+pub const RECORD_HEADER_LEN: usize = RECORD_KEY_ID_OFFSET + 4;
 /// Largest embedded frame.
 pub const FRAME_LEN_MAX: u32 = frame::HEADER_LEN as u32 + frame::PAYLOAD_LEN_MAX;
 
@@ -101,7 +104,14 @@ pub fn decode_header(bytes: &[u8]) -> Result<u64, Fault> {
 }
 
 /// Appends one record embedding `guild_frame` (a complete encoded guild frame).
-pub fn encode_record(out: &mut Vec<u8>, guild: u64, history_max: u32, guild_frame: &[u8]) {
+/// `key_id` is the key sealing the frame's payload, as in the header of the guild's segment.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    guild: u64,
+    history_max: u32,
+    key_id: KeyId,
+    guild_frame: &[u8],
+) {
     let start = out.len();
     out.resize(start + RECORD_HEADER_LEN, 0);
     out.extend_from_slice(guild_frame);
@@ -113,6 +123,7 @@ pub fn encode_record(out: &mut Vec<u8>, guild: u64, history_max: u32, guild_fram
     );
     put(rec, RECORD_GUILD_OFFSET, &guild.to_le_bytes());
     put(rec, RECORD_HISTORY_MAX_OFFSET, &history_max.to_le_bytes());
+    put(rec, RECORD_KEY_ID_OFFSET, &key_id.0.to_le_bytes());
     let crc = crc32fast::hash(&rec[RECORD_FRAME_LEN_OFFSET..]);
     put(rec, RECORD_CRC_OFFSET, &crc.to_le_bytes());
 }
@@ -124,6 +135,8 @@ pub struct Record<'a> {
     pub guild: u64,
     /// The guild's history_max.
     pub history_max: u32,
+    /// The key sealing the embedded frame's payload.
+    pub key_id: KeyId,
     /// The embedded guild frame's raw bytes (header and payload).
     pub frame_bytes: &'a [u8],
     /// The embedded frame, decoded.
@@ -174,6 +187,7 @@ pub fn decode_record(buf: &[u8]) -> Result<Record<'_>, frame::FrameFault> {
     Ok(Record {
         guild: read_u64(rec, RECORD_GUILD_OFFSET),
         history_max: read_u32(rec, RECORD_HISTORY_MAX_OFFSET),
+        key_id: KeyId(read_u32(rec, RECORD_KEY_ID_OFFSET)),
         frame_bytes,
         frame,
     })
@@ -257,8 +271,8 @@ mod tests {
         let ev = Event::from_json(r#"{"type":"paused_set","paused":false}"#).unwrap();
         for seq in 1..=n {
             let mut f = Vec::new();
-            frame::encode(&mut f, seq, 0, &ev).unwrap();
-            encode_record(&mut b, 100 + seq % 2, 50, &f);
+            frame::encode(&mut f, seq, 0, &ev, None).unwrap();
+            encode_record(&mut b, 100 + seq % 2, 50, KeyId::PLAINTEXT, &f);
         }
         b
     }

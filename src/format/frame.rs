@@ -6,9 +6,12 @@
 //!      4    4 len        payload length in bytes, 1 ..= PAYLOAD_LEN_MAX
 //!      8    8 seq        the guild's sequence number of this event
 //!     16    8 at_unix_ms wall-clock append time, milliseconds since the Unix epoch
-//!     24  len payload    bincode of the event
+//!     24  len payload    bincode of the event, or, in a segment whose key_id is not 0,
+//!                        nonce(24) ‖ the bincode encrypted ‖ tag(16), with the associated
+//!                        data crypto::frame_ad(guild, seq, at_unix_ms)
 //! ```
 
+use crate::crypto::{self, KeyId, Keyring, OpenFault, NONCE_LEN};
 use crate::error::CorruptionKind;
 use crate::format::{encode_event, put, read_u32, read_u64, Fault};
 use crate::ids::Seq;
@@ -98,16 +101,38 @@ impl FrameFault {
     }
 }
 
-/// Appends one frame holding `event` to `out` and returns the payload length.
+/// How a frame's payload is sealed: with the keyring's current key, bound to `guild`.
+#[derive(Clone, Copy, Debug)]
+pub struct Seal<'a> {
+    /// The keys (the current one seals).
+    pub keys: &'a Keyring,
+    /// The guild the frame belongs to (part of the associated data).
+    pub guild: u64,
+}
+
+/// Appends one frame holding `event` to `out` and returns the payload length. With `seal`,
+/// the payload is encrypted (see the module docs).
 ///
 /// On error `out` is left as it was.
 ///
 /// # Errors
 /// The encoded payload is longer than [`PAYLOAD_LEN_MAX`] (the length is returned).
-pub fn encode(out: &mut Vec<u8>, seq: Seq, at_unix_ms: u64, event: &Event) -> Result<u32, u64> {
+pub fn encode(
+    out: &mut Vec<u8>,
+    seq: Seq,
+    at_unix_ms: u64,
+    event: &Event,
+    seal: Option<Seal<'_>>,
+) -> Result<u32, u64> {
     let start = out.len();
-    out.resize(start + HEADER_LEN, 0);
+    let nonce_at = start + HEADER_LEN;
+    out.resize(nonce_at + if seal.is_some() { NONCE_LEN } else { 0 }, 0);
     encode_event(event, out);
+    if let Some(seal) = seal {
+        let ad = crypto::frame_ad(seal.guild, seq, at_unix_ms);
+        seal.keys
+            .seal_in_place(out, nonce_at, seal.keys.next_nonce(), &ad);
+    }
     let payload_len = (out.len() - start - HEADER_LEN) as u64;
     if payload_len == 0 || payload_len > u64::from(PAYLOAD_LEN_MAX) {
         out.truncate(start);
@@ -164,6 +189,43 @@ pub fn decode(buf: &[u8]) -> Result<Frame<'_>, FrameFault> {
     })
 }
 
+/// Parses the frame at the start of `buf` *without* verifying its checksum: only for bytes that
+/// [`decode`] has already accepted (a segment range checked by `segment::scan`), so that a
+/// replay does not compute every CRC twice. Lengths are still bounded before slicing.
+pub fn decode_checked(buf: &[u8]) -> Option<Frame<'_>> {
+    let len = read_u32(buf, LEN_OFFSET);
+    if buf.len() < HEADER_LEN || len == 0 || len > PAYLOAD_LEN_MAX {
+        return None;
+    }
+    let frame = buf.get(..HEADER_LEN + len as usize)?;
+    Some(Frame {
+        seq: read_u64(frame, SEQ_OFFSET),
+        at_unix_ms: read_u64(frame, TIME_OFFSET),
+        payload: &frame[HEADER_LEN..],
+    })
+}
+
+/// The plaintext payload of a frame read from a segment sealed under `key_id` (the payload
+/// itself when [`KeyId::PLAINTEXT`]), opened into `scratch` when encrypted.
+///
+/// # Errors
+/// Why the sealed payload does not open (see [`Keyring::open`]).
+pub fn open_payload<'a>(
+    frame: &Frame<'a>,
+    key_id: KeyId,
+    guild: u64,
+    keys: Option<&Keyring>,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], OpenFault> {
+    if key_id.is_plaintext() {
+        return Ok(frame.payload);
+    }
+    let keys = keys.ok_or(OpenFault::KeyUnknown)?;
+    let ad = crypto::frame_ad(guild, frame.seq, frame.at_unix_ms);
+    keys.open(key_id, frame.payload, &ad, scratch)?;
+    Ok(&scratch[..])
+}
+
 /// Decides whether the invalid bytes `rest` (starting at a frame boundary where decoding failed)
 /// are a torn tail: true when no valid frame carrying a sequence number at or after `next_seq`
 /// starts anywhere in them. A later valid frame means the damage is in the middle of the log.
@@ -201,7 +263,7 @@ mod tests {
     #[test]
     fn round_trip_and_every_byte_flip_is_detected() {
         let mut buf = Vec::new();
-        encode(&mut buf, 7, 1234, &sample()).unwrap();
+        encode(&mut buf, 7, 1234, &sample(), None).unwrap();
         let f = decode(&buf).unwrap();
         assert_eq!((f.seq, f.at_unix_ms), (7, 1234));
         assert_eq!(f.len_total(), buf.len());
@@ -218,9 +280,49 @@ mod tests {
     }
 
     #[test]
+    fn sealed_payloads_open_only_in_their_place() {
+        use crate::crypto::{Key, SEAL_OVERHEAD};
+        let keys = Keyring::new(Key::from_bytes([3; 32]), []).unwrap();
+        let seal = Seal {
+            keys: &keys,
+            guild: 11,
+        };
+        let mut plain = Vec::new();
+        encode(&mut plain, 7, 1234, &sample(), None).unwrap();
+        let mut buf = Vec::new();
+        encode(&mut buf, 7, 1234, &sample(), Some(seal)).unwrap();
+        assert_eq!(buf.len(), plain.len() + SEAL_OVERHEAD);
+        let f = decode(&buf).unwrap();
+        let mut scratch = Vec::new();
+        let p = open_payload(&f, keys.current(), 11, Some(&keys), &mut scratch).unwrap();
+        assert_eq!(p, &plain[HEADER_LEN..]);
+        let mut scratch = Vec::new();
+        assert_eq!(
+            open_payload(&f, keys.current(), 12, Some(&keys), &mut scratch),
+            Err(OpenFault::Authentication)
+        );
+        let mut scratch = Vec::new();
+        assert_eq!(
+            open_payload(&f, keys.current(), 11, None, &mut scratch),
+            Err(OpenFault::KeyUnknown)
+        );
+    }
+
+    #[test]
+    fn decode_checked_agrees_with_decode_on_valid_frames_and_bounds_lengths() {
+        let mut buf = Vec::new();
+        encode(&mut buf, 9, 77, &sample(), None).unwrap();
+        assert_eq!(decode_checked(&buf), decode(&buf).ok());
+        assert_eq!(decode_checked(&buf[..buf.len() - 1]), None);
+        let mut huge = buf.clone();
+        huge[LEN_OFFSET..LEN_OFFSET + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_checked(&huge), None);
+    }
+
+    #[test]
     fn every_proper_prefix_is_truncated_or_length_fault() {
         let mut buf = Vec::new();
-        encode(&mut buf, 1, 0, &sample()).unwrap();
+        encode(&mut buf, 1, 0, &sample(), None).unwrap();
         for n in 0..buf.len() {
             assert!(matches!(
                 decode(&buf[..n]),
@@ -240,7 +342,7 @@ mod tests {
     fn torn_tail_versus_mid_log_damage() {
         let mut buf = Vec::new();
         for seq in 1..=3 {
-            encode(&mut buf, seq, 0, &sample()).unwrap();
+            encode(&mut buf, seq, 0, &sample(), None).unwrap();
         }
         let one = buf.len() / 3;
         // Damage the second frame: a valid third frame follows, so it is not a tail.

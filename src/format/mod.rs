@@ -10,6 +10,7 @@
 
 pub mod commit;
 pub mod frame;
+pub mod keycheck;
 pub mod segment;
 pub mod snapshot;
 
@@ -43,16 +44,7 @@ pub fn encode_event(event: &Event, out: &mut Vec<u8>) {
 /// # Errors
 /// A message saying why the bytes are not exactly one event.
 pub fn decode_event(bytes: &[u8]) -> Result<Event, String> {
-    // Borrowing decode: track blobs are encoded to text straight from the input bytes.
-    let config = codec().with_limit::<EVENT_DECODE_CLAIM_MAX>();
-    match bincode::borrow_decode_from_slice::<Event, _>(bytes, config) {
-        Ok((value, used)) if used == bytes.len() => Ok(value),
-        Ok((_, used)) => Err(format!(
-            "{} trailing bytes after the value",
-            bytes.len() - used
-        )),
-        Err(e) => Err(e.to_string()),
-    }
+    decode_exact::<Event, EVENT_DECODE_CLAIM_MAX>(bytes)
 }
 
 /// The bincode form of a state (the body of a snapshot, before compression).
@@ -79,11 +71,15 @@ pub const EVENT_DECODE_CLAIM_MAX: usize = 64 << 20;
 /// Most memory bincode may reserve while decoding one snapshot state.
 pub const STATE_DECODE_CLAIM_MAX: usize = 512 << 20;
 
-fn decode_exact<T: bincode::Decode<()>, const CLAIM_MAX: usize>(bytes: &[u8]) -> Result<T, String> {
+/// Decodes one value that must occupy all of `bytes`, borrowing from them: each track's data
+/// is copied once, straight from the input, into the track's own allocation.
+fn decode_exact<'a, T: bincode::BorrowDecode<'a, ()>, const CLAIM_MAX: usize>(
+    bytes: &'a [u8],
+) -> Result<T, String> {
     // The limit makes bincode refuse any length prefix whose reservation would exceed CLAIM_MAX
     // before it allocates for it.
     let config = codec().with_limit::<CLAIM_MAX>();
-    match bincode::decode_from_slice::<T, _>(bytes, config) {
+    match bincode::borrow_decode_from_slice::<T, _>(bytes, config) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok((_, used)) => Err(format!(
             "{} trailing bytes after the value",

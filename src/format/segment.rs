@@ -9,7 +9,7 @@
 //!     16    8 guild           guild id
 //!     24    8 first_seq       sequence number of the first frame (also the file name)
 //!     32    8 created_unix_ms when the segment was created
-//!     40    4 reserved        zero
+//!     40    4 key_id          key sealing the frame payloads (0: not encrypted)
 //!     44    4 crc             CRC-32 of bytes 0..44
 //!     48    . frames          consecutive frames, seq = first_seq, first_seq+1, ...
 //! ```
@@ -17,6 +17,7 @@
 //! A segment is *sealed* once a later segment exists: it is immutable and must be intact to its
 //! last byte. Only the newest (*active*) segment may end in a torn write.
 
+use crate::crypto::KeyId;
 use crate::error::CorruptionKind;
 use crate::format::frame::{self, Frame};
 use crate::format::{
@@ -38,10 +39,10 @@ pub const GUILD_OFFSET: usize = HISTORY_MAX_OFFSET + 4;
 pub const FIRST_SEQ_OFFSET: usize = GUILD_OFFSET + 8;
 /// Offset of the creation time.
 pub const CREATED_OFFSET: usize = FIRST_SEQ_OFFSET + 8;
-/// Offset of the reserved word.
-pub const RESERVED_OFFSET: usize = CREATED_OFFSET + 8;
+/// Offset of the id of the key that seals every frame payload of the segment (0: none).
+pub const KEY_ID_OFFSET: usize = CREATED_OFFSET + 8;
 /// Offset of the header checksum.
-pub const CRC_OFFSET: usize = RESERVED_OFFSET + 4;
+pub const CRC_OFFSET: usize = KEY_ID_OFFSET + 4;
 /// Size of the segment header; the first frame starts here.
 pub const HEADER_LEN: usize = CRC_OFFSET + 4;
 
@@ -58,6 +59,8 @@ pub struct SegmentHeader {
     pub history_max: u32,
     /// Creation time, Unix milliseconds.
     pub created_unix_ms: u64,
+    /// The key sealing every frame payload ([`KeyId::PLAINTEXT`]: not encrypted).
+    pub key_id: KeyId,
 }
 
 /// Encodes a segment header.
@@ -73,6 +76,7 @@ pub fn encode_header(h: &SegmentHeader) -> [u8; HEADER_LEN] {
     put(&mut b, GUILD_OFFSET, &h.guild.to_le_bytes());
     put(&mut b, FIRST_SEQ_OFFSET, &h.first_seq.to_le_bytes());
     put(&mut b, CREATED_OFFSET, &h.created_unix_ms.to_le_bytes());
+    put(&mut b, KEY_ID_OFFSET, &h.key_id.0.to_le_bytes());
     put_header_crc(&mut b, CRC_OFFSET);
     b
 }
@@ -148,6 +152,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, Fault> {
         first_seq,
         history_max: read_u32(bytes, HISTORY_MAX_OFFSET),
         created_unix_ms: read_u64(bytes, CREATED_OFFSET),
+        key_id: KeyId(read_u32(bytes, KEY_ID_OFFSET)),
     })
 }
 
@@ -238,7 +243,8 @@ pub fn frames(bytes: &[u8], valid_len: u64) -> impl Iterator<Item = (u64, Frame<
         if rest.is_empty() {
             return None;
         }
-        let f = frame::decode(rest).ok()?;
+        // `scan` verified every frame before `valid_len`: no second checksum.
+        let f = frame::decode_checked(rest)?;
         let at = offset as u64;
         offset += f.len_total();
         Some((at, f))
@@ -256,11 +262,12 @@ mod tests {
             first_seq: 5,
             history_max: 50,
             created_unix_ms: 1,
+            key_id: KeyId::PLAINTEXT,
         };
         let mut b = encode_header(&h).to_vec();
         let ev = Event::from_json(r#"{"type":"paused_set","paused":true}"#).unwrap();
         for i in 0..n {
-            frame::encode(&mut b, 5 + i, 0, &ev).unwrap();
+            frame::encode(&mut b, 5 + i, 0, &ev, None).unwrap();
         }
         b
     }

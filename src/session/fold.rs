@@ -495,12 +495,12 @@ pub(super) fn check_autoplay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{EqualizerBand, LoopMode, Track};
+    use crate::session::{EqualizerBand, LoopMode, Track, TrackFields};
 
     fn track(n: u32) -> Track {
-        let mut track = Track::new(format!("QAAA{n}"), format!("Track {n}"));
+        let mut track = TrackFields::new(format!("QAAA{n}"), format!("Track {n}"));
         track.length_ms = Some(200_000);
-        track
+        track.into()
     }
 
     fn enqueue(n: u32) -> Event {
@@ -519,7 +519,7 @@ mod tests {
     }
 
     fn titles(entries: &[QueueEntry]) -> Vec<&str> {
-        entries.iter().map(|e| e.track.title.as_str()).collect()
+        entries.iter().map(|e| e.track.title()).collect()
     }
 
     #[test]
@@ -856,11 +856,11 @@ mod tests {
             })
         );
         // Streams and unknown lengths have no end to seek past.
-        let mut stream = track(1);
+        let mut stream = track(1).fields();
         stream.is_stream = Some(true);
-        let mut unknown = track(2);
+        let mut unknown = track(2).fields();
         unknown.length_ms = None;
-        for t in [stream, unknown] {
+        for t in [stream.into(), unknown.into()] {
             let mut state = State::new(50);
             apply_checked(
                 &mut state,

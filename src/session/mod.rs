@@ -14,7 +14,7 @@
 //!     let event = Event::from_json(line)?;
 //!     apply_checked(&mut state, &event)?;
 //! }
-//! assert_eq!(state.queue.current.as_ref().map(|e| e.track.title.as_str()), Some("Never Gonna Give You Up"));
+//! assert_eq!(state.queue.current.as_ref().map(|e| e.track.title()), Some("Never Gonna Give You Up"));
 //! assert!(apply_checked(&mut state, &Event::VolumeSet { volume: 1001 }).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -25,6 +25,7 @@
 //! - `filters.rs` — [`FilterConfig`], Lavalink v4 filters and their ranges.
 //! - `state.rs` — [`State`] and its parts.
 //! - `fold.rs` — [`validate`], [`apply`], [`apply_checked`]; [`EventError`].
+//! - `decompose.rs` — [`events_for_state`]: the events that rebuild a given state.
 //! - `limits.rs` — every bound, as a named constant.
 //! - `workload.rs` — [`Workload`], a deterministic realistic bot, and [`arbitrary_event`].
 //!
@@ -32,6 +33,7 @@
 //! outside [`Rng`]; [`apply`] never panics; a state reached by validated events never breaks
 //! [`State::check_invariants`]. This module depends on nothing else in the crate.
 
+mod decompose;
 mod event;
 mod filters;
 mod fold;
@@ -40,6 +42,7 @@ mod state;
 mod track;
 mod workload;
 
+pub use decompose::{events_for_state, renumbered, ENQUEUE_BYTES_MAX};
 pub use event::{EndReason, Event, EventParseError, LoopMode, Snowflake};
 pub use filters::{
     ChannelMix, Distortion, EqualizerBand, FilterConfig, Karaoke, LowPass, Rotation, Timescale,
@@ -54,5 +57,5 @@ pub use state::{
     Autoplay, Filters, InvariantError, Player, Queue, QueueEntry, State, Voice,
     AUTOPLAY_STRATEGY_DEFAULT, VOLUME_DEFAULT,
 };
-pub use track::Track;
+pub use track::{Track, TrackFields};
 pub use workload::{arbitrary_event, track, Rng, Workload};

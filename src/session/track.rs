@@ -1,6 +1,16 @@
 //! [`Track`]: one playable track, as a bot got it from Lavalink.
+//!
+//! A [`Track`] is immutable and compact: its blob and its texts live in one shared allocation,
+//! so cloning one (the fold moves tracks from events into the queue) is a reference count, and
+//! decoding one from the log is one allocation and one copy. [`TrackFields`] is the same track
+//! as plain owned fields, for building and taking apart.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX};
 use super::EventError;
@@ -8,16 +18,46 @@ use super::EventError;
 /// One track: the Lavalink `encoded` blob that replays it, plus the metadata a bot shows.
 ///
 /// JSON form (contract §1): `encoded` and `title` are required; every other field is optional and
-/// unknown fields are rejected. The optional fields are kept as [`Option`] so that what was absent
-/// stays absent through the binary form and back (`"author": null` reads as absent); the accessor
-/// methods give the contract's defaults (empty / 0 / false / true / absent).
+/// unknown fields are rejected. What was absent stays absent through the binary form and back
+/// (`"author": null` reads as absent); the accessors give the contract's defaults (empty / 0 /
+/// false / true / absent), and [`Track::fields`] gives the exact optional values.
 ///
-/// Binary form: the fields in declaration order, except `encoded`, which is stored as its raw
-/// bytes when it is canonical standard base64 (tag 1: three quarters of the size, and what the
-/// blob really is) and as text otherwise (tag 0), so the JSON form round-trips exactly.
+/// In memory, a blob that is canonical standard base64 (what Lavalink's blobs are) is kept as
+/// its raw bytes and turned back into text only for output ([`Track::encoded`]); any other blob
+/// is kept as the text it was given. Either way [`Track::encoded`] returns exactly the text the
+/// track was built from.
+///
+/// Binary form (bincode, positional):
+///
+/// ```text
+/// present   u8       bit 0: blob stored as raw bytes (canonical base64), bit 1: author,
+///                    bit 2: uri, bit 3: identifier, bit 4: source, bit 5: length_ms
+/// flags     u8       bits 0-1: is_stream, bits 2-3: is_seekable (0 absent, 1 false, 2 true)
+/// length_ms varint   only when present
+/// lengths   varints  byte lengths of blob, title, and of author, uri, identifier when present
+///                    (the source is the rest of `data`)
+/// data      bytes    varint length, then blob, title, author, uri, identifier, source
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "TrackFields")]
+pub struct Track {
+    /// Blob (raw bytes or text), title, author, uri, identifier, source, back to back.
+    data: Arc<[u8]>,
+    /// End offsets in `data` of the blob, title, author, uri and identifier.
+    ends: [u32; 5],
+    /// The duration, when present.
+    length_ms: Option<u64>,
+    /// `PRESENT_*` bits.
+    present: u8,
+    /// `is_stream` (bits 0-1) and `is_seekable` (bits 2-3), each `TRI_*`.
+    flags: u8,
+}
+
+/// The fields of a [`Track`] as plain owned values: build one and convert it with
+/// [`Track::from`], or take a track apart with [`Track::fields`]. Its JSON form is the track's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Track {
+pub struct TrackFields {
     /// The Lavalink base64 track blob (`track.encoded` in a Lavalink player update).
     pub encoded: String,
     /// The display title.
@@ -45,109 +85,10 @@ pub struct Track {
     pub source: Option<String>,
 }
 
-/// Tag of an `encoded` blob stored as text.
-const BLOB_TEXT: u8 = 0;
-/// Tag of an `encoded` blob stored as the bytes of canonical standard base64.
-const BLOB_BASE64: u8 = 1;
-
-impl bincode::Encode for Track {
-    fn encode<E: bincode::enc::Encoder>(
-        &self,
-        encoder: &mut E,
-    ) -> Result<(), bincode::error::EncodeError> {
-        use base64::Engine as _;
-        let engine = &base64::engine::general_purpose::STANDARD;
-        // STANDARD requires canonical padding and rejects non-zero trailing bits, so text that
-        // decodes is exactly what the bytes re-encode to (tested below).
-        match engine.decode(&self.encoded) {
-            Ok(bytes) => {
-                BLOB_BASE64.encode(encoder)?;
-                bytes.encode(encoder)?;
-            }
-            _ => {
-                BLOB_TEXT.encode(encoder)?;
-                self.encoded.encode(encoder)?;
-            }
-        }
-        self.title.encode(encoder)?;
-        self.author.encode(encoder)?;
-        self.uri.encode(encoder)?;
-        self.identifier.encode(encoder)?;
-        self.length_ms.encode(encoder)?;
-        self.is_stream.encode(encoder)?;
-        self.is_seekable.encode(encoder)?;
-        self.source.encode(encoder)
-    }
-}
-
-impl<Context> bincode::Decode<Context> for Track {
-    fn decode<D: bincode::de::Decoder<Context = Context>>(
-        decoder: &mut D,
-    ) -> Result<Self, bincode::error::DecodeError> {
-        use base64::Engine as _;
-        let encoded = match u8::decode(decoder)? {
-            BLOB_TEXT => String::decode(decoder)?,
-            BLOB_BASE64 => {
-                let bytes = Vec::<u8>::decode(decoder)?;
-                base64::engine::general_purpose::STANDARD.encode(bytes)
-            }
-            tag => {
-                return Err(bincode::error::DecodeError::OtherString(format!(
-                    "unknown track blob tag {tag}"
-                )))
-            }
-        };
-        Ok(Track {
-            encoded,
-            title: String::decode(decoder)?,
-            author: Option::decode(decoder)?,
-            uri: Option::decode(decoder)?,
-            identifier: Option::decode(decoder)?,
-            length_ms: Option::decode(decoder)?,
-            is_stream: Option::decode(decoder)?,
-            is_seekable: Option::decode(decoder)?,
-            source: Option::decode(decoder)?,
-        })
-    }
-}
-
-impl<'de, Context> bincode::BorrowDecode<'de, Context> for Track {
-    /// The same layout as [`bincode::Decode`], but the blob's bytes are borrowed from the input
-    /// and encoded to text directly (replay decodes every logged track this way).
-    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
-        decoder: &mut D,
-    ) -> Result<Self, bincode::error::DecodeError> {
-        use base64::Engine as _;
-        let encoded = match u8::borrow_decode(decoder)? {
-            BLOB_TEXT => String::borrow_decode(decoder)?,
-            BLOB_BASE64 => {
-                let bytes = <&[u8]>::borrow_decode(decoder)?;
-                base64::engine::general_purpose::STANDARD.encode(bytes)
-            }
-            tag => {
-                return Err(bincode::error::DecodeError::OtherString(format!(
-                    "unknown track blob tag {tag}"
-                )))
-            }
-        };
-        Ok(Track {
-            encoded,
-            title: String::borrow_decode(decoder)?,
-            author: Option::borrow_decode(decoder)?,
-            uri: Option::borrow_decode(decoder)?,
-            identifier: Option::borrow_decode(decoder)?,
-            length_ms: Option::borrow_decode(decoder)?,
-            is_stream: Option::borrow_decode(decoder)?,
-            is_seekable: Option::borrow_decode(decoder)?,
-            source: Option::borrow_decode(decoder)?,
-        })
-    }
-}
-
-impl Track {
-    /// A track with only the two required fields set.
-    pub fn new(encoded: impl Into<String>, title: impl Into<String>) -> Track {
-        Track {
+impl TrackFields {
+    /// Fields with only the two required ones set.
+    pub fn new(encoded: impl Into<String>, title: impl Into<String>) -> TrackFields {
+        TrackFields {
             encoded: encoded.into(),
             title: title.into(),
             author: None,
@@ -159,20 +100,220 @@ impl Track {
             source: None,
         }
     }
+}
+
+/// `present`: the blob is stored as the raw bytes of canonical standard base64.
+const PRESENT_BLOB_RAW: u8 = 1;
+/// `present`: an author is given.
+const PRESENT_AUTHOR: u8 = 1 << 1;
+/// `present`: a URI is given.
+const PRESENT_URI: u8 = 1 << 2;
+/// `present`: an identifier is given.
+const PRESENT_IDENTIFIER: u8 = 1 << 3;
+/// `present`: a source is given.
+const PRESENT_SOURCE: u8 = 1 << 4;
+/// `present`: a length is given.
+const PRESENT_LENGTH: u8 = 1 << 5;
+/// Every `present` bit.
+const PRESENT_ALL: u8 = (1 << 6) - 1;
+/// Shift of `is_stream` in `flags`.
+const FLAG_STREAM: u32 = 0;
+/// Shift of `is_seekable` in `flags`.
+const FLAG_SEEKABLE: u32 = 2;
+/// Every `flags` bit.
+const FLAGS_ALL: u8 = (1 << 4) - 1;
+/// Indexes into `ends`.
+const BLOB: usize = 0;
+const TITLE: usize = 1;
+const AUTHOR: usize = 2;
+const URI: usize = 3;
+const IDENTIFIER: usize = 4;
+
+/// Whether part `i` (`BLOB`..=`IDENTIFIER`) has its length in the binary form: the blob and
+/// the title always, the others when present.
+fn part_stored(present: u8, i: usize) -> bool {
+    let bit = match i {
+        AUTHOR => PRESENT_AUTHOR,
+        URI => PRESENT_URI,
+        IDENTIFIER => PRESENT_IDENTIFIER,
+        _ => return true,
+    };
+    present & bit != 0
+}
+
+/// An optional bool as two bits: 0 absent, 1 false, 2 true (3 is not a value).
+fn tri(value: Option<bool>) -> u8 {
+    match value {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    }
+}
+
+/// The inverse of [`tri`] (3 reads as absent; decoding refuses it first).
+fn untri(bits: u8) -> Option<bool> {
+    match bits & 3 {
+        1 => Some(false),
+        2 => Some(true),
+        _ => None,
+    }
+}
+
+/// The standard base64 engine (canonical padding; non-zero trailing bits refused, so text that
+/// decodes is exactly what its bytes encode back to — tested below).
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Length of the standard base64 text of `n` bytes.
+fn base64_len(n: usize) -> usize {
+    n.div_ceil(3).saturating_mul(4)
+}
+
+impl From<TrackFields> for Track {
+    fn from(fields: TrackFields) -> Track {
+        Track::from_fields(&fields)
+    }
+}
+
+impl From<&TrackFields> for Track {
+    fn from(fields: &TrackFields) -> Track {
+        Track::from_fields(fields)
+    }
+}
+
+impl Track {
+    /// A track with only the two required fields set.
+    pub fn new(encoded: impl Into<String>, title: impl Into<String>) -> Track {
+        Track::from(TrackFields::new(encoded, title))
+    }
+
+    /// Packs `fields` (the blob as raw bytes when it is canonical base64).
+    fn from_fields(f: &TrackFields) -> Track {
+        let raw = BASE64.decode(&f.encoded).ok();
+        let blob: &[u8] = raw.as_deref().unwrap_or(f.encoded.as_bytes());
+        let texts = [
+            f.title.as_str(),
+            f.author.as_deref().unwrap_or(""),
+            f.uri.as_deref().unwrap_or(""),
+            f.identifier.as_deref().unwrap_or(""),
+            f.source.as_deref().unwrap_or(""),
+        ];
+        let total = blob.len() + texts.iter().map(|t| t.len()).sum::<usize>();
+        let mut data = Vec::with_capacity(total);
+        data.extend_from_slice(blob);
+        let mut ends = [0u32; 5];
+        ends[BLOB] = offset(data.len());
+        for (i, text) in texts.iter().enumerate() {
+            data.extend_from_slice(text.as_bytes());
+            if let Some(end) = ends.get_mut(i + 1) {
+                *end = offset(data.len());
+            }
+        }
+        let present = [
+            (raw.is_some(), PRESENT_BLOB_RAW),
+            (f.author.is_some(), PRESENT_AUTHOR),
+            (f.uri.is_some(), PRESENT_URI),
+            (f.identifier.is_some(), PRESENT_IDENTIFIER),
+            (f.source.is_some(), PRESENT_SOURCE),
+            (f.length_ms.is_some(), PRESENT_LENGTH),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |bits, (_, bit)| bits | bit);
+        Track {
+            data: Arc::from(data),
+            ends,
+            length_ms: f.length_ms,
+            present,
+            flags: (tri(f.is_stream) << FLAG_STREAM) | (tri(f.is_seekable) << FLAG_SEEKABLE),
+        }
+    }
+
+    /// The track as plain owned fields (allocates; the accessors do not).
+    pub fn fields(&self) -> TrackFields {
+        TrackFields {
+            encoded: self.encoded().into_owned(),
+            title: self.title().to_owned(),
+            author: self.optional(PRESENT_AUTHOR, AUTHOR).map(str::to_owned),
+            uri: self.uri().map(str::to_owned),
+            identifier: self
+                .optional(PRESENT_IDENTIFIER, IDENTIFIER)
+                .map(str::to_owned),
+            length_ms: self.length_ms,
+            is_stream: untri(self.flags >> FLAG_STREAM),
+            is_seekable: untri(self.flags >> FLAG_SEEKABLE),
+            source: self.source().map(str::to_owned),
+        }
+    }
+
+    /// Bytes `start..end` of `data` (empty if out of range, which construction prevents).
+    fn bytes(&self, start: u32, end: u32) -> &[u8] {
+        self.data
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// Text part `i` (`TITLE`..=`IDENTIFIER`, or 5 for the source). Every part was checked to be
+    /// UTF-8 on a character boundary when the track was built, so the check here never fails.
+    fn text(&self, i: usize) -> &str {
+        let start = self.ends.get(i.wrapping_sub(1)).copied().unwrap_or(0);
+        let end = self.ends.get(i).copied().unwrap_or(offset(self.data.len()));
+        simdutf8::basic::from_utf8(self.bytes(start, end)).unwrap_or_default()
+    }
+
+    /// Text part `i` if its `present` bit is set.
+    fn optional(&self, bit: u8, i: usize) -> Option<&str> {
+        (self.present & bit != 0).then(|| self.text(i))
+    }
+
+    /// The Lavalink base64 blob, exactly as given (built from the raw bytes when it was
+    /// canonical base64, so this allocates then).
+    pub fn encoded(&self) -> Cow<'_, str> {
+        let blob = self.bytes(0, self.ends[BLOB]);
+        if self.blob_is_raw() {
+            Cow::Owned(BASE64.encode(blob))
+        } else {
+            Cow::Borrowed(simdutf8::basic::from_utf8(blob).unwrap_or_default())
+        }
+    }
+
+    /// The length in bytes of [`Track::encoded`], without building it.
+    pub fn encoded_len(&self) -> usize {
+        let len = self.ends[BLOB] as usize;
+        if self.blob_is_raw() {
+            base64_len(len)
+        } else {
+            len
+        }
+    }
+
+    /// The blob's raw bytes when it is canonical base64 (what Lavalink's blobs are).
+    pub fn encoded_bytes(&self) -> Option<&[u8]> {
+        self.blob_is_raw().then(|| self.bytes(0, self.ends[BLOB]))
+    }
+
+    /// Whether the blob is held as raw bytes.
+    fn blob_is_raw(&self) -> bool {
+        self.present & PRESENT_BLOB_RAW != 0
+    }
+
+    /// The display title.
+    pub fn title(&self) -> &str {
+        self.text(TITLE)
+    }
 
     /// The author, or `""` when absent.
     pub fn author(&self) -> &str {
-        self.author.as_deref().unwrap_or("")
+        self.text(AUTHOR)
     }
 
     /// The URI, if known.
     pub fn uri(&self) -> Option<&str> {
-        self.uri.as_deref()
+        self.optional(PRESENT_URI, URI)
     }
 
     /// The source identifier, or `""` when absent.
     pub fn identifier(&self) -> &str {
-        self.identifier.as_deref().unwrap_or("")
+        self.text(IDENTIFIER)
     }
 
     /// The duration in milliseconds, or 0 when absent.
@@ -182,17 +323,27 @@ impl Track {
 
     /// Whether the track is a live stream (false when absent).
     pub fn is_stream(&self) -> bool {
-        self.is_stream.unwrap_or(false)
+        untri(self.flags >> FLAG_STREAM).unwrap_or(false)
     }
 
     /// Whether the track supports seeking (true when absent).
     pub fn is_seekable(&self) -> bool {
-        self.is_seekable.unwrap_or(true)
+        untri(self.flags >> FLAG_SEEKABLE).unwrap_or(true)
     }
 
     /// The Lavalink source name, if known.
     pub fn source(&self) -> Option<&str> {
-        self.source.as_deref()
+        self.optional(PRESENT_SOURCE, 5)
+    }
+
+    /// Byte length of text part `i`.
+    fn text_len(&self, i: usize) -> usize {
+        let start = self.ends.get(i.wrapping_sub(1)).copied().unwrap_or(0) as usize;
+        let end = self
+            .ends
+            .get(i)
+            .map_or(self.data.len(), |&end| end as usize);
+        end.saturating_sub(start)
     }
 
     /// Checks the track's own bounds: `encoded` and `title` non-empty, every text field within
@@ -210,49 +361,238 @@ impl Track {
     /// # Errors
     /// As [`Track::validate`].
     pub fn validate_with(&self, field: &dyn Fn() -> String) -> Result<(), EventError> {
-        check_text(field, "encoded", &self.encoded, ENCODED_LEN_MAX, true)?;
-        check_text(field, "title", &self.title, TEXT_LEN_MAX, true)?;
+        check_len(field, "encoded", self.encoded_len(), ENCODED_LEN_MAX, true)?;
+        check_len(field, "title", self.text_len(TITLE), TEXT_LEN_MAX, true)?;
         let optional = [
-            ("author", &self.author),
-            ("uri", &self.uri),
-            ("identifier", &self.identifier),
-            ("source", &self.source),
+            ("author", AUTHOR),
+            ("uri", URI),
+            ("identifier", IDENTIFIER),
+            ("source", 5),
         ];
-        for (name, value) in optional {
-            if let Some(value) = value {
-                check_text(field, name, value, TEXT_LEN_MAX, false)?;
-            }
+        for (name, i) in optional {
+            check_len(field, name, self.text_len(i), TEXT_LEN_MAX, false)?;
         }
         Ok(())
     }
 }
 
+/// A length as a `u32` offset (tracks are far below 4 GiB: every part is bounded by the
+/// session limits before a track is accepted; a larger one saturates and fails validation).
+fn offset(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
 /// Checks one text field of a track: non-empty when `required`, at most `max` bytes.
-fn check_text(
+fn check_len(
     track: &dyn Fn() -> String,
     name: &str,
-    value: &str,
+    len: usize,
     max: usize,
     required: bool,
 ) -> Result<(), EventError> {
-    if required && value.is_empty() {
+    if required && len == 0 {
         return Err(EventError::Empty {
             field: format!("{}.{name}", track()),
         });
     }
-    if value.len() > max {
+    if len > max {
         return Err(EventError::TooLong {
             field: format!("{}.{name}", track()),
-            len: value.len(),
+            len,
             max,
         });
     }
     Ok(())
 }
 
+impl fmt::Debug for Track {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.fields(), f)
+    }
+}
+
+impl Serialize for Track {
+    /// The JSON form of [`TrackFields`], written from borrowed parts.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// [`TrackFields`] borrowed.
+        #[derive(Serialize)]
+        struct Ref<'a> {
+            encoded: Cow<'a, str>,
+            title: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            author: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            uri: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            identifier: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            length_ms: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            is_stream: Option<bool>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            is_seekable: Option<bool>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            source: Option<&'a str>,
+        }
+        Ref {
+            encoded: self.encoded(),
+            title: self.title(),
+            author: self.optional(PRESENT_AUTHOR, AUTHOR),
+            uri: self.uri(),
+            identifier: self.optional(PRESENT_IDENTIFIER, IDENTIFIER),
+            length_ms: self.length_ms,
+            is_stream: untri(self.flags >> FLAG_STREAM),
+            is_seekable: untri(self.flags >> FLAG_SEEKABLE),
+            source: self.source(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl bincode::Encode for Track {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        use bincode::enc::write::Writer as _;
+        self.present.encode(encoder)?;
+        self.flags.encode(encoder)?;
+        if let Some(length_ms) = self.length_ms {
+            length_ms.encode(encoder)?;
+        }
+        let mut start = 0u32;
+        for (i, &end) in self.ends.iter().enumerate() {
+            if part_stored(self.present, i) {
+                end.saturating_sub(start).encode(encoder)?;
+            }
+            start = end;
+        }
+        (self.data.len() as u64).encode(encoder)?;
+        encoder.writer().write(&self.data)
+    }
+}
+
+/// A decode error with a message.
+fn invalid(message: &str) -> bincode::error::DecodeError {
+    bincode::error::DecodeError::OtherString(format!("invalid track: {message}"))
+}
+
+/// The parts of a [`Track`]'s binary form that come before `data`.
+struct Head {
+    present: u8,
+    flags: u8,
+    length_ms: Option<u64>,
+    /// Byte lengths of blob, title, author, uri, identifier (0 when absent).
+    lens: [u64; 5],
+}
+
+impl Head {
+    /// Reads the head (everything before `data`) and refuses unknown bits.
+    fn decode<D: bincode::de::Decoder>(
+        decoder: &mut D,
+    ) -> Result<Head, bincode::error::DecodeError> {
+        use bincode::Decode as _;
+        let present = u8::decode(decoder)?;
+        let flags = u8::decode(decoder)?;
+        if present & !PRESENT_ALL != 0
+            || flags & !FLAGS_ALL != 0
+            || (flags >> FLAG_STREAM) & 3 == 3
+            || (flags >> FLAG_SEEKABLE) & 3 == 3
+        {
+            return Err(invalid("unknown flag bits"));
+        }
+        let length_ms = if present & PRESENT_LENGTH != 0 {
+            Some(u64::decode(decoder)?)
+        } else {
+            None
+        };
+        let mut lens = [0u64; 5];
+        for (i, len) in lens.iter_mut().enumerate() {
+            if part_stored(present, i) {
+                *len = u64::decode(decoder)?;
+            }
+        }
+        Ok(Head {
+            present,
+            flags,
+            length_ms,
+            lens,
+        })
+    }
+
+    /// The track with `data`, after checking that the lengths fit in it, that the source part
+    /// is empty when absent, and that every text part is UTF-8 on a character boundary.
+    fn finish(self, data: &[u8]) -> Result<Track, bincode::error::DecodeError> {
+        let mut ends = [0u32; 5];
+        let mut at = 0u64;
+        for (end, len) in ends.iter_mut().zip(self.lens) {
+            at = at
+                .checked_add(len)
+                .ok_or_else(|| invalid("length overflow"))?;
+            if at > data.len() as u64 {
+                return Err(invalid("part lengths exceed the data"));
+            }
+            *end = offset(at as usize);
+        }
+        if data.len() > u32::MAX as usize {
+            return Err(invalid("data over 4 GiB"));
+        }
+        if self.present & PRESENT_SOURCE == 0 && at != data.len() as u64 {
+            return Err(invalid("trailing bytes without a source"));
+        }
+        let text_start = if self.present & PRESENT_BLOB_RAW != 0 {
+            ends[BLOB] as usize
+        } else {
+            0
+        };
+        let text = simdutf8::basic::from_utf8(data.get(text_start..).unwrap_or_default())
+            .map_err(|_| invalid("text is not UTF-8"))?;
+        for &end in &ends {
+            if !text.is_char_boundary((end as usize).saturating_sub(text_start)) {
+                return Err(invalid("a text part splits a character"));
+            }
+        }
+        Ok(Track {
+            data: Arc::from(data),
+            ends,
+            length_ms: self.length_ms,
+            present: self.present,
+            flags: self.flags,
+        })
+    }
+}
+
+impl<Context> bincode::Decode<Context> for Track {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let head = Head::decode(decoder)?;
+        let data = Vec::<u8>::decode(decoder)?;
+        head.finish(&data)
+    }
+}
+
+impl<'de, Context> bincode::BorrowDecode<'de, Context> for Track {
+    /// The same layout as [`bincode::Decode`], with `data` copied straight from the input into
+    /// the track's one allocation (replay decodes every logged track this way).
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let head = Head::decode(decoder)?;
+        let data = <&[u8] as bincode::BorrowDecode<'de, Context>>::borrow_decode(decoder)?;
+        head.finish(data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_track_is_small() {
+        // DESIGN.md counts a queue entry (id + track) as 64 bytes plus the track's data.
+        assert!(std::mem::size_of::<Track>() <= 56);
+    }
 
     #[test]
     fn accessors_give_contract_defaults() {
@@ -270,7 +610,7 @@ mod tests {
     fn json_keeps_absent_fields_absent() {
         let json = r#"{"encoded":"QAAA","title":"Song","length_ms":0,"is_seekable":false}"#;
         let track: Track = serde_json::from_str(json).unwrap();
-        assert_eq!(track.length_ms, Some(0));
+        assert_eq!(track.fields().length_ms, Some(0));
         assert!(!track.is_seekable());
         assert_eq!(serde_json::to_string(&track).unwrap(), json);
     }
@@ -297,7 +637,8 @@ mod tests {
     fn null_optional_reads_as_absent() {
         let track: Track =
             serde_json::from_str(r#"{"encoded":"a","title":"b","author":null}"#).unwrap();
-        assert_eq!(track.author, None);
+        assert_eq!(track.fields().author, None);
+        assert_eq!(track.author(), "");
     }
 
     #[test]
@@ -315,10 +656,10 @@ mod tests {
                 field: "tracks[2].title".into()
             })
         );
-        let mut long = Track::new("a", "b");
+        let mut long = TrackFields::new("a", "b");
         long.author = Some("x".repeat(TEXT_LEN_MAX + 1));
         assert_eq!(
-            long.validate("tracks[1]"),
+            Track::from(long).validate("tracks[1]"),
             Err(EventError::TooLong {
                 field: "tracks[1].author".into(),
                 len: TEXT_LEN_MAX + 1,
@@ -331,9 +672,18 @@ mod tests {
             Err(EventError::TooLong { .. })
         ));
         // An empty optional text is allowed (it is just empty, like its default).
-        let mut empty_author = Track::new("a", "b");
+        let mut empty_author = TrackFields::new("a", "b");
         empty_author.author = Some(String::new());
-        assert_eq!(empty_author.validate("t"), Ok(()));
+        assert_eq!(Track::from(empty_author).validate("t"), Ok(()));
+        // The blob's length is that of its text, also when it is held as raw bytes.
+        let blob = Track::new("QUJD".repeat(ENCODED_LEN_MAX / 4), "b");
+        assert!(blob.encoded_bytes().is_some());
+        assert_eq!(blob.validate("t"), Ok(()));
+        let blob = Track::new("QUJD".repeat(ENCODED_LEN_MAX / 4 + 1), "b");
+        assert!(matches!(
+            blob.validate("t"),
+            Err(EventError::TooLong { len, .. }) if len == ENCODED_LEN_MAX + 4
+        ));
     }
 
     #[test]
@@ -364,9 +714,98 @@ mod tests {
         let a = bincode::encode_to_vec(&long, config).unwrap().len();
         let b = bincode::encode_to_vec(&text, config).unwrap().len();
         assert!(a * 4 < b * 3 + 16, "{a} vs {b}");
-        // An unknown tag is a decode error, not a panic.
-        let mut bad = bincode::encode_to_vec(&long, config).unwrap();
-        bad[0] = 7;
-        assert!(bincode::decode_from_slice::<Track, _>(&bad, config).is_err());
+        // Unknown flag bits are a decode error, not a panic.
+        for (at, value) in [(0, 0xC1), (1, 0x10), (1, 0x03), (1, 0x0C)] {
+            let mut bad = bincode::encode_to_vec(&long, config).unwrap();
+            bad[at] = value;
+            assert!(bincode::decode_from_slice::<Track, _>(&bad, config).is_err());
+            assert!(bincode::borrow_decode_from_slice::<Track, _>(&bad, config).is_err());
+        }
+    }
+
+    /// Every combination of present and absent fields, multi-byte text and both kinds of blob
+    /// survives JSON -> Track -> bincode (owned and borrowed decode) -> Track -> JSON exactly.
+    #[test]
+    fn every_field_combination_round_trips() {
+        let config = bincode::config::standard();
+        for mask in 0u32..(1 << 9) {
+            let on = |bit: u32| mask & (1 << bit) != 0;
+            let fields = TrackFields {
+                encoded: if on(0) { "QUJD".into() } else { "QUJ=".into() },
+                title: "T\u{e9}tre \u{1f3b5}".into(),
+                author: on(1).then(|| "\u{8521}\u{4f9d}\u{6797}".to_owned()),
+                uri: on(2).then(String::new),
+                identifier: on(3).then(|| "dQw4w9WgXcQ".to_owned()),
+                length_ms: on(4).then_some(u64::MAX),
+                is_stream: on(5).then_some(on(6)),
+                is_seekable: on(7).then_some(on(6)),
+                source: on(8).then(|| "youtube".to_owned()),
+            };
+            let track = Track::from(fields.clone());
+            assert_eq!(track.encoded_bytes().is_some(), on(0));
+            assert_eq!(track.fields(), fields);
+            let json = serde_json::to_string(&track).unwrap();
+            assert_eq!(json, serde_json::to_string(&fields).unwrap());
+            assert_eq!(serde_json::from_str::<Track>(&json).unwrap(), track);
+            let bytes = bincode::encode_to_vec(&track, config).unwrap();
+            let (owned, used): (Track, usize) = bincode::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!((&owned, used), (&track, bytes.len()));
+            let (borrowed, used): (Track, usize) =
+                bincode::borrow_decode_from_slice(&bytes, config).unwrap();
+            assert_eq!((&borrowed, used), (&track, bytes.len()));
+            assert_eq!(borrowed.fields(), fields);
+        }
+    }
+
+    /// Damaged binary forms are errors: lengths past the data, text that is not UTF-8 or that
+    /// splits a character between two parts, trailing bytes without a source.
+    #[test]
+    fn damaged_binary_forms_are_refused() {
+        let config = bincode::config::standard();
+        let decode = |bytes: &[u8]| {
+            let owned = bincode::decode_from_slice::<Track, _>(bytes, config).map(|t| t.0);
+            let borrowed =
+                bincode::borrow_decode_from_slice::<Track, _>(bytes, config).map(|t| t.0);
+            assert_eq!(owned.is_ok(), borrowed.is_ok());
+            borrowed
+        };
+        // present 0 (text blob), flags 0, blob len 1, title len 2, data len 3: "a" "é".
+        assert_eq!(
+            decode(&[0, 0, 1, 2, 3, b'a', 0xC3, 0xA9]).unwrap(),
+            Track::new("a", "\u{e9}")
+        );
+        assert!(decode(&[0, 0, 2, 1, 3, b'a', 0xC3, 0xA9]).is_err(), "split");
+        assert!(
+            decode(&[0, 0, 1, 2, 3, b'a', 0xC3, 0x28]).is_err(),
+            "not UTF-8"
+        );
+        assert!(
+            decode(&[0, 0, 1, 3, 3, b'a', 0xC3, 0xA9]).is_err(),
+            "past the data"
+        );
+        assert!(
+            decode(&[0, 0, 1, 1, 3, b'a', b'b', b'c']).is_err(),
+            "no source"
+        );
+        let huge = [
+            0, 0, 0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 1, b'a',
+        ];
+        assert!(decode(&huge).is_err(), "overflow");
+        // With a source, the rest is the source; raw blob bytes need not be UTF-8.
+        let raw = [
+            PRESENT_SOURCE | PRESENT_BLOB_RAW,
+            0,
+            1,
+            1,
+            3,
+            0xFF,
+            b'b',
+            b'c',
+        ];
+        let t = decode(&raw).unwrap();
+        assert_eq!(
+            (t.encoded().as_ref(), t.title(), t.source()),
+            ("/w==", "b", Some("c"))
+        );
     }
 }

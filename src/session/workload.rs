@@ -24,7 +24,7 @@
 use super::limits::{EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, QUEUE_LEN_MAX, TEXT_LEN_MAX};
 use super::{
     Distortion, EndReason, EqualizerBand, Event, FilterConfig, Karaoke, LoopMode, LowPass,
-    Rotation, Snowflake, State, Timescale, Track, Tremolo, Vibrato,
+    Rotation, Snowflake, State, Timescale, Track, TrackFields, Tremolo, Vibrato,
 };
 
 /// A small deterministic pseudo-random generator (SplitMix64): fast, seedable with any `u64`,
@@ -434,7 +434,7 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
                 "youtube",
             )
         };
-        return Track {
+        return TrackFields {
             encoded,
             title,
             author: Some(author),
@@ -444,7 +444,8 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
             is_stream: Some(true),
             is_seekable: Some(false),
             source: Some(source.to_owned()),
-        };
+        }
+        .into();
     }
     let words = rng.range(1, 5);
     let title = (0..words)
@@ -476,7 +477,7 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
         ),
     };
     let flags = !rng.chance(100);
-    Track {
+    TrackFields {
         encoded,
         title,
         author: Some(author),
@@ -487,6 +488,7 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
         is_seekable: flags.then_some(true),
         source,
     }
+    .into()
 }
 
 /// The standard base64 alphabet.
@@ -686,7 +688,7 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
             index: None,
         },
         7 => {
-            let mut bad = track(rng, serial);
+            let mut bad = track(rng, serial).fields();
             match rng.below(4) {
                 0 => bad.title.clear(),
                 1 => bad.encoded.clear(),
@@ -694,7 +696,7 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
                 _ => bad.author = Some("é".repeat(TEXT_LEN_MAX / 2 + 1)),
             }
             Event::TracksEnqueued {
-                tracks: vec![track(rng, serial ^ 1), bad],
+                tracks: vec![track(rng, serial ^ 1), bad.into()],
                 index: None,
             }
         }
@@ -897,24 +899,24 @@ mod tests {
         for t in &tracks {
             assert_eq!(t.validate("t"), Ok(()));
             assert!(
-                (100..=300).contains(&t.encoded.len()),
+                (100..=300).contains(&t.encoded_len()),
                 "{}",
-                t.encoded.len()
+                t.encoded_len()
             );
             assert_eq!(t.identifier().len(), 11);
         }
         assert!(tracks
             .iter()
             .any(|t| t.is_stream() && t.length_ms() == 0 && !t.is_seekable()));
-        assert!(tracks.iter().any(|t| !t.title.is_ascii()));
+        assert!(tracks.iter().any(|t| !t.title().is_ascii()));
         assert!(
             tracks
                 .iter()
-                .any(|t| t.title.chars().any(|c| c > '\u{FFFF}')),
+                .any(|t| t.title().chars().any(|c| c > '\u{FFFF}')),
             "emoji"
         );
-        assert!(tracks.iter().any(|t| t.is_stream.is_none()));
-        assert!(tracks.iter().any(|t| t.source.is_none()));
+        assert!(tracks.iter().any(|t| t.fields().is_stream.is_none()));
+        assert!(tracks.iter().any(|t| t.source().is_none()));
     }
 
     #[test]

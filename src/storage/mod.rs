@@ -50,6 +50,13 @@ pub trait AppendFile: Send + fmt::Debug {
     /// The OS error. After an error the caller must not assume anything appended is durable and
     /// must not retry on this file (fsyncgate): it poisons the log instead.
     fn sync_data(&mut self) -> io::Result<()>;
+    /// Cuts the file back to `len` bytes: undoes an append that failed part-way (a failed
+    /// *write* loses no page-cache data, unlike a failed fsync, so the file can be restored and
+    /// the write redone later).
+    ///
+    /// # Errors
+    /// The OS error; the caller then poisons the log.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// Why a directory lock could not be taken.
@@ -200,6 +207,10 @@ impl AppendFile for FsFile {
 
     fn sync_data(&mut self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
     }
 }
 

@@ -1100,7 +1100,9 @@ impl Storage for SimStorage {
             .map_err(|_| err(io::ErrorKind::InvalidInput, "length too large", path))?;
         if let Some(f) = g.fs.file_mut(ino) {
             Arc::make_mut(&mut f.data).resize(len, 0);
-            f.durable_len = len;
+            // A cut is modelled as durable at once; bytes before it that were not durable stay
+            // not durable (a longer length never becomes durable by truncating to it).
+            f.durable_len = f.durable_len.min(len);
             for range in &mut f.lost {
                 range.1 = range.1.min(len);
             }
@@ -1315,6 +1317,24 @@ impl AppendFile for SimFile {
             }
             Err(Stop::Power) => Err(Stop::Power.into_io()),
         }
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        let mut g = lock_inner(&self.inner);
+        g.begin(OpKind::Truncate, &self.path)
+            .map_err(Stop::into_io)?;
+        let len = usize::try_from(len)
+            .map_err(|_| err(io::ErrorKind::InvalidInput, "length too large", &self.path))?;
+        let Some(f) = g.fs.file_mut(self.ino) else {
+            return Err(err(io::ErrorKind::NotFound, "file vanished", &self.path));
+        };
+        Arc::make_mut(&mut f.data).truncate(len);
+        f.durable_len = f.durable_len.min(len);
+        for range in &mut f.lost {
+            range.1 = range.1.min(len);
+        }
+        f.lost.retain(|(start, end)| start < end);
+        Ok(())
     }
 }
 

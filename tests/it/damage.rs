@@ -206,6 +206,7 @@ fn fuzz_regressions_out_of_range_sequence_numbers() {
             first_seq,
             history_max: 50,
             created_unix_ms: 0,
+            key_id: reprise::crypto::KeyId::PLAINTEXT,
         });
         assert!(scan(&h, true).is_err(), "first_seq {first_seq}");
     }

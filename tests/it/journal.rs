@@ -153,6 +153,9 @@ impl reprise::storage::AppendFile for CountedFile {
     fn sync_data(&mut self) -> std::io::Result<()> {
         self.inner.sync_data()
     }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(len)
+    }
 }
 
 impl CountingStorage {
@@ -310,7 +313,7 @@ fn retention_by_age_drops_old_snapshots_but_never_the_newest() {
     }
     j.close().unwrap();
     // A snapshot of seq 5 written in 1970: far older than a day.
-    let old = reprise::format::snapshot::encode(g.0, 5, 0, &states[5]).unwrap();
+    let old = reprise::format::snapshot::encode(g.0, 5, 0, &states[5], None).unwrap();
     std::fs::write(reprise::layout::snapshot_path(dir.path(), g, 5), old).unwrap();
     let mut j = Journal::open(dir.path(), config.clone()).unwrap();
     for e in &events[5..] {
@@ -327,4 +330,56 @@ fn retention_by_age_drops_old_snapshots_but_never_the_newest() {
     drop(j);
     let mut j = Journal::open(dir.path(), config).unwrap();
     assert_eq!(j.state(g).unwrap().state, states[10]);
+}
+
+#[test]
+fn a_segment_covered_by_a_snapshot_is_not_appended_to_by_the_next_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GuildId(61);
+    let (events, states) = stream(61, 30);
+    let config = Config::default()
+        .with_snapshots_retained(1)
+        .without_auto_snapshots();
+    let mut j = Journal::open(dir.path(), config.clone()).unwrap();
+    for e in &events[..10] {
+        j.append(g, e, Durability::Always).unwrap();
+    }
+    j.snapshot_now(g).unwrap();
+    j.close().unwrap();
+    // The next process starts a new segment at 11 instead of growing the one sealed at 10...
+    let mut j = Journal::open(dir.path(), config.clone()).unwrap();
+    for e in &events[10..20] {
+        j.append(g, e, Durability::Always).unwrap();
+    }
+    let firsts: Vec<u64> = j
+        .inspect(g)
+        .unwrap()
+        .segments
+        .iter()
+        .map(|s| s.first_seq)
+        .collect();
+    assert_eq!(firsts, vec![1, 11]);
+    // ...so the next snapshot's retention can drop the old log.
+    j.snapshot_now(g).unwrap();
+    j.close().unwrap();
+    let mut j = Journal::open(dir.path(), config).unwrap();
+    let info = j.inspect(g).unwrap();
+    assert_eq!(
+        info.segments
+            .iter()
+            .map(|s| s.first_seq)
+            .collect::<Vec<_>>(),
+        vec![11]
+    );
+    assert_eq!(
+        info.snapshots
+            .iter()
+            .map(|s| s.last_seq)
+            .collect::<Vec<_>>(),
+        vec![20]
+    );
+    for e in &events[20..] {
+        j.append(g, e, Durability::Always).unwrap();
+    }
+    assert_eq!(j.state(g).unwrap().state, states[30]);
 }

@@ -10,6 +10,8 @@ mod commit;
 mod common;
 /// Power loss at every storage operation on the simulated file system, fsync and disk-full faults.
 mod crash;
+/// Encryption at rest: nothing secret in the clear, wrong or missing keys, moved frames, rotation.
+mod crypto;
 /// Torn tails at every byte, zero-filled tails, single-byte flips in sealed files.
 mod damage;
 /// Disk full and failed fsyncs, case by case: typed errors, what keeps working, nothing

@@ -114,8 +114,8 @@ proptest! {
             prop_assert_eq!(back.to_json(), json);
         }
         let last = states.last().unwrap();
-        let bytes = reprise::format::snapshot::encode(1, 120, 0, last).unwrap();
-        let (_, decoded) = reprise::format::snapshot::decode(&bytes).unwrap();
+        let bytes = reprise::format::snapshot::encode(1, 120, 0, last, None).unwrap();
+        let (_, decoded) = reprise::format::snapshot::decode(&bytes, None).unwrap();
         prop_assert_eq!(&decoded, last);
         let json = serde_json::to_string(last).unwrap();
         let from_json: reprise::State = serde_json::from_str(&json).unwrap();

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reprise::{Config, Durability, Event, GuildId, Journal};
+use reprise::{Durability, Event, GuildId, Journal};
 
 use crate::output::{print_line, Out};
 use crate::Failure;
@@ -67,9 +67,9 @@ pub(crate) fn run(
     no_snapshots: bool,
 ) -> Result<(), Failure> {
     let config = if no_snapshots {
-        Config::default().without_auto_snapshots()
+        crate::base_config().without_auto_snapshots()
     } else {
-        Config::default()
+        crate::base_config()
     };
     let mut journal = Journal::open(dir, config)?;
     // Recover before reading input: a damaged journal fails here, with nothing consumed.

@@ -741,7 +741,8 @@ fn snapshot_state() -> (State, String) {
 /// `snapshot`: a guild holding a 1,000-track queue (see [`snapshot_state`]); each timed run
 /// encodes a snapshot file (`format::snapshot::encode`: bincode + zstd + header) and writes it
 /// with [`write_atomic`], as `Journal::snapshot_now` does. `bytes` is the snapshot file,
-/// `sonora_json_bytes` the Sonora JSON file of the same state.
+/// `sonora_json_bytes` the Sonora JSON file of the same state, `encode_p50_us` the median of
+/// the encoding part of a run (the rest is the file's write and fsyncs).
 fn snapshot_row(scratch: &Scratch, _stream: &Stream, plan: &Plan) -> Result<Row, Failure> {
     let (state, source) = snapshot_state();
     let root = scratch.sub("snapshot")?;
@@ -757,14 +758,18 @@ fn snapshot_row(scratch: &Scratch, _stream: &Stream, plan: &Plan) -> Result<Row,
     ))
     .len();
     let mut bytes = 0usize;
+    let mut encode = Samples::with_capacity(plan.snapshot_runs);
     let samples = measure(&vec![(); plan.snapshot_runs], plan.row_budget, |()| {
         let created = unix_secs().saturating_mul(1_000);
-        let file = reprise::format::snapshot::encode(BENCH_GUILD.0, 1, created, &state)
+        let t = Instant::now();
+        let file = reprise::format::snapshot::encode(BENCH_GUILD.0, 1, created, &state, None)
             .map_err(|e| io_failure("encode snapshot", &path, e))?;
+        encode.push(t.elapsed());
         write_atomic(&FsStorage, &path, &file).map_err(atomic_failure)?;
         bytes = file.len();
         Ok(())
     })?;
+    let encode = encode.finish(samples.ops, samples.wall);
     let mut row = Row::new(SNAPSHOT, Guarantee::Own, samples);
     row.extra.insert("bytes".into(), json!(bytes));
     row.extra
@@ -772,6 +777,12 @@ fn snapshot_row(scratch: &Scratch, _stream: &Stream, plan: &Plan) -> Result<Row,
     row.extra
         .insert("queue_tracks".into(), json!(state.queue.upcoming.len()));
     row.extra.insert("state_source".into(), json!(source));
+    // The part of each run before the file is written (the rest is write_atomic's writes and
+    // fsyncs): what the CPU does, apart from the disk's latency.
+    row.extra.insert(
+        "encode_p50_us".into(),
+        json!((encode.percentile_us(0.50) * 10.0).round() / 10.0),
+    );
     Ok(row)
 }
 
@@ -929,10 +940,14 @@ impl Report {
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));
             let notes = match row.name {
                 SNAPSHOT => format!(
-                    "{} B snapshot vs {} B Sonora JSON, {} tracks",
+                    "{} B snapshot vs {} B Sonora JSON, {} tracks; encode p50 {} us",
                     extra_u64(row, "bytes"),
                     extra_u64(row, "sonora_json_bytes"),
                     extra_u64(row, "queue_tracks"),
+                    row.extra
+                        .get("encode_p50_us")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.0),
                 ),
                 REPLAY => format!(
                     "{} events per recovery, p50/p99 per recovery",

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reprise::session::{apply, Rng, Workload};
-use reprise::{Config, CorruptionKind, Durability, GuildId, GuildState, Journal};
+use reprise::{CorruptionKind, Durability, GuildId, GuildState, Journal};
 
 use crate::Failure;
 
@@ -31,7 +31,7 @@ fn workload_seed(seed: u64, guild: GuildId) -> u64 {
 /// The child: appends `events` events, printing `guild seq latency_us` per acknowledged event.
 pub(crate) fn worker(dir: &Path, guilds: u32, events: u64, seed: u64) -> Result<(), Failure> {
     let ids = demo_guilds(guilds.max(1));
-    let mut journal = Journal::open(dir, Config::default())?;
+    let mut journal = Journal::open(dir, crate::base_config())?;
     let mut workloads: Vec<Workload> = ids
         .iter()
         .map(|g| Workload::new(workload_seed(seed, *g)))
@@ -94,7 +94,7 @@ pub(crate) fn run(dir: &Path, guilds: u32, events: u64, seed: Option<u64>) -> Re
 
     // The states before this run (the directory may hold an earlier demo's guilds).
     let starts: Vec<GuildState> = {
-        let mut journal = Journal::open(dir, Config::default())?;
+        let mut journal = Journal::open(dir, crate::base_config())?;
         let mut v = Vec::with_capacity(ids.len());
         for g in &ids {
             v.push(journal.state(*g)?.clone());
@@ -108,6 +108,7 @@ pub(crate) fn run(dir: &Path, guilds: u32, events: u64, seed: Option<u64>) -> Re
     let mut child = Command::new(exe)
         .arg("--dir")
         .arg(dir)
+        .args(crate::key_args())
         .args(["demo-worker", "--guilds", &guilds.to_string()])
         .args(["--events", &events.to_string(), "--seed", &seed.to_string()])
         .stdin(Stdio::null())
@@ -172,7 +173,7 @@ pub(crate) fn run(dir: &Path, guilds: u32, events: u64, seed: Option<u64>) -> Re
 
     // Recover.
     let started = Instant::now();
-    let mut journal = Journal::open(dir, Config::default())?;
+    let mut journal = Journal::open(dir, crate::base_config())?;
     let mut recovered = Vec::with_capacity(ids.len());
     let mut torn = 0;
     for g in &ids {

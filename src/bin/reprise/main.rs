@@ -7,8 +7,12 @@
 
 mod apply;
 mod bench;
+mod cleanup;
 mod demo;
+mod import;
+mod lavalink;
 mod output;
+mod stats;
 
 use std::io;
 use std::path::PathBuf;
@@ -26,6 +30,15 @@ struct Cli {
     /// The journal directory.
     #[arg(long, global = true, default_value = "./reprise-data")]
     dir: PathBuf,
+    /// Encryption at rest: a file holding the key (32 random bytes, or 64 hex digits). Every
+    /// file written is encrypted and authenticated with it; an encrypted journal cannot be read
+    /// without it.
+    #[arg(long, global = true, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Key rotation: a previous key file (repeatable). Files it sealed stay readable; everything
+    /// new is sealed with --key-file (run `reprise snapshot` to re-encrypt every guild).
+    #[arg(long, global = true, value_name = "FILE", requires = "key_file")]
+    old_key_file: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,6 +128,54 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Import Sonora snapshot files: each becomes the state of its guild. Every file is
+    /// checked (checksum, schema, ranges) before anything is written.
+    Import {
+        /// Sonora 1.2.8 snapshot files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only check the files (one JSON line each); write nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the Lavalink v4 PATCH /v4/sessions/{sessionId}/players/{guildId} body that restores
+    /// a guild's player.
+    Lavalink {
+        /// The guild id.
+        #[arg(long)]
+        guild: u64,
+        /// The time to extrapolate the position to, in Unix milliseconds (default: now).
+        #[arg(long)]
+        now_unix_ms: Option<u64>,
+        /// Sections to restore: any of player,queue,filters,autoplay (default: all).
+        #[arg(long)]
+        only: Option<reprise::sonora::Sections>,
+        /// Print the whole restore plan (status, client-side queue, autoplay) around the body.
+        #[arg(long)]
+        plan: bool,
+    },
+    /// Analytics as JSON: guilds, events, segments, snapshots (count, bytes, age), bytes on disk.
+    Stats {
+        /// Only this guild.
+        #[arg(long)]
+        guild: Option<u64>,
+    },
+    /// Retention: remove snapshots past the policy and the log they make obsolete, never what
+    /// the newest state needs.
+    Cleanup {
+        /// Remove snapshots older than this many days (never a guild's newest valid one).
+        #[arg(long, value_name = "DAYS")]
+        max_age: Option<f64>,
+        /// Keep this many snapshots per guild (default 2; at least 1).
+        #[arg(long, value_name = "N")]
+        keep: Option<u32>,
+        /// Only this guild.
+        #[arg(long)]
+        guild: Option<u64>,
+        /// Report what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The child process of `demo` (not for direct use).
     #[command(hide = true)]
     DemoWorker {
@@ -177,7 +238,11 @@ impl Failure {
 /// Exit code of a library error (CONTRACT §2).
 pub(crate) fn exit_code(e: &Error) -> u8 {
     match e {
-        Error::Corrupt(_) | Error::InvalidEvent { .. } | Error::EventTooLarge { .. } => 2,
+        Error::Corrupt(_)
+        | Error::InvalidEvent { .. }
+        | Error::EventTooLarge { .. }
+        | Error::KeyMismatch { .. }
+        | Error::KeyInvalid { .. } => 2,
         Error::Locked { .. } => 3,
         Error::Io { .. } | Error::Poisoned { .. } | Error::Closed => 4,
         Error::Compacted { .. } | Error::SeqAhead { .. } | Error::ReadOnly => 1,
@@ -216,7 +281,55 @@ fn main() -> ExitCode {
     }
 }
 
+/// The configuration every command starts from (the keys given on the command line).
+static BASE_CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+
+/// The configuration every command starts from: the defaults plus the keys given.
+pub(crate) fn base_config() -> Config {
+    BASE_CONFIG.get().cloned().unwrap_or_default()
+}
+
+/// The key options given, to pass on to a child process (the demo's bot).
+static KEY_ARGS: std::sync::OnceLock<Vec<std::ffi::OsString>> = std::sync::OnceLock::new();
+
+/// The `--key-file`/`--old-key-file` arguments this process was given.
+pub(crate) fn key_args() -> Vec<std::ffi::OsString> {
+    KEY_ARGS.get().cloned().unwrap_or_default()
+}
+
+/// Loads `--key-file` and `--old-key-file` into a keyring.
+fn load_keys(cli: &Cli) -> Result<Option<reprise::crypto::Keyring>, Failure> {
+    use reprise::crypto::{Key, Keyring};
+    let Some(current) = &cli.key_file else {
+        return Ok(None);
+    };
+    let current = Key::from_file(current)?;
+    let old = cli
+        .old_key_file
+        .iter()
+        .map(Key::from_file)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Keyring::new(current, old)?))
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
+    let keys = load_keys(&cli)?;
+    let config = Config {
+        keys,
+        ..Config::default()
+    };
+    let _ = BASE_CONFIG.set(config);
+    let mut args = Vec::new();
+    for (flag, path) in cli
+        .key_file
+        .iter()
+        .map(|p| ("--key-file", p))
+        .chain(cli.old_key_file.iter().map(|p| ("--old-key-file", p)))
+    {
+        args.push(flag.into());
+        args.push(path.clone().into_os_string());
+    }
+    let _ = KEY_ARGS.set(args);
     let dir = cli.dir;
     let mut out = Out::stdout();
     match cli.command {
@@ -238,7 +351,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => apply::run(&dir, GuildId(guild), durability.into(), no_snapshots),
         Command::State { guild, at, format } => {
             let guild = GuildId(guild);
-            let mut journal = Journal::open_read_only(&dir, Config::default())?;
+            let mut journal = Journal::open_read_only(&dir, base_config())?;
             warn_findings(&mut journal, guild)?;
             let gs = match at {
                 Some(seq) => journal.state_at(guild, seq)?,
@@ -260,7 +373,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let ExportFormat::Sonora = format;
             let guild = GuildId(guild);
-            let mut journal = Journal::open_read_only(&dir, Config::default())?;
+            let mut journal = Journal::open_read_only(&dir, base_config())?;
             warn_findings(&mut journal, guild)?;
             let gs = journal.state(guild)?.clone();
             let text = sonora_text(&gs, only.unwrap_or_default());
@@ -270,7 +383,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Snapshot { guild } => {
-            let mut journal = Journal::open(&dir, Config::default())?;
+            let mut journal = Journal::open(&dir, base_config())?;
             let guilds = match guild {
                 Some(g) => vec![GuildId(g)],
                 None => journal.guilds()?,
@@ -290,7 +403,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_json_line(&mut out, &serde_json::json!({ "snapshots": rows }))
         }
         Command::Verify => {
-            let mut journal = Journal::open_read_only(&dir, Config::default())?;
+            let mut journal = Journal::open_read_only(&dir, base_config())?;
             let report = journal.verify()?;
             for f in &report.findings {
                 print_json_line(&mut out, &output::finding_json(f))?;
@@ -314,7 +427,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Inspect { guild } => {
-            let mut journal = Journal::open_read_only(&dir, Config::default())?;
+            let mut journal = Journal::open_read_only(&dir, base_config())?;
             let guilds = match guild {
                 Some(g) => vec![GuildId(g)],
                 None => journal.guilds()?,
@@ -328,9 +441,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 &serde_json::json!({ "dir": dir.display().to_string(), "guilds": rows }),
             )
         }
+        Command::Import { files, check } => import::run(&dir, &files, check, &mut out),
+        Command::Lavalink {
+            guild,
+            now_unix_ms,
+            only,
+            plan,
+        } => lavalink::run(
+            &dir,
+            GuildId(guild),
+            now_unix_ms,
+            only.unwrap_or_default(),
+            plan,
+            &mut out,
+        ),
+        Command::Stats { guild } => stats::run(&dir, guild.map(GuildId), &mut out),
+        Command::Cleanup {
+            max_age,
+            keep,
+            guild,
+            dry_run,
+        } => cleanup::run(&dir, max_age, keep, guild.map(GuildId), dry_run, &mut out),
         Command::Dump { guild } => {
             let guild = GuildId(guild);
-            let mut journal = Journal::open_read_only(&dir, Config::default())?;
+            let mut journal = Journal::open_read_only(&dir, base_config())?;
             warn_findings(&mut journal, guild)?;
             for item in journal.events(guild)? {
                 let logged = item?;
