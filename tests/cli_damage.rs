@@ -48,7 +48,7 @@ const EVENT_JSON_MAX: usize = 600;
 
 /// Work around the bug `bug_damage_before_commit_logged_events_is_named_by_file_and_offset`
 /// (counted as a known bug hit instead of failing); set to `false` once it is fixed.
-const WORKAROUND_GAP_NAMES_DIRECTORY: bool = true;
+const WORKAROUND_GAP_NAMES_DIRECTORY: bool = false;
 
 /// In-process journals of this binary are opened only while no child is being spawned: a
 /// child briefly inherits the lock's descriptor between fork and exec.
@@ -612,6 +612,13 @@ struct Flip {
     pattern: u8,
 }
 
+/// Counts over every flip: known bug hits, and each command's outcomes.
+#[derive(Default)]
+struct Tally {
+    known: AtomicUsize,
+    outcomes: Mutex<BTreeMap<String, usize>>,
+}
+
 /// What went wrong for one flip.
 struct Failure {
     flip: String,
@@ -623,7 +630,9 @@ struct Failure {
 
 /// Applies `flip` to a fresh copy of the image, runs every command and checks the rules of
 /// the module docs.
-fn check_flip(image: &Image, flip: Flip, failures: &Mutex<Vec<Failure>>, known: &AtomicUsize) {
+fn check_flip(image: &Image, flip: Flip, failures: &Mutex<Vec<Failure>>, tally: &Tally) {
+    let known = &tally.known;
+    let outcome = |what: String| *tally.outcomes.lock().unwrap().entry(what).or_default() += 1;
     let file = &image.files[flip.file];
     let describe = format!(
         "{} byte {} of {} ^ {:#04x}",
@@ -717,6 +726,7 @@ fn check_flip(image: &Image, flip: Flip, failures: &Mutex<Vec<Failure>>, known: 
     };
     match reprise(&root, &["verify"], "") {
         Ok(ran) => {
+            outcome(format!("verify exit {:?}", ran.code));
             if let Err(p) = check_verify(&ran) {
                 fail("verify", p, Some(&ran));
             }
@@ -760,8 +770,13 @@ fn check_flip(image: &Image, flip: Flip, failures: &Mutex<Vec<Failure>>, known: 
                 let r = exit_code(&ran).and_then(|code| match code {
                     0 => check_state(h, &ran.stdout, &allowed).map(|seq| {
                         state_seq = Some(seq);
+                        outcome(if seq == h.last() {
+                            "state exit 0, every event".into()
+                        } else {
+                            "state exit 0, torn tail cut".into()
+                        });
                     }),
-                    _ => check_error(&ran),
+                    _ => check_error(&ran).map(|()| outcome("state exit 2".into())),
                 });
                 if let Err(p) = r {
                     fail(&cmd, p, Some(&ran));
@@ -776,8 +791,9 @@ fn check_flip(image: &Image, flip: Flip, failures: &Mutex<Vec<Failure>>, known: 
                 let r = exit_code(&ran).and_then(|code| {
                     let range = check_dump(h, &ran.stdout)?;
                     if code == 2 {
-                        return check_error(&ran);
+                        return check_error(&ran).map(|()| outcome("dump exit 2".into()));
                     }
+                    outcome("dump exit 0".into());
                     let (first, last) = range.unwrap_or((0, 0));
                     if !allowed.contains(&last) {
                         return Err(format!("dump ends at seq {last}; allowed: {allowed:?}"));
@@ -867,13 +883,13 @@ fn every_byte_flip_is_reported_or_recovers_a_prefix() {
     let flips = flips(&image, exhaustive);
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
-    let known = AtomicUsize::new(0);
+    let tally = Tally::default();
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(flip) = flips.get(i) else { break };
-                check_flip(&image, *flip, &failures, &known);
+                check_flip(&image, *flip, &failures, &tally);
             });
         }
     });
@@ -881,12 +897,13 @@ fn every_byte_flip_is_reported_or_recovers_a_prefix() {
     let bytes: usize = image.files.iter().map(|f| f.bytes.len()).sum();
     eprintln!(
         "every_byte_flip: {} flips of {} files ({bytes} bytes), {} failures, \
-         known bug hits {}, {:.1?}",
+         known bug hits {}, {:.1?}; outcomes {:?}",
         flips.len(),
         image.files.len(),
         failures.len(),
-        known.load(Ordering::Relaxed),
-        started.elapsed()
+        tally.known.load(Ordering::Relaxed),
+        started.elapsed(),
+        tally.outcomes.lock().unwrap()
     );
     if !failures.is_empty() {
         let mut by_problem: BTreeMap<(String, String), Vec<&Failure>> = BTreeMap::new();

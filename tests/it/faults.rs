@@ -390,22 +390,42 @@ fn enospc_while_a_checkpoint_starts_the_next_commit_log_is_typed_and_loses_nothi
 /// As above, without the restart: once space returns, the same journal appends again.
 #[test]
 fn appends_work_again_after_a_checkpoint_could_not_start_the_next_commit_log() {
-    for budget in [0, 10] {
-        let what = format!("{budget} bytes free");
-        let mut h = Harness::new(4, Config::default());
-        history(&mut h);
-        h.journal().flush().unwrap();
-        h.storage.set_fault(Fault::DiskFull { bytes_free: budget });
-        assert!(h.journal().checkpoint(true).is_err(), "{what}");
-        h.storage.clear_faults();
-        for i in 0..4 {
-            h.append(i % 2, Durability::Always)
-                .unwrap_or_else(|e| panic!("{what}: append {i} with space again: {e}"));
+    for earlier_checkpoint in [false, true] {
+        for budget in [0, 10] {
+            let what = format!("{budget} bytes free, earlier checkpoint {earlier_checkpoint}");
+            let mut h = Harness::new(4, Config::default());
+            history(&mut h);
+            if earlier_checkpoint {
+                h.journal().checkpoint(true).unwrap();
+                history(&mut h);
+            }
+            h.journal().flush().unwrap();
+            h.storage.set_fault(Fault::DiskFull { bytes_free: budget });
+            assert!(h.journal().checkpoint(true).is_err(), "{what}");
+            h.storage.clear_faults();
+            h.storage.set_trace(true);
+            for i in 0..4 {
+                h.append(i % 2, Durability::Always)
+                    .unwrap_or_else(|e| panic!("{what}: append {i} with space again: {e}"));
+            }
+            // The commit log written is the newest generation (generations only grow).
+            let written: Vec<PathBuf> = h
+                .storage
+                .trace()
+                .into_iter()
+                .filter(|(kind, path)| *kind == OpKind::Append && has_extension(path, "clog"))
+                .map(|(_, path)| path)
+                .collect();
+            let logs = h.files("clog");
+            assert!(
+                written.iter().all(|p| Some(p) == logs.iter().max()),
+                "{what}: appended to {written:?}, commit logs {logs:?}"
+            );
+            h.check_power_loss(&format!("{what}, appends after"));
+            h.journal().checkpoint(true).unwrap();
+            h.journal.take().unwrap().close().unwrap();
+            h.check_power_loss(&format!("{what}, after close"));
         }
-        h.check_power_loss(&format!("{what}, appends after"));
-        h.journal().checkpoint(true).unwrap();
-        h.journal.take().unwrap().close().unwrap();
-        h.check_power_loss(&format!("{what}, after close"));
     }
 }
 
