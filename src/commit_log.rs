@@ -303,17 +303,14 @@ impl CommitIndex {
     pub(crate) fn check_keys(&self, keys: Option<&Keyring>) -> Result<()> {
         for entries in self.by_guild.values() {
             for e in entries {
-                if !e.key_id.is_plaintext() && !keys.is_some_and(|k| k.has(e.key_id)) {
-                    let path = self
-                        .files
+                let path = || {
+                    self.files
                         .get(e.file)
                         .map(|(_, p, _)| p.clone())
-                        .unwrap_or_default();
-                    return Err(Error::KeyMismatch {
-                        path,
-                        key_id: e.key_id,
-                        given: keys.map(Keyring::ids).unwrap_or_default(),
-                    });
+                        .unwrap_or_default()
+                };
+                if !e.key_id.is_plaintext() && !keys.is_some_and(|k| k.has(e.key_id)) {
+                    return Err(crate::crypto::key_mismatch(keys, e.key_id, path()));
                 }
             }
         }

@@ -312,6 +312,35 @@ impl Keyring {
     }
 }
 
+/// Fails unless data sealed under `key_id` (at `path`: a file or an object key) can be opened
+/// with `keys`: plaintext always can; sealed data needs its key among them.
+///
+/// # Errors
+/// [`crate::Error::KeyMismatch`] naming `path`, the key needed and the keys given.
+pub(crate) fn require_key(
+    keys: Option<&Keyring>,
+    key_id: KeyId,
+    path: impl Into<std::path::PathBuf>,
+) -> crate::Result<()> {
+    if key_id.is_plaintext() || keys.is_some_and(|k| k.has(key_id)) {
+        return Ok(());
+    }
+    Err(key_mismatch(keys, key_id, path))
+}
+
+/// The [`crate::Error::KeyMismatch`] for data at `path` that needs `key_id`, given `keys`.
+pub(crate) fn key_mismatch(
+    keys: Option<&Keyring>,
+    key_id: KeyId,
+    path: impl Into<std::path::PathBuf>,
+) -> crate::Error {
+    crate::Error::KeyMismatch {
+        path: path.into(),
+        key_id,
+        given: keys.map(Keyring::ids).unwrap_or_default(),
+    }
+}
+
 /// Keyrings are equal when they hold the same keys (by id) with the same current key.
 impl PartialEq for Keyring {
     fn eq(&self, other: &Keyring) -> bool {

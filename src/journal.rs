@@ -373,6 +373,8 @@ impl Journal {
         // append before the event takes effect: an append that returns an error has not
         // changed the journal (but after a failed fsync, see below).
         self.maintain(guild, now)?;
+        // Nothing is built on files an earlier process may not have made durable.
+        self.settle_inherited(guild)?;
         self.ensure_commit(now)?;
         self.use_tick += 1;
         let needs_file = match self.guilds.get_mut(&guild) {
@@ -394,7 +396,6 @@ impl Journal {
             frame_buf,
             guilds_dir_ready,
             commit: commit_slot,
-            recovered,
             ..
         } = self;
         let log = guilds
@@ -403,10 +404,6 @@ impl Journal {
         let commit = commit_slot.as_ref().ok_or_else(unreachable_missing_guild)?;
         if let Some(op) = log.poisoned.or(commit.poisoned) {
             return Err(Error::Poisoned { guild, op });
-        }
-        if log.inherited {
-            let from = recovered.entries(guild).first().map(|e| e.seq);
-            make_inherited_durable(root, storage.as_ref(), guild, log, from)?;
         }
         session::validate(&log.current.state, event)
             .map_err(|source| Error::InvalidEvent { guild, source })?;
@@ -740,14 +737,9 @@ impl Journal {
         // Guilds an earlier commit log names: their segments are rewritten (see
         // make_inherited_durable) before that commit log is dropped.
         for guild in self.recovered.guilds() {
-            let from = self.recovered.entries(guild).first().map(|e| e.seq);
-            if let Some(log) = self.guilds.get_mut(&guild).filter(|l| l.inherited) {
-                let result =
-                    make_inherited_durable(&self.root, self.storage.as_ref(), guild, log, from);
-                if let Err(e) = result {
-                    self.checkpoint_poisoned = Some("fsync");
-                    return Err(e);
-                }
+            if let Err(e) = self.settle_inherited(guild) {
+                self.checkpoint_poisoned = Some("fsync");
+                return Err(e);
             }
         }
         if self.unclean {
@@ -1122,15 +1114,7 @@ impl Journal {
 
     /// Fails unless a file sealed under `key_id` can be read with the keys given.
     fn check_key(&self, path: &Path, key_id: KeyId) -> Result<()> {
-        let keys = self.config.keys.as_ref();
-        if key_id.is_plaintext() || keys.is_some_and(|k| k.has(key_id)) {
-            return Ok(());
-        }
-        Err(Error::KeyMismatch {
-            path: path.to_path_buf(),
-            key_id,
-            given: keys.map(Keyring::ids).unwrap_or_default(),
-        })
+        crate::crypto::require_key(self.config.keys.as_ref(), key_id, path)
     }
 
     fn writable(&self) -> Result<()> {
@@ -2063,7 +2047,6 @@ fn check_key_file(
     mode: OpenMode,
 ) -> Result<()> {
     let path = layout::keycheck_path(root);
-    let given = || keys.map(Keyring::ids).unwrap_or_default();
     let bytes = match storage.read(&path, keycheck::FILE_LEN as u64) {
         Ok(b) => Some(b),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -2078,20 +2061,9 @@ fn check_key_file(
         None => false,
         Some(b) => {
             let key_id = keycheck::decode(b).map_err(|f| Error::from(f.at(&path)))?;
-            let Some(keys) = keys else {
-                return Err(Error::KeyMismatch {
-                    path,
-                    key_id,
-                    given: Vec::new(),
-                });
+            let Some(keys) = keys.filter(|k| keycheck::prove(b, k).is_ok()) else {
+                return Err(crate::crypto::key_mismatch(keys, key_id, path));
             };
-            if keycheck::prove(b, keys).is_err() {
-                return Err(Error::KeyMismatch {
-                    path,
-                    key_id,
-                    given: given(),
-                });
-            }
             key_id == keys.current()
         }
     };

@@ -1,14 +1,17 @@
 //! Black-box tests of the `reprise` binary: apply, state, snapshot, verify, dump, exit codes,
 //! and a loop of SIGKILLs during `apply`.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use reprise::session::{Rng, State};
 use serde_json::Value;
 
 use reprise::session::{apply, Workload, HISTORY_MAX_DEFAULT};
+use support::reprise;
 
 fn stream(seed: u64, n: usize) -> (Vec<reprise::Event>, Vec<State>) {
     let mut w = Workload::new(seed);
@@ -22,27 +25,6 @@ fn stream(seed: u64, n: usize) -> (Vec<reprise::Event>, Vec<State>) {
         states.push(state.clone());
     }
     (events, states)
-}
-
-fn reprise(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        // A command that fails before reading its input closes the pipe: not an error here.
-        if let Err(e) = input.write_all(text.as_bytes()) {
-            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-        }
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
 }
 
 fn jsonl(events: &[reprise::Event]) -> String {

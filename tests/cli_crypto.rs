@@ -2,30 +2,10 @@
 //! secret on disk, a missing or wrong key exits 2 with nothing written, rotation with
 //! `--old-key-file`.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
 
-fn reprise(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        // A command that fails before reading its input closes the pipe: not an error here.
-        if let Err(e) = input.write_all(text.as_bytes()) {
-            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-        }
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
+use std::path::{Path, PathBuf};
+use support::{reprise, stderr};
 
 const TITLE: &str = "Never Gonna Give You Up";
 const TOKEN: &str = "f00dfacecafe1234";
@@ -76,10 +56,6 @@ fn grep(dir: &Path, needle: &str) -> Vec<PathBuf> {
         .filter(|(_, b)| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
         .map(|(p, _)| p)
         .collect()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

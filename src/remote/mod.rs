@@ -1223,22 +1223,7 @@ fn read_snapshot_checked(
 fn check_key(key: &ObjectPath, chunk: &[u8], keys: Option<&crate::crypto::Keyring>) -> Result<()> {
     let header =
         segment::decode_header(chunk).map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
-    key_given(key, header.key_id, keys)
-}
-
-fn key_given(
-    key: &ObjectPath,
-    key_id: crate::crypto::KeyId,
-    keys: Option<&crate::crypto::Keyring>,
-) -> Result<()> {
-    if !key_id.is_plaintext() && !keys.is_some_and(|k| k.ids().contains(&key_id)) {
-        return Err(Error::KeyMismatch {
-            path: key.to_string().into(),
-            key_id,
-            given: keys.map(|k| k.ids()).unwrap_or_default(),
-        });
-    }
-    Ok(())
+    crate::crypto::require_key(keys, header.key_id, key.to_string())
 }
 
 /// Checks a downloaded snapshot completely (checksums, decompression, decoding; with the
@@ -1252,7 +1237,7 @@ fn check_snapshot(
 ) -> Result<()> {
     let header = snapshot::decode_header(bytes)
         .map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
-    key_given(key, header.key_id, keys)?;
+    crate::crypto::require_key(keys, header.key_id, key.to_string())?;
     let (header, _) =
         snapshot::decode(bytes, keys).map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
     if header.guild != guild.0 || header.seq != seq {

@@ -355,6 +355,18 @@ impl FileNode {
         }
     }
 
+    /// `ftruncate`: the live content becomes `len` bytes (zero-extended). A cut is modelled as
+    /// durable at once; bytes before it that were not durable stay not durable (a longer length
+    /// never becomes durable by truncating to it).
+    fn set_len(&mut self, len: usize) {
+        Arc::make_mut(&mut self.data).resize(len, 0);
+        self.durable_len = self.durable_len.min(len);
+        for range in &mut self.lost {
+            range.1 = range.1.min(len);
+        }
+        self.lost.retain(|(start, end)| start < end);
+    }
+
     /// The content after a power loss.
     fn crashed(&self, mode: CrashMode, rng: &mut Rng) -> FileNode {
         let durable_len = self.durable_len.min(self.data.len());
@@ -1099,14 +1111,7 @@ impl Storage for SimStorage {
         let len = usize::try_from(len)
             .map_err(|_| err(io::ErrorKind::InvalidInput, "length too large", path))?;
         if let Some(f) = g.fs.file_mut(ino) {
-            Arc::make_mut(&mut f.data).resize(len, 0);
-            // A cut is modelled as durable at once; bytes before it that were not durable stay
-            // not durable (a longer length never becomes durable by truncating to it).
-            f.durable_len = f.durable_len.min(len);
-            for range in &mut f.lost {
-                range.1 = range.1.min(len);
-            }
-            f.lost.retain(|(start, end)| start < end);
+            f.set_len(len);
         }
         Ok(())
     }
@@ -1328,12 +1333,7 @@ impl AppendFile for SimFile {
         let Some(f) = g.fs.file_mut(self.ino) else {
             return Err(err(io::ErrorKind::NotFound, "file vanished", &self.path));
         };
-        Arc::make_mut(&mut f.data).truncate(len);
-        f.durable_len = f.durable_len.min(len);
-        for range in &mut f.lost {
-            range.1 = range.1.min(len);
-        }
-        f.lost.retain(|(start, end)| start < end);
+        f.set_len(len);
         Ok(())
     }
 }

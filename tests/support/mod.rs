@@ -1,0 +1,60 @@
+//! Helpers shared by the black-box CLI test binaries (`mod support;` in each). Not every binary
+//! uses every helper.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// Runs the `reprise` binary on the journal `dir` with `args`, feeding `stdin` if given.
+pub fn reprise(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        // A command that fails before reading its input closes the pipe: not an error here.
+        if let Err(e) = input.write_all(text.as_bytes()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// `out`, after asserting the command succeeded (its stderr in the message otherwise).
+pub fn ok(out: &Output) -> &Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The successful command's stdout as one JSON value.
+pub fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&ok(out).stdout).unwrap()
+}
+
+/// The successful command's stdout as one JSON value per line.
+pub fn stdout_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&ok(out).stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The command's stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
