@@ -1,13 +1,16 @@
 //! A deterministic simulation of ownership handover through a faulty object store.
 //!
-//! Per seed: owner A ships a guild with `remote` acknowledgements; one or two claimers start at
-//! a random moment (two at once in some seeds) and continue appending once they own the guild;
+//! Per seed: owner A ships two guilds with `remote` acknowledgements, both in the same batch
+//! objects of its writer log; one or two claimers start at a random moment (two at once in
+//! some seeds), take the first guild only and continue appending once they own it, while A
+//! goes on with the second guild in the same log that now holds the first guild's fence;
 //! the store delays every request (reordering concurrent ones), fails some, loses the answer of
 //! some successful writes and goes down for a while. Everything runs on one thread with tokio's
 //! paused clock, so a seed replays exactly. At the end a final claim into an empty directory
 //! must give exactly the fold of the history the owners handed over, which must contain every
 //! event any owner got a `remote` acknowledgement for, and no sequence number may be
-//! acknowledged by two owners.
+//! acknowledged by two owners; a final claim of the second guild must hold everything A
+//! acknowledged for it.
 //!
 //! `REPRISE_REMOTE_SEEDS=N` runs N seeds (default 24); `REPRISE_REMOTE_SEED=S` runs seed S only.
 
@@ -18,11 +21,13 @@ use std::time::Duration;
 
 use object_store::memory::InMemory;
 use reprise::remote::faulty::{Faults, FaultyStore};
-use reprise::remote::{Owner, Remote};
+use reprise::remote::{Owner, Remote, Writer};
 use reprise::session::{apply, State, HISTORY_MAX_DEFAULT};
 use reprise::{Config, Durability, Error, Event, GuildId, Journal, Seq};
 
 const GUILD: GuildId = GuildId(81_604_378_113_851_442);
+/// The guild A keeps.
+const KEPT: GuildId = GuildId(81_604_378_113_851_443);
 
 struct Rng(u64);
 
@@ -73,51 +78,70 @@ fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// Appends `events` events in small batches, acknowledging each batch once it is remote;
-/// stops when fenced.
+/// Appends `events` events per guild in small batches, acknowledging each batch once it is
+/// remote (one shipping round for every guild); stops when every guild is done or fenced.
+#[allow(clippy::too_many_arguments)]
 async fn run_owner(
     remote: &Remote,
     journal: &mut Journal,
-    mut me: Owner,
+    writer: &mut Writer,
+    mut owners: Vec<Owner>,
     tag: u64,
     events: u64,
     rng: &mut Rng,
-    ledger: &mut Ledger,
+    ledgers: &mut [Ledger],
 ) {
-    let mut appended = 0;
+    let mut appended = vec![0; owners.len()];
     for _ in 0..400 {
-        for _ in 0..=rng.below(3) {
-            if appended == events {
-                break;
+        for (i, me) in owners.iter().enumerate() {
+            if me.fenced_by.is_some() {
+                continue;
             }
-            let event = Event::PositionReported {
-                position_ms: tag * 1_000_000 + appended,
-                at_unix_ms: tag,
-            };
-            let seq = journal.append(GUILD, &event, Durability::BATCHED).unwrap();
-            ledger.local.insert(seq, event);
-            appended += 1;
+            for _ in 0..=rng.below(3) {
+                if appended[i] == events {
+                    break;
+                }
+                let event = Event::PositionReported {
+                    position_ms: tag * 1_000_000 + appended[i],
+                    at_unix_ms: tag,
+                };
+                let seq = journal
+                    .append(me.guild, &event, Durability::BATCHED)
+                    .unwrap();
+                ledgers[i].local.insert(seq, event);
+                appended[i] += 1;
+            }
         }
         journal.sync().unwrap();
         if rng.below(8) == 0 {
-            journal.snapshot_now(GUILD).unwrap();
+            let g = owners[rng.below(owners.len() as u64) as usize].guild;
+            journal.snapshot_now(g).unwrap();
         }
-        match remote.ship_events(journal, &mut me).await {
+        match remote.ship_events(journal, writer, &mut owners).await {
             Ok(_) => {
-                let start = ledger.start;
-                ledger
-                    .acked
-                    .extend(ledger.local.range(start + 1..=me.head).map(|(s, _)| *s));
-                if rng.below(4) == 0 {
-                    let _ = remote.ship_snapshots(journal, &me).await;
+                for (me, ledger) in owners.iter().zip(ledgers.iter_mut()) {
+                    let start = ledger.start;
+                    let acked: Vec<Seq> = ledger
+                        .local
+                        .range(start + 1..=me.head)
+                        .map(|(s, _)| *s)
+                        .collect();
+                    ledger.acked.extend(acked);
+                    if rng.below(4) == 0 && me.fenced_by.is_none() {
+                        let _ = remote.ship_snapshots(journal, me).await;
+                    }
                 }
-                if appended == events && me.head == journal.state(GUILD).unwrap().seq {
+                let done = owners.iter().enumerate().all(|(i, me)| {
+                    me.fenced_by.is_some()
+                        || (appended[i] == events
+                            && me.head == journal.state(me.guild).unwrap().seq)
+                });
+                if done {
                     return;
                 }
             }
-            Err(Error::Fenced { .. }) => return,
             Err(Error::Remote { .. }) => {}
-            Err(e) => panic!("{}: {e}", ledger.name),
+            Err(e) => panic!("{}: {e}", ledgers[0].name),
         }
         tokio::time::sleep(rng.micros(3000)).await;
     }
@@ -148,17 +172,23 @@ async fn run_claimer(
             ..Ledger::default()
         };
         for _ in 0..50 {
-            match remote.owner(&journal, GUILD, name).await {
-                Ok(me) => {
+            let found = async {
+                let mut writer = remote.writer(&journal).await?;
+                let me = remote.owner(&journal, &mut writer, GUILD, name).await?;
+                Ok::<_, Error>((writer, me))
+            };
+            match found.await {
+                Ok((mut writer, me)) => {
                     assert_eq!((me.epoch, me.head), (claimed.epoch, claimed.seq));
                     run_owner(
                         remote,
                         &mut journal,
-                        me,
+                        &mut writer,
+                        vec![me],
                         tag,
                         10 + rng.below(30),
                         rng,
-                        &mut ledger,
+                        std::slice::from_mut(&mut ledger),
                     )
                     .await;
                     return Some(ledger);
@@ -202,14 +232,27 @@ fn run_seed(seed: u64) -> Tally {
         // Owner A: claims epoch 1 implicitly at its first contact with the store.
         let dir_a = scratch();
         let mut journal_a = Journal::open(dir_a.path(), config()).unwrap();
-        let mut ledger_a = Ledger {
-            name: "a".into(),
-            epoch: 1,
-            ..Ledger::default()
-        };
-        let me = loop {
-            match remote.owner(&journal_a, GUILD, "a").await {
-                Ok(me) => break me,
+        let mut ledgers_a = [
+            Ledger {
+                name: "a".into(),
+                epoch: 1,
+                ..Ledger::default()
+            },
+            Ledger {
+                name: "a (kept)".into(),
+                epoch: 1,
+                ..Ledger::default()
+            },
+        ];
+        let (mut writer_a, owners_a) = loop {
+            let found = async {
+                let mut writer = remote.writer(&journal_a).await?;
+                let me = remote.owner(&journal_a, &mut writer, GUILD, "a").await?;
+                let kept = remote.owner(&journal_a, &mut writer, KEPT, "a").await?;
+                Ok::<_, Error>((writer, vec![me, kept]))
+            };
+            match found.await {
+                Ok(found) => break found,
                 Err(Error::Remote { .. }) => tokio::time::sleep(Duration::from_millis(1)).await,
                 Err(e) => panic!("seed {seed}: a: {e}"),
             }
@@ -233,7 +276,16 @@ fn run_seed(seed: u64) -> Tally {
             tokio::time::sleep(down_for).await;
             store.set_down(false);
         };
-        let a = run_owner(&remote, &mut journal_a, me, 1, a_events, &mut rng_a, &mut ledger_a);
+        let a = run_owner(
+            &remote,
+            &mut journal_a,
+            &mut writer_a,
+            owners_a,
+            1,
+            a_events,
+            &mut rng_a,
+            &mut ledgers_a,
+        );
         let b = run_claimer(&remote, "b", 2, b_delay, &mut rng_b);
         let c = async {
             match c_delay {
@@ -253,6 +305,29 @@ fn run_seed(seed: u64) -> Tally {
             .await
             .unwrap_or_else(|e| panic!("seed {seed}: final claim: {e}"));
         let final_seq = claimed.seq;
+
+        // The guild A kept: everything it acknowledged is in a claim of it, in A's order.
+        let [ledger_a, kept_a] = ledgers_a;
+        let dir_k = scratch();
+        let mut journal_k = Journal::open(dir_k.path(), config()).unwrap();
+        let kept = remote
+            .claim(&mut journal_k, KEPT, "z")
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: final claim of the kept guild: {e}"));
+        assert!(
+            kept_a.acked.iter().all(|&s| s <= kept.seq),
+            "seed {seed}: the kept guild lost acknowledged events: {} < {:?}",
+            kept.seq,
+            kept_a.acked.last()
+        );
+        let mut expected = State::new(HISTORY_MAX_DEFAULT);
+        for seq in 1..=kept.seq {
+            apply(&mut expected, &kept_a.local[&seq]);
+        }
+        assert!(
+            journal_k.state(KEPT).unwrap().state == expected,
+            "seed {seed}: the kept guild's claimed state is not the fold of A's events"
+        );
 
         let mut owners: Vec<Ledger> = vec![ledger_a];
         owners.extend(b);
@@ -286,7 +361,7 @@ fn run_seed(seed: u64) -> Tally {
         let got = journal_z.state(GUILD).unwrap();
         assert_eq!(got.seq, final_seq);
         assert!(got.state == expected, "seed {seed}: the claimed state is not the fold of the history");
-        tally.acked = owners.iter().map(|o| o.acked.len() as u64).sum();
+        tally.acked = owners.iter().map(|o| o.acked.len() as u64).sum::<u64>() + kept_a.acked.len() as u64;
         tally.claims = owners.len() as u64 - 1;
         tally.final_seq = final_seq;
         let r = store.requests();

@@ -7,50 +7,61 @@
 //! the same sequence number are in DESIGN.md ("Remote"). In short:
 //!
 //! ```text
+//! PREFIX/writers/<writer>/<position:020>    a directory's log: batches (one per shipping round,
+//!                                           every guild it carried: group commit to the
+//!                                           store) or `fence` markers written by claims
 //! PREFIX/guilds/<guild>/
-//!   claim/<epoch:020>                       who claimed the guild at that epoch (create-only)
-//!   log/<epoch:020>/<position:020>          an epoch's log: chunks (segment format, the events
-//!                                           from <position> on), or a marker: `skip` (events
-//!                                           held by a snapshot) or `fence` (the log ends here)
+//!   claim/<epoch:020>                       who claimed the guild at that epoch, with the
+//!                                           writer log and position its events start at
 //!   snap/<seq:020>-<epoch:020>.snap         a snapshot file, uploaded by that epoch's owner
 //! ```
 //!
-//! Every object is created once and never rewritten. An owner writes its epoch's log at
-//! consecutive positions, one object at a time; a claim closes every older epoch's log with a
-//! `fence` at the position after its last event. Whoever creates a position first wins it, so
-//! an old owner either stored its chunk before the fence (and the claim includes it) or finds
-//! the fence and stops.
+//! Every object is created once and never rewritten. A writer creates its log's positions
+//! one after the other; a claim closes the previous owner's epoch by creating a `fence` for
+//! the guild at the next position of that owner's log. Whoever creates a position first wins
+//! it, so the old owner either stored its batch before the fence (and the claim reads it) or
+//! finds the fence, stops acknowledging that guild and goes on with its other guilds.
 
+mod batch;
 pub mod faulty;
 mod objects;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures_util::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-use crate::config::SEGMENT_BYTES_MAX_MAX;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
-use crate::format::segment::{self, ScanEnd, SegmentHeader};
+use crate::format::segment::{self, SegmentHeader};
 use crate::format::{frame, snapshot};
 use crate::ids::{GuildId, Seq};
 use crate::journal::Journal;
 use crate::layout;
 use crate::storage::{self, Storage};
 
+pub use batch::{Batch, Entry, EntryKind, BATCH_LEN_MAX};
 pub use objects::{ClaimRecord, Marker, OwnerRecord};
 
-/// Largest chunk object reprise reads: the largest segment plus one maximal frame.
+/// Largest local segment a shipping round reads (the largest segment plus one frame).
 pub const CHUNK_LEN_MAX: u64 =
-    SEGMENT_BYTES_MAX_MAX + frame::HEADER_LEN as u64 + frame::PAYLOAD_LEN_MAX as u64;
+    crate::config::SEGMENT_BYTES_MAX_MAX + frame::HEADER_LEN as u64 + frame::PAYLOAD_LEN_MAX as u64;
 
-/// How many times a claim retries fencing an epoch whose owner keeps winning the race for
-/// the next position before it gives up (the owner is then clearly alive and busy).
+/// A shipping round stops adding guilds to its batch once it holds this many bytes (the
+/// rest goes in the next round); a single guild's chunk is at most one local segment.
+pub const BATCH_BYTES_TARGET: usize = 16 << 20;
+
+/// How many times a claim retries fencing a writer that keeps winning the race for its next
+/// position before it gives up (the writer is then clearly alive and busy).
 const FENCE_ATTEMPTS_MAX: u32 = 64;
 
-/// Objects and bytes uploaded by [`Remote::ship`].
+/// How many times a claim reads the history again when an object it listed was deleted
+/// meanwhile (retention by the live owner).
+const READ_ATTEMPTS_MAX: u32 = 4;
+
+/// Objects and bytes uploaded by a shipping round.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ShipReport {
     /// Objects created.
@@ -63,6 +74,11 @@ impl ShipReport {
     fn add(&mut self, bytes: usize) {
         self.objects += 1;
         self.bytes += bytes as u64;
+    }
+
+    fn merge(&mut self, other: ShipReport) {
+        self.objects += other.objects;
+        self.bytes += other.bytes;
     }
 }
 
@@ -77,15 +93,6 @@ pub struct Claimed {
     pub seq: Seq,
 }
 
-/// One object of an epoch's log.
-#[derive(Debug)]
-enum LogObject {
-    /// Events `first..=last` in segment format.
-    Chunk { last: Seq, bytes: Vec<u8> },
-    /// A marker.
-    Marker(Marker),
-}
-
 /// An object store plus the key prefix reprise owns in it.
 #[derive(Clone, Debug)]
 pub struct Remote {
@@ -94,10 +101,61 @@ pub struct Remote {
     url: String,
 }
 
-/// What a directory knows of its own epoch's log for one guild: the owner's shipping state.
+/// What a writer's log holds at one position, as far as shipping and claims care.
+#[derive(Clone, Debug)]
+enum LogObject {
+    /// A batch (fully checked).
+    Batch(Arc<Batch>),
+    /// A marker.
+    Marker(Marker),
+}
+
+/// Where a guild's entry is in a writer's log: (position, first event, last event).
+type Part = (u64, Seq, Seq);
+
+/// This directory's log in the store: its id, the process's incarnation, and the last
+/// position known to exist. Made by [`Remote::writer`]; one per open journal.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    id: [u8; 16],
+    name: String,
+    incarnation: [u8; 16],
+    /// The last position known to exist in the log (0: none).
+    head: u64,
+    /// The entries of this log's batches that this process wrote or read: (guild, epoch) →
+    /// (position, first, last), so that finding where a guild's epoch stands needs no reads.
+    index: BTreeMap<(u64, u64), Vec<Part>>,
+    /// The positions up to which `index` is complete for entries at or after a position
+    /// (everything from `indexed_from` to `head` has been read or written by this process).
+    indexed_from: u64,
+}
+
+impl Writer {
+    /// The writer's name (hex id): its log is `writers/<name>/`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The last position known to exist in the writer's log.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    fn note_batch(&mut self, b: &Batch) {
+        for e in &b.entries {
+            let parts = self.index.entry((e.guild, e.epoch)).or_default();
+            if !parts.iter().any(|p| p.0 == b.position) {
+                parts.push((b.position, e.first, e.last));
+                parts.sort_unstable();
+            }
+        }
+    }
+}
+
+/// A guild this directory owns in the store: its epoch and how far its events are stored.
 ///
 /// Made by [`Remote::owner`], which checks that no newer epoch exists (claiming epoch 1 when
-/// the guild has never been claimed) and finds the last event the epoch's log holds.
+/// the guild has never been claimed) and finds the last event the store holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     /// The guild.
@@ -106,11 +164,44 @@ pub struct Owner {
     pub epoch: u64,
     /// The owner name.
     pub owner: String,
-    /// The last event stored in the remote (in this epoch's log or before it).
+    /// The last event stored in the remote (by this epoch or before it).
     pub head: Seq,
+    /// Set once a shipping round found this epoch fenced: the newer epoch and its owner.
+    /// Nothing more is shipped or acknowledged for the guild.
+    pub fenced_by: Option<(u64, String)>,
     /// Where the frame after `head` starts in the local segment last read: (segment's first
-    /// seq, byte offset), so the next batch reads on from there instead of scanning again.
+    /// seq, byte offset), so the next round reads on from there instead of scanning again.
     cursor: Option<(Seq, u64)>,
+}
+
+impl Owner {
+    /// `Err(Fenced)` once a newer owner has claimed the guild.
+    ///
+    /// # Errors
+    /// [`Error::Fenced`].
+    pub fn check(&self) -> Result<()> {
+        match &self.fenced_by {
+            Some((epoch, owner)) => Err(Error::Fenced {
+                guild: self.guild,
+                epoch: *epoch,
+                owner: owner.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One epoch's part of a guild's history, as read from its writer's log.
+#[derive(Debug, Default)]
+struct EpochLog {
+    /// The guild's entries of this epoch, in position order: (position, entry).
+    parts: Vec<(u64, Entry)>,
+    /// The position of the fence that closes the epoch, if there is one.
+    fence: Option<u64>,
+    /// The last position the listing showed (or the scan start minus one).
+    last_position: u64,
+    /// An object listed and then gone (deleted by retention while it was read).
+    vanished: bool,
 }
 
 fn remote_err(op: &'static str, key: &ObjectPath, e: object_store::Error) -> Error {
@@ -143,6 +234,28 @@ fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex16(text: &str) -> Option<[u8; 16]> {
+    let text = text.trim();
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn random16() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("the OS random generator failed: {e}"));
+    bytes
 }
 
 impl Remote {
@@ -235,12 +348,9 @@ impl Remote {
         self.key(&format!("guilds/{}/claim/{epoch:020}", guild.0))
     }
 
-    /// The key of position `position` of `epoch`'s log of `guild`.
-    pub fn log_key(&self, guild: GuildId, epoch: u64, position: Seq) -> ObjectPath {
-        self.key(&format!(
-            "guilds/{}/log/{epoch:020}/{position:020}",
-            guild.0
-        ))
+    /// The key of position `position` of the log of writer `writer`.
+    pub fn writer_key(&self, writer: &str, position: u64) -> ObjectPath {
+        self.key(&format!("writers/{writer}/{position:020}"))
     }
 
     /// The key of the snapshot of `guild` at `seq` uploaded by the owner of `epoch`.
@@ -266,6 +376,28 @@ impl Remote {
             listed.objects.iter().map(|o| last(&o.location)).collect(),
             listed.common_prefixes.iter().map(last).collect(),
         ))
+    }
+
+    /// The positions of writer `writer`'s log after `after`, ascending.
+    async fn positions_after(&self, writer: &str, after: u64) -> Result<Vec<u64>> {
+        let prefix = self.key(&format!("writers/{writer}"));
+        let listed: Vec<object_store::ObjectMeta> = if after == 0 {
+            self.store.list(Some(&prefix)).try_collect().await
+        } else {
+            let offset = self.writer_key(writer, after);
+            self.store
+                .list_with_offset(Some(&prefix), &offset)
+                .try_collect()
+                .await
+        }
+        .map_err(|e| remote_err("list", &prefix, e))?;
+        let mut positions: Vec<u64> = listed
+            .iter()
+            .filter_map(|o| parse_num(o.location.filename()?))
+            .filter(|&p| p > after)
+            .collect();
+        positions.sort_unstable();
+        Ok(positions)
     }
 
     /// Reads a whole object of at most `len_max` bytes; `None` when it does not exist. The
@@ -294,11 +426,11 @@ impl Remote {
     }
 
     /// Creates `key` unless it exists: `true` when this call created it.
-    async fn create(&self, key: &ObjectPath, bytes: &[u8]) -> Result<bool> {
+    async fn create(&self, key: &ObjectPath, bytes: Vec<u8>) -> Result<bool> {
         let opts = PutOptions::from(PutMode::Create);
         match self
             .store
-            .put_opts(key, PutPayload::from(bytes.to_vec()), opts)
+            .put_opts(key, PutPayload::from(bytes), opts)
             .await
         {
             Ok(_) => Ok(true),
@@ -310,21 +442,24 @@ impl Remote {
         }
     }
 
-    /// [`Remote::get`] through a cache of immutable objects (claims' reads only).
-    async fn get_cached(
+    /// Reads and checks the object at `position` of `writer`'s log (through `cache`: the
+    /// objects are immutable). `None` when it does not exist.
+    async fn read_log_object(
         &self,
-        key: &ObjectPath,
-        len_max: u64,
-        cache: &mut HashMap<ObjectPath, Vec<u8>>,
-    ) -> Result<Option<Vec<u8>>> {
-        if let Some(bytes) = cache.get(key) {
-            return Ok(Some(bytes.clone()));
+        writer: &str,
+        position: u64,
+        cache: &mut HashMap<(String, u64), LogObject>,
+    ) -> Result<Option<LogObject>> {
+        if let Some(o) = cache.get(&(writer.to_string(), position)) {
+            return Ok(Some(o.clone()));
         }
-        let got = self.get(key, len_max).await?;
-        if let Some(bytes) = &got {
-            cache.insert(key.clone(), bytes.clone());
-        }
-        Ok(got)
+        let key = self.writer_key(writer, position);
+        let Some(bytes) = self.get(&key, BATCH_LEN_MAX).await? else {
+            return Ok(None);
+        };
+        let object = classify(&key, writer, position, &bytes)?;
+        cache.insert((writer.to_string(), position), object.clone());
+        Ok(Some(object))
     }
 
     // ---- claims -----------------------------------------------------------------------
@@ -353,6 +488,13 @@ impl Remote {
         if claim.guild != guild.0 || claim.epoch != epoch {
             return Err(corrupt(&key, None, "claim names another guild or epoch"));
         }
+        if parse_hex16(&claim.writer).is_none() || claim.start == 0 {
+            return Err(corrupt(
+                &key,
+                None,
+                "claim with a malformed writer or start",
+            ));
+        }
         Ok(claim)
     }
 
@@ -378,7 +520,7 @@ impl Remote {
         }
     }
 
-    // ---- the local ownership record ---------------------------------------------------
+    // ---- the local records ------------------------------------------------------------
 
     /// This directory's ownership record for `guild`, if it has one.
     ///
@@ -402,8 +544,7 @@ impl Remote {
         Ok(Some(record))
     }
 
-    fn write_owner_record(journal: &Journal, record: &OwnerRecord) -> Result<()> {
-        let path = layout::remote_owner_path(journal.dir(), GuildId(record.guild));
+    fn write_local(journal: &Journal, path: &Path, bytes: &[u8]) -> Result<()> {
         let storage = journal.storage();
         let dir = journal.dir().join(layout::REMOTE_DIR);
         storage
@@ -412,63 +553,84 @@ impl Remote {
         storage
             .sync_dir(journal.dir())
             .map_err(|e| local_io("fsync directory", journal.dir(), e))?;
-        storage::write_atomic(storage.as_ref(), &path, &objects::encode(record))
+        storage::write_atomic(storage.as_ref(), path, bytes)
             .map_err(|(op, p, e)| Error::io(op, p, e))
     }
 
-    // ---- reading an epoch's log -------------------------------------------------------
-
-    async fn positions(&self, guild: GuildId, epoch: u64) -> Result<Vec<Seq>> {
-        let (objects, _) = self
-            .list(&format!("guilds/{}/log/{epoch:020}", guild.0))
-            .await?;
-        let mut positions: Vec<Seq> = objects.iter().filter_map(|n| parse_num(n)).collect();
-        positions.sort_unstable();
-        Ok(positions)
+    fn write_owner_record(journal: &Journal, record: &OwnerRecord) -> Result<()> {
+        let path = layout::remote_owner_path(journal.dir(), GuildId(record.guild));
+        Remote::write_local(journal, &path, &objects::encode(record))
     }
 
-    /// Reads and checks the object at `position` of `epoch`'s log.
-    async fn read_log_object(
-        &self,
-        guild: GuildId,
-        epoch: u64,
-        position: Seq,
-    ) -> Result<Option<LogObject>> {
-        let key = self.log_key(guild, epoch, position);
-        let Some(bytes) = self.get(&key, CHUNK_LEN_MAX).await? else {
-            return Ok(None);
+    /// This directory's writer: its id (made once, kept in `remote/WRITER`), a new
+    /// incarnation for this process, and the head of its log in the store.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when the store cannot be listed; [`Error::Io`]; a damaged `WRITER`
+    /// file is [`Error::Corrupt`].
+    pub async fn writer(&self, journal: &Journal) -> Result<Writer> {
+        let path = journal.dir().join(layout::REMOTE_DIR).join("WRITER");
+        let id = match journal.storage().read(&path, 64) {
+            Ok(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(parse_hex16)
+                .ok_or_else(|| {
+                    Error::from(
+                        Corruption::new(&path, 0, CorruptionKind::HeaderMismatch)
+                            .detail("not a writer id (32 hex digits)"),
+                    )
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = random16();
+                Remote::write_local(journal, &path, format!("{}\n", hex(&id)).as_bytes())?;
+                id
+            }
+            Err(e) => return Err(local_io("read", &path, e)),
         };
-        classify(&key, guild, epoch, position, bytes).map(Some)
-    }
-
-    async fn read_log_object_cached(
-        &self,
-        guild: GuildId,
-        epoch: u64,
-        position: Seq,
-        cache: &mut HashMap<ObjectPath, Vec<u8>>,
-    ) -> Result<Option<LogObject>> {
-        let key = self.log_key(guild, epoch, position);
-        let Some(bytes) = self.get_cached(&key, CHUNK_LEN_MAX, cache).await? else {
-            return Ok(None);
-        };
-        classify(&key, guild, epoch, position, bytes).map(Some)
+        let name = hex(&id);
+        let head = self
+            .positions_after(&name, 0)
+            .await?
+            .last()
+            .copied()
+            .unwrap_or(0);
+        Ok(Writer {
+            id,
+            name,
+            incarnation: random16(),
+            head,
+            index: BTreeMap::new(),
+            indexed_from: head + 1,
+        })
     }
 
     // ---- ownership ----------------------------------------------------------------------
 
     /// The shipping state of this directory for `guild`: fails with [`Error::Fenced`] when the
     /// store shows a newer epoch (or any epoch, when this directory never claimed the guild);
-    /// claims epoch 1 when the guild was never claimed.
+    /// claims epoch 1 when the guild was never claimed. Finds the last event its epoch
+    /// stored by reading `writer`'s log from where the epoch starts.
     ///
     /// # Errors
     /// [`Error::Fenced`], [`Error::Remote`], [`Error::RemoteCorrupt`], [`Error::Io`].
-    pub async fn owner(&self, journal: &Journal, guild: GuildId, owner: &str) -> Result<Owner> {
-        let result = self.owner_inner(journal, guild, owner).await;
+    pub async fn owner(
+        &self,
+        journal: &Journal,
+        writer: &mut Writer,
+        guild: GuildId,
+        owner: &str,
+    ) -> Result<Owner> {
+        let result = self.owner_inner(journal, writer, guild, owner).await;
         note_fenced(journal, guild, result)
     }
 
-    async fn owner_inner(&self, journal: &Journal, guild: GuildId, owner: &str) -> Result<Owner> {
+    async fn owner_inner(
+        &self,
+        journal: &Journal,
+        writer: &mut Writer,
+        guild: GuildId,
+        owner: &str,
+    ) -> Result<Owner> {
         let mut record = Remote::owner_record(journal, guild)?;
         check_not_fenced(guild, record.as_ref())?;
         let epochs = self.claim_epochs(guild).await?;
@@ -504,13 +666,15 @@ impl Remote {
                 epoch: 1,
                 owner: r.owner.clone(),
                 token: r.token.clone(),
+                writer: writer.name.clone(),
+                start: writer.head + 1,
                 claimed_unix_ms: now_unix_ms(),
             };
-            self.create(&self.claim_key(guild, 1), &objects::encode(&claim))
+            self.create(&self.claim_key(guild, 1), objects::encode(&claim))
                 .await?;
             record = Some(r);
         }
-        let record = match (record, newest) {
+        let (record, claim) = match (record, newest) {
             (None, Some(n)) => return Err(self.fenced_by_claim(guild, n).await),
             (Some(r), Some(n)) if n > r.epoch => return Err(self.fenced_by_claim(guild, n).await),
             (Some(r), _) => {
@@ -523,79 +687,318 @@ impl Remote {
                         owner: claim.owner,
                     });
                 }
-                r
+                if claim.writer != writer.name {
+                    return Err(corrupt(
+                        &self.claim_key(guild, r.epoch),
+                        None,
+                        "this directory's claim names another writer",
+                    ));
+                }
+                (r, claim)
             }
             (None, None) => unreachable!("claimed above"),
         };
-        let positions = self.positions(guild, record.epoch).await?;
-        let head = match positions.last() {
-            None => record.chain_start - 1,
-            Some(&p) => match self.read_log_object(guild, record.epoch, p).await? {
-                None => record.chain_start - 1,
-                Some(LogObject::Chunk { last, .. }) => last,
-                Some(LogObject::Marker(Marker::Skip { skip_to, .. })) => skip_to - 1,
-                Some(LogObject::Marker(Marker::Fence {
-                    fenced_by, owner, ..
-                })) => {
-                    return Err(Error::Fenced {
-                        guild,
-                        epoch: fenced_by,
-                        owner,
-                    })
-                }
-            },
-        };
+        let head = self
+            .epoch_head(writer, guild, &claim, record.chain_start)
+            .await?;
         Ok(Owner {
             guild,
             epoch: record.epoch,
             owner: record.owner,
             head,
+            fenced_by: None,
             cursor: None,
         })
     }
 
-    /// Uploads what the remote lacks of `guild`: the events after the remote head (as chunks,
-    /// a sealed segment whole when none of it is remote yet), and the snapshots up to the head.
-    /// Checks ownership first ([`Remote::owner`]). The journal's state must be durable (the
-    /// CLI checkpoints first; `apply` syncs before it ships).
+    /// The last event of `claim`'s epoch in this writer's log (reading only what this
+    /// process has not read or written yet); fails with [`Error::Fenced`] at a fence.
+    async fn epoch_head(
+        &self,
+        writer: &mut Writer,
+        guild: GuildId,
+        claim: &ClaimRecord,
+        chain_start: Seq,
+    ) -> Result<Seq> {
+        if claim.start < writer.indexed_from {
+            // Read the log from the epoch's start up to what this process knows.
+            let mut cache = HashMap::new();
+            let log = self
+                .read_epoch(
+                    &writer.name.clone(),
+                    guild,
+                    claim.epoch,
+                    claim.start,
+                    &mut cache,
+                )
+                .await?;
+            for object in cache.values() {
+                if let LogObject::Batch(b) = object {
+                    writer.note_batch(b);
+                }
+            }
+            if let Some(p) = log.fence {
+                return Err(self
+                    .fence_error(&writer.name, p, guild, claim.epoch, &mut cache)
+                    .await);
+            }
+            writer.head = writer.head.max(log.last_position);
+            writer.indexed_from = writer.indexed_from.min(claim.start);
+        }
+        Ok(writer
+            .index
+            .get(&(guild.0, claim.epoch))
+            .and_then(|parts| parts.iter().map(|p| p.2).max())
+            .unwrap_or(0)
+            .max(chain_start - 1))
+    }
+
+    async fn fence_error(
+        &self,
+        writer: &str,
+        position: u64,
+        guild: GuildId,
+        epoch: u64,
+        cache: &mut HashMap<(String, u64), LogObject>,
+    ) -> Error {
+        match self.read_log_object(writer, position, cache).await {
+            Ok(Some(LogObject::Marker(Marker::Fence {
+                fenced_by, owner, ..
+            }))) => Error::Fenced {
+                guild,
+                epoch: fenced_by,
+                owner,
+            },
+            Ok(_) => corrupt(
+                &self.writer_key(writer, position),
+                None,
+                format!("expected the fence of guild {} epoch {epoch}", guild.0),
+            ),
+            Err(e) => e,
+        }
+    }
+
+    /// Reads `guild`'s entries of `epoch` in `writer`'s log from position `start` on, up to
+    /// the fence that closes the epoch (if any).
+    async fn read_epoch(
+        &self,
+        writer: &str,
+        guild: GuildId,
+        epoch: u64,
+        start: u64,
+        cache: &mut HashMap<(String, u64), LogObject>,
+    ) -> Result<EpochLog> {
+        let mut log = EpochLog {
+            last_position: start - 1,
+            ..EpochLog::default()
+        };
+        self.read_epoch_from(writer, guild, epoch, &mut log, cache)
+            .await?;
+        Ok(log)
+    }
+
+    /// Continues `log` with the positions after `log.last_position`.
+    async fn read_epoch_from(
+        &self,
+        writer: &str,
+        guild: GuildId,
+        epoch: u64,
+        log: &mut EpochLog,
+        cache: &mut HashMap<(String, u64), LogObject>,
+    ) -> Result<()> {
+        let positions = self.positions_after(writer, log.last_position).await?;
+        for p in positions {
+            log.last_position = p;
+            match self.read_log_object(writer, p, cache).await? {
+                None => log.vanished = true,
+                Some(LogObject::Batch(b)) => {
+                    for e in &b.entries {
+                        if e.guild == guild.0 && e.epoch == epoch {
+                            log.parts.push((p, e.clone()));
+                        }
+                    }
+                }
+                Some(LogObject::Marker(Marker::Fence {
+                    guild: g, epoch: e, ..
+                })) if g == guild.0 && e == epoch => {
+                    log.fence = Some(p);
+                    return Ok(());
+                }
+                Some(LogObject::Marker(_)) => {}
+            }
+        }
+        Ok(())
+    }
+
+    // ---- shipping -----------------------------------------------------------------------
+
+    /// Uploads what the remote lacks of `guilds` (every guild of the journal when empty): the
+    /// events after each guild's remote head in as few batches as the bytes allow (one when
+    /// they fit), then the snapshots up to each head. Checks ownership first
+    /// ([`Remote::owner`]). The journal's state must be durable (the CLI checkpoints first;
+    /// `apply` syncs before it ships).
     ///
     /// # Errors
-    /// [`Error::Fenced`] when a newer owner has claimed the guild; store and local errors.
+    /// [`Error::Fenced`] when a newer owner has claimed one of the guilds (the others are
+    /// shipped first); store and local errors.
     pub async fn ship(
         &self,
         journal: &mut Journal,
-        guild: GuildId,
+        guilds: &[GuildId],
         owner: &str,
     ) -> Result<ShipReport> {
-        let mut me = self.owner(journal, guild, owner).await?;
-        let events = self.ship_events(journal, &mut me).await?;
-        let snapshots = self.ship_snapshots(journal, &me).await?;
-        Ok(ShipReport {
-            objects: events.objects + snapshots.objects,
-            bytes: events.bytes + snapshots.bytes,
-        })
+        let mut writer = self.writer(journal).await?;
+        let guilds = if guilds.is_empty() {
+            journal.guilds()?
+        } else {
+            guilds.to_vec()
+        };
+        let mut owners = Vec::with_capacity(guilds.len());
+        let mut fenced = None;
+        for &g in &guilds {
+            match self.owner(journal, &mut writer, g, owner).await {
+                Ok(me) => owners.push(me),
+                Err(e @ Error::Fenced { .. }) => fenced = fenced.or(Some(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut report = self.ship_events(journal, &mut writer, &mut owners).await?;
+        for me in &owners {
+            if me.fenced_by.is_none() {
+                report.merge(self.ship_snapshots(journal, me).await?);
+            }
+        }
+        for me in &owners {
+            me.check()?;
+        }
+        match fenced {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
-    /// Uploads the events after `owner.head` (and advances it): the remote half of
-    /// `remote` durability. One object per local segment the events span.
+    /// Uploads the events after each owner's head (and advances it), every guild of a round
+    /// in one batch object: the remote half of `remote` durability, and its group commit.
+    /// An owner found fenced gets [`Owner::fenced_by`] set (and its directory's record
+    /// says so); the others go on. Returns once every owner not fenced has shipped
+    /// everything the journal holds for it.
     ///
     /// # Errors
-    /// As [`Remote::ship`].
-    pub async fn ship_events(&self, journal: &mut Journal, me: &mut Owner) -> Result<ShipReport> {
-        let result = self.ship_events_inner(journal, me).await;
-        note_fenced(journal, me.guild, result)
+    /// Store and local errors (nothing is acknowledged then).
+    pub async fn ship_events(
+        &self,
+        journal: &mut Journal,
+        writer: &mut Writer,
+        owners: &mut [Owner],
+    ) -> Result<ShipReport> {
+        let mut report = ShipReport::default();
+        journal.flush()?;
+        let mut cache = HashMap::new();
+        loop {
+            let mut entries = Vec::new();
+            let mut cursors = Vec::new();
+            let mut bytes = batch::HEADER_LEN;
+            for me in owners.iter_mut() {
+                if me.fenced_by.is_some() || bytes >= BATCH_BYTES_TARGET {
+                    continue;
+                }
+                if let Some((entry, cursor)) = self.next_entry(journal, me, &mut report).await? {
+                    bytes += batch::ENTRY_HEADER_LEN + entry.chunk.len();
+                    cursors.push((me.guild, cursor));
+                    entries.push(entry);
+                }
+            }
+            if entries.is_empty() {
+                return Ok(report);
+            }
+            let position = writer.head + 1;
+            let b = Batch {
+                position,
+                writer: writer.id,
+                incarnation: writer.incarnation,
+                entries,
+            };
+            let encoded = batch::encode(&b);
+            let len = encoded.len();
+            let key = self.writer_key(&writer.name, position);
+            if self.create(&key, encoded).await? {
+                report.add(len);
+                writer.head = position;
+                writer.note_batch(&b);
+                for (e, (_, cursor)) in b.entries.iter().zip(cursors) {
+                    if let Some(me) = owners.iter_mut().find(|m| m.guild.0 == e.guild) {
+                        me.head = e.last;
+                        me.cursor = cursor;
+                    }
+                }
+                continue;
+            }
+            // The position exists: this writer's own earlier batch (an answer lost, or a
+            // previous process's upload landing late), or a claim's fence. Heads may move:
+            // the next round finds its frames from the segment start.
+            for me in owners.iter_mut() {
+                me.cursor = None;
+            }
+            match self
+                .read_log_object(&writer.name, position, &mut cache)
+                .await?
+            {
+                None => return Err(corrupt(&key, None, "exists and then does not (deleted?)")),
+                Some(LogObject::Batch(theirs)) => {
+                    writer.note_batch(&theirs);
+                    for e in &theirs.entries {
+                        if let Some(me) = owners
+                            .iter_mut()
+                            .find(|m| m.guild.0 == e.guild && m.epoch == e.epoch)
+                        {
+                            me.head = me.head.max(e.last);
+                        }
+                    }
+                }
+                Some(LogObject::Marker(Marker::Fence {
+                    guild,
+                    epoch,
+                    fenced_by,
+                    owner,
+                })) => {
+                    if let Some(me) = owners
+                        .iter_mut()
+                        .find(|m| m.guild.0 == guild && m.epoch == epoch)
+                    {
+                        me.fenced_by = Some((fenced_by, owner.clone()));
+                        let _ = note_fenced::<()>(
+                            journal,
+                            me.guild,
+                            Err(Error::Fenced {
+                                guild: me.guild,
+                                epoch: fenced_by,
+                                owner,
+                            }),
+                        );
+                    }
+                }
+            }
+            writer.head = position;
+        }
     }
 
-    async fn ship_events_inner(&self, journal: &mut Journal, me: &mut Owner) -> Result<ShipReport> {
+    /// The next entry for `me`: the events after its head that one local segment holds, or,
+    /// when the local log no longer holds the next event, a skip to a local snapshot after it
+    /// (uploaded first). `None` when there is nothing to ship.
+    async fn next_entry(
+        &self,
+        journal: &mut Journal,
+        me: &mut Owner,
+        report: &mut ShipReport,
+    ) -> Result<Option<(Entry, Option<(Seq, u64)>)>> {
         let guild = me.guild;
-        let mut report = ShipReport::default();
         let last = journal.state(guild)?.seq;
         if last <= me.head {
-            return Ok(report);
+            return Ok(None);
         }
-        // Only the segments holding events after the remote head are read (names say where
-        // each starts), so a batch costs what it ships, not the size of the log.
-        journal.flush()?;
+        let next = me.head + 1;
+        // Only the segment holding the event after the remote head is read (names say where
+        // each starts), so a round costs what it ships, not the size of the log.
         let storage = journal.storage();
         let dir = layout::guild_dir(journal.dir(), guild);
         let (mut segments, mut snapshots) = (Vec::new(), Vec::new());
@@ -608,122 +1011,65 @@ impl Remote {
         }
         segments.sort_unstable();
         snapshots.sort_unstable();
-        // The segment that would hold `seq`: the last one starting at or before it.
         let holder = |seq: Seq| segments.iter().rev().find(|&&f| f <= seq).copied();
-        while me.head < last {
-            let next = me.head + 1;
-            if let Some(first) = holder(next) {
-                let path = layout::segment_path(journal.dir(), guild, first);
-                let bytes = storage
-                    .read(&path, CHUNK_LEN_MAX)
-                    .map_err(|e| local_io("read", &path, e))?;
-                let start = me
-                    .cursor
-                    .filter(|&(f, _)| f == first)
-                    .map(|(_, offset)| offset);
-                let mut built = build_chunk(&bytes, &path, next, last, start)?;
-                if built.is_none() && start.is_some() {
-                    built = build_chunk(&bytes, &path, next, last, None)?;
-                }
-                if let Some((chunk, end_offset)) = built {
-                    let before = me.head;
-                    self.put_chunk(me, &chunk, &mut report).await?;
-                    // The cursor stays valid only when the chunk was stored as built.
-                    let stored_all = me.head == before + segment_frames(&chunk);
-                    me.cursor = stored_all.then_some((first, end_offset));
-                    continue;
-                }
+        if let Some(first) = holder(next) {
+            let path = layout::segment_path(journal.dir(), guild, first);
+            let bytes = storage
+                .read(&path, CHUNK_LEN_MAX)
+                .map_err(|e| local_io("read", &path, e))?;
+            let start = me
+                .cursor
+                .filter(|&(f, _)| f == first)
+                .map(|(_, offset)| offset);
+            let mut built = build_chunk(&bytes, &path, next, last, start)?;
+            if built.is_none() && start.is_some() {
+                built = build_chunk(&bytes, &path, next, last, None)?;
             }
-            // The local log no longer holds `next`: a snapshot after it stands in for the
-            // events up to it (a skip marker says so).
-            let snap = snapshots
-                .iter()
-                .rev()
-                .copied()
-                .find(|&s| s >= next && s <= last && (s == last || holder(s + 1).is_some()));
-            let Some(s) = snap else {
-                return Err(Corruption::new(
-                    layout::guild_dir(journal.dir(), guild),
-                    0,
-                    CorruptionKind::Unrecoverable,
-                )
+            if let Some((chunk, end_offset, chunk_last)) = built {
+                let entry = Entry {
+                    guild: guild.0,
+                    epoch: me.epoch,
+                    first: next,
+                    last: chunk_last,
+                    kind: EntryKind::Chunk,
+                    chunk,
+                };
+                return Ok(Some((entry, Some((first, end_offset)))));
+            }
+        }
+        // The local log no longer holds `next`: a snapshot after it stands in for the events
+        // up to it (uploaded before the skip entry that says so).
+        let snap = snapshots
+            .iter()
+            .rev()
+            .copied()
+            .find(|&s| s >= next && s <= last && (s == last || holder(s + 1).is_some()));
+        let Some(s) = snap else {
+            return Err(Corruption::new(dir, 0, CorruptionKind::Unrecoverable)
                 .detail(format!(
                     "the local log no longer holds event {next} and no snapshot covers it; \
                      it cannot be shipped"
                 ))
                 .into());
-            };
-            let path = layout::snapshot_path(journal.dir(), guild, s);
-            let bytes = read_snapshot_checked(journal, guild, s, &path)?;
-            let key = self.snapshot_key(guild, s, me.epoch);
-            if self.create(&key, &bytes).await? {
-                report.add(bytes.len());
-            }
-            let marker = Marker::Skip {
-                guild: guild.0,
-                epoch: me.epoch,
-                skip_to: s + 1,
-            };
-            let marker_bytes = objects::encode(&marker);
-            let key = self.log_key(guild, me.epoch, next);
-            if self.create(&key, &marker_bytes).await? {
-                report.add(marker_bytes.len());
-                me.head = s;
-            } else {
-                self.settle_existing(me, next, &marker_bytes).await?;
-            }
+        };
+        let path = layout::snapshot_path(journal.dir(), guild, s);
+        let bytes = read_snapshot_checked(journal, guild, s, &path)?;
+        let len = bytes.len();
+        if self
+            .create(&self.snapshot_key(guild, s, me.epoch), bytes)
+            .await?
+        {
+            report.add(len);
         }
-        Ok(report)
-    }
-
-    /// Creates the chunk at `owner.head + 1`; on a conflict, reads what is there.
-    async fn put_chunk(&self, me: &mut Owner, chunk: &[u8], report: &mut ShipReport) -> Result<()> {
-        let position = me.head + 1;
-        let key = self.log_key(me.guild, me.epoch, position);
-        if self.create(&key, chunk).await? {
-            report.add(chunk.len());
-            me.head = segment::scan(chunk, false).map_or(me.head, |s| s.last_seq);
-            return Ok(());
-        }
-        self.settle_existing(me, position, chunk).await
-    }
-
-    /// The position this owner meant to create exists: it is this owner's own earlier write
-    /// whose answer was lost (the same bytes, or a prefix of a chunk: an earlier, shorter
-    /// attempt), or a fence (the owner is fenced). Advances `head` past the former.
-    async fn settle_existing(&self, me: &mut Owner, position: Seq, ours: &[u8]) -> Result<()> {
-        let key = self.log_key(me.guild, me.epoch, position);
-        match self.read_log_object(me.guild, me.epoch, position).await? {
-            None => Err(corrupt(&key, None, "exists and then does not (deleted?)")),
-            Some(LogObject::Marker(Marker::Fence {
-                fenced_by, owner, ..
-            })) => Err(Error::Fenced {
-                guild: me.guild,
-                epoch: fenced_by,
-                owner,
-            }),
-            // Only this epoch's owner writes chunks and skips into its log (claims write
-            // fences only), so they are this owner's own earlier writes. A skip stands for a
-            // snapshot uploaded before it; a chunk must hold the same frames as the local log
-            // where the local log still holds them (it may since have dropped them, and then
-            // stand a skip in for them: `ours` is a marker).
-            Some(LogObject::Marker(Marker::Skip { skip_to, .. })) => {
-                me.head = skip_to - 1;
-                Ok(())
-            }
-            Some(LogObject::Chunk { last, bytes }) => {
-                if ours.starts_with(&bytes) || !ours.starts_with(&segment::MAGIC) {
-                    me.head = last;
-                    Ok(())
-                } else {
-                    Err(corrupt(
-                        &key,
-                        None,
-                        "holds other events than this directory's log for this epoch",
-                    ))
-                }
-            }
-        }
+        let entry = Entry {
+            guild: guild.0,
+            epoch: me.epoch,
+            first: next,
+            last: s,
+            kind: EntryKind::Skip,
+            chunk: Vec::new(),
+        };
+        Ok(Some((entry, None)))
     }
 
     /// Uploads, under this owner's epoch, every local snapshot up to `owner.head` that the
@@ -734,18 +1080,27 @@ impl Remote {
     pub async fn ship_snapshots(&self, journal: &mut Journal, me: &Owner) -> Result<ShipReport> {
         let mut report = ShipReport::default();
         let guild = me.guild;
+        let info = journal.inspect(guild)?;
+        let wanted: Vec<_> = info
+            .snapshots
+            .iter()
+            .filter(|s| s.first_seq <= me.head)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(report);
+        }
         let (objects, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
         let present: BTreeSet<String> = objects.into_iter().collect();
-        let info = journal.inspect(guild)?;
-        for snap in &info.snapshots {
+        for snap in wanted {
             let s = snap.first_seq;
             let key = self.snapshot_key(guild, s, me.epoch);
-            if s > me.head || present.contains(key.filename().unwrap_or_default()) {
+            if present.contains(key.filename().unwrap_or_default()) {
                 continue;
             }
             let bytes = read_snapshot_checked(journal, guild, s, &snap.path)?;
-            if self.create(&key, &bytes).await? {
-                report.add(bytes.len());
+            let len = bytes.len();
+            if self.create(&key, bytes).await? {
+                report.add(len);
             }
         }
         Ok(report)
@@ -767,9 +1122,10 @@ impl Remote {
         Ok(guilds)
     }
 
-    /// Makes this directory the owner of `guild`: writes the next epoch's claim, fences every
-    /// older epoch's log, downloads the newest usable snapshot and the log after it into the
-    /// (empty) guild directory, verifying every object, and recovers.
+    /// Makes this directory the owner of `guild`: writes the next epoch's claim, fences the
+    /// older epochs in their writers' logs, downloads the newest usable snapshot and the
+    /// events after it into the (empty) guild directory, verifying every object, and
+    /// recovers.
     ///
     /// A directory that already holds the guild is refused ([`Error::ClaimConflict`]) unless
     /// it holds the newest epoch already (then nothing is done).
@@ -816,29 +1172,32 @@ impl Remote {
                 }),
             };
         }
+        let writer = self.writer(journal).await?;
         let epoch = newest + 1;
+        // Read and check the history as it stands before writing anything anywhere: damaged
+        // or missing objects fail the claim with the store untouched (the owner is not fenced).
+        let mut cache = HashMap::new();
+        self.read_history_retrying(journal, guild, &epochs, None, &mut cache)
+            .await?;
         let claim = ClaimRecord {
             guild: guild.0,
             epoch,
             owner: owner.to_string(),
             token: objects::new_token(),
+            writer: writer.name.clone(),
+            start: writer.head + 1,
             claimed_unix_ms: now_unix_ms(),
         };
-        // Read and check the history as it stands before writing anything anywhere: damaged
-        // or missing objects fail the claim with the store untouched (the owner is not fenced).
-        let mut cache = HashMap::new();
-        self.read_history(journal, guild, &epochs, epoch, None, &mut cache)
-            .await?;
         if !self
-            .create(&self.claim_key(guild, epoch), &objects::encode(&claim))
+            .create(&self.claim_key(guild, epoch), objects::encode(&claim))
             .await?
         {
             return Err(self.fenced_by_claim(guild, epoch).await);
         }
-        // Now close the older epochs' logs and read the final history (objects read in the
-        // first pass are immutable and come from the cache).
+        // Now close the older epochs and read the final history (objects read in the first
+        // pass are immutable and come from the cache).
         let (head, files) = self
-            .read_history(journal, guild, &epochs, epoch, Some(&claim), &mut cache)
+            .read_history_retrying(journal, guild, &epochs, Some(&claim), &mut cache)
             .await?;
         // Everything is verified: write it (the guild directory is empty), then recover.
         if !files.is_empty() {
@@ -874,10 +1233,10 @@ impl Remote {
         let seq = journal.state(guild)?.seq;
         if seq != head {
             return Err(corrupt(
-                &self.key(&format!("guilds/{}/log", guild.0)),
+                &self.key(&format!("guilds/{}", guild.0)),
                 None,
                 format!(
-                    "the downloaded history recovers to event {seq}, the remote log ends at {head}"
+                    "the downloaded history recovers to event {seq}, the remote history ends at {head}"
                 ),
             ));
         }
@@ -889,175 +1248,280 @@ impl Remote {
         Ok(Claimed { guild, epoch, seq })
     }
 
-    /// The guild's history below `below_epoch`: every older epoch's end (closing each with a
-    /// fence when `fence` is given), the newest usable snapshot and the chunks after it, all
-    /// checked. Returns the last event and the files to write into the guild directory.
+    async fn read_history_retrying(
+        &self,
+        journal: &Journal,
+        guild: GuildId,
+        epochs: &[u64],
+        fence: Option<&ClaimRecord>,
+        cache: &mut HashMap<(String, u64), LogObject>,
+    ) -> Result<(Seq, Vec<(PathBuf, Vec<u8>)>)> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .read_history(journal, guild, epochs, fence, cache)
+                .await
+            {
+                Err(e) if attempt < READ_ATTEMPTS_MAX && matches!(e, History::Vanished) => {}
+                Err(History::Vanished) => {
+                    return Err(Error::Remote {
+                        op: "claim",
+                        key: self.key(&format!("guilds/{}", guild.0)).to_string(),
+                        source: "objects kept vanishing while the history was read".into(),
+                    })
+                }
+                Err(History::Failed(e)) => return Err(e),
+                Ok(found) => return Ok(found),
+            }
+        }
+    }
+
+    /// The guild's history in the epochs `epochs` (closing each with a fence when `fence` is
+    /// given): the newest usable snapshot and the events after it, all checked. Returns the
+    /// last event and the files to write into the guild directory.
     async fn read_history(
         &self,
         journal: &Journal,
         guild: GuildId,
         epochs: &[u64],
-        below_epoch: u64,
         fence: Option<&ClaimRecord>,
-        cache: &mut HashMap<ObjectPath, Vec<u8>>,
-    ) -> Result<(Seq, Vec<(std::path::PathBuf, Vec<u8>)>)> {
-        let epoch = below_epoch;
-        // Close every older epoch's log, oldest first: each one's end is where the next
-        // one starts.
-        let (_, log_epochs) = self.list(&format!("guilds/{}/log", guild.0)).await?;
-        let mut all: BTreeSet<u64> = epochs.iter().copied().collect();
-        all.extend(log_epochs.iter().filter_map(|n| parse_num(n)));
-        let mut ends: BTreeMap<u64, (Seq, Vec<Seq>)> = BTreeMap::new();
-        let mut end = 0;
-        for &e in all.iter().filter(|&&e| e < epoch) {
-            let (e_end, positions) = self.fence_epoch(guild, e, end, fence, cache).await?;
-            end = e_end;
-            ends.insert(e, (e_end, positions));
-        }
-        let head = end;
-        // The newest snapshot whose uploader's log reached it.
+        cache: &mut HashMap<(String, u64), LogObject>,
+    ) -> std::result::Result<(Seq, Vec<(PathBuf, Vec<u8>)>), History> {
+        // Snapshots, newest first: (seq, epoch).
         let (snaps, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
-        let base = snaps
+        let mut candidates: Vec<(Seq, u64)> = snaps
             .iter()
             .filter_map(|n| {
                 let stem = n.strip_suffix(".snap")?;
                 let (s, e) = stem.split_once('-')?;
                 Some((parse_num(s)?, parse_num(e)?))
             })
-            .filter(|&(s, e)| s <= head && ends.get(&e).is_some_and(|(end, _)| s <= *end))
-            .max();
-        let base_seq = base.map_or(0, |(s, _)| s);
-        // The chunks covering base_seq + 1 ..= head, across epochs.
-        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
-        let mut next = base_seq + 1;
-        for (&e, (e_end, positions)) in &ends {
-            for (i, &p) in positions.iter().enumerate() {
-                let p_end = positions.get(i + 1).map_or(*e_end, |n| n - 1);
-                if p_end < next || p > head {
+            .filter(|&(_, e)| epochs.binary_search(&e).is_ok())
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        // The epochs to read: from the newest snapshot's epoch on (older ones are held by
+        // the snapshot), and further back while the events after the snapshot start before
+        // the oldest epoch read (a snapshot of history its uploader inherited).
+        let base = candidates.first().copied();
+        let mut lo = base.map_or(0, |(_, e)| epochs.partition_point(|&x| x < e));
+        let mut claims: BTreeMap<u64, ClaimRecord> = BTreeMap::new();
+        let mut logs: BTreeMap<u64, EpochLog> = BTreeMap::new();
+        loop {
+            for &e in &epochs[lo..] {
+                if logs.contains_key(&e) {
                     continue;
                 }
-                let key = self.log_key(guild, e, p);
-                if p > next {
-                    return Err(corrupt(
-                        &key,
-                        None,
-                        format!(
-                            "gap in the guild's remote history: events {next}..{p} are missing"
-                        ),
-                    ));
+                let c = self.read_claim(guild, e).await?;
+                let log = self.close_epoch(guild, &c, fence, cache).await?;
+                if log.vanished {
+                    return Err(History::Vanished);
                 }
-                match self.read_log_object_cached(guild, e, p, cache).await? {
-                    None => return Err(corrupt(&key, None, "listed but missing")),
-                    Some(LogObject::Chunk { last, bytes }) => {
-                        if last != p_end {
-                            return Err(corrupt(
-                                &key,
-                                None,
-                                format!(
-                                    "ends at event {last}, the next object starts at {}",
-                                    p_end + 1
-                                ),
-                            ));
-                        }
-                        check_key(&key, &bytes, journal.config().keys.as_ref())?;
-                        files.push((layout::segment_path(journal.dir(), guild, p), bytes));
-                        next = last + 1;
-                    }
-                    Some(LogObject::Marker(Marker::Skip { .. })) => {
-                        return Err(corrupt(
-                            &key,
-                            None,
-                            format!(
-                            "events {next}..={p_end} are held only by a snapshot that is missing"
-                        ),
-                        ))
-                    }
-                    Some(LogObject::Marker(Marker::Fence { .. })) => {
-                        return Err(corrupt(&key, None, "a fence inside an epoch's log"))
-                    }
-                }
+                claims.insert(e, c);
+                logs.insert(e, log);
             }
+            let Some((s, _)) = base else { break };
+            let reaches = epochs
+                .get(lo)
+                .is_some_and(|e| logs[e].parts.iter().any(|(_, entry)| entry.first <= s + 1));
+            if reaches || lo == 0 {
+                break;
+            }
+            lo -= 1;
         }
-        if next <= head {
-            return Err(corrupt(
-                &self.key(&format!("guilds/{}/log", guild.0)),
-                None,
-                format!("gap in the guild's remote history: events {next}..={head} are missing"),
-            ));
-        }
-        if let Some((s, e)) = base {
-            let key = self.snapshot_key(guild, s, e);
-            let bytes = self
-                .get_cached(&key, snapshot::FILE_LEN_MAX, cache)
-                .await?
-                .ok_or_else(|| corrupt(&key, None, "listed but missing"))?;
-            check_snapshot(&key, &bytes, guild, s, journal.config().keys.as_ref())?;
-            files.push((layout::snapshot_path(journal.dir(), guild, s), bytes));
-        }
-        Ok((head, files))
+        self.assemble(journal, guild, &claims, &logs, base)
+            .await
+            .map_err(History::Failed)
     }
 
-    /// Closes `epoch`'s log (which starts after event `start_after`) with a fence written by
-    /// `claim` (without one: only reads where it ends now): returns its last event and its
-    /// positions (without the fence).
-    async fn fence_epoch(
+    /// Closes `claim`'s epoch with a fence written for `fence` (without one: only reads
+    /// where it stands now) and returns its log.
+    async fn close_epoch(
         &self,
         guild: GuildId,
-        epoch: u64,
-        start_after: Seq,
-        claim: Option<&ClaimRecord>,
-        cache: &mut HashMap<ObjectPath, Vec<u8>>,
-    ) -> Result<(Seq, Vec<Seq>)> {
+        claim: &ClaimRecord,
+        fence: Option<&ClaimRecord>,
+        cache: &mut HashMap<(String, u64), LogObject>,
+    ) -> Result<EpochLog> {
+        let writer = claim.writer.as_str();
+        let mut log = self
+            .read_epoch(writer, guild, claim.epoch, claim.start, cache)
+            .await?;
+        let Some(by) = fence else {
+            return Ok(log);
+        };
         for _ in 0..FENCE_ATTEMPTS_MAX {
-            let mut positions = self.positions(guild, epoch).await?;
-            if let Some(&first) = positions.first() {
-                if first != start_after + 1 {
-                    return Err(corrupt(
-                        &self.log_key(guild, epoch, first),
-                        None,
-                        format!(
-                            "the epoch's log starts at {first}, the previous one ends at {start_after}"
-                        ),
-                    ));
-                }
+            if log.fence.is_some() {
+                return Ok(log);
             }
-            let end = match positions.last() {
-                None => start_after,
-                Some(&p) => match self.read_log_object_cached(guild, epoch, p, cache).await? {
-                    None => continue,
-                    Some(LogObject::Marker(Marker::Fence { .. })) => {
-                        positions.pop();
-                        return Ok((p - 1, positions));
-                    }
-                    Some(LogObject::Marker(Marker::Skip { skip_to, .. })) => skip_to - 1,
-                    Some(LogObject::Chunk { last, .. }) => last,
-                },
-            };
-            let Some(claim) = claim else {
-                return Ok((end, positions));
-            };
-            let fence = objects::encode(&Marker::Fence {
+            let marker = objects::encode(&Marker::Fence {
                 guild: guild.0,
-                epoch,
-                fenced_by: claim.epoch,
-                owner: claim.owner.clone(),
+                epoch: claim.epoch,
+                fenced_by: by.epoch,
+                owner: by.owner.clone(),
             });
+            let position = log.last_position + 1;
             if self
-                .create(&self.log_key(guild, epoch, end + 1), &fence)
+                .create(&self.writer_key(writer, position), marker)
                 .await?
             {
-                return Ok((end, positions));
+                log.last_position = position;
+                log.fence = Some(position);
+                return Ok(log);
             }
+            self.read_epoch_from(writer, guild, claim.epoch, &mut log, cache)
+                .await?;
         }
         Err(Error::Remote {
             op: "fence",
-            key: self.log_key(guild, epoch, start_after + 1).to_string(),
+            key: self.writer_key(writer, log.last_position + 1).to_string(),
             source: format!(
-                "the owner of epoch {epoch} won the race for its next position {FENCE_ATTEMPTS_MAX} times"
+                "writer {writer} won the race for its next position {FENCE_ATTEMPTS_MAX} times"
             )
             .into(),
         })
     }
+
+    /// Puts the history together: the base snapshot, then every entry after it, epoch by
+    /// epoch, checked for gaps and overlaps; chunks are merged into segment files.
+    async fn assemble(
+        &self,
+        journal: &Journal,
+        guild: GuildId,
+        claims: &BTreeMap<u64, ClaimRecord>,
+        logs: &BTreeMap<u64, EpochLog>,
+        mut base: Option<(Seq, u64)>,
+    ) -> Result<(Seq, Vec<(PathBuf, Vec<u8>)>)> {
+        let keys = journal.config().keys.as_ref();
+        let mut next = base.map_or(1, |(s, _)| s + 1);
+        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        let mut segment: Option<(Seq, Vec<u8>)> = None;
+        let segment_max = journal.config().segment_bytes_max as usize;
+        // An epoch not closed yet (a first reading, before the claim fences it) may still
+        // grow: what a newer epoch holds after it is checked once it is closed.
+        let mut open_before = false;
+        for (&e, log) in logs {
+            let claim = &claims[&e];
+            for (p, entry) in &log.parts {
+                let key = self.writer_key(&claim.writer, *p);
+                if entry.last < next {
+                    continue;
+                }
+                if entry.first > next && open_before {
+                    return Ok((next - 1, Vec::new()));
+                }
+                if entry.first > next {
+                    return Err(corrupt(
+                        &key,
+                        None,
+                        format!(
+                            "gap in the guild's remote history: events {next}..{} are missing",
+                            entry.first
+                        ),
+                    ));
+                }
+                if entry.kind == EntryKind::Skip {
+                    // The events up to entry.last are held by the epoch's snapshot there
+                    // (uploaded before this entry, perhaps after the snapshots were listed):
+                    // it becomes the base, and what came before it is not needed.
+                    base = Some((entry.last, e));
+                    files.clear();
+                    segment = None;
+                    next = entry.last + 1;
+                    continue;
+                }
+                check_key(&key, &entry.chunk, keys)?;
+                let frames = frames_from(&entry.chunk, next);
+                let header = segment::decode_header(&entry.chunk)
+                    .map_err(|f| corrupt(&key, Some(f.offset), f.kind.as_str()))?;
+                let fits = |s: &(Seq, Vec<u8>)| {
+                    s.1.len() + frames.len() <= segment_max
+                        && segment::decode_header(&s.1).is_ok_and(|h| h.key_id == header.key_id)
+                };
+                match &mut segment {
+                    Some(s) if fits(s) => s.1.extend_from_slice(frames),
+                    _ => {
+                        if let Some((first, bytes)) = segment.take() {
+                            files.push((layout::segment_path(journal.dir(), guild, first), bytes));
+                        }
+                        let mut bytes = segment::encode_header(&SegmentHeader {
+                            first_seq: next,
+                            ..header
+                        })
+                        .to_vec();
+                        bytes.extend_from_slice(frames);
+                        segment = Some((next, bytes));
+                    }
+                }
+                next = entry.last + 1;
+            }
+            open_before |= log.fence.is_none();
+        }
+        if let Some((first, bytes)) = segment.take() {
+            files.push((layout::segment_path(journal.dir(), guild, first), bytes));
+        }
+        if let Some((s, e)) = base {
+            let key = self.snapshot_key(guild, s, e);
+            let bytes = self
+                .get(&key, snapshot::FILE_LEN_MAX)
+                .await?
+                .ok_or_else(|| {
+                    corrupt(
+                        &key,
+                        None,
+                        format!("missing, and it holds events up to {s} of the history"),
+                    )
+                })?;
+            check_snapshot(&key, &bytes, guild, s, keys)?;
+            files.push((layout::snapshot_path(journal.dir(), guild, s), bytes));
+        }
+        Ok((next - 1, files))
+    }
+}
+
+/// Why reading a claim's history stopped.
+enum History {
+    /// An object listed was gone when read (retention): read again.
+    Vanished,
+    /// Anything else.
+    Failed(Error),
+}
+
+impl From<Error> for History {
+    fn from(e: Error) -> History {
+        History::Failed(e)
+    }
+}
+
+/// The frame bytes of `chunk` from event `from` on (the chunk runs from its header's first
+/// seq; it was checked when its batch was decoded).
+fn frames_from(chunk: &[u8], from: Seq) -> &[u8] {
+    for (offset, f) in segment::frames(chunk, chunk.len() as u64) {
+        if f.seq >= from {
+            return &chunk[offset as usize..];
+        }
+    }
+    &chunk[chunk.len()..]
+}
+
+/// Checks an object of a writer's log and says what it is.
+fn classify(key: &ObjectPath, writer: &str, position: u64, bytes: &[u8]) -> Result<LogObject> {
+    if batch::is_batch(bytes) {
+        let b = batch::decode(bytes).map_err(|f| corrupt(key, Some(f.offset), f.detail))?;
+        if b.position != position || hex(&b.writer) != writer {
+            return Err(corrupt(
+                key,
+                Some(0),
+                "batch names another writer or position",
+            ));
+        }
+        return Ok(LogObject::Batch(Arc::new(b)));
+    }
+    if bytes.len() as u64 > objects::SMALL_OBJECT_LEN_MAX {
+        return Err(corrupt(key, None, "neither a batch nor a marker"));
+    }
+    let marker: Marker = objects::decode(bytes).map_err(|d| corrupt(key, None, d))?;
+    Ok(LogObject::Marker(marker))
 }
 
 /// Fails with [`Error::Fenced`] when this directory's record says a newer owner was seen.
@@ -1092,71 +1556,18 @@ fn note_fenced<T>(journal: &Journal, guild: GuildId, result: Result<T>) -> Resul
     result
 }
 
-/// Checks an object of an epoch's log and says what it is.
-fn classify(
-    key: &ObjectPath,
-    guild: GuildId,
-    epoch: u64,
-    position: Seq,
-    bytes: Vec<u8>,
-) -> Result<LogObject> {
-    if bytes.starts_with(&segment::MAGIC) {
-        let scan = segment::scan(&bytes, false)
-            .map_err(|f| corrupt(key, Some(f.offset), f.kind.as_str()))?;
-        if let ScanEnd::Corrupt(f) = &scan.end {
-            return Err(corrupt(key, Some(f.offset), f.kind.as_str()));
-        }
-        if scan.header.guild != guild.0 || scan.header.first_seq != position {
-            return Err(corrupt(
-                key,
-                Some(0),
-                "chunk header names another guild or first event",
-            ));
-        }
-        if scan.frame_count == 0 {
-            return Err(corrupt(key, None, "a chunk without events"));
-        }
-        return Ok(LogObject::Chunk {
-            last: scan.last_seq,
-            bytes,
-        });
-    }
-    if bytes.len() as u64 > objects::SMALL_OBJECT_LEN_MAX {
-        return Err(corrupt(key, None, "neither a chunk nor a marker"));
-    }
-    let marker: Marker = objects::decode(&bytes).map_err(|d| corrupt(key, None, d))?;
-    match &marker {
-        Marker::Fence {
-            guild: g, epoch: e, ..
-        } if *g == guild.0 && *e == epoch => {}
-        Marker::Skip {
-            guild: g,
-            epoch: e,
-            skip_to,
-        } if *g == guild.0 && *e == epoch && *skip_to > position => {}
-        _ => {
-            return Err(corrupt(
-                key,
-                None,
-                "marker names another guild, epoch or position",
-            ))
-        }
-    }
-    Ok(LogObject::Marker(marker))
-}
-
 /// A chunk of the events `from..=to` (as many as the segment holds) out of a local segment's
 /// bytes: the segment's header with `first_seq = from`, then the frames byte for byte (a whole
 /// segment gives its own bytes). `start` is where frame `from` is known to start (the cursor
 /// of the previous batch); without it the frames before `from` are stepped over. Returns the
-/// chunk and the offset after its last frame, or `None` when the segment does not hold `from`.
+/// chunk, the offset after its last frame and its last event, or `None` when the segment does not hold `from`.
 fn build_chunk(
     bytes: &[u8],
     path: &Path,
     from: Seq,
     to: Seq,
     start: Option<u64>,
-) -> Result<Option<(Vec<u8>, u64)>> {
+) -> Result<Option<(Vec<u8>, u64, Seq)>> {
     let header = segment::decode_header(bytes).map_err(|f| Error::from(f.at(path)))?;
     let mut offset = match start {
         Some(o) if o as usize <= bytes.len() => o as usize,
@@ -1192,12 +1603,7 @@ fn build_chunk(
         offset += f.len_total();
         next += 1;
     }
-    Ok((next > from).then_some((out, offset as u64)))
-}
-
-/// Number of frames in a chunk built by [`build_chunk`].
-fn segment_frames(chunk: &[u8]) -> u64 {
-    segment::frames(chunk, chunk.len() as u64).count() as u64
+    Ok((next > from).then_some((out, offset as u64, next - 1)))
 }
 
 /// Reads a local snapshot and checks it completely before it is uploaded.

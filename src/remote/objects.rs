@@ -1,4 +1,4 @@
-//! The small remote objects (claims and log markers) and the local ownership record: one JSON
+//! The small remote objects (claims and fence markers) and the local ownership record: one JSON
 //! line followed by a line `crc32=XXXXXXXX` (CRC-32 of the JSON line), so a changed byte is
 //! caught like in every other reprise file. PURE: no I/O.
 
@@ -20,34 +20,29 @@ pub struct ClaimRecord {
     /// A random token only the claiming directory knows (it tells a claim whose answer was
     /// lost from another directory's claim of the same epoch).
     pub token: String,
+    /// The claiming directory's writer (its log is `writers/<writer>/`).
+    pub writer: String,
+    /// The first position of that log that can hold this epoch's events.
+    pub start: u64,
     /// When the claim was written (Unix milliseconds).
     pub claimed_unix_ms: u64,
 }
 
-/// A non-chunk object at a position of an epoch's log.
+/// A non-batch object at a position of a writer's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "marker", rename_all = "snake_case")]
 pub enum Marker {
-    /// The epoch's log is closed here: its owner is fenced, its last event is `position - 1`.
+    /// The guild's epoch held by this writer is closed here: its owner is fenced, and no
+    /// later position of this log holds events of that epoch.
     Fence {
         /// The guild.
         guild: u64,
-        /// The fenced epoch (the log this marker is in).
+        /// The fenced epoch.
         epoch: u64,
         /// The claim that wrote it.
         fenced_by: u64,
         /// That claim's owner.
         owner: String,
-    },
-    /// The events from this position to `skip_to - 1` are held only by the snapshot
-    /// `snap/<skip_to - 1>-<epoch>` (the owner's local log had dropped them).
-    Skip {
-        /// The guild.
-        guild: u64,
-        /// The epoch (the log this marker is in).
-        epoch: u64,
-        /// The next position of the log.
-        skip_to: u64,
     },
 }
 
@@ -63,7 +58,7 @@ pub struct OwnerRecord {
     pub owner: String,
     /// The token of its claim object.
     pub token: String,
-    /// The first position of the epoch's log (the event after the history it claimed).
+    /// The first event of the epoch (the event after the history it claimed).
     pub chain_start: u64,
     /// Set once this directory has seen a newer owner: that owner's epoch and name. From then
     /// on every append to the guild fails, with or without the store.

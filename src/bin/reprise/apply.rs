@@ -86,8 +86,16 @@ pub(crate) fn run(
     )?;
     let mut owner = None;
     if let Some(ctx) = remote {
-        match ctx.block_on(ctx.remote.owner(&journal, guild, &ctx.owner)) {
-            Ok(me) => owner = Some(me),
+        let found = ctx.block_on(async {
+            let mut writer = ctx.remote.writer(&journal).await?;
+            let me = ctx
+                .remote
+                .owner(&journal, &mut writer, guild, &ctx.owner)
+                .await?;
+            Ok::<_, reprise::Error>((writer, me))
+        });
+        match found {
+            Ok(found) => owner = Some(found),
             Err(e @ reprise::Error::Remote { .. }) if !remote_acks => {
                 eprintln!("reprise: warning: {e}; appending locally only");
             }
@@ -158,11 +166,15 @@ pub(crate) fn run(
         if durability != Durability::None && !acked.is_empty() {
             journal.sync()?;
         }
-        if let (true, Some(ctx), Some(me)) =
+        if let (true, Some(ctx), Some((writer, me))) =
             (remote_acks && !acked.is_empty(), remote, owner.as_mut())
         {
             // One object per batch: the acknowledgements wait for the store.
-            ctx.block_on(ctx.remote.ship_events(&mut journal, me))?;
+            ctx.block_on(
+                ctx.remote
+                    .ship_events(&mut journal, writer, std::slice::from_mut(me)),
+            )?;
+            me.check()?;
         }
         for seq in acked {
             print_line(&mut out, &format!("{{\"seq\": {seq}}}"))?;

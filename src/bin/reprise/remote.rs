@@ -67,16 +67,16 @@ pub(crate) fn ship(
         Some(g) => vec![g],
         None => journal.guilds()?,
     };
-    let (mut objects, mut bytes) = (0, 0);
-    for g in &guilds {
-        let report = ctx.block_on(ctx.remote.ship(&mut journal, *g, &ctx.owner))?;
-        objects += report.objects;
-        bytes += report.bytes;
-    }
+    // Every guild in one shipping round: one batch object when they fit.
+    let report = ctx.block_on(ctx.remote.ship(&mut journal, &guilds, &ctx.owner))?;
     journal.close()?;
     print_json_line(
         out,
-        &serde_json::json!({ "guilds": guilds.len(), "objects": objects, "bytes": bytes }),
+        &serde_json::json!({
+            "guilds": guilds.len(),
+            "objects": report.objects,
+            "bytes": report.bytes,
+        }),
     )
 }
 
