@@ -4,11 +4,14 @@
 //! `REPRISE_MOTO_SERVER` to its path or put it on PATH (`pip install 'moto[server]'`;
 //! `.ci/run` installs it into a virtual environment).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use reprise::session::{apply, State, Workload, HISTORY_MAX_DEFAULT};
 
 use serde_json::Value;
 
@@ -69,9 +72,10 @@ fn start(binary: &Path) -> Server {
     server
 }
 
-fn run(server: &Server, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
-        .arg("--dir")
+/// The `reprise` command for `dir`, pointed at `server`.
+fn command(server: &Server, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+    cmd.arg("--dir")
         .arg(dir)
         .args(["--remote", &format!("s3://{BUCKET}/fleet")])
         .args(args)
@@ -83,6 +87,12 @@ fn run(server: &Server, dir: &Path, args: &[&str], stdin: Option<&str>) -> Outpu
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_ALLOW_HTTP", "true")
+        .env_remove("REPRISE_REMOTE");
+    cmd
+}
+
+fn run(server: &Server, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = command(server, dir, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -202,4 +212,168 @@ fn moto_honours_create_if_absent() {
         let got = store.get(&key).await.unwrap().bytes().await.unwrap();
         assert_eq!(&got[..], b"a");
     });
+}
+
+/// `n` events of a bot-like workload (seeded), as JSON lines.
+fn events(seed: u64, n: usize) -> Vec<String> {
+    let mut w = Workload::new(seed);
+    let mut state = State::new(HISTORY_MAX_DEFAULT);
+    (0..n)
+        .map(|_| {
+            let e = w.next_event(&state);
+            apply(&mut state, &e);
+            format!("{}\n", e.to_json())
+        })
+        .collect()
+}
+
+fn seq_of(line: &str) -> u64 {
+    serde_json::from_str::<Value>(line).unwrap()["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a seq line: {line}"))
+}
+
+/// Sends SIGSTOP or SIGCONT to the server: a stopped server accepts connections (the kernel
+/// does) but answers nothing, as a hung or paused store does; continued, it has every object.
+fn signal(server: &Server, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig}");
+}
+
+/// Bound on one acknowledgement of a local (`always`) append. Well below the store client's
+/// 30 s request timeout, so an append that waited on the stopped store would fail here.
+const ACK_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// Contract §5: while the store is unreachable, `always` appends go on locally and `reprise
+/// ship` uploads them later. The server stops answering in the middle of a running `apply
+/// --durability always`; every later event is still acknowledged promptly and the process exits
+/// 0; once the server is back, `ship` uploads what the store missed, and a claim on another
+/// machine recovers every acknowledged event. (Not covered: a *new* process started while the
+/// server hangs waits out the store client's request timeout in its startup ownership check.)
+#[test]
+fn server_stopped_during_apply_always_then_ship_resumes() {
+    let Some(binary) = moto_server() else {
+        eprintln!("SKIPPED remote_s3: moto_server not found");
+        return;
+    };
+    let started = Instant::now();
+    let server = start(&binary);
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let input = events(7, 90);
+
+    // Before the outage: events 1..=30 acknowledged and shipped (the remote holds a prefix).
+    let out = run(
+        &server,
+        &a,
+        &["apply", "--guild", GUILD, "--durability", "always"],
+        Some(&input[..30].concat()),
+    );
+    let acks: Vec<u64> = ok(&out).lines().map(seq_of).collect();
+    assert_eq!(acks, (1..=30).collect::<Vec<_>>());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shipped: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
+    assert!(shipped["objects"].as_u64().unwrap() >= 1, "{shipped}");
+
+    // One long-running `apply --durability always`, fed through a pipe.
+    let mut child = command(
+        &server,
+        &a,
+        &["apply", "--guild", GUILD, "--durability", "always"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, acks) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stdout.lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // Writes one event and waits (bounded) for its acknowledgement; returns how long it took.
+    let mut append = |event: &str, expected: u64| {
+        let sent = Instant::now();
+        stdin.write_all(event.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        let line = acks
+            .recv_timeout(ACK_WAIT_MAX)
+            .unwrap_or_else(|e| panic!("no ack for event {expected} within {ACK_WAIT_MAX:?}: {e}"));
+        assert_eq!(seq_of(&line), expected);
+        sent.elapsed()
+    };
+    // Server up: events 31..=45.
+    for (i, event) in input[30..45].iter().enumerate() {
+        append(event, 31 + i as u64);
+    }
+
+    // The server stops answering while the process runs; acknowledgements go on: 46..=90.
+    signal(&server, "-STOP");
+    let mut slowest = Duration::ZERO;
+    for (i, event) in input[45..].iter().enumerate() {
+        slowest = slowest.max(append(event, 46 + i as u64));
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "exit {:?}: {stderr}", status.code());
+    assert!(stderr.is_empty(), "{stderr}");
+    eprintln!("slowest ack while the server was stopped: {slowest:?}");
+
+    // The server comes back with its objects: `ship` uploads what it missed (31..=90), once.
+    signal(&server, "-CONT");
+    let shipped: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
+    assert!(shipped["objects"].as_u64().unwrap() >= 1, "{shipped}");
+    assert!(shipped["bytes"].as_u64().unwrap() > 0, "{shipped}");
+    let again: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
+    assert_eq!(
+        (again["objects"].as_u64(), again["bytes"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+
+    // Another machine claims the guild from the store alone: every acknowledged event, the
+    // ones acknowledged while the server was stopped included.
+    let claimed: Value = serde_json::from_str(&ok(&run(
+        &server,
+        &b,
+        &["claim", "--guild", GUILD, "--owner", "b"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(
+        (claimed["epoch"].as_u64(), claimed["seq"].as_u64()),
+        (Some(2), Some(90)),
+        "{claimed}"
+    );
+    let state = |dir: &Path| -> Value {
+        serde_json::from_str(&ok(&run(&server, dir, &["state", "--guild", GUILD], None))).unwrap()
+    };
+    let (sa, sb) = (state(&a), state(&b));
+    assert_eq!(sa, sb);
+    assert_eq!(sb["seq"].as_u64(), Some(90), "{sb}");
+    drop(server);
+    eprintln!(
+        "server_stopped_during_apply_always_then_ship_resumes: {:?}",
+        started.elapsed()
+    );
 }
