@@ -76,18 +76,26 @@ pub enum Durability {
     /// Acknowledged once written (buffered): survives a process kill once written to the OS,
     /// not a power loss (until a later sync).
     None,
+    /// As `Always`, and acknowledged only once the event is stored in the remote object store
+    /// too: it survives the loss of the whole machine (CONTRACT §3). Needs a runtime opened
+    /// with a remote ([`crate::Reprise::open_with_remote`]); concurrent `Remote` appends of
+    /// every guild share one object (group commit to the store). The synchronous
+    /// [`crate::Journal`] has no store: it makes the event durable as `Always` and the caller
+    /// ships it ([`crate::remote::Remote::ship_events`], as `reprise apply` does).
+    Remote,
 }
 
 impl Durability {
     /// `Batched` with the default policy.
     pub const BATCHED: Durability = Durability::Batched(BatchPolicy::DEFAULT);
 
-    /// The CLI spelling (`always`, `batched`, `none`).
+    /// The CLI spelling (`always`, `batched`, `none`, `remote`).
     pub fn as_str(self) -> &'static str {
         match self {
             Durability::Always => "always",
             Durability::Batched(_) => "batched",
             Durability::None => "none",
+            Durability::Remote => "remote",
         }
     }
 }
@@ -129,7 +137,14 @@ pub struct Config {
     /// files sealed with any of its keys can be read (`None`: files are written in the clear,
     /// and an encrypted journal cannot be opened). See [`crate::crypto`].
     pub keys: Option<crate::crypto::Keyring>,
+    /// Async runtime with a remote: ship every guild's durable events to the store at least
+    /// this often (the remote lags the local log by at most this much with `always`,
+    /// `batched` and `none`; `remote` appends ship at once).
+    pub ship_interval: std::time::Duration,
 }
+
+/// Default [`Config::ship_interval`].
+pub const SHIP_INTERVAL_DEFAULT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Default for Config {
     fn default() -> Self {
@@ -147,6 +162,7 @@ impl Default for Config {
             open_files_max: OPEN_FILES_MAX_DEFAULT,
             snapshot_age_max: None,
             keys: None,
+            ship_interval: SHIP_INTERVAL_DEFAULT,
         }
     }
 }
@@ -186,6 +202,12 @@ impl Config {
     /// Sets [`Config::commit_bytes_max`] (at least 64 KiB).
     pub fn with_commit_bytes_max(mut self, bytes: u64) -> Self {
         self.commit_bytes_max = bytes.max(64 << 10);
+        self
+    }
+
+    /// Sets [`Config::ship_interval`] (at least 1 ms).
+    pub fn with_ship_interval(mut self, interval: std::time::Duration) -> Self {
+        self.ship_interval = interval.max(std::time::Duration::from_millis(1));
         self
     }
 

@@ -438,7 +438,7 @@ impl Journal {
         // `Always`: the record reaches the file before the event takes effect, so a failed
         // write (a full disk) is taken back whole.
         let written = match (pushed, durability) {
-            (Ok(()), Durability::Always) => commit.write(),
+            (Ok(()), Durability::Always | Durability::Remote) => commit.write(),
             (other, _) => other,
         };
         if let Err(e) = written {
@@ -452,7 +452,7 @@ impl Journal {
         log.current.seq = seq;
         log.events_since_snapshot += 1;
         log.bytes_since_snapshot += frame_buf.len() as u64;
-        if durability == Durability::Always {
+        if matches!(durability, Durability::Always | Durability::Remote) {
             // A failed fsync poisons the commit log: the event may or may not survive a power
             // loss, and nothing is acknowledged any more until the journal is reopened.
             commit.sync(ctx.storage)?;

@@ -48,6 +48,7 @@ pub mod restore;
 pub mod runtime;
 pub mod safe_restore;
 pub mod session;
+mod shipper;
 pub mod sonora;
 pub mod storage;
 pub mod telemetry;

@@ -22,6 +22,10 @@
 //!   shutdown.
 //! - The channel is bounded ([`Config::channel_capacity`]): when the writer falls behind,
 //!   callers wait in `send` (back pressure) instead of growing a queue without limit.
+//! - **Remote** ([`Reprise::open_with_remote`]): a shipping task on the writer's runtime
+//!   uploads every guild's durable events at [`Config::ship_interval`], all guilds of a round
+//!   in one object, and answers [`Durability::Remote`] appends once stored; see
+//!   `src/shipper.rs` and DESIGN.md ("Remote").
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -33,6 +37,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
+use crate::remote::{Claimed, LocalDir, Remote};
+use crate::shipper::{ShipMsg, ShipNote, Shipper};
 use crate::ids::{GuildId, Seq};
 use crate::journal::{now_unix_ms, GuildState, Journal, LoggedEvent, SnapshotJob};
 use crate::session::{self, Event};
@@ -96,6 +102,15 @@ impl Subscription {
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// The object store a runtime ships to, and the owner name it claims guilds under.
+#[derive(Clone, Debug)]
+pub struct RemoteOptions {
+    /// The store and prefix.
+    pub remote: Remote,
+    /// The owner name written into claims (a host or pod name).
+    pub owner: String,
+}
+
 enum Command {
     Append {
         guild: GuildId,
@@ -126,6 +141,13 @@ enum Command {
     Shutdown {
         reply: Reply<()>,
     },
+    Claim {
+        guild: GuildId,
+        reply: Reply<Claimed>,
+    },
+    ShipNow {
+        reply: Reply<()>,
+    },
 }
 
 impl Reprise {
@@ -138,12 +160,39 @@ impl Reprise {
     /// If the future is dropped before it completes, the writer thread still starts and stops
     /// again as soon as it sees that nobody holds a handle.
     pub async fn open(dir: impl Into<PathBuf>, config: Config) -> Result<Reprise> {
-        let dir = dir.into();
+        Reprise::open_inner(dir.into(), config, None).await
+    }
+
+    /// [`Reprise::open`] with shipping to an object store: every guild's durable events are
+    /// uploaded at [`Config::ship_interval`] (all guilds of a round in one object),
+    /// [`Durability::Remote`] appends are acknowledged once stored, and guilds can be taken
+    /// over from other machines with [`Reprise::claim`]. A guild that a newer owner claimed
+    /// fails every append with [`Error::Fenced`] from the moment this process has seen it.
+    ///
+    /// # Errors
+    /// As [`Reprise::open`]. The store is not contacted until the first round, so an
+    /// unreachable store does not stop the open (nor local appends).
+    ///
+    /// # Cancel safety
+    /// As [`Reprise::open`].
+    pub async fn open_with_remote(
+        dir: impl Into<PathBuf>,
+        config: Config,
+        remote: RemoteOptions,
+    ) -> Result<Reprise> {
+        Reprise::open_inner(dir.into(), config, Some(remote)).await
+    }
+
+    async fn open_inner(
+        dir: PathBuf,
+        config: Config,
+        remote: Option<RemoteOptions>,
+    ) -> Result<Reprise> {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         let writer = std::thread::Builder::new()
             .name("reprise-writer".into())
-            .spawn(move || writer_main(dir, config, rx, ready_tx))
+            .spawn(move || writer_main(dir, config, remote, rx, ready_tx))
             .map_err(|e| Error::io("spawn the writer thread for", PathBuf::new(), e))?;
         match ready_rx.await {
             Ok(Ok(())) => Ok(Reprise {
@@ -353,10 +402,64 @@ impl Reprise {
         self.call(|reply| Command::Flush { reply }).await
     }
 
+    /// Makes this directory the owner of `guild` in the remote (see
+    /// [`crate::remote::Remote::claim`]): fences the previous owner, downloads and verifies
+    /// the guild's history, recovers it, and continues its sequence. The directory must not
+    /// hold the guild yet (or hold it as its newest owner: then nothing is done).
+    ///
+    /// # Errors
+    /// [`Error::Fenced`] when another claim won; [`Error::RemoteCorrupt`] naming the object
+    /// (nothing local written); [`Error::ClaimConflict`]; [`Error::Remote`] for a store that
+    /// fails or a runtime opened without a remote.
+    ///
+    /// # Cancel safety
+    /// The claim runs to its end on the writer even if the future is dropped.
+    pub async fn claim(&self, guild: GuildId) -> Result<Claimed> {
+        self.call(|reply| Command::Claim { guild, reply }).await
+    }
+
+    /// Claims every guild of Discord shard `shard` of `shards` (`(guild >> 22) % shards ==
+    /// shard`) that the remote holds, one after the other; stops at the first failure.
+    ///
+    /// # Errors
+    /// As [`Reprise::claim`]; [`Error::Remote`] when `shard >= shards`.
+    ///
+    /// # Cancel safety
+    /// Guilds claimed before the future is dropped stay claimed.
+    pub async fn claim_shard(&self, shard: u64, shards: u64, remote: &Remote) -> Result<Vec<Claimed>> {
+        if shards == 0 || shard >= shards {
+            return Err(Error::Remote {
+                op: "claim",
+                key: remote.url().to_string(),
+                source: format!("shard {shard} is not below the shard count {shards}").into(),
+            });
+        }
+        let mut claimed = Vec::new();
+        for guild in remote.guilds().await? {
+            if (guild.0 >> 22) % shards == shard {
+                claimed.push(self.claim(guild).await?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Resolves once every event acknowledged before the call is stored in the remote (one
+    /// shipping round at once, not at the ship interval).
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when the store fails or the runtime has no remote; [`Error::Closed`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the round goes on without the caller.
+    pub async fn ship_now(&self) -> Result<()> {
+        self.call(|reply| Command::ShipNow { reply }).await
+    }
+
     /// Flushes every acknowledged and pending append, waits for snapshots in flight, writes
     /// final snapshots when [`Config::snapshot_on_shutdown`] says so, checkpoints the journal
-    /// (everything durable in the guild segments), stops and joins the writer and snapshot
-    /// threads. Later calls on any clone fail with [`Error::Closed`].
+    /// (everything durable in the guild segments), ships what the remote lacks (one last
+    /// round; a failure is logged, the events stay local for the next process), stops and
+    /// joins the writer, snapshot and shipping tasks. Later calls on any clone fail with [`Error::Closed`].
     ///
     /// # Errors
     /// The first error met while flushing or closing (the threads are joined regardless).
@@ -395,11 +498,13 @@ async fn join_off_runtime(handle: JoinHandle<()>) -> Result<()> {
 fn writer_main(
     dir: PathBuf,
     config: Config,
+    remote: Option<RemoteOptions>,
     rx: mpsc::Receiver<Command>,
     ready: oneshot::Sender<Result<()>>,
 ) {
+    // Time for the timers, I/O for the object store's client.
     let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
     {
         Ok(rt) => rt,
@@ -440,7 +545,28 @@ fn writer_main(
     if ready.send(Ok(())).is_err() {
         // Nobody waits for this runtime any more.
     }
+    let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+    let shipping = remote.map(|options| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shipper = Shipper::new(
+            options.remote.clone(),
+            LocalDir::of(&journal),
+            options.owner.clone(),
+            config.ship_interval,
+            notes_tx,
+        );
+        let task = runtime.spawn(shipper.run(rx));
+        Shipping {
+            options,
+            tx: Some(tx),
+            task: Some(task),
+            unshipped: HashMap::new(),
+            fenced: HashMap::new(),
+            checked: HashSet::new(),
+        }
+    });
     let actor = Actor {
+        shipping,
         journal,
         config,
         pending: Vec::new(),
@@ -458,8 +584,33 @@ fn writer_main(
         stopping: false,
         last_group: 0,
     };
-    runtime.block_on(actor.run(rx, done_rx));
+    let task = runtime.block_on(actor.run(rx, done_rx, notes_rx));
+    if let Some(task) = task {
+        // The shipper's last round (its sender is gone): part of shutdown.
+        let _ = runtime.block_on(task);
+    }
     let _ = snapshotter.join();
+}
+
+/// The actor's side of shipping (see `src/shipper.rs`).
+struct Shipping {
+    options: RemoteOptions,
+    tx: Option<mpsc::UnboundedSender<ShipMsg>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Guilds with events appended since they were last reported durable: last seq.
+    unshipped: HashMap<GuildId, Seq>,
+    /// Guilds a newer owner claimed.
+    fenced: HashMap<GuildId, (u64, String)>,
+    /// Guilds whose local ownership record was read.
+    checked: HashSet<GuildId>,
+}
+
+impl Shipping {
+    fn send(&self, msg: ShipMsg) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(msg);
+        }
+    }
 }
 
 /// An append waiting for its group commit.
@@ -468,9 +619,12 @@ struct Pending {
     seqs: Vec<Seq>,
     logged: Vec<Arc<LoggedEvent>>,
     reply: Reply<Vec<Seq>>,
+    /// `Remote` durability: after the commit, the reply waits for the store.
+    remote: bool,
 }
 
 struct Actor {
+    shipping: Option<Shipping>,
     journal: Journal,
     config: Config,
     pending: Vec<Pending>,
@@ -500,7 +654,11 @@ impl Actor {
         mut self,
         mut rx: mpsc::Receiver<Command>,
         mut done_rx: mpsc::UnboundedReceiver<Done>,
-    ) {
+        mut notes_rx: mpsc::UnboundedReceiver<ShipNote>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let mut ship_tick = tokio::time::interval(self.config.ship_interval);
+        ship_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shipping = self.shipping.is_some();
         let tick_period = self
             .config
             .snapshot_interval
@@ -514,14 +672,16 @@ impl Actor {
             let deadline = self.deadline;
             tokio::select! {
                 biased;
+                // Before commands: a guild found fenced fails the appends that follow.
+                Some(note) = notes_rx.recv() => self.ship_note(note),
                 cmd = rx.recv(), if open && !self.stopping => match cmd {
                     Some(cmd) => {
-                        self.handle(cmd);
+                        self.handle_any(cmd).await;
                         let mut taken = 1;
                         let coalesce_until = Instant::now() + COALESCE_WAIT_MAX;
                         while taken < GROUP_COMMANDS_MAX && !self.stopping {
                             match rx.try_recv() {
-                                Ok(cmd) => { self.handle(cmd); taken += 1; }
+                                Ok(cmd) => { self.handle_any(cmd).await; taken += 1; }
                                 // Under contention (the last group had several appends), the
                                 // callers just acknowledged are about to send their next
                                 // appends: wait a few microseconds for them to share this
@@ -540,6 +700,7 @@ impl Actor {
                     None => { open = false; self.stopping = true; }
                 },
                 Some(done) = done_rx.recv() => self.snapshot_done(done),
+                _ = ship_tick.tick(), if shipping && !self.stopping => self.ship_durable(true),
                 () = sleep_until(deadline), if deadline.is_some() => {}
                 _ = tick.tick(), if self.config.snapshot_interval.is_some() && !self.stopping => {
                     self.snapshot_by_time();
@@ -554,6 +715,129 @@ impl Actor {
         rx.close();
         while let Ok(cmd) = rx.try_recv() {
             refuse(cmd);
+        }
+        // Dropping the sender makes the shipper run its last round and end.
+        let shipping = self.shipping.as_mut()?;
+        shipping.tx = None;
+        shipping.task.take()
+    }
+
+    /// Commands that await the store (claims, shipping now), then every other one.
+    async fn handle_any(&mut self, cmd: Command) {
+        match cmd {
+            Command::Claim { guild, reply } => {
+                let result = self.claim(guild).await;
+                let _ = reply.send(result);
+            }
+            Command::ShipNow { reply } => {
+                // Everything acknowledged so far is made durable and handed to the shipper,
+                // then the answer comes from its next round.
+                let result = self.commit();
+                if result.is_ok() {
+                    self.ship_durable(false);
+                }
+                match (&self.shipping, result) {
+                    (Some(s), Ok(())) => {
+                        let (tx, rx) = oneshot::channel();
+                        s.send(ShipMsg::Flush { reply: tx });
+                        tokio::spawn(async move {
+                            let _ = reply.send(rx.await.unwrap_or(Err(Error::Closed)));
+                        });
+                    }
+                    (None, _) => {
+                        let _ = reply.send(Err(no_remote()));
+                    }
+                    (_, Err(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            other => self.handle(other),
+        }
+    }
+
+    async fn claim(&mut self, guild: GuildId) -> Result<Claimed> {
+        let Some(shipping) = &self.shipping else {
+            return Err(no_remote());
+        };
+        let (remote, owner) = (
+            shipping.options.remote.clone(),
+            shipping.options.owner.clone(),
+        );
+        self.commit()?;
+        let claimed = remote.claim(&mut self.journal, guild, &owner).await?;
+        if let Some(s) = self.shipping.as_mut() {
+            s.fenced.remove(&guild);
+            s.checked.insert(guild);
+            s.unshipped.remove(&guild);
+            s.send(ShipMsg::Claimed { guild });
+        }
+        Ok(claimed)
+    }
+
+    fn ship_note(&mut self, note: ShipNote) {
+        let ShipNote::Fenced {
+            guild,
+            epoch,
+            owner,
+        } = note;
+        if let Some(s) = self.shipping.as_mut() {
+            s.fenced.insert(guild, (epoch, owner));
+        }
+    }
+
+    /// Reports every guild's appended events as durable to the shipper; with `sync`, syncs
+    /// first (the ship interval: `none` and `batched` appends not yet committed).
+    fn ship_durable(&mut self, sync: bool) {
+        let Some(s) = &self.shipping else { return };
+        if s.unshipped.is_empty() {
+            return;
+        }
+        if sync {
+            // Pending appends are answered by their commit, which reports them (and every
+            // `none` append before them) durable; otherwise a plain sync does.
+            let synced = if self.pending.is_empty() {
+                self.journal.sync()
+            } else {
+                self.commit()
+            };
+            if synced.is_err() {
+                return;
+            }
+        }
+        // The shipper reads the guild segments: frames still buffered go there first (they
+        // are durable in the commit log already).
+        if self.journal.flush().is_err() {
+            return;
+        }
+        if let Some(s) = self.shipping.as_mut() {
+            for (guild, seq) in s.unshipped.drain() {
+                if let Some(tx) = &s.tx {
+                    let _ = tx.send(ShipMsg::Durable { guild, seq });
+                }
+            }
+        }
+    }
+
+    /// `Err(Fenced)` when a newer owner claimed `guild` (seen by the shipper, or recorded in
+    /// the directory by an earlier process).
+    fn check_fenced(&mut self, guild: GuildId) -> Result<()> {
+        let Some(s) = self.shipping.as_mut() else {
+            return Ok(());
+        };
+        if s.checked.insert(guild) {
+            let record = Remote::owner_record(&LocalDir::of(&self.journal), guild)?;
+            if let Some(by) = record.and_then(|r| r.fenced_by) {
+                s.fenced.insert(guild, by);
+            }
+        }
+        match s.fenced.get(&guild) {
+            Some((epoch, owner)) => Err(Error::Fenced {
+                guild,
+                epoch: *epoch,
+                owner: owner.clone(),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -605,6 +889,13 @@ impl Actor {
                 self.shutdown.push(reply);
                 self.stopping = true;
             }
+            // Handled by handle_any (they await the store).
+            Command::Claim { reply, .. } => {
+                let _ = reply.send(Err(Error::Closed));
+            }
+            Command::ShipNow { reply } => {
+                let _ = reply.send(Err(Error::Closed));
+            }
         }
     }
 
@@ -618,6 +909,14 @@ impl Actor {
         let durability = durability
             .or_else(|| self.durability_by_guild.get(&guild).copied())
             .unwrap_or(self.config.durability);
+        if durability == Durability::Remote && self.shipping.is_none() {
+            let _ = reply.send(Err(no_remote()));
+            return;
+        }
+        if let Err(e) = self.check_fenced(guild) {
+            let _ = reply.send(Err(e));
+            return;
+        }
         if events.len() > 1 {
             // All or nothing: validate the whole batch before writing any of it.
             let mut scratch = match self.journal.state(guild) {
@@ -656,19 +955,23 @@ impl Actor {
             }
         }
         self.dirty_since.entry(guild).or_insert_with(Instant::now);
+        if let (Some(s), Some(&last)) = (self.shipping.as_mut(), seqs.last()) {
+            s.unshipped.insert(guild, last);
+        }
         self.snapshot_by_size(guild);
         match durability {
             Durability::None => {
                 self.publish(guild, &logged);
                 let _ = reply.send(Ok(seqs));
             }
-            Durability::Always => {
+            Durability::Always | Durability::Remote => {
                 self.pending_always = true;
                 self.pending.push(Pending {
                     guild,
                     seqs,
                     logged,
                     reply,
+                    remote: durability == Durability::Remote,
                 });
             }
             Durability::Batched(policy) => {
@@ -681,6 +984,7 @@ impl Actor {
                     seqs,
                     logged,
                     reply,
+                    remote: false,
                 });
             }
         }
@@ -714,8 +1018,26 @@ impl Actor {
         self.pending_batched = 0;
         self.batched_events_max = u32::MAX;
         self.deadline = None;
+        if result.is_ok() && pending.iter().any(|p| p.remote) {
+            self.ship_durable(false);
+        }
         for p in pending {
             match &result {
+                Ok(()) if p.remote => {
+                    self.publish(p.guild, &p.logged);
+                    let seq = p.seqs.last().copied().unwrap_or(0);
+                    match &self.shipping {
+                        Some(s) => s.send(ShipMsg::Wait {
+                            guild: p.guild,
+                            seq,
+                            seqs: p.seqs,
+                            reply: p.reply,
+                        }),
+                        None => {
+                            let _ = p.reply.send(Err(no_remote()));
+                        }
+                    }
+                }
                 Ok(()) => {
                     self.publish(p.guild, &p.logged);
                     let _ = p.reply.send(Ok(p.seqs));
@@ -829,6 +1151,9 @@ impl Actor {
                 Err(e)
             }
         };
+        if let (Ok(Some(seq)), Some(s)) = (&outcome, &self.shipping) {
+            s.send(ShipMsg::Snapshot { guild, seq: *seq });
+        }
         let waiters = self.in_flight.remove(&guild).unwrap_or_default();
         let again = self.again.remove(&guild);
         if again && !waiters.is_empty() {
@@ -891,6 +1216,14 @@ impl Actor {
     }
 }
 
+fn no_remote() -> Error {
+    Error::Remote {
+        op: "ship",
+        key: String::new(),
+        source: "this runtime was opened without a remote (Reprise::open_with_remote)".into(),
+    }
+}
+
 fn refuse(cmd: Command) {
     match cmd {
         Command::Append { reply, .. } => {
@@ -905,7 +1238,10 @@ fn refuse(cmd: Command) {
         Command::Snapshot { reply, .. } => {
             let _ = reply.send(Err(Error::Closed));
         }
-        Command::Flush { reply } | Command::Shutdown { reply } => {
+        Command::Flush { reply } | Command::Shutdown { reply } | Command::ShipNow { reply } => {
+            let _ = reply.send(Err(Error::Closed));
+        }
+        Command::Claim { reply, .. } => {
             let _ = reply.send(Err(Error::Closed));
         }
         Command::SetDurability { .. } => {}

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use object_store::memory::InMemory;
 use reprise::remote::faulty::{Faults, FaultyStore};
-use reprise::remote::{Owner, Remote, Writer};
+use reprise::remote::{LocalDir, Owner, Remote, Writer};
 use reprise::session::{apply, State, HISTORY_MAX_DEFAULT};
 use reprise::{Config, Durability, Error, Event, GuildId, Journal, Seq};
 
@@ -128,7 +128,7 @@ async fn run_owner(
                         .collect();
                     ledger.acked.extend(acked);
                     if rng.below(4) == 0 && me.fenced_by.is_none() {
-                        let _ = remote.ship_snapshots(journal, me).await;
+                        let _ = remote.ship_snapshots(&LocalDir::of(journal), me).await;
                     }
                 }
                 let done = owners.iter().enumerate().all(|(i, me)| {
@@ -173,8 +173,9 @@ async fn run_claimer(
         };
         for _ in 0..50 {
             let found = async {
-                let mut writer = remote.writer(&journal).await?;
-                let me = remote.owner(&journal, &mut writer, GUILD, name).await?;
+                let local = LocalDir::of(&journal);
+                let mut writer = remote.writer(&local).await?;
+                let me = remote.owner(&local, &mut writer, GUILD, name).await?;
                 Ok::<_, Error>((writer, me))
             };
             match found.await {
@@ -246,9 +247,10 @@ fn run_seed(seed: u64) -> Tally {
         ];
         let (mut writer_a, owners_a) = loop {
             let found = async {
-                let mut writer = remote.writer(&journal_a).await?;
-                let me = remote.owner(&journal_a, &mut writer, GUILD, "a").await?;
-                let kept = remote.owner(&journal_a, &mut writer, KEPT, "a").await?;
+                let local = LocalDir::of(&journal_a);
+                let mut writer = remote.writer(&local).await?;
+                let me = remote.owner(&local, &mut writer, GUILD, "a").await?;
+                let kept = remote.owner(&local, &mut writer, KEPT, "a").await?;
                 Ok::<_, Error>((writer, vec![me, kept]))
             };
             match found.await {

@@ -110,6 +110,46 @@ enum LogObject {
     Marker(Marker),
 }
 
+/// What shipping and ownership need of a local journal directory: where it is, how to read
+/// and write it, and its keys. Made from an open journal ([`LocalDir::of`]); shipping from a
+/// background task reads the directory through it while the journal goes on appending.
+#[derive(Clone)]
+pub struct LocalDir {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    keys: Option<crate::crypto::Keyring>,
+}
+
+impl std::fmt::Debug for LocalDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalDir").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl LocalDir {
+    /// The directory of `journal`, read through its storage, with its keys.
+    pub fn of(journal: &Journal) -> LocalDir {
+        LocalDir {
+            dir: journal.dir().to_path_buf(),
+            storage: journal.storage(),
+            keys: journal.config().keys.clone(),
+        }
+    }
+
+    /// The journal directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn storage(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
+    }
+
+    fn keys(&self) -> Option<&crate::crypto::Keyring> {
+        self.keys.as_ref()
+    }
+}
+
 /// Where a guild's entry is in a writer's log: (position, first event, last event).
 type Part = (u64, Seq, Seq);
 
@@ -175,6 +215,18 @@ pub struct Owner {
 }
 
 impl Owner {
+    /// The state of a guild found fenced at its first contact (nothing is shipped for it).
+    pub(crate) fn fenced(guild: GuildId, epoch: u64, owner: String) -> Owner {
+        Owner {
+            guild,
+            epoch: 0,
+            owner: String::new(),
+            head: 0,
+            fenced_by: Some((epoch, owner)),
+            cursor: None,
+        }
+    }
+
     /// `Err(Fenced)` once a newer owner has claimed the guild.
     ///
     /// # Errors
@@ -526,7 +578,7 @@ impl Remote {
     ///
     /// # Errors
     /// [`Error::Io`]; a damaged record is [`Error::Corrupt`].
-    pub fn owner_record(journal: &Journal, guild: GuildId) -> Result<Option<OwnerRecord>> {
+    pub fn owner_record(journal: &LocalDir, guild: GuildId) -> Result<Option<OwnerRecord>> {
         let path = layout::remote_owner_path(journal.dir(), guild);
         let bytes = match journal.storage().read(&path, objects::SMALL_OBJECT_LEN_MAX) {
             Ok(b) => b,
@@ -544,7 +596,7 @@ impl Remote {
         Ok(Some(record))
     }
 
-    fn write_local(journal: &Journal, path: &Path, bytes: &[u8]) -> Result<()> {
+    fn write_local(journal: &LocalDir, path: &Path, bytes: &[u8]) -> Result<()> {
         let storage = journal.storage();
         let dir = journal.dir().join(layout::REMOTE_DIR);
         storage
@@ -557,7 +609,7 @@ impl Remote {
             .map_err(|(op, p, e)| Error::io(op, p, e))
     }
 
-    fn write_owner_record(journal: &Journal, record: &OwnerRecord) -> Result<()> {
+    fn write_owner_record(journal: &LocalDir, record: &OwnerRecord) -> Result<()> {
         let path = layout::remote_owner_path(journal.dir(), GuildId(record.guild));
         Remote::write_local(journal, &path, &objects::encode(record))
     }
@@ -568,7 +620,7 @@ impl Remote {
     /// # Errors
     /// [`Error::Remote`] when the store cannot be listed; [`Error::Io`]; a damaged `WRITER`
     /// file is [`Error::Corrupt`].
-    pub async fn writer(&self, journal: &Journal) -> Result<Writer> {
+    pub async fn writer(&self, journal: &LocalDir) -> Result<Writer> {
         let path = journal.dir().join(layout::REMOTE_DIR).join("WRITER");
         let id = match journal.storage().read(&path, 64) {
             Ok(b) => std::str::from_utf8(&b)
@@ -615,7 +667,7 @@ impl Remote {
     /// [`Error::Fenced`], [`Error::Remote`], [`Error::RemoteCorrupt`], [`Error::Io`].
     pub async fn owner(
         &self,
-        journal: &Journal,
+        journal: &LocalDir,
         writer: &mut Writer,
         guild: GuildId,
         owner: &str,
@@ -626,7 +678,7 @@ impl Remote {
 
     async fn owner_inner(
         &self,
-        journal: &Journal,
+        journal: &LocalDir,
         writer: &mut Writer,
         guild: GuildId,
         owner: &str,
@@ -847,7 +899,8 @@ impl Remote {
         guilds: &[GuildId],
         owner: &str,
     ) -> Result<ShipReport> {
-        let mut writer = self.writer(journal).await?;
+        let local = LocalDir::of(journal);
+        let mut writer = self.writer(&local).await?;
         let guilds = if guilds.is_empty() {
             journal.guilds()?
         } else {
@@ -856,7 +909,7 @@ impl Remote {
         let mut owners = Vec::with_capacity(guilds.len());
         let mut fenced = None;
         for &g in &guilds {
-            match self.owner(journal, &mut writer, g, owner).await {
+            match self.owner(&local, &mut writer, g, owner).await {
                 Ok(me) => owners.push(me),
                 Err(e @ Error::Fenced { .. }) => fenced = fenced.or(Some(e)),
                 Err(e) => return Err(e),
@@ -865,7 +918,7 @@ impl Remote {
         let mut report = self.ship_events(journal, &mut writer, &mut owners).await?;
         for me in &owners {
             if me.fenced_by.is_none() {
-                report.merge(self.ship_snapshots(journal, me).await?);
+                report.merge(self.ship_snapshots(&local, me).await?);
             }
         }
         for me in &owners {
@@ -891,18 +944,42 @@ impl Remote {
         writer: &mut Writer,
         owners: &mut [Owner],
     ) -> Result<ShipReport> {
-        let mut report = ShipReport::default();
         journal.flush()?;
+        let mut targets = Vec::with_capacity(owners.len());
+        for me in owners.iter() {
+            targets.push(journal.state(me.guild)?.seq);
+        }
+        self.ship_to(&LocalDir::of(journal), writer, owners, &targets)
+            .await
+    }
+
+    /// [`Remote::ship_events`] from a directory another task appends to: ships each owner's
+    /// events up to `targets[i]`, which the caller guarantees are durable in `local` (the
+    /// remote never holds an event the local disk could still lose).
+    ///
+    /// # Errors
+    /// As [`Remote::ship_events`].
+    pub async fn ship_to(
+        &self,
+        local: &LocalDir,
+        writer: &mut Writer,
+        owners: &mut [Owner],
+        targets: &[Seq],
+    ) -> Result<ShipReport> {
+        let journal = local;
+        let mut report = ShipReport::default();
         let mut cache = HashMap::new();
         loop {
             let mut entries = Vec::new();
             let mut cursors = Vec::new();
             let mut bytes = batch::HEADER_LEN;
-            for me in owners.iter_mut() {
+            for (me, &last) in owners.iter_mut().zip(targets) {
                 if me.fenced_by.is_some() || bytes >= BATCH_BYTES_TARGET {
                     continue;
                 }
-                if let Some((entry, cursor)) = self.next_entry(journal, me, &mut report).await? {
+                if let Some((entry, cursor)) =
+                    self.next_entry(journal, me, last, &mut report).await?
+                {
                     bytes += batch::ENTRY_HEADER_LEN + entry.chunk.len();
                     cursors.push((me.guild, cursor));
                     entries.push(entry);
@@ -987,12 +1064,12 @@ impl Remote {
     /// (uploaded first). `None` when there is nothing to ship.
     async fn next_entry(
         &self,
-        journal: &mut Journal,
+        journal: &LocalDir,
         me: &mut Owner,
+        last: Seq,
         report: &mut ShipReport,
     ) -> Result<Option<(Entry, Option<(Seq, u64)>)>> {
         let guild = me.guild;
-        let last = journal.state(guild)?.seq;
         if last <= me.head {
             return Ok(None);
         }
@@ -1077,27 +1154,33 @@ impl Remote {
     ///
     /// # Errors
     /// Store and local errors; a damaged local snapshot is [`Error::Corrupt`].
-    pub async fn ship_snapshots(&self, journal: &mut Journal, me: &Owner) -> Result<ShipReport> {
+    pub async fn ship_snapshots(&self, journal: &LocalDir, me: &Owner) -> Result<ShipReport> {
         let mut report = ShipReport::default();
         let guild = me.guild;
-        let info = journal.inspect(guild)?;
-        let wanted: Vec<_> = info
-            .snapshots
+        let dir = layout::guild_dir(journal.dir(), guild);
+        let mut wanted: Vec<Seq> = journal
+            .storage()
+            .list(&dir)
+            .map_err(|e| local_io("list", &dir, e))?
             .iter()
-            .filter(|s| s.first_seq <= me.head)
+            .filter_map(|name| match layout::parse_guild_file(name) {
+                layout::GuildFile::Snapshot(seq) if seq <= me.head => Some(seq),
+                _ => None,
+            })
             .collect();
+        wanted.sort_unstable();
         if wanted.is_empty() {
             return Ok(report);
         }
         let (objects, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
         let present: BTreeSet<String> = objects.into_iter().collect();
-        for snap in wanted {
-            let s = snap.first_seq;
+        for s in wanted {
             let key = self.snapshot_key(guild, s, me.epoch);
             if present.contains(key.filename().unwrap_or_default()) {
                 continue;
             }
-            let bytes = read_snapshot_checked(journal, guild, s, &snap.path)?;
+            let path = layout::snapshot_path(journal.dir(), guild, s);
+            let bytes = read_snapshot_checked(journal, guild, s, &path)?;
             let len = bytes.len();
             if self.create(&key, bytes).await? {
                 report.add(len);
@@ -1145,7 +1228,8 @@ impl Remote {
         let local_files = storage
             .list(&guild_dir)
             .map_err(|e| local_io("list", &guild_dir, e))?;
-        let record = Remote::owner_record(journal, guild)?;
+        let local = LocalDir::of(journal);
+        let record = Remote::owner_record(&local, guild)?;
         let epochs = self.claim_epochs(guild).await?;
         let newest = epochs.last().copied().unwrap_or(0);
         if !local_files.is_empty() || record.is_some() {
@@ -1172,7 +1256,7 @@ impl Remote {
                 }),
             };
         }
-        let writer = self.writer(journal).await?;
+        let writer = self.writer(&local).await?;
         let epoch = newest + 1;
         // Read and check the history as it stands before writing anything anywhere: damaged
         // or missing objects fail the claim with the store untouched (the owner is not fenced).
@@ -1220,7 +1304,7 @@ impl Remote {
             }
         }
         Remote::write_owner_record(
-            journal,
+            &local,
             &OwnerRecord {
                 guild: guild.0,
                 epoch,
@@ -1542,7 +1626,7 @@ pub fn check_not_fenced(guild: GuildId, record: Option<&OwnerRecord>) -> Result<
 /// Remembers in the directory's ownership record that it was fenced, so that every later
 /// append fails too (CONTRACT §3: once the old owner has seen the newer epoch). Best effort:
 /// the store keeps saying so anyway.
-fn note_fenced<T>(journal: &Journal, guild: GuildId, result: Result<T>) -> Result<T> {
+fn note_fenced<T>(journal: &LocalDir, guild: GuildId, result: Result<T>) -> Result<T> {
     if let Err(Error::Fenced { epoch, owner, .. }) = &result {
         if let Ok(Some(mut record)) = Remote::owner_record(journal, guild) {
             if record.fenced_by.is_none() && *epoch >= record.epoch {
@@ -1608,7 +1692,7 @@ fn build_chunk(
 
 /// Reads a local snapshot and checks it completely before it is uploaded.
 fn read_snapshot_checked(
-    journal: &Journal,
+    journal: &LocalDir,
     guild: GuildId,
     seq: Seq,
     path: &Path,
@@ -1617,7 +1701,7 @@ fn read_snapshot_checked(
         .storage()
         .read(path, snapshot::FILE_LEN_MAX)
         .map_err(|e| local_io("read", path, e))?;
-    let (header, _) = snapshot::decode(&bytes, journal.config().keys.as_ref())
+    let (header, _) = snapshot::decode(&bytes, journal.keys())
         .map_err(|f| Error::from(f.at(path)))?;
     if header.guild != guild.0 || header.seq != seq {
         return Err(Corruption::new(path, 0, CorruptionKind::HeaderMismatch).into());

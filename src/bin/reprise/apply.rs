@@ -82,15 +82,17 @@ pub(crate) fn run(
     // A directory that has seen a newer owner appends nothing more, with or without --remote.
     reprise::remote::check_not_fenced(
         guild,
-        reprise::remote::Remote::owner_record(&journal, guild)?.as_ref(),
+        reprise::remote::Remote::owner_record(&reprise::remote::LocalDir::of(&journal), guild)?
+            .as_ref(),
     )?;
     let mut owner = None;
     if let Some(ctx) = remote {
         let found = ctx.block_on(async {
-            let mut writer = ctx.remote.writer(&journal).await?;
+            let local = reprise::remote::LocalDir::of(&journal);
+            let mut writer = ctx.remote.writer(&local).await?;
             let me = ctx
                 .remote
-                .owner(&journal, &mut writer, guild, &ctx.owner)
+                .owner(&local, &mut writer, guild, &ctx.owner)
                 .await?;
             Ok::<_, reprise::Error>((writer, me))
         });

@@ -1,0 +1,201 @@
+//! The async runtime with a remote: `remote` durability with group commit to the store,
+//! background shipping, fencing seen by a running owner, `Reprise::claim`, and a store that
+//! goes down. Against `object_store`'s in-memory store wrapped by the fault-injecting one (no
+//! faults unless a test sets them), so request counts are exact. Driven by `ship_now()`, never
+//! by sleeping.
+
+use std::sync::Arc;
+
+use object_store::memory::InMemory;
+use reprise::remote::faulty::{Faults, FaultyStore};
+use reprise::remote::Remote;
+use reprise::runtime::RemoteOptions;
+use reprise::{Config, Durability, Error, Event, GuildId, Journal, Reprise};
+
+fn volume(v: u16) -> Event {
+    Event::VolumeSet { volume: v }
+}
+
+fn store() -> (Arc<FaultyStore>, Remote) {
+    let store = Arc::new(FaultyStore::new(
+        Arc::new(InMemory::new()),
+        1,
+        Faults::default(),
+    ));
+    let remote = Remote::new(store.clone(), "fleet");
+    (store, remote)
+}
+
+fn options(remote: &Remote, owner: &str) -> RemoteOptions {
+    RemoteOptions {
+        remote: remote.clone(),
+        owner: owner.into(),
+    }
+}
+
+/// Claims `guild` into a fresh directory with the synchronous API and returns its state JSON.
+async fn claim_elsewhere(remote: &Remote, guild: GuildId) -> (u64, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(dir.path(), Config::default()).unwrap();
+    let claimed = remote.claim(&mut journal, guild, "elsewhere").await.unwrap();
+    let state = journal.state(guild).unwrap();
+    (claimed.seq, serde_json::to_value(&state.state).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_appends_of_64_guilds_share_objects_and_survive_the_machine() {
+    let (store, remote) = store();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Reprise::open_with_remote(dir.path(), Config::default(), options(&remote, "a"))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for g in 0..64u64 {
+        let rt = rt.clone();
+        tasks.push(tokio::spawn(async move {
+            let guild = GuildId(1000 + g);
+            for i in 0..20u16 {
+                let seq = rt
+                    .append_with(guild, volume(i), Durability::Remote)
+                    .await
+                    .unwrap();
+                assert_eq!(seq, u64::from(i) + 1);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let puts = store.requests().puts;
+    // 1,280 events; each guild's first contact claims epoch 1 (one PUT per guild), and the
+    // events share batch objects.
+    assert!(
+        puts < 64 + 1280 / 4,
+        "{puts} PUTs for 1,280 remote events of 64 guilds"
+    );
+    // Every acknowledged event is in the store: a claim elsewhere (without this process's
+    // disk) holds all of them.
+    for g in [0u64, 31, 63] {
+        let guild = GuildId(1000 + g);
+        let (seq, state) = claim_elsewhere(&remote, guild).await;
+        assert_eq!(seq, 20);
+        assert_eq!(state["player"]["volume"], 19, "{state}");
+    }
+    // The old owner is fenced for those guilds, and only those.
+    let err = rt
+        .append_with(GuildId(1000), volume(1), Durability::Remote)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Fenced { epoch: 2, .. }), "{err}");
+    let err = rt.append(GuildId(1000), volume(1)).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { .. }), "{err}");
+    let seq = rt
+        .append_with(GuildId(1001), volume(7), Durability::Remote)
+        .await
+        .unwrap();
+    assert_eq!(seq, 21);
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_shipping_and_claim_through_the_runtime() {
+    let (store, remote) = store();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let guild = GuildId(42);
+    let rt_a = Reprise::open_with_remote(a.path(), Config::default(), options(&remote, "a"))
+        .await
+        .unwrap();
+    for i in 0..50u16 {
+        let durability = [Durability::Always, Durability::None, Durability::BATCHED][usize::from(i % 3)];
+        rt_a.append_with(guild, volume(i), durability).await.unwrap();
+    }
+    // Nothing waits for the store with these durabilities; ship_now runs the round the ship
+    // interval would.
+    rt_a.ship_now().await.unwrap();
+    assert!(store.requests().puts >= 2);
+    let before = store.requests().puts;
+    rt_a.ship_now().await.unwrap();
+    assert_eq!(store.requests().puts, before, "nothing new, nothing uploaded");
+
+    // Another machine's runtime claims the guild and continues its sequence.
+    let rt_b = Reprise::open_with_remote(b.path(), Config::default(), options(&remote, "b"))
+        .await
+        .unwrap();
+    let claimed = rt_b.claim(guild).await.unwrap();
+    assert_eq!((claimed.epoch, claimed.seq), (2, 50));
+    let state_b = rt_b.state(guild).await.unwrap();
+    assert_eq!(state_b.seq, 50);
+    assert_eq!(state_b.state, rt_a.state(guild).await.unwrap().state);
+    let seq = rt_b
+        .append_with(guild, volume(99), Durability::Remote)
+        .await
+        .unwrap();
+    assert_eq!(seq, 51);
+
+    // The old owner learns of the newer epoch at its next round and stops acknowledging.
+    rt_a.append(guild, volume(1)).await.unwrap();
+    rt_a.ship_now().await.unwrap();
+    let err = rt_a.append(guild, volume(2)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Fenced { epoch: 2, owner, .. } if owner == "b"),
+        "{err}"
+    );
+    rt_a.shutdown().await.unwrap();
+    // ... and so does the next process on its directory.
+    let rt_a = Reprise::open_with_remote(a.path(), Config::default(), options(&remote, "a"))
+        .await
+        .unwrap();
+    let err = rt_a.append(guild, volume(3)).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { .. }), "{err}");
+    rt_a.shutdown().await.unwrap();
+
+    let (seq, state) = claim_elsewhere(&remote, guild).await;
+    assert_eq!(seq, 51);
+    assert_eq!(state["player"]["volume"], 99);
+    rt_b.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_is_down_stops_only_remote_acknowledgements() {
+    let (store, remote) = store();
+    let dir = tempfile::tempdir().unwrap();
+    let guild = GuildId(7);
+    let rt = Reprise::open_with_remote(dir.path(), Config::default(), options(&remote, "a"))
+        .await
+        .unwrap();
+    rt.append_with(guild, volume(1), Durability::Remote)
+        .await
+        .unwrap();
+    store.set_down(true);
+    for i in 2..=10u16 {
+        rt.append(guild, volume(i)).await.unwrap();
+    }
+    let err = rt
+        .append_with(guild, volume(11), Durability::Remote)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Remote { .. }), "{err}");
+    assert!(rt.ship_now().await.is_err());
+    // The event that was not acknowledged remotely is durable locally all the same.
+    assert_eq!(rt.state(guild).await.unwrap().seq, 11);
+    store.set_down(false);
+    rt.ship_now().await.unwrap();
+    let (seq, state) = claim_elsewhere(&remote, guild).await;
+    assert_eq!(seq, 11);
+    assert_eq!(state["player"]["volume"], 11);
+    rt.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn remote_durability_without_a_remote_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Reprise::open(dir.path(), Config::default()).await.unwrap();
+    let err = rt
+        .append_with(GuildId(1), volume(1), Durability::Remote)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Remote { .. }), "{err}");
+    assert_eq!(rt.state(GuildId(1)).await.unwrap().seq, 0, "nothing written");
+    assert!(rt.claim(GuildId(1)).await.is_err());
+    rt.shutdown().await.unwrap();
+}
