@@ -1896,7 +1896,33 @@ fn claimed_of(segments: &[ScannedSegment]) -> Seq {
 }
 
 /// Folds the held events `base+1..=target` into `state`.
+///
+/// The tracks of each decoded `tracks_enqueued` event share one buffer (one allocation per
+/// event rather than per track: most replayed tracks are dropped again by later events); the
+/// tracks the state keeps get their own at the end.
 fn replay(
+    segments: &[ScannedSegment],
+    state: &mut State,
+    base: Seq,
+    target: Seq,
+    guild: GuildId,
+    keys: Option<&Keyring>,
+) -> Result<()> {
+    let folded = replay_shared(segments, state, base, target, guild, keys);
+    let queue = &mut state.queue;
+    for entry in queue
+        .history
+        .iter_mut()
+        .chain(queue.current.as_mut())
+        .chain(queue.upcoming.iter_mut())
+    {
+        entry.track.unshare();
+    }
+    folded
+}
+
+/// [`replay`] leaving the state's tracks in shared buffers.
+fn replay_shared(
     segments: &[ScannedSegment],
     state: &mut State,
     base: Seq,
@@ -1920,7 +1946,8 @@ fn replay(
             if f.seq > target {
                 return Ok(());
             }
-            let event = frame_event(
+            let event = frame_event_with(
+                format::decode_event_shared,
                 &seg.path,
                 offset,
                 &f,
@@ -2029,10 +2056,34 @@ fn frame_event(
     keys: Option<&Keyring>,
     scratch: &mut Vec<u8>,
 ) -> std::result::Result<Event, Corruption> {
+    frame_event_with(
+        format::decode_event,
+        path,
+        offset,
+        f,
+        key_id,
+        guild,
+        keys,
+        scratch,
+    )
+}
+
+/// [`frame_event`] decoding the payload with `decode`.
+#[allow(clippy::too_many_arguments)]
+fn frame_event_with(
+    decode: fn(&[u8]) -> std::result::Result<Event, String>,
+    path: &Path,
+    offset: u64,
+    f: &frame::Frame<'_>,
+    key_id: KeyId,
+    guild: GuildId,
+    keys: Option<&Keyring>,
+    scratch: &mut Vec<u8>,
+) -> std::result::Result<Event, Corruption> {
     let payload = frame::open_payload(f, key_id, guild.0, keys, scratch).map_err(|fault| {
         Corruption::new(path, offset, CorruptionKind::Authentication).detail(fault.detail(key_id))
     })?;
-    format::decode_event(payload)
+    decode(payload)
         .map_err(|msg| Corruption::new(path, offset, CorruptionKind::PayloadDecode).detail(msg))
 }
 

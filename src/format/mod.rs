@@ -48,6 +48,26 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, String> {
     decode_exact::<Event, EVENT_DECODE_CLAIM_MAX>(bytes)
 }
 
+/// The bincode variant tag of [`Event::TracksEnqueued`] (its place in the enum).
+const TRACKS_ENQUEUED_TAG: u8 = 6;
+
+/// [`decode_event`] for replay: the same event or the same error, except that the tracks of a
+/// `tracks_enqueued` event share one copy of `bytes` instead of one allocation each (call
+/// [`crate::session::Track::unshare`] on the tracks that are kept).
+///
+/// # Errors
+/// As [`decode_event`].
+pub(crate) fn decode_event_shared(bytes: &[u8]) -> Result<Event, String> {
+    if bytes.first() == Some(&TRACKS_ENQUEUED_TAG) {
+        // The tag is a u32 (bincode claims 4 bytes for it).
+        let fields = crate::session::decode_enqueued_shared(bytes, 1, 4, EVENT_DECODE_CLAIM_MAX);
+        if let Some((tracks, index)) = fields {
+            return Ok(Event::TracksEnqueued { tracks, index });
+        }
+    }
+    decode_event(bytes)
+}
+
 /// The bincode form of a state (the body of a snapshot, before compression).
 pub fn encode_state(state: &State) -> Vec<u8> {
     match bincode::encode_to_vec(state, codec()) {

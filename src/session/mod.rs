@@ -57,5 +57,6 @@ pub use state::{
     Autoplay, Filters, InvariantError, Player, Queue, QueueEntry, State, Voice,
     AUTOPLAY_STRATEGY_DEFAULT, VOLUME_DEFAULT,
 };
+pub(crate) use track::decode_enqueued_shared;
 pub use track::{Track, TrackFields};
 pub use workload::{arbitrary_event, track, Rng, Workload};

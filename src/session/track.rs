@@ -2,8 +2,9 @@
 //!
 //! A [`Track`] is immutable and compact: its blob and its texts live in one shared allocation,
 //! so cloning one (the fold moves tracks from events into the queue) is a reference count, and
-//! decoding one from the log is one allocation and one copy. [`TrackFields`] is the same track
-//! as plain owned fields, for building and taking apart.
+//! decoding one from the log is one allocation and one copy (replay shares one allocation among
+//! the tracks of an event and gives the tracks it keeps their own at the end). [`TrackFields`]
+//! is the same track as plain owned fields, for building and taking apart.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -38,15 +39,21 @@ use super::EventError;
 ///                    (the source is the rest of `data`)
 /// data      bytes    varint length, then blob, title, author, uri, identifier, source
 /// ```
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(from = "TrackFields")]
 pub struct Track {
-    /// Blob (raw bytes or text), title, author, uri, identifier, source, back to back.
+    /// Holds the track's bytes at `start..start + len`: blob (raw bytes or text), title,
+    /// author, uri, identifier, source, back to back. Usually exactly those bytes; replay
+    /// decodes the tracks of one event into one shared buffer (see [`Track::unshare`]).
     data: Arc<[u8]>,
-    /// End offsets in `data` of the blob, title, author, uri and identifier.
+    /// Where the track's bytes start in `data`.
+    start: u32,
+    /// End offsets, relative to `start`, of the blob, title, author, uri and identifier.
     ends: [u32; 5],
-    /// The duration, when present.
-    length_ms: Option<u64>,
+    /// The length of the track's bytes (the end of the source).
+    len: u32,
+    /// The duration when `PRESENT_LENGTH` is set, else 0.
+    length_ms: u64,
     /// `PRESENT_*` bits.
     present: u8,
     /// `is_stream` (bits 0-1) and `is_seekable` (bits 2-3), each `TRI_*`.
@@ -220,9 +227,11 @@ impl Track {
         .filter(|(on, _)| *on)
         .fold(0, |bits, (_, bit)| bits | bit);
         Track {
+            len: offset(data.len()),
             data: Arc::from(data),
+            start: 0,
             ends,
-            length_ms: f.length_ms,
+            length_ms: f.length_ms.unwrap_or(0),
             present,
             flags: (tri(f.is_stream) << FLAG_STREAM) | (tri(f.is_seekable) << FLAG_SEEKABLE),
         }
@@ -238,25 +247,48 @@ impl Track {
             identifier: self
                 .optional(PRESENT_IDENTIFIER, IDENTIFIER)
                 .map(str::to_owned),
-            length_ms: self.length_ms,
+            length_ms: self.length_given(),
             is_stream: untri(self.flags >> FLAG_STREAM),
             is_seekable: untri(self.flags >> FLAG_SEEKABLE),
             source: self.source().map(str::to_owned),
         }
     }
 
-    /// Bytes `start..end` of `data` (empty if out of range, which construction prevents).
-    fn bytes(&self, start: u32, end: u32) -> &[u8] {
+    /// The track's own bytes in `data`.
+    fn own(&self) -> &[u8] {
+        let start = self.start as usize;
         self.data
+            .get(start..start + self.len as usize)
+            .unwrap_or_default()
+    }
+
+    /// Bytes `start..end` of the track's own bytes (empty if out of range, which construction
+    /// prevents).
+    fn bytes(&self, start: u32, end: u32) -> &[u8] {
+        self.own()
             .get(start as usize..end as usize)
             .unwrap_or_default()
+    }
+
+    /// The duration, when present.
+    fn length_given(&self) -> Option<u64> {
+        (self.present & PRESENT_LENGTH != 0).then_some(self.length_ms)
+    }
+
+    /// Gives the track an allocation of its own when it shares one (replay decodes the tracks
+    /// of an event into one buffer; the state it rebuilds keeps only what it holds).
+    pub(crate) fn unshare(&mut self) {
+        if self.data.len() != self.len as usize {
+            self.data = Arc::from(self.own());
+            self.start = 0;
+        }
     }
 
     /// Text part `i` (`TITLE`..=`IDENTIFIER`, or 5 for the source). Every part was checked to be
     /// UTF-8 on a character boundary when the track was built, so the check here never fails.
     fn text(&self, i: usize) -> &str {
         let start = self.ends.get(i.wrapping_sub(1)).copied().unwrap_or(0);
-        let end = self.ends.get(i).copied().unwrap_or(offset(self.data.len()));
+        let end = self.ends.get(i).copied().unwrap_or(self.len);
         simdutf8::basic::from_utf8(self.bytes(start, end)).unwrap_or_default()
     }
 
@@ -318,7 +350,7 @@ impl Track {
 
     /// The duration in milliseconds, or 0 when absent.
     pub fn length_ms(&self) -> u64 {
-        self.length_ms.unwrap_or(0)
+        self.length_ms
     }
 
     /// Whether the track is a live stream (false when absent).
@@ -339,10 +371,7 @@ impl Track {
     /// Byte length of text part `i`.
     fn text_len(&self, i: usize) -> usize {
         let start = self.ends.get(i.wrapping_sub(1)).copied().unwrap_or(0) as usize;
-        let end = self
-            .ends
-            .get(i)
-            .map_or(self.data.len(), |&end| end as usize);
+        let end = self.ends.get(i).copied().unwrap_or(self.len) as usize;
         end.saturating_sub(start)
     }
 
@@ -361,6 +390,19 @@ impl Track {
     /// # Errors
     /// As [`Track::validate`].
     pub fn validate_with(&self, field: &dyn Fn() -> String) -> Result<(), EventError> {
+        // Fast path: every bound holds (the usual case); the checks below name the first that
+        // does not.
+        let encoded = self.encoded_len();
+        let title = self.text_len(TITLE);
+        let others = [AUTHOR, URI, IDENTIFIER, 5].map(|i| self.text_len(i));
+        if encoded != 0
+            && encoded <= ENCODED_LEN_MAX
+            && title != 0
+            && title <= TEXT_LEN_MAX
+            && others.iter().all(|&len| len <= TEXT_LEN_MAX)
+        {
+            return Ok(());
+        }
         check_len(field, "encoded", self.encoded_len(), ENCODED_LEN_MAX, true)?;
         check_len(field, "title", self.text_len(TITLE), TEXT_LEN_MAX, true)?;
         let optional = [
@@ -405,6 +447,19 @@ fn check_len(
     Ok(())
 }
 
+impl PartialEq for Track {
+    /// Same bytes, part lengths and values, wherever the bytes are held.
+    fn eq(&self, other: &Track) -> bool {
+        self.ends == other.ends
+            && self.length_ms == other.length_ms
+            && self.present == other.present
+            && self.flags == other.flags
+            && self.own() == other.own()
+    }
+}
+
+impl Eq for Track {}
+
 impl fmt::Debug for Track {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.fields(), f)
@@ -440,7 +495,7 @@ impl Serialize for Track {
             author: self.optional(PRESENT_AUTHOR, AUTHOR),
             uri: self.uri(),
             identifier: self.optional(PRESENT_IDENTIFIER, IDENTIFIER),
-            length_ms: self.length_ms,
+            length_ms: self.length_given(),
             is_stream: untri(self.flags >> FLAG_STREAM),
             is_seekable: untri(self.flags >> FLAG_SEEKABLE),
             source: self.source(),
@@ -457,7 +512,7 @@ impl bincode::Encode for Track {
         use bincode::enc::write::Writer as _;
         self.present.encode(encoder)?;
         self.flags.encode(encoder)?;
-        if let Some(length_ms) = self.length_ms {
+        if let Some(length_ms) = self.length_given() {
             length_ms.encode(encoder)?;
         }
         let mut start = 0u32;
@@ -467,8 +522,9 @@ impl bincode::Encode for Track {
             }
             start = end;
         }
-        (self.data.len() as u64).encode(encoder)?;
-        encoder.writer().write(&self.data)
+        let data = self.own();
+        (data.len() as u64).encode(encoder)?;
+        encoder.writer().write(data)
     }
 }
 
@@ -523,6 +579,37 @@ impl Head {
     /// The track with `data`, after checking that the lengths fit in it, that the source part
     /// is empty when absent, and that every text part is UTF-8 on a character boundary.
     fn finish(self, data: &[u8]) -> Result<Track, bincode::error::DecodeError> {
+        let ends = self.check(data)?;
+        Ok(self.track(Arc::from(data), 0, ends, data.len()))
+    }
+
+    /// [`Head::finish`] for `data` found at `start` in `shared`, which the track keeps.
+    fn finish_shared(
+        self,
+        shared: &Arc<[u8]>,
+        start: usize,
+        len: usize,
+    ) -> Result<Track, bincode::error::DecodeError> {
+        let data = shared.get(start..start + len).unwrap_or_default();
+        let ends = self.check(data)?;
+        Ok(self.track(Arc::clone(shared), start, ends, len))
+    }
+
+    /// The track of this head with its `len` bytes at `start` in `data` (checked).
+    fn track(self, data: Arc<[u8]>, start: usize, ends: [u32; 5], len: usize) -> Track {
+        Track {
+            data,
+            start: offset(start),
+            ends,
+            len: offset(len),
+            length_ms: self.length_ms.unwrap_or(0),
+            present: self.present,
+            flags: self.flags,
+        }
+    }
+
+    /// The checks of [`Head::finish`]; the end offsets of the parts.
+    fn check(&self, data: &[u8]) -> Result<[u32; 5], bincode::error::DecodeError> {
         let mut ends = [0u32; 5];
         let mut at = 0u64;
         for (end, len) in ends.iter_mut().zip(self.lens) {
@@ -545,20 +632,18 @@ impl Head {
         } else {
             0
         };
-        let text = simdutf8::basic::from_utf8(data.get(text_start..).unwrap_or_default())
-            .map_err(|_| invalid("text is not UTF-8"))?;
-        for &end in &ends {
-            if !text.is_char_boundary((end as usize).saturating_sub(text_start)) {
-                return Err(invalid("a text part splits a character"));
+        let text = data.get(text_start..).unwrap_or_default();
+        // Pure ASCII (checked a word at a time) is UTF-8 with a character boundary everywhere.
+        if !text.is_ascii() {
+            let text =
+                simdutf8::basic::from_utf8(text).map_err(|_| invalid("text is not UTF-8"))?;
+            for &end in &ends {
+                if !text.is_char_boundary((end as usize).saturating_sub(text_start)) {
+                    return Err(invalid("a text part splits a character"));
+                }
             }
         }
-        Ok(Track {
-            data: Arc::from(data),
-            ends,
-            length_ms: self.length_ms,
-            present: self.present,
-            flags: self.flags,
-        })
+        Ok(ends)
     }
 }
 
@@ -582,6 +667,139 @@ impl<'de, Context> bincode::BorrowDecode<'de, Context> for Track {
         let data = <&[u8] as bincode::BorrowDecode<'de, Context>>::borrow_decode(decoder)?;
         head.finish(data)
     }
+}
+
+/// Reads the bincode varint `u64` (standard configuration: little-endian) at `*at` of `b` and
+/// moves `*at` past it; `None` when `b` ends first or the tag is not a `u64` one.
+#[inline]
+fn varint_at(b: &[u8], at: &mut usize) -> Option<u64> {
+    let start = *at;
+    let tag = *b.get(start)?;
+    let (value, used) = match tag {
+        0..=250 => (u64::from(tag), 1),
+        251 => (
+            u64::from(u16::from_le_bytes(
+                b.get(start + 1..start + 3)?.try_into().ok()?,
+            )),
+            3,
+        ),
+        252 => (
+            u64::from(u32::from_le_bytes(
+                b.get(start + 1..start + 5)?.try_into().ok()?,
+            )),
+            5,
+        ),
+        253 => (
+            u64::from_le_bytes(b.get(start + 1..start + 9)?.try_into().ok()?),
+            9,
+        ),
+        _ => return None,
+    };
+    *at = start + used;
+    Some(value)
+}
+
+impl Head {
+    /// Parses the head and the length of `data` from the start of `b`, exactly as
+    /// [`Head::decode`] and bincode's slice length would (standard configuration; used by
+    /// [`decode_enqueued_shared`]). Returns the
+    /// head, its byte length (including the data length), the length of `data`, and the bytes
+    /// bincode would have claimed against its limit for the head; `None` when anything is off
+    /// (short input, unknown bits, a bad varint), for the exact path to report.
+    #[inline]
+    fn parse(b: &[u8]) -> Option<(Head, usize, u64, usize)> {
+        let (&present, &flags) = (b.first()?, b.get(1)?);
+        if present & !PRESENT_ALL != 0
+            || flags & !FLAGS_ALL != 0
+            || (flags >> FLAG_STREAM) & 3 == 3
+            || (flags >> FLAG_SEEKABLE) & 3 == 3
+        {
+            return None;
+        }
+        let mut at = 2;
+        // bincode claims 1 byte per u8 and 8 per u64 (varint or not) and slice length.
+        let mut claimed = 2 + 8;
+        let length_ms = if present & PRESENT_LENGTH != 0 {
+            claimed += 8;
+            Some(varint_at(b, &mut at)?)
+        } else {
+            None
+        };
+        let mut lens = [0u64; 5];
+        for (i, len) in lens.iter_mut().enumerate() {
+            if part_stored(present, i) {
+                claimed += 8;
+                *len = varint_at(b, &mut at)?;
+            }
+        }
+        let data_len = varint_at(b, &mut at)?;
+        let head = Head {
+            present,
+            flags,
+            length_ms,
+            lens,
+        };
+        Some((head, at, data_len, claimed))
+    }
+}
+
+/// Decodes the fields of a `tracks_enqueued` event (what follows its variant tag, from `at`
+/// in `payload`) exactly as bincode's derived decoding does in the standard configuration,
+/// except that the tracks keep their bytes in one shared copy of `payload` instead of one
+/// allocation each (replay gives the tracks it keeps their own with [`Track::unshare`]).
+/// `claimed` is what bincode has claimed before these fields against `claim_max`.
+///
+/// `None` when anything is off (damage, a non-canonical form, the limit): the caller then
+/// decodes the standard way, which reports the exact error.
+pub(crate) fn decode_enqueued_shared(
+    payload: &[u8],
+    mut at: usize,
+    claimed: usize,
+    claim_max: usize,
+) -> Option<(Vec<Track>, Option<u32>)> {
+    const TRACK_SIZE: usize = std::mem::size_of::<Track>();
+    // The length of `tracks` (claims 8), then the container (claims its in-memory size, given
+    // back element by element as each claims what it reads).
+    let count = usize::try_from(varint_at(payload, &mut at)?).ok()?;
+    let mut claimed = count
+        .checked_mul(TRACK_SIZE)?
+        .checked_add(claimed)?
+        .checked_add(8)?;
+    if claimed > claim_max {
+        return None;
+    }
+    let mut tracks = Vec::with_capacity(count.min(payload.len()));
+    let mut shared: Option<Arc<[u8]>> = None;
+    for _ in 0..count {
+        let (head, head_len, data_len, head_claimed) = Head::parse(payload.get(at..)?)?;
+        let data_len = usize::try_from(data_len).ok()?;
+        claimed = (claimed - TRACK_SIZE)
+            .checked_add(head_claimed)?
+            .checked_add(data_len)?;
+        let start = at.checked_add(head_len)?;
+        let end = start.checked_add(data_len)?;
+        if claimed > claim_max || end > payload.len() {
+            return None;
+        }
+        let shared = shared.get_or_insert_with(|| Arc::from(payload));
+        tracks.push(head.finish_shared(shared, start, data_len).ok()?);
+        at = end;
+    }
+    // `index`: an Option tag (claims 1), then a u32 varint (claims 4; no u64 tag).
+    let index = match payload.get(at..)? {
+        [0, ..] => {
+            at += 1;
+            claimed = claimed.checked_add(1)?;
+            None
+        }
+        [1, tag, ..] if *tag <= 252 => {
+            at += 1;
+            claimed = claimed.checked_add(5)?;
+            Some(u32::try_from(varint_at(payload, &mut at)?).ok()?)
+        }
+        _ => return None,
+    };
+    (claimed <= claim_max && at == payload.len()).then_some((tracks, index))
 }
 
 #[cfg(test)]
@@ -754,6 +972,54 @@ mod tests {
                 bincode::borrow_decode_from_slice(&bytes, config).unwrap();
             assert_eq!((&borrowed, used), (&track, bytes.len()));
             assert_eq!(borrowed.fields(), fields);
+        }
+    }
+
+    /// The shared decoding of a `tracks_enqueued` event gives exactly the standard event, and
+    /// declines (for the standard path to report) whatever the standard decoding refuses.
+    #[test]
+    fn shared_enqueue_decoding_matches_the_standard_one() {
+        use crate::format::{decode_event, decode_event_shared, encode_event};
+        use crate::session::Event;
+        let mut rng = crate::session::Rng::new(7);
+        for (n, index) in [
+            (1, None),
+            (3, Some(0)),
+            (200, Some(300)),
+            (2, Some(u32::MAX)),
+        ] {
+            let tracks: Vec<Track> = (0..n).map(|k| crate::session::track(&mut rng, k)).collect();
+            let event = Event::TracksEnqueued { tracks, index };
+            let mut bytes = Vec::new();
+            encode_event(&event, &mut bytes);
+            assert_eq!(bytes[0], 6);
+            let shared = decode_event_shared(&bytes).unwrap();
+            assert_eq!(shared, event);
+            if let Event::TracksEnqueued { mut tracks, .. } = shared {
+                for t in &mut tracks {
+                    t.unshare();
+                    assert_eq!(t.data.len(), t.len as usize);
+                }
+                assert_eq!(Event::TracksEnqueued { tracks, index }, event);
+            }
+            // Every truncation and every single-byte change decodes (or fails) the same way.
+            for cut in 0..bytes.len().min(600) {
+                assert_eq!(
+                    decode_event_shared(&bytes[..cut]),
+                    decode_event(&bytes[..cut])
+                );
+            }
+            for at in 0..bytes.len().min(400) {
+                for value in [0u8, 1, 0x7F, 0xC3, 0xFB, 0xFD, 0xFE, 0xFF] {
+                    let mut bad = bytes.clone();
+                    bad[at] = value;
+                    assert_eq!(
+                        decode_event_shared(&bad),
+                        decode_event(&bad),
+                        "{at} {value}"
+                    );
+                }
+            }
         }
     }
 
