@@ -37,11 +37,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
-use crate::remote::{Claimed, LocalDir, Remote};
-use crate::shipper::{ShipMsg, ShipNote, Shipper};
 use crate::ids::{GuildId, Seq};
 use crate::journal::{now_unix_ms, GuildState, Journal, LoggedEvent, SnapshotJob};
+use crate::remote::{Claimed, LocalDir, Remote};
 use crate::session::{self, Event};
+use crate::shipper::{ShipMsg, ShipNote, Shipper};
 
 /// Most commands the writer takes in one group before it commits.
 const GROUP_COMMANDS_MAX: usize = 4096;
@@ -426,7 +426,12 @@ impl Reprise {
     ///
     /// # Cancel safety
     /// Guilds claimed before the future is dropped stay claimed.
-    pub async fn claim_shard(&self, shard: u64, shards: u64, remote: &Remote) -> Result<Vec<Claimed>> {
+    pub async fn claim_shard(
+        &self,
+        shard: u64,
+        shards: u64,
+        remote: &Remote,
+    ) -> Result<Vec<Claimed>> {
         if shards == 0 || shard >= shards {
             return Err(Error::Remote {
                 op: "claim",

@@ -339,7 +339,10 @@ mod tests {
     #[test]
     fn targets_only_grow() {
         let (notes, _rx) = mpsc::unbounded_channel();
-        let remote = Remote::new(std::sync::Arc::new(object_store::memory::InMemory::new()), "");
+        let remote = Remote::new(
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+            "",
+        );
         let dir = tempfile::tempdir().unwrap();
         let journal = crate::Journal::open(dir.path(), crate::Config::default()).unwrap();
         let mut s = Shipper::new(

@@ -37,7 +37,10 @@ fn options(remote: &Remote, owner: &str) -> RemoteOptions {
 async fn claim_elsewhere(remote: &Remote, guild: GuildId) -> (u64, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let mut journal = Journal::open(dir.path(), Config::default()).unwrap();
-    let claimed = remote.claim(&mut journal, guild, "elsewhere").await.unwrap();
+    let claimed = remote
+        .claim(&mut journal, guild, "elsewhere")
+        .await
+        .unwrap();
     let state = journal.state(guild).unwrap();
     (claimed.seq, serde_json::to_value(&state.state).unwrap())
 }
@@ -106,8 +109,11 @@ async fn background_shipping_and_claim_through_the_runtime() {
         .await
         .unwrap();
     for i in 0..50u16 {
-        let durability = [Durability::Always, Durability::None, Durability::BATCHED][usize::from(i % 3)];
-        rt_a.append_with(guild, volume(i), durability).await.unwrap();
+        let durability =
+            [Durability::Always, Durability::None, Durability::BATCHED][usize::from(i % 3)];
+        rt_a.append_with(guild, volume(i), durability)
+            .await
+            .unwrap();
     }
     // Nothing waits for the store with these durabilities; ship_now runs the round the ship
     // interval would.
@@ -115,7 +121,11 @@ async fn background_shipping_and_claim_through_the_runtime() {
     assert!(store.requests().puts >= 2);
     let before = store.requests().puts;
     rt_a.ship_now().await.unwrap();
-    assert_eq!(store.requests().puts, before, "nothing new, nothing uploaded");
+    assert_eq!(
+        store.requests().puts,
+        before,
+        "nothing new, nothing uploaded"
+    );
 
     // Another machine's runtime claims the guild and continues its sequence.
     let rt_b = Reprise::open_with_remote(b.path(), Config::default(), options(&remote, "b"))
@@ -195,7 +205,11 @@ async fn remote_durability_without_a_remote_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Remote { .. }), "{err}");
-    assert_eq!(rt.state(GuildId(1)).await.unwrap().seq, 0, "nothing written");
+    assert_eq!(
+        rt.state(GuildId(1)).await.unwrap().seq,
+        0,
+        "nothing written"
+    );
     assert!(rt.claim(GuildId(1)).await.is_err());
     rt.shutdown().await.unwrap();
 }

@@ -122,7 +122,9 @@ pub struct LocalDir {
 
 impl std::fmt::Debug for LocalDir {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalDir").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("LocalDir")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1701,8 +1703,8 @@ fn read_snapshot_checked(
         .storage()
         .read(path, snapshot::FILE_LEN_MAX)
         .map_err(|e| local_io("read", path, e))?;
-    let (header, _) = snapshot::decode(&bytes, journal.keys())
-        .map_err(|f| Error::from(f.at(path)))?;
+    let (header, _) =
+        snapshot::decode(&bytes, journal.keys()).map_err(|f| Error::from(f.at(path)))?;
     if header.guild != guild.0 || header.seq != seq {
         return Err(Corruption::new(path, 0, CorruptionKind::HeaderMismatch).into());
     }
