@@ -115,8 +115,10 @@ fn ship_then_claim_into_an_empty_directory_gives_the_identical_state() {
         &["apply", "--guild", GUILD],
         Some(&(lines[300..].join("\n") + "\n")),
     ));
+    // `apply` shipped its events itself; `ship` uploads the snapshots (and what the first
+    // two applies' last rounds could no longer read after the cleanup, if anything).
     let shipped: Value = serde_json::from_str(&ok(&run(&a, &store, &["ship"], None))).unwrap();
-    assert!(shipped["objects"].as_u64().unwrap() >= 3, "{shipped}");
+    assert!(shipped["objects"].as_u64().unwrap() >= 1, "{shipped}");
     assert!(shipped["bytes"].as_u64().unwrap() > 0);
     // Shipping again uploads nothing.
     let again: Value = serde_json::from_str(&ok(&run(&a, &store, &["ship"], None))).unwrap();

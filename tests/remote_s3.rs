@@ -249,10 +249,10 @@ const ACK_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// Contract §5: while the store is unreachable, `always` appends go on locally and `reprise
 /// ship` uploads them later. The server stops answering in the middle of a running `apply
-/// --durability always`; every later event is still acknowledged promptly and the process exits
-/// 0; once the server is back, `ship` uploads what the store missed, and a claim on another
-/// machine recovers every acknowledged event. (Not covered: a *new* process started while the
-/// server hangs waits out the store client's request timeout in its startup ownership check.)
+/// --durability always`; every later event is still acknowledged promptly (the background
+/// shipping fails, warns and retries) and the process exits 0; once the server is back,
+/// `ship` uploads what the store missed, and a claim on another machine recovers every
+/// acknowledged event.
 #[test]
 fn server_stopped_during_apply_always_then_ship_resumes() {
     let Some(binary) = moto_server() else {
@@ -265,7 +265,8 @@ fn server_stopped_during_apply_always_then_ship_resumes() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let input = events(7, 90);
 
-    // Before the outage: events 1..=30 acknowledged and shipped (the remote holds a prefix).
+    // Before the outage: events 1..=30 acknowledged and shipped by `apply` itself (its last
+    // round at exit), so `ship` finds nothing to upload.
     let out = run(
         &server,
         &a,
@@ -280,7 +281,7 @@ fn server_stopped_during_apply_always_then_ship_resumes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let shipped: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
-    assert!(shipped["objects"].as_u64().unwrap() >= 1, "{shipped}");
+    assert_eq!(shipped["objects"].as_u64(), Some(0), "{shipped}");
 
     // One long-running `apply --durability always`, fed through a pipe.
     let mut child = command(
@@ -336,14 +337,21 @@ fn server_stopped_during_apply_always_then_ship_resumes() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(status.success(), "exit {:?}: {stderr}", status.code());
-    assert!(stderr.is_empty(), "{stderr}");
+    // The background shipping says that it could not reach the store, and nothing else.
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("reprise: warning: shipping failed")),
+        "{stderr}"
+    );
     eprintln!("slowest ack while the server was stopped: {slowest:?}");
 
-    // The server comes back with its objects: `ship` uploads what it missed (31..=90), once.
+    // The server comes back with its objects: `ship` uploads what it missed, once. (The
+    // requests `apply` sent to the stopped server and gave up on may still land when it
+    // continues, as an answer lost on the network would: then there is less to upload.)
     signal(&server, "-CONT");
     let shipped: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
-    assert!(shipped["objects"].as_u64().unwrap() >= 1, "{shipped}");
-    assert!(shipped["bytes"].as_u64().unwrap() > 0, "{shipped}");
+    assert!(shipped["objects"].as_u64().is_some(), "{shipped}");
     let again: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
     assert_eq!(
         (again["objects"].as_u64(), again["bytes"].as_u64()),

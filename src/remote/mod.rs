@@ -342,13 +342,22 @@ impl Remote {
                 return Err(bad("no bucket in the URL (s3://BUCKET/PREFIX)".into()));
             }
             // Retries with backoff, bounded so that a store that is down is reported in
-            // seconds (local appends go on meanwhile; the next ship catches up).
+            // seconds (local appends go on meanwhile; the next ship catches up), and a
+            // request timeout so that a server that accepts connections but never answers
+            // is reported in seconds too (the client's default waits 30 s).
             let retry = object_store::RetryConfig {
                 max_retries: 4,
                 retry_timeout: std::time::Duration::from_secs(15),
                 ..object_store::RetryConfig::default()
             };
+            use object_store::aws::AmazonS3ConfigKey;
+            use object_store::ClientConfigKey;
             let store = object_store::aws::AmazonS3Builder::from_env()
+                .with_config(
+                    AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                    "3s",
+                )
+                .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "10s")
                 .with_bucket_name(bucket)
                 .with_retry(retry)
                 .build()

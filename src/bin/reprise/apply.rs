@@ -17,6 +17,9 @@ use crate::Failure;
 const LINE_LEN_MAX: usize = 64 << 20;
 /// Most events that share one fsync.
 const BATCH_EVENTS_MAX: usize = 1024;
+/// How long `apply` with local acknowledgements waits for the store's ownership check before
+/// it appends locally only.
+const OWNER_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `batched` waits for more input before it syncs.
 const BATCH_DELAY_MAX: Duration = Duration::from_millis(2);
 
@@ -68,6 +71,7 @@ pub(crate) fn run(
     no_snapshots: bool,
     remote: Option<&RemoteCtx>,
     remote_acks: bool,
+    ship_interval: Duration,
 ) -> Result<(), Failure> {
     let config = if no_snapshots {
         crate::base_config().without_auto_snapshots()
@@ -86,17 +90,42 @@ pub(crate) fn run(
             .as_ref(),
     )?;
     let mut owner = None;
+    let mut background = None;
     if let Some(ctx) = remote {
+        let local = reprise::remote::LocalDir::of(&journal);
         let found = ctx.block_on(async {
-            let local = reprise::remote::LocalDir::of(&journal);
-            let mut writer = ctx.remote.writer(&local).await?;
-            let me = ctx
-                .remote
-                .owner(&local, &mut writer, guild, &ctx.owner)
-                .await?;
-            Ok::<_, reprise::Error>((writer, me))
+            let check = async {
+                let mut writer = ctx.remote.writer(&local).await?;
+                let me = ctx
+                    .remote
+                    .owner(&local, &mut writer, guild, &ctx.owner)
+                    .await?;
+                Ok::<_, reprise::Error>((writer, me))
+            };
+            if remote_acks {
+                return check.await;
+            }
+            // Local acknowledgements do not wait long for a store that does not answer.
+            tokio::time::timeout(OWNER_CHECK_TIMEOUT, check)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(reprise::Error::Remote {
+                        op: "check ownership at",
+                        key: ctx.remote.url().to_string(),
+                        source: format!("no answer within {OWNER_CHECK_TIMEOUT:?}").into(),
+                    })
+                })
         });
         match found {
+            Ok((writer, me)) if !remote_acks => {
+                background = Some(crate::remote::BackgroundShip::start(
+                    ctx.remote.clone(),
+                    local,
+                    writer,
+                    me,
+                    ship_interval,
+                ));
+            }
             Ok(found) => owner = Some(found),
             Err(e @ reprise::Error::Remote { .. }) if !remote_acks => {
                 eprintln!("reprise: warning: {e}; appending locally only");
@@ -110,7 +139,27 @@ pub(crate) fn run(
         Durability::None => Durability::None,
         _ => Durability::BATCHED,
     };
-    while let Ok(first) = rx.recv() {
+    let mut shipped_at = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(ship_interval) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // No input for a while: `none` events still reach the remote within the
+                // ship interval.
+                if let Some(b) = &background {
+                    b.check()?;
+                    journal.sync()?;
+                    b.durable(journal.state(guild)?.seq);
+                    shipped_at = Instant::now();
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(b) = &background {
+            // A newer owner was seen: nothing more is appended (exit 3).
+            b.check()?;
+        }
         let mut batch = vec![first];
         let deadline = Instant::now() + BATCH_DELAY_MAX;
         while batch.len() < BATCH_EVENTS_MAX {
@@ -178,13 +227,34 @@ pub(crate) fn run(
             )?;
             me.check()?;
         }
+        if let (Some(b), false) = (&background, acked.is_empty()) {
+            // The remote may hold only what the local disk keeps: durable events, flushed to
+            // the segments the shipper reads (`none`: synced at the ship interval).
+            if durability != Durability::None || shipped_at.elapsed() >= ship_interval {
+                if durability == Durability::None {
+                    journal.sync()?;
+                }
+                journal.flush()?;
+                b.durable(journal.state(guild)?.seq);
+                shipped_at = Instant::now();
+            }
+        }
         for seq in acked {
             print_line(&mut out, &format!("{{\"seq\": {seq}}}"))?;
         }
         if let Some(f) = failure {
+            if let Some(b) = background {
+                b.finish();
+            }
             return Err(f);
         }
     }
+    let last = journal.state(guild)?.seq;
     journal.close()?;
+    if let Some(b) = background {
+        // Everything is durable now: the last round ships what is left (bounded).
+        b.durable(last);
+        b.finish();
+    }
     Ok(())
 }

@@ -85,6 +85,10 @@ enum Command {
         /// Disable automatic snapshots for this run.
         #[arg(long)]
         no_snapshots: bool,
+        /// With --remote and a durability other than `remote`: upload the durable events at
+        /// least this often, in milliseconds (the remote lags the local log by at most this).
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        ship_interval_ms: u64,
     },
     /// Print the recovered state of a guild as JSON.
     #[command(after_help = "Examples:\n  \
@@ -484,6 +488,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             guild,
             durability,
             no_snapshots,
+            ship_interval_ms,
         } => {
             let ctx = match &cli.remote {
                 Some(url) => match remote::RemoteCtx::open(url, cli.owner.clone()) {
@@ -510,6 +515,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 no_snapshots,
                 ctx.as_ref(),
                 durability == DurabilityArg::Remote,
+                std::time::Duration::from_millis(ship_interval_ms.max(1)),
             )
         }
         Command::Ship { guild } => {

@@ -131,3 +131,135 @@ pub(crate) fn claim(
     journal.close()?;
     Ok(())
 }
+
+/// Shipping for `apply` with `--remote` and a durability other than `remote`: a thread that
+/// uploads the guild's durable events at the ship interval (CONTRACT §3: the remote lags the
+/// local log by at most the ship interval), so that a store that is slow or down never holds
+/// up a local acknowledgement. A failed round is retried with a backoff doubling up to 30 s;
+/// the thread reports a newer owner, after which `apply` stops.
+pub(crate) struct BackgroundShip {
+    tx: Option<std::sync::mpsc::Sender<reprise::Seq>>,
+    fenced: std::sync::Arc<std::sync::Mutex<Option<reprise::Error>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Longest wait between two shipping rounds after failures.
+const SHIP_RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
+/// How long the last round (when `apply` ends) may take before it is given up (what is
+/// left is shipped by the next process or `reprise ship`).
+const SHIP_FINAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl BackgroundShip {
+    /// Starts the thread for `me` (found by `Remote::owner`) in `local`.
+    pub(crate) fn start(
+        remote: Remote,
+        local: reprise::remote::LocalDir,
+        writer: reprise::remote::Writer,
+        me: reprise::remote::Owner,
+        interval: Duration,
+    ) -> BackgroundShip {
+        let (tx, rx) = std::sync::mpsc::channel::<reprise::Seq>();
+        let fenced = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = std::sync::Arc::clone(&fenced);
+        let handle = std::thread::Builder::new()
+            .name("reprise-ship".into())
+            .spawn(move || ship_loop(remote, local, writer, me, interval, rx, seen))
+            .ok();
+        BackgroundShip {
+            tx: Some(tx),
+            fenced,
+            handle,
+        }
+    }
+
+    /// Events up to `seq` are durable locally (flushed to the guild's segments).
+    pub(crate) fn durable(&self, seq: reprise::Seq) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(seq);
+        }
+    }
+
+    /// `Err(Fenced)` once a round found a newer owner.
+    pub(crate) fn check(&self) -> Result<(), reprise::Error> {
+        match self.fenced.lock().map(|mut f| f.take()) {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ships what is left (bounded by [`SHIP_FINAL_TIMEOUT`]) and joins the thread.
+    pub(crate) fn finish(mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn ship_loop(
+    remote: Remote,
+    local: reprise::remote::LocalDir,
+    mut writer: reprise::remote::Writer,
+    me: reprise::remote::Owner,
+    interval: Duration,
+    rx: std::sync::mpsc::Receiver<reprise::Seq>,
+    fenced: std::sync::Arc<std::sync::Mutex<Option<reprise::Error>>>,
+) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let mut owners = vec![me];
+    let mut target = 0;
+    let mut delay = interval;
+    let mut next_round = std::time::Instant::now() + interval;
+    loop {
+        let wait = next_round.saturating_duration_since(std::time::Instant::now());
+        let last = match rx.recv_timeout(wait) {
+            Ok(seq) => {
+                target = target.max(seq);
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => true,
+        };
+        if target > owners[0].head {
+            let targets = [target];
+            let round = remote.ship_to(&local, &mut writer, &mut owners, &targets);
+            let result = if last {
+                rt.block_on(async {
+                    tokio::time::timeout(SHIP_FINAL_TIMEOUT, round)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(reprise::Error::Remote {
+                                op: "ship",
+                                key: remote.url().to_string(),
+                                source: "gave up at exit; the next process ships the rest".into(),
+                            })
+                        })
+                })
+            } else {
+                rt.block_on(round)
+            };
+            match result.and_then(|_| owners[0].check()) {
+                Ok(()) => delay = interval,
+                Err(e @ reprise::Error::Fenced { .. }) => {
+                    if let Ok(mut f) = fenced.lock() {
+                        *f = Some(e);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    eprintln!("reprise: warning: shipping failed (retried later): {e}");
+                    delay = (delay * 2).min(SHIP_RETRY_DELAY_MAX);
+                }
+            }
+        }
+        if last {
+            return;
+        }
+        next_round = std::time::Instant::now() + delay;
+    }
+}
