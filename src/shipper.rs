@@ -293,10 +293,12 @@ impl Shipper {
                 .get(g)
                 .is_some_and(|me| me.fenced_by.is_none() && me.head < *seq)
         });
-        // Snapshots the remote can now hold (up to each guild's stored head).
+        // Snapshots the remote can now hold (up to each guild's stored head), then what they
+        // make obsolete in the remote (retention follows the local snapshots).
         let due: Vec<GuildId> = self.snapshots.keys().copied().collect();
+        let mut stored_any = false;
         for guild in due {
-            let Some(me) = self.owners.get(&guild) else {
+            let Some(me) = self.owners.get_mut(&guild) else {
                 continue;
             };
             if me.fenced_by.is_some() {
@@ -306,6 +308,7 @@ impl Shipper {
             let seqs = self.snapshots.get(&guild).cloned().unwrap_or_default();
             if seqs.iter().any(|&s| s <= me.head) {
                 self.remote.ship_snapshots(&self.local, me).await?;
+                stored_any = true;
                 let head = me.head;
                 if let Some(list) = self.snapshots.get_mut(&guild) {
                     list.retain(|&s| s > head);
@@ -314,6 +317,12 @@ impl Shipper {
                     }
                 }
             }
+        }
+        if stored_any {
+            let mut owners: Vec<Owner> = std::mem::take(&mut self.owners).into_values().collect();
+            let retained = self.remote.retain(writer, &mut owners).await;
+            self.owners = owners.into_iter().map(|me| (me.guild, me)).collect();
+            retained?;
         }
         Ok(())
     }

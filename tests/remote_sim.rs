@@ -119,7 +119,7 @@ async fn run_owner(
         }
         match remote.ship_events(journal, writer, &mut owners).await {
             Ok(_) => {
-                for (me, ledger) in owners.iter().zip(ledgers.iter_mut()) {
+                for (me, ledger) in owners.iter_mut().zip(ledgers.iter_mut()) {
                     let start = ledger.start;
                     let acked: Vec<Seq> = ledger
                         .local
@@ -130,6 +130,10 @@ async fn run_owner(
                     if rng.below(4) == 0 && me.fenced_by.is_none() {
                         let _ = remote.ship_snapshots(&LocalDir::of(journal), me).await;
                     }
+                }
+                // Remote retention races with the claims reading the log.
+                if rng.below(3) == 0 {
+                    let _ = remote.retain(writer, &mut owners).await;
                 }
                 let done = owners.iter().enumerate().all(|(i, me)| {
                     me.fenced_by.is_some()

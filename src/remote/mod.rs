@@ -211,6 +211,13 @@ pub struct Owner {
     /// Set once a shipping round found this epoch fenced: the newer epoch and its owner.
     /// Nothing more is shipped or acknowledged for the guild.
     pub fenced_by: Option<(u64, String)>,
+    /// The first event of this epoch (the history before it was claimed).
+    pub chain_start: Seq,
+    /// The newest snapshot this epoch stored in the remote (0: none): the remote history up
+    /// to it needs no batch object any more.
+    pub snapshot_stored: Seq,
+    /// The snapshot up to which [`Remote::retain`] last removed what it made obsolete.
+    snapshot_retained: Seq,
     /// Where the frame after `head` starts in the local segment last read: (segment's first
     /// seq, byte offset), so the next round reads on from there instead of scanning again.
     cursor: Option<(Seq, u64)>,
@@ -225,6 +232,9 @@ impl Owner {
             owner: String::new(),
             head: 0,
             fenced_by: Some((epoch, owner)),
+            chain_start: 1,
+            snapshot_stored: 0,
+            snapshot_retained: 0,
             cursor: None,
         }
     }
@@ -414,6 +424,12 @@ impl Remote {
     /// The key of position `position` of the log of writer `writer`.
     pub fn writer_key(&self, writer: &str, position: u64) -> ObjectPath {
         self.key(&format!("writers/{writer}/{position:020}"))
+    }
+
+    /// The key of the notice a claim leaves for writer `writer` before it reads that
+    /// writer's log to fence `epoch` of `guild` (see [`Remote::retain`]).
+    pub fn notice_key(&self, writer: &str, guild: GuildId, epoch: u64) -> ObjectPath {
+        self.key(&format!("notices/{writer}/{:020}-{epoch:020}", guild.0))
     }
 
     /// The key of the snapshot of `guild` at `seq` uploaded by the owner of `epoch`.
@@ -764,12 +780,25 @@ impl Remote {
         let head = self
             .epoch_head(writer, guild, &claim, record.chain_start)
             .await?;
+        // Batches this epoch's snapshots made obsolete may be gone ([`Remote::retain`]): the
+        // newest of them says how far the epoch got too.
+        let snapshot_stored = self
+            .snapshots(guild)
+            .await?
+            .iter()
+            .filter(|&&(_, e)| e == record.epoch)
+            .map(|&(s, _)| s)
+            .max()
+            .unwrap_or(0);
         Ok(Owner {
             guild,
             epoch: record.epoch,
             owner: record.owner,
-            head,
+            head: head.max(snapshot_stored),
             fenced_by: None,
+            chain_start: record.chain_start,
+            snapshot_stored,
+            snapshot_retained: 0,
             cursor: None,
         })
     }
@@ -927,11 +956,12 @@ impl Remote {
             }
         }
         let mut report = self.ship_events(journal, &mut writer, &mut owners).await?;
-        for me in &owners {
+        for me in &mut owners {
             if me.fenced_by.is_none() {
                 report.merge(self.ship_snapshots(&local, me).await?);
             }
         }
+        self.retain(&mut writer, &mut owners).await?;
         for me in &owners {
             me.check()?;
         }
@@ -1165,7 +1195,7 @@ impl Remote {
     ///
     /// # Errors
     /// Store and local errors; a damaged local snapshot is [`Error::Corrupt`].
-    pub async fn ship_snapshots(&self, journal: &LocalDir, me: &Owner) -> Result<ShipReport> {
+    pub async fn ship_snapshots(&self, journal: &LocalDir, me: &mut Owner) -> Result<ShipReport> {
         let mut report = ShipReport::default();
         let guild = me.guild;
         let dir = layout::guild_dir(journal.dir(), guild);
@@ -1175,7 +1205,12 @@ impl Remote {
             .map_err(|e| local_io("list", &dir, e))?
             .iter()
             .filter_map(|name| match layout::parse_guild_file(name) {
-                layout::GuildFile::Snapshot(seq) if seq <= me.head => Some(seq),
+                // Not the history this epoch inherited (that is in the remote already, under
+                // the epoch that made it): a claim then finds everything after a snapshot in
+                // the snapshot's epoch and later ones.
+                layout::GuildFile::Snapshot(seq) if seq <= me.head && seq + 1 >= me.chain_start => {
+                    Some(seq)
+                }
                 _ => None,
             })
             .collect();
@@ -1188,6 +1223,7 @@ impl Remote {
         for s in wanted {
             let key = self.snapshot_key(guild, s, me.epoch);
             if present.contains(key.filename().unwrap_or_default()) {
+                me.snapshot_stored = me.snapshot_stored.max(s);
                 continue;
             }
             let path = layout::snapshot_path(journal.dir(), guild, s);
@@ -1196,8 +1232,115 @@ impl Remote {
             if self.create(&key, bytes).await? {
                 report.add(len);
             }
+            me.snapshot_stored = me.snapshot_stored.max(s);
         }
         Ok(report)
+    }
+
+    /// The guild's snapshots in the remote: (seq, uploader's epoch).
+    async fn snapshots(&self, guild: GuildId) -> Result<Vec<(Seq, u64)>> {
+        let (names, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
+        Ok(names
+            .iter()
+            .filter_map(|n| {
+                let stem = n.strip_suffix(".snap")?;
+                let (s, e) = stem.split_once('-')?;
+                Some((parse_num(s)?, parse_num(e)?))
+            })
+            .collect())
+    }
+
+    /// Remote retention, which follows local retention: deletes this writer's batch objects
+    /// whose every entry is held by a newer snapshot its owner stored in the remote
+    /// ([`Owner::snapshot_stored`]), and each guild's older snapshots of the same epoch.
+    /// Only objects this process wrote or read are considered, the newest position is kept
+    /// (it tells the next process where the log goes on), and fences are never deleted.
+    /// Returns the objects deleted.
+    ///
+    /// A claim reading the log meanwhile sees an object vanish and reads again; it never
+    /// needs a deleted object, since it starts from the newest snapshot.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] (what was deleted before stays deleted).
+    pub async fn retain(&self, writer: &mut Writer, owners: &mut [Owner]) -> Result<u64> {
+        // A claim leaves a notice before it lists this log to fence a guild. With one for an
+        // epoch this writer still holds, a fence may be on its way to the position after the
+        // claim's listing: nothing is deleted until this writer has met that fence. Without
+        // one, every later claim lists the log after `head` exists (it is never deleted), so
+        // its fence lands after every position deleted here.
+        let head = writer.head;
+        let (notices, _) = self.list(&format!("notices/{}", writer.name)).await?;
+        let mut cleared = Vec::new();
+        for name in &notices {
+            let Some((g, e)) = name
+                .split_once('-')
+                .and_then(|(g, e)| Some((parse_num(g)?, parse_num(e)?)))
+            else {
+                continue;
+            };
+            let held = owners.iter().find(|me| me.guild.0 == g && me.epoch == e);
+            match held {
+                Some(me) if me.fenced_by.is_none() => return Ok(0),
+                // Met its fence: the notice has done its work.
+                Some(_) => cleared.push(self.notice_key(&writer.name, GuildId(g), e)),
+                None => {}
+            }
+        }
+        let mut deleted = 0;
+        for key in cleared {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(remote_err("delete", &key, e)),
+            }
+        }
+        let covered: HashMap<(u64, u64), Seq> = owners
+            .iter()
+            .filter(|me| me.fenced_by.is_none() && me.snapshot_stored > 0)
+            .map(|me| ((me.guild.0, me.epoch), me.snapshot_stored))
+            .collect();
+        let mut by_position: BTreeMap<u64, Vec<((u64, u64), Seq)>> = BTreeMap::new();
+        for (&key, parts) in &writer.index {
+            for &(position, _, last) in parts {
+                by_position.entry(position).or_default().push((key, last));
+            }
+        }
+        let obsolete: Vec<u64> = by_position
+            .iter()
+            .filter(|(&p, entries)| {
+                p < head
+                    && entries
+                        .iter()
+                        .all(|(key, last)| covered.get(key).is_some_and(|s| s >= last))
+            })
+            .map(|(&p, _)| p)
+            .collect();
+        for p in obsolete {
+            let key = self.writer_key(&writer.name, p);
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(remote_err("delete", &key, e)),
+            }
+            for parts in writer.index.values_mut() {
+                parts.retain(|part| part.0 != p);
+            }
+        }
+        writer.index.retain(|_, parts| !parts.is_empty());
+        for me in owners.iter_mut() {
+            if me.fenced_by.is_some() || me.snapshot_stored <= me.snapshot_retained {
+                continue;
+            }
+            for (s, e) in self.snapshots(me.guild).await? {
+                if e == me.epoch && s < me.snapshot_stored {
+                    let key = self.snapshot_key(me.guild, s, e);
+                    match self.store.delete(&key).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                        Err(e) => return Err(remote_err("delete", &key, e)),
+                    }
+                }
+            }
+            me.snapshot_retained = me.snapshot_stored;
+        }
+        Ok(deleted)
     }
 
     // ---- claim ----------------------------------------------------------------------------
@@ -1358,8 +1501,9 @@ impl Remote {
                 .read_history(journal, guild, epochs, fence, cache)
                 .await
             {
-                Err(e) if attempt < READ_ATTEMPTS_MAX && matches!(e, History::Vanished) => {}
-                Err(History::Vanished) => {
+                Err(History::Vanished(_)) if attempt < READ_ATTEMPTS_MAX => {}
+                Err(History::Vanished(Some(e))) => return Err(e),
+                Err(History::Vanished(None)) => {
                     return Err(Error::Remote {
                         op: "claim",
                         key: self.key(&format!("guilds/{}", guild.0)).to_string(),
@@ -1384,14 +1528,10 @@ impl Remote {
         cache: &mut HashMap<(String, u64), LogObject>,
     ) -> std::result::Result<(Seq, Vec<(PathBuf, Vec<u8>)>), History> {
         // Snapshots, newest first: (seq, epoch).
-        let (snaps, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
-        let mut candidates: Vec<(Seq, u64)> = snaps
-            .iter()
-            .filter_map(|n| {
-                let stem = n.strip_suffix(".snap")?;
-                let (s, e) = stem.split_once('-')?;
-                Some((parse_num(s)?, parse_num(e)?))
-            })
+        let mut candidates: Vec<(Seq, u64)> = self
+            .snapshots(guild)
+            .await?
+            .into_iter()
             .filter(|&(_, e)| epochs.binary_search(&e).is_ok())
             .collect();
         candidates.sort_unstable_by(|a, b| b.cmp(a));
@@ -1410,23 +1550,36 @@ impl Remote {
                 let c = self.read_claim(guild, e).await?;
                 let log = self.close_epoch(guild, &c, fence, cache).await?;
                 if log.vanished {
-                    return Err(History::Vanished);
+                    return Err(History::Vanished(None));
                 }
                 claims.insert(e, c);
                 logs.insert(e, log);
             }
             let Some((s, _)) = base else { break };
-            let reaches = epochs
-                .get(lo)
-                .is_some_and(|e| logs[e].parts.iter().any(|(_, entry)| entry.first <= s + 1));
+            // An epoch's snapshots never predate its chain start (see `ship_snapshots`), so
+            // only data from before that rule sends the reading further back.
+            let reaches = epochs.get(lo).is_some_and(|e| {
+                let parts = &logs[e].parts;
+                parts.is_empty() || parts.iter().any(|(_, entry)| entry.first <= s + 1)
+            });
             if reaches || lo == 0 {
                 break;
             }
             lo -= 1;
         }
-        self.assemble(journal, guild, &claims, &logs, base)
-            .await
-            .map_err(History::Failed)
+        // Retention deletes batches only once a snapshot holding them is stored: a snapshot
+        // newer than the base, stored while the logs were read, may stand for entries that
+        // are gone now. Listing again shows it; then read again from it.
+        let newest_now = self
+            .snapshots(guild)
+            .await?
+            .into_iter()
+            .filter(|&(_, e)| epochs.binary_search(&e).is_ok())
+            .max_by(|a, b| a.cmp(b));
+        if newest_now.map(|(s, _)| s) > base.map(|(s, _)| s) {
+            return Err(History::Vanished(None));
+        }
+        self.assemble(journal, guild, &claims, &logs, base).await
     }
 
     /// Closes `claim`'s epoch with a fence written for `fence` (without one: only reads
@@ -1439,6 +1592,13 @@ impl Remote {
         cache: &mut HashMap<(String, u64), LogObject>,
     ) -> Result<EpochLog> {
         let writer = claim.writer.as_str();
+        if fence.is_some() {
+            // Before the log is listed: the writer's retention sees it and deletes nothing
+            // from then on, so the fence can never land on a deleted position (which the
+            // writer has passed, and would never look at again).
+            let notice = self.notice_key(writer, guild, claim.epoch);
+            self.create(&notice, Vec::new()).await?;
+        }
         let mut log = self
             .read_epoch(writer, guild, claim.epoch, claim.start, cache)
             .await?;
@@ -1486,7 +1646,7 @@ impl Remote {
         claims: &BTreeMap<u64, ClaimRecord>,
         logs: &BTreeMap<u64, EpochLog>,
         mut base: Option<(Seq, u64)>,
-    ) -> Result<(Seq, Vec<(PathBuf, Vec<u8>)>)> {
+    ) -> std::result::Result<(Seq, Vec<(PathBuf, Vec<u8>)>), History> {
         let keys = journal.config().keys.as_ref();
         let mut next = base.map_or(1, |(s, _)| s + 1);
         let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
@@ -1506,14 +1666,16 @@ impl Remote {
                     return Ok((next - 1, Vec::new()));
                 }
                 if entry.first > next {
-                    return Err(corrupt(
+                    // Retention may have deleted them after the snapshots were listed (a
+                    // newer snapshot holds them then): read again before reporting a gap.
+                    return Err(History::Vanished(Some(corrupt(
                         &key,
                         None,
                         format!(
                             "gap in the guild's remote history: events {next}..{} are missing",
                             entry.first
                         ),
-                    ));
+                    ))));
                 }
                 if entry.kind == EntryKind::Skip {
                     // The events up to entry.last are held by the epoch's snapshot there
@@ -1557,16 +1719,16 @@ impl Remote {
         }
         if let Some((s, e)) = base {
             let key = self.snapshot_key(guild, s, e);
-            let bytes = self
-                .get(&key, snapshot::FILE_LEN_MAX)
-                .await?
-                .ok_or_else(|| {
-                    corrupt(
-                        &key,
-                        None,
-                        format!("missing, and it holds events up to {s} of the history"),
-                    )
-                })?;
+            // Missing: deleted by the owner's retention after it was listed (a newer one
+            // stands in for it: read again), or lost (reported once reading again does not
+            // help).
+            let Some(bytes) = self.get(&key, snapshot::FILE_LEN_MAX).await? else {
+                return Err(History::Vanished(Some(corrupt(
+                    &key,
+                    None,
+                    format!("missing, and it holds events up to {s} of the history"),
+                ))));
+            };
             check_snapshot(&key, &bytes, guild, s, keys)?;
             files.push((layout::snapshot_path(journal.dir(), guild, s), bytes));
         }
@@ -1576,8 +1738,9 @@ impl Remote {
 
 /// Why reading a claim's history stopped.
 enum History {
-    /// An object listed was gone when read (retention): read again.
-    Vanished,
+    /// An object listed was gone when read (retention by the live owner): read again. With
+    /// the error to report when it keeps happening (a snapshot the history needs is gone).
+    Vanished(Option<Error>),
     /// Anything else.
     Failed(Error),
 }
