@@ -289,3 +289,46 @@ fn export_sonora_round_trips_through_the_sonora_parser() {
     let exported: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(printed["data"], exported["data"]);
 }
+
+/// Contract §5 with a `file://` remote: `bench --remote` adds its three rows after the nine
+/// local ones and removes what it stored (the run's key prefix, and the URL's directory that
+/// it created), as it removes its local directory.
+#[test]
+fn bench_quick_with_a_file_remote_adds_the_remote_rows_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, store) = (tmp.path().join("data"), tmp.path().join("store"));
+    let url = format!("file://{}", store.display());
+    let out = reprise(
+        &dir,
+        &["bench", "--quick", "--json", "--remote", &url],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names[9..],
+        ["s3 PUT floor", "reprise remote 64 guilds", "claim"],
+        "{names:?}"
+    );
+    for row in &rows[9..] {
+        assert!(row["ops_per_s"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["p50_us"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    assert!(
+        rows[10]["ratio_to_floor"].as_f64().unwrap() > 0.0,
+        "{}",
+        rows[10]
+    );
+    assert!(report["remote"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{url}/bench-")));
+    assert!(!store.exists(), "the store directory is left behind");
+    assert!(!dir.exists(), "the local directory is left behind");
+}

@@ -385,3 +385,93 @@ fn server_stopped_during_apply_always_then_ship_resumes() {
         started.elapsed()
     );
 }
+
+/// Contract §5: `reprise bench --remote URL` adds `s3 PUT floor`, `reprise remote 64 guilds`
+/// and `claim` after the nine local rows, measured against the store, and leaves no object
+/// behind (the run works under its own key prefix and deletes it).
+#[test]
+fn bench_quick_with_remote_rows_against_moto() {
+    use object_store::ObjectStore;
+    let Some(binary) = moto_server() else {
+        eprintln!("SKIPPED remote_s3: moto_server not found");
+        return;
+    };
+    let started = Instant::now();
+    let server = start(&binary);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&server, tmp.path(), &["bench", "--quick", "--json"], None);
+    let report: Value = serde_json::from_str(&ok(&out)).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names[9..],
+        ["s3 PUT floor", "reprise remote 64 guilds", "claim"],
+        "{names:?}"
+    );
+    let row = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap();
+    for name in ["s3 PUT floor", "reprise remote 64 guilds", "claim"] {
+        let r = row(name);
+        assert!(r["ops_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["p50_us"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["samples"].as_u64().unwrap() > 0, "{r}");
+    }
+    let remote = row("reprise remote 64 guilds");
+    assert_eq!(remote["guilds"], 64, "{remote}");
+    assert_eq!(
+        remote["ratio_baseline"], "reprise remote 64 guilds",
+        "{remote}"
+    );
+    assert!(remote["ratio_to_floor"].as_f64().unwrap() > 0.0, "{remote}");
+    // Group commit to the store: fewer PUTs than events.
+    let puts = remote["puts"].as_u64().unwrap();
+    assert!(puts > 0 && puts < 64 * 32, "{remote}");
+    let claim = row("claim");
+    assert_eq!(claim["guilds"], 5, "{claim}");
+    assert!(claim["queue_tracks"].as_u64().unwrap() >= 1_000, "{claim}");
+    // The local rows are still compared with the local floor.
+    assert_eq!(
+        row("reprise durable 64 guilds")["ratio_baseline"],
+        "reprise durable 1 guild"
+    );
+
+    // Nothing left under the run's prefix (nor anywhere under the URL's prefix).
+    let url = report["remote"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("s3://{BUCKET}/fleet/bench-")),
+        "{url}"
+    );
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_endpoint(format!("http://127.0.0.1:{}", server.port))
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let left: Vec<_> = rt.block_on(async {
+        use futures_util::TryStreamExt;
+        store
+            .list(Some(&object_store::path::Path::from("fleet")))
+            .try_collect()
+            .await
+            .unwrap()
+    });
+    assert!(
+        left.is_empty(),
+        "{} objects left: {:?}",
+        left.len(),
+        left.first()
+    );
+    // And nothing left locally.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    drop(server);
+    eprintln!(
+        "bench_quick_with_remote_rows_against_moto: {:?}",
+        started.elapsed()
+    );
+}

@@ -12,6 +12,12 @@
 //! by the wall time of the timed loop. See [`ratio_baseline`] for the meaning of
 //! `ratio_to_reprise` and `ratio_to_floor`. A row that exceeds its time budget (a slow disk)
 //! stops early and reports what it completed; `samples` says how many.
+//!
+//! With `--remote URL`, three rows against that object store follow, in the same run
+//! (`s3 PUT floor`, `reprise remote 64 guilds`, `claim`; CONTRACT §5): see [`remote`]. Without
+//! it the report is the nine local rows alone.
+
+mod remote;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -55,6 +61,10 @@ const SQLITE_NORMAL: &str = "sqlite WAL NORMAL";
 const SONORA_JSON: &str = "sonora JSON";
 const REPLAY: &str = "replay";
 const SNAPSHOT: &str = "snapshot";
+/// The rows `--remote` adds after those (CONTRACT §5).
+const S3_PUT_FLOOR: &str = "s3 PUT floor";
+const REPRISE_REMOTE_64: &str = "reprise remote 64 guilds";
+const CLAIM: &str = "claim";
 
 /// How much each row measures.
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +86,10 @@ struct Plan {
     /// Wall time after which a sequential row stops early and reports what it completed (a
     /// slow disk shortens the run instead of stretching it).
     row_budget: Duration,
+    /// Timed PUTs of the `s3 PUT floor` row (`--remote`).
+    put_events: usize,
+    /// Guilds claimed by the `claim` row (`--remote`).
+    claim_guilds: usize,
 }
 
 impl Plan {
@@ -89,6 +103,8 @@ impl Plan {
         replay_runs: 5,
         snapshot_runs: 50,
         row_budget: Duration::from_secs(8),
+        put_events: 500,
+        claim_guilds: 5,
     };
     /// The default: a few minutes.
     const FULL: Plan = Plan {
@@ -100,6 +116,8 @@ impl Plan {
         replay_runs: 10,
         snapshot_runs: 300,
         row_budget: Duration::from_secs(45),
+        put_events: 3_000,
+        claim_guilds: 20,
     };
 
     /// Events the shared stream needs after its warm-up prefix.
@@ -108,6 +126,7 @@ impl Plan {
             .max(self.guild_events / GUILDS)
             .max(self.memory_events)
             .max(self.replay_events)
+            .max(self.put_events)
     }
 }
 
@@ -175,7 +194,10 @@ enum Guarantee {
     PowerLoss,
     /// Acknowledged after the data was handed to the OS: survives a process kill only.
     ProcessKill,
-    /// Not an acknowledgement (replay, snapshot): compared with nothing.
+    /// Acknowledged once stored in the object store (`--remote`): survives the loss of the
+    /// machine.
+    MachineLoss,
+    /// Not an acknowledgement (replay, snapshot, claim): compared with nothing.
     Own,
 }
 
@@ -212,15 +234,20 @@ impl Row {
 ///   `sqlite WAL FULL`, `sonora JSON`) ÷ `reprise durable 1 guild`;
 /// - rows acknowledged once the OS has the bytes, surviving a process kill but not a power loss
 ///   (`reprise none`, `sqlite WAL NORMAL`, whose WAL commits do not fsync) ÷ `reprise none`;
-/// - `replay` and `snapshot` are reprise's own operations with no peer: 1 by definition (the
-///   snapshot row compares bytes instead: `bytes` beside `sonora_json_bytes`).
+/// - rows acknowledged once stored in the object store of `--remote`, surviving the loss of
+///   the machine (`s3 PUT floor`, `reprise remote 64 guilds`) ÷ `reprise remote 64 guilds`;
+/// - `replay`, `snapshot` and `claim` are reprise's own operations with no peer: 1 by
+///   definition (the snapshot row compares bytes instead: `bytes` beside `sonora_json_bytes`).
 ///
-/// `ratio_to_floor` (durable rows only) = `ops_per_s` ÷ `ops_per_s` of `fdatasync floor`, the
-/// physical limit of one sequential stream of durable appends on this disk.
+/// `ratio_to_floor` (acknowledging rows only) = `ops_per_s` ÷ `ops_per_s` of the floor of the
+/// row's guarantee: `fdatasync floor` for the durable rows (the physical limit of one sequential
+/// stream of durable appends on this disk), `s3 PUT floor` for the remote rows (one PUT per
+/// event, sequential: the store's limit for one stream of remote acknowledgements).
 fn ratio_baseline(row: &Row) -> &'static str {
     match row.guarantee {
         Guarantee::PowerLoss => REPRISE_DURABLE_1,
         Guarantee::ProcessKill => REPRISE_NONE,
+        Guarantee::MachineLoss => REPRISE_REMOTE_64,
         Guarantee::Own => row.name,
     }
 }
@@ -321,9 +348,17 @@ impl Stream {
     }
 }
 
-/// Runs `reprise bench` in `dir` and prints the table (or one JSON object with `json`).
-pub(crate) fn run(dir: &Path, quick: bool, json: bool) -> Result<(), Failure> {
+/// Runs `reprise bench` in `dir` and prints the table (or one JSON object with `json`). With
+/// `remote` (`--remote URL`), the remote rows follow the local ones (see [`remote`]).
+pub(crate) fn run(
+    dir: &Path,
+    quick: bool,
+    json: bool,
+    remote: Option<&str>,
+) -> Result<(), Failure> {
     let plan = if quick { Plan::QUICK } else { Plan::FULL };
+    // Opened first: a URL that does not work fails before the local rows run.
+    let remote = remote.map(remote::RemoteBench::open).transpose()?;
     let scratch = Scratch::create(dir)?;
     let machine = machine_description(dir);
     let started = Instant::now();
@@ -350,6 +385,20 @@ pub(crate) fn run(dir: &Path, quick: bool, json: bool) -> Result<(), Failure> {
         eprintln!("reprise: bench: {name}");
         rows.push(step(&scratch, &stream, &plan)?);
     }
+    if let Some(bench) = &remote {
+        let steps: [(&str, remote::RemoteRowFn); 3] = [
+            (S3_PUT_FLOOR, remote::s3_put_floor_row),
+            (REPRISE_REMOTE_64, remote::reprise_remote_64_row),
+            (CLAIM, remote::claim_row),
+        ];
+        for (name, step) in steps {
+            eprintln!("reprise: bench: {name} ({})", bench.url());
+            rows.push(step(bench, &scratch, &stream, &plan)?);
+        }
+    }
+    let remote_url = remote.as_ref().map(|r| r.url().to_owned());
+    // Deletes the run's objects (best effort), then the local directory.
+    drop(remote);
     drop(scratch);
     eprintln!(
         "reprise: bench finished in {:.1} s",
@@ -359,6 +408,7 @@ pub(crate) fn run(dir: &Path, quick: bool, json: bool) -> Result<(), Failure> {
         machine,
         plan,
         rows,
+        remote: remote_url,
     };
     let mut out = Out::stdout();
     if json {
@@ -498,36 +548,50 @@ fn reprise_durable_64(dir: &Path, stream: &Stream, n: usize) -> Result<Samples, 
                 .await?;
         }
         handle.flush().await?;
-        let measured = std::sync::Arc::new(measured);
-        let start = Instant::now();
-        let mut tasks = Vec::with_capacity(GUILDS);
-        for guild in guilds {
-            let (handle, events) = (handle.clone(), std::sync::Arc::clone(&measured));
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(events.len());
-                for event in events.iter() {
-                    let t = Instant::now();
-                    handle
-                        .append_with(guild, event.clone(), Durability::Always)
-                        .await?;
-                    latencies.push(t.elapsed());
-                }
-                Ok::<_, reprise::Error>(latencies)
-            }));
-        }
-        let mut samples = Samples::with_capacity(per_guild * GUILDS);
-        for task in tasks {
-            let latencies = task
-                .await
-                .map_err(|e| Failure::new(4, format!("bench task failed: {e}")))??;
-            for l in latencies {
-                samples.push(l);
-            }
-        }
-        let wall = start.elapsed();
+        let samples = concurrent_appends(&handle, guilds, measured, Durability::Always).await?;
         handle.shutdown().await?;
-        Ok(samples.finish((per_guild * GUILDS) as u64, wall))
+        Ok(samples)
     })
+}
+
+/// The timed part of the 64-guild rows: one tokio task per guild of `guilds` appends every
+/// event of `measured` at `durability`, one at a time, awaiting each acknowledgement. Each
+/// event's latency runs from its `append` call to its acknowledgement; the wall time is that
+/// of the whole set of tasks.
+async fn concurrent_appends(
+    handle: &Reprise,
+    guilds: Vec<GuildId>,
+    measured: Vec<Event>,
+    durability: Durability,
+) -> Result<Samples, Failure> {
+    let measured = std::sync::Arc::new(measured);
+    let per_guild = measured.len();
+    let count = guilds.len();
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(count);
+    for guild in guilds {
+        let (handle, events) = (handle.clone(), std::sync::Arc::clone(&measured));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(events.len());
+            for event in events.iter() {
+                let t = Instant::now();
+                handle.append_with(guild, event.clone(), durability).await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, reprise::Error>(latencies)
+        }));
+    }
+    let mut samples = Samples::with_capacity(per_guild * count);
+    for task in tasks {
+        let latencies = task
+            .await
+            .map_err(|e| Failure::new(4, format!("bench task failed: {e}")))??;
+        for l in latencies {
+            samples.push(l);
+        }
+    }
+    let wall = start.elapsed();
+    Ok(samples.finish((per_guild * count) as u64, wall))
 }
 
 /// `reprise none`: `Journal::append(.., Durability::None)` per event — acknowledged once the
@@ -835,6 +899,8 @@ struct Report {
     plan: Plan,
     /// The rows, in contract order.
     rows: Vec<Row>,
+    /// The run's remote URL (its own key prefix), with `--remote`.
+    remote: Option<String>,
 }
 
 /// The note printed with every report.
@@ -867,10 +933,14 @@ impl Report {
         }
     }
 
-    /// The row's `ratio_to_floor`, for durable rows only.
+    /// The row's `ratio_to_floor`, for durable and remote rows only (see [`ratio_baseline`]).
     fn ratio_to_floor(&self, row: &Row) -> Option<f64> {
-        (row.guarantee == Guarantee::PowerLoss)
-            .then(|| Self::ratio(row.samples.ops_per_s(), self.ops_per_s(FLOOR)))
+        let floor = match row.guarantee {
+            Guarantee::PowerLoss => FLOOR,
+            Guarantee::MachineLoss => S3_PUT_FLOOR,
+            Guarantee::ProcessKill | Guarantee::Own => return None,
+        };
+        Some(Self::ratio(row.samples.ops_per_s(), self.ops_per_s(floor)))
     }
 
     /// The report as CONTRACT §4's JSON object (with a few extra fields).
@@ -907,12 +977,16 @@ impl Report {
                 Value::Object(m)
             })
             .collect();
-        json!({
+        let mut report = json!({
             "machine": self.machine,
             "note": SIDE_BY_SIDE_NOTE,
             "mode": self.plan.label,
             "rows": rows,
-        })
+        });
+        if let (Some(url), Some(m)) = (&self.remote, report.as_object_mut()) {
+            m.insert("remote".into(), json!(url));
+        }
+        report
     }
 
     /// The report as an aligned table with its legend, one string per line.
@@ -921,6 +995,11 @@ impl Report {
             format!("reprise bench ({})", self.plan.label),
             format!("machine: {}", self.machine),
             format!("note: {SIDE_BY_SIDE_NOTE}"),
+        ];
+        if let Some(url) = &self.remote {
+            lines.push(format!("remote: {url} (deleted after the run)"));
+        }
+        lines.extend([
             String::new(),
             format!(
                 "{:<26} {:>11} {:>10} {:>10} {:>10} {:>9} {:>6}  {}",
@@ -933,7 +1012,7 @@ impl Report {
                 "n",
                 "baseline / notes"
             ),
-        ];
+        ]);
         for row in &self.rows {
             let floor = self
                 .ratio_to_floor(row)
@@ -957,6 +1036,29 @@ impl Report {
                     "{}; {} B file mean",
                     ratio_baseline(row),
                     extra_u64(row, "file_bytes_mean")
+                ),
+                S3_PUT_FLOOR => format!(
+                    "{}; {} B create-only PUTs",
+                    ratio_baseline(row),
+                    extra_u64(row, "object_bytes")
+                ),
+                REPRISE_REMOTE_64 => format!(
+                    "{}; {} PUTs, {:.1} events per PUT",
+                    ratio_baseline(row),
+                    extra_u64(row, "puts"),
+                    row.extra
+                        .get("events_per_put")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.0),
+                ),
+                CLAIM => format!(
+                    "{} guilds of {} tracks, p50/p99 per claim; {} requests per claim",
+                    row.samples.latencies_ns.len(),
+                    extra_u64(row, "queue_tracks"),
+                    row.extra
+                        .get("requests_per_claim")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.0),
                 ),
                 _ => ratio_baseline(row).to_owned(),
             };
@@ -991,6 +1093,9 @@ impl Report {
             ]
             .map(str::to_owned),
         );
+        if self.remote.is_some() {
+            lines.extend(remote::LEGEND.map(str::to_owned));
+        }
         lines
     }
 }

@@ -150,7 +150,9 @@ enum Command {
         guild: u64,
     },
     /// Benchmark reprise side by side with the fdatasync floor, SQLite (WAL) and Sonora's JSON
-    /// files, on the disk of --dir, and print a table (or JSON).
+    /// files, on the disk of --dir, and print a table (or JSON). With --remote, also against
+    /// that object store (under a fresh key prefix, deleted afterwards): the S3 PUT floor, 64
+    /// guilds with `remote` durability, and claims of a guild with a 1,000-track queue.
     Bench {
         /// A shorter run (well under a minute).
         #[arg(long)]
@@ -478,7 +480,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             events,
             seed,
         } => demo::run(&dir, guilds, events, seed),
-        Command::Bench { quick, json } => bench::run(&dir, quick, json),
+        Command::Bench { quick, json } => bench::run(&dir, quick, json, cli.remote.as_deref()),
         Command::DemoWorker {
             guilds,
             events,
