@@ -1298,7 +1298,9 @@ impl Remote {
             .filter(|me| me.fenced_by.is_none() && me.snapshot_stored > 0)
             .map(|me| ((me.guild.0, me.epoch), me.snapshot_stored))
             .collect();
-        let mut by_position: BTreeMap<u64, Vec<((u64, u64), Seq)>> = BTreeMap::new();
+        // Position → every (guild, epoch) entry there, with its last event.
+        type Entries = Vec<((u64, u64), Seq)>;
+        let mut by_position: BTreeMap<u64, Entries> = BTreeMap::new();
         for (&key, parts) in &writer.index {
             for &(position, _, last) in parts {
                 by_position.entry(position).or_default().push((key, last));
