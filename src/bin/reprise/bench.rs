@@ -97,7 +97,7 @@ impl Plan {
     const QUICK: Plan = Plan {
         label: "quick",
         durable_events: 2_000,
-        guild_events: 32 * GUILDS,
+        guild_events: 256 * GUILDS,
         memory_events: 20_000,
         replay_events: 50_000,
         replay_runs: 5,
@@ -110,7 +110,7 @@ impl Plan {
     const FULL: Plan = Plan {
         label: "full",
         durable_events: 10_000,
-        guild_events: 128 * GUILDS,
+        guild_events: 1024 * GUILDS,
         memory_events: 200_000,
         replay_events: 200_000,
         replay_runs: 10,
