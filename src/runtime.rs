@@ -64,6 +64,8 @@ pub struct Reprise {
 struct Inner {
     tx: mpsc::Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The store, for listing guilds (`claim_shard`); the writer has its own clone.
+    remote: Option<Remote>,
 }
 
 /// A stream of the events applied to one guild, in order, as they are acknowledged.
@@ -190,6 +192,7 @@ impl Reprise {
     ) -> Result<Reprise> {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
+        let listing = remote.as_ref().map(|r| r.remote.clone());
         let writer = std::thread::Builder::new()
             .name("reprise-writer".into())
             .spawn(move || writer_main(dir, config, remote, rx, ready_tx))
@@ -199,6 +202,7 @@ impl Reprise {
                 inner: Arc::new(Inner {
                     tx,
                     writer: Mutex::new(Some(writer)),
+                    remote: listing,
                 }),
             }),
             Ok(Err(e)) => {
@@ -419,10 +423,13 @@ impl Reprise {
     }
 
     /// Claims every guild of Discord shard `shard` of `shards` (`(guild >> 22) % shards ==
-    /// shard`) that the remote holds, one after the other; stops at the first failure.
+    /// shard`) that the remote holds, one after the other, at least `pace` apart (a pace
+    /// limit, so that a rebalanced shard does not hit the store and the other owners all at
+    /// once); stops at the first failure.
     ///
     /// # Errors
-    /// As [`Reprise::claim`]; [`Error::Remote`] when `shard >= shards`.
+    /// As [`Reprise::claim`]; [`Error::Remote`] when `shard >= shards` or the runtime has no
+    /// remote.
     ///
     /// # Cancel safety
     /// Guilds claimed before the future is dropped stay claimed.
@@ -430,8 +437,9 @@ impl Reprise {
         &self,
         shard: u64,
         shards: u64,
-        remote: &Remote,
+        pace: Duration,
     ) -> Result<Vec<Claimed>> {
+        let remote = self.inner.remote.as_ref().ok_or_else(no_remote)?;
         if shards == 0 || shard >= shards {
             return Err(Error::Remote {
                 op: "claim",
@@ -442,6 +450,9 @@ impl Reprise {
         let mut claimed = Vec::new();
         for guild in remote.guilds().await? {
             if (guild.0 >> 22) % shards == shard {
+                if !claimed.is_empty() && !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
                 claimed.push(self.claim(guild).await?);
             }
         }

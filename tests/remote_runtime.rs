@@ -133,6 +133,20 @@ async fn background_shipping_and_claim_through_the_runtime() {
         .unwrap();
     let claimed = rt_b.claim(guild).await.unwrap();
     assert_eq!((claimed.epoch, claimed.seq), (2, 50));
+    // Claiming it again is a no-op (this directory holds the newest epoch); a shard claim
+    // takes the guilds of its shard only.
+    assert_eq!(rt_b.claim(guild).await.unwrap(), claimed);
+    let shard = (guild.0 >> 22) % 4;
+    let mine = rt_b
+        .claim_shard(shard, 4, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(mine, vec![claimed.clone()]);
+    assert!(rt_b
+        .claim_shard((shard + 1) % 4, 4, std::time::Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
     let state_b = rt_b.state(guild).await.unwrap();
     assert_eq!(state_b.seq, 50);
     assert_eq!(state_b.state, rt_a.state(guild).await.unwrap().state);
