@@ -22,7 +22,7 @@
 //! it, so the old owner either stored its batch before the fence (and the claim reads it) or
 //! finds the fence, stops acknowledging that guild and goes on with its other guilds.
 
-mod batch;
+pub mod batch;
 pub mod faulty;
 mod objects;
 
