@@ -15,8 +15,12 @@ use reprise::session::{apply, State, Workload, HISTORY_MAX_DEFAULT};
 
 use serde_json::Value;
 
+mod support;
+
 const GUILD: &str = "613425648685547541";
 const BUCKET: &str = "reprise-test";
+const AUTHORIZATION: &str = "Authorization: AWS4-HMAC-SHA256 \
+    Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
 
 fn moto_server() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("REPRISE_MOTO_SERVER") {
@@ -25,6 +29,17 @@ fn moto_server() -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join("moto_server"))
         .find(|p| p.is_file())
+}
+
+/// A moto server of the test's own, started; `None` (with a message) when moto is missing.
+fn moto() -> Option<Server> {
+    let Some(binary) = moto_server() else {
+        eprintln!(
+            "SKIPPED remote_s3: moto_server not found (pip install 'moto[server]', or set REPRISE_MOTO_SERVER)"
+        );
+        return None;
+    };
+    Some(start(&binary))
 }
 
 /// The server process; killed (and reaped) when dropped.
@@ -59,17 +74,47 @@ fn start(binary: &Path) -> Server {
         assert!(Instant::now() < deadline, "moto_server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Create the bucket (moto does not check signatures).
+    let (status, body) = http(&server, "PUT", &format!("/{BUCKET}"), b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    server
+}
+
+/// One plain HTTP request to the server, as a client of the store other than `reprise`: the
+/// status and the body. Moto does not check signatures, but answers 403 to a GET of an object
+/// without any: the request carries a made-up one.
+fn http(server: &Server, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let port = server.port;
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n{AUTHORIZATION}\r\n\r\n",
+        body.len()
     )
     .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    server
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    assert!(!head.contains("transfer-encoding: chunked"), "{head}");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, answer[end + 4..].to_vec())
+}
+
+/// The keys of the bucket under `prefix`, listed through plain HTTP.
+fn keys(server: &Server, prefix: &str) -> Vec<String> {
+    let target = format!("/{BUCKET}?list-type=2&prefix={prefix}");
+    let (status, body) = http(server, "GET", &target, b"");
+    let xml = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{xml}");
+    assert!(!xml.contains("<IsTruncated>true"), "{xml}");
+    xml.split("<Key>")
+        .skip(1)
+        .map(|k| k.split("</Key>").next().unwrap().to_string())
+        .collect()
 }
 
 /// The `reprise` command for `dir`, pointed at `server`.
@@ -92,18 +137,7 @@ fn command(server: &Server, dir: &Path, args: &[&str]) -> Command {
 }
 
 fn run(server: &Server, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = command(server, dir, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        let _ = input.write_all(text.as_bytes());
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    support::output(command(server, dir, args), stdin)
 }
 
 fn ok(out: &Output) -> String {
@@ -116,15 +150,20 @@ fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// `claim --guild GUILD --owner owner` on `dir`, successful: its JSON line.
+fn claim(server: &Server, dir: &Path, owner: &str) -> Value {
+    let args = ["claim", "--guild", GUILD, "--owner", owner];
+    support::stdout_json(&run(server, dir, &args, None))
+}
+
+/// `state --guild GUILD` of `dir`.
+fn state(server: &Server, dir: &Path) -> Value {
+    support::stdout_json(&run(server, dir, &["state", "--guild", GUILD], None))
+}
+
 #[test]
 fn ship_claim_and_fencing_against_moto() {
-    let Some(binary) = moto_server() else {
-        eprintln!(
-            "SKIPPED remote_s3: moto_server not found (pip install 'moto[server]', or set REPRISE_MOTO_SERVER)"
-        );
-        return;
-    };
-    let server = start(&binary);
+    let Some(server) = moto() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let input: String = (0..60)
@@ -143,21 +182,14 @@ fn ship_claim_and_fencing_against_moto() {
     ));
     assert_eq!(acks.lines().count(), 60);
     ok(&run(&server, &a, &["snapshot", "--guild", GUILD], None));
-    let shipped: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
+    let shipped = support::stdout_json(&run(&server, &a, &["ship"], None));
     assert_eq!(shipped["objects"], 1, "the snapshot: {shipped}");
-    let claimed: Value = serde_json::from_str(&ok(&run(
-        &server,
-        &b,
-        &["claim", "--guild", GUILD, "--owner", "b"],
-        None,
-    )))
-    .unwrap();
+    let claimed = claim(&server, &b, "b");
     assert_eq!(
         (claimed["epoch"].as_u64(), claimed["seq"].as_u64()),
         (Some(2), Some(60))
     );
-    let state = |dir: &Path| ok(&run(&server, dir, &["state", "--guild", GUILD], None));
-    assert_eq!(state(&a), state(&b));
+    assert_eq!(state(&server, &a), state(&server, &b));
     let more = "{\"type\": \"paused_set\", \"paused\": true}\n";
     let out = run(&server, &a, &["apply", "--guild", GUILD], Some(more));
     assert_eq!(
@@ -179,11 +211,7 @@ fn ship_claim_and_fencing_against_moto() {
 #[test]
 fn moto_honours_create_if_absent() {
     use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
-    let Some(binary) = moto_server() else {
-        eprintln!("SKIPPED remote_s3: moto_server not found");
-        return;
-    };
-    let server = start(&binary);
+    let Some(server) = moto() else { return };
     let store = object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(BUCKET)
         .with_endpoint(format!("http://127.0.0.1:{}", server.port))
@@ -255,12 +283,8 @@ const ACK_WAIT_MAX: Duration = Duration::from_secs(10);
 /// acknowledged event.
 #[test]
 fn server_stopped_during_apply_always_then_ship_resumes() {
-    let Some(binary) = moto_server() else {
-        eprintln!("SKIPPED remote_s3: moto_server not found");
-        return;
-    };
     let started = Instant::now();
-    let server = start(&binary);
+    let Some(server) = moto() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let input = events(7, 90);
@@ -280,7 +304,7 @@ fn server_stopped_during_apply_always_then_ship_resumes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let shipped: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
+    let shipped = support::stdout_json(&run(&server, &a, &["ship"], None));
     assert_eq!(shipped["objects"].as_u64(), Some(0), "{shipped}");
 
     // One long-running `apply --durability always`, fed through a pipe.
@@ -350,9 +374,9 @@ fn server_stopped_during_apply_always_then_ship_resumes() {
     // requests `apply` sent to the stopped server and gave up on may still land when it
     // continues, as an answer lost on the network would: then there is less to upload.)
     signal(&server, "-CONT");
-    let shipped: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
+    let shipped = support::stdout_json(&run(&server, &a, &["ship"], None));
     assert!(shipped["objects"].as_u64().is_some(), "{shipped}");
-    let again: Value = serde_json::from_str(&ok(&run(&server, &a, &["ship"], None))).unwrap();
+    let again = support::stdout_json(&run(&server, &a, &["ship"], None));
     assert_eq!(
         (again["objects"].as_u64(), again["bytes"].as_u64()),
         (Some(0), Some(0)),
@@ -361,22 +385,13 @@ fn server_stopped_during_apply_always_then_ship_resumes() {
 
     // Another machine claims the guild from the store alone: every acknowledged event, the
     // ones acknowledged while the server was stopped included.
-    let claimed: Value = serde_json::from_str(&ok(&run(
-        &server,
-        &b,
-        &["claim", "--guild", GUILD, "--owner", "b"],
-        None,
-    )))
-    .unwrap();
+    let claimed = claim(&server, &b, "b");
     assert_eq!(
         (claimed["epoch"].as_u64(), claimed["seq"].as_u64()),
         (Some(2), Some(90)),
         "{claimed}"
     );
-    let state = |dir: &Path| -> Value {
-        serde_json::from_str(&ok(&run(&server, dir, &["state", "--guild", GUILD], None))).unwrap()
-    };
-    let (sa, sb) = (state(&a), state(&b));
+    let (sa, sb) = (state(&server, &a), state(&server, &b));
     assert_eq!(sa, sb);
     assert_eq!(sb["seq"].as_u64(), Some(90), "{sb}");
     drop(server);
@@ -392,12 +407,8 @@ fn server_stopped_during_apply_always_then_ship_resumes() {
 #[test]
 fn bench_quick_with_remote_rows_against_moto() {
     use object_store::ObjectStore;
-    let Some(binary) = moto_server() else {
-        eprintln!("SKIPPED remote_s3: moto_server not found");
-        return;
-    };
     let started = Instant::now();
-    let server = start(&binary);
+    let Some(server) = moto() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let out = run(&server, tmp.path(), &["bench", "--quick", "--json"], None);
     let report: Value = serde_json::from_str(&ok(&out)).unwrap();
@@ -472,6 +483,217 @@ fn bench_quick_with_remote_rows_against_moto() {
     drop(server);
     eprintln!(
         "bench_quick_with_remote_rows_against_moto: {:?}",
+        started.elapsed()
+    );
+}
+
+/// The state `events(seed, n)` leave, as `reprise state` prints it (without `guild` and `seq`).
+fn fold(seed: u64, n: usize) -> Value {
+    let mut w = Workload::new(seed);
+    let mut state = State::new(HISTORY_MAX_DEFAULT);
+    for _ in 0..n {
+        let e = w.next_event(&state);
+        apply(&mut state, &e);
+    }
+    serde_json::to_value(&state).unwrap()
+}
+
+/// Contract §5: an event acknowledged by `apply --durability remote` is in the store. The
+/// process is killed (SIGKILL) in the middle of a stream fed through a pipe, after 150
+/// acknowledgements; a claim on another machine, from the store alone, recovers at least every
+/// acknowledged event, and the state it recovers is the fold of the events through its seq.
+#[test]
+fn sigkill_during_remote_apply_keeps_every_printed_seq_against_moto() {
+    let started = Instant::now();
+    let Some(server) = moto() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    const SEED: u64 = 12;
+    let input = events(SEED, 2000);
+    let mut child = command(
+        &server,
+        &a,
+        &["apply", "--guild", GUILD, "--durability", "remote"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for event in &input {
+            if stdin.write_all(event.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut last = 0;
+    let mut line = String::new();
+    // Kill it once it has acknowledged 150 events, whatever it is doing then.
+    while last < 150 {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "apply ended early"
+        );
+        let seq = seq_of(&line);
+        assert_eq!(seq, last + 1, "acknowledgements in order");
+        last = seq;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = feeder.join();
+    // What the process printed before it died, and had not been read yet, counts as well.
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    for line in rest.lines().filter(|l| l.ends_with('}')) {
+        last = last.max(seq_of(line));
+    }
+
+    let claimed = claim(&server, &b, "b");
+    let seq = claimed["seq"].as_u64().unwrap();
+    assert!((last..=2000).contains(&seq), "{claimed}: printed {last}");
+    let mut got = state(&server, &b);
+    let fields = got.as_object_mut().unwrap();
+    assert_eq!(fields.remove("seq").and_then(|s| s.as_u64()), Some(seq));
+    fields.remove("guild");
+    assert!(
+        got == fold(SEED, seq as usize),
+        "the state claimed at seq {seq} is not the fold of events 1..={seq}"
+    );
+    drop(server);
+    eprintln!(
+        "sigkill_during_remote_apply_keeps_every_printed_seq_against_moto: printed {last}, \
+         claimed {seq}, {:?}",
+        started.elapsed()
+    );
+}
+
+/// Contract §5: two claims of one guild started at the same moment, by two machines with empty
+/// directories, leave exactly one owner able to append: one of them (whose claim succeeded),
+/// never the old owner. The store's create-if-absent decides between them.
+#[test]
+fn two_claims_at_once_leave_exactly_one_owner_able_to_append_against_moto() {
+    let started = Instant::now();
+    let Some(server) = moto() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name);
+    ok(&run(
+        &server,
+        &dir("a"),
+        &["apply", "--guild", GUILD],
+        Some(&events(5, 30).concat()),
+    ));
+    ok(&run(&server, &dir("a"), &["ship"], None));
+    let spawn = |name: &str| {
+        command(&server, &dir(name), &["claim", "--guild", GUILD])
+            .args(["--owner", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (c, d) = (spawn("c"), spawn("d"));
+    let (c, d) = (c.wait_with_output().unwrap(), d.wait_with_output().unwrap());
+    for out in [&c, &d] {
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "{}",
+            support::stderr(out)
+        );
+    }
+    let more = events(6, 1).concat();
+    let mut able = Vec::new();
+    for name in ["a", "c", "d"] {
+        let out = run(
+            &server,
+            &dir(name),
+            &["apply", "--guild", GUILD],
+            Some(&more),
+        );
+        match out.status.code() {
+            Some(0) => able.push(name),
+            Some(3) => {}
+            other => panic!("{name}: {other:?}: {}", support::stderr(&out)),
+        }
+    }
+    assert_eq!(able.len(), 1, "owners able to append: {able:?}");
+    let winner = match able[0] {
+        "c" => &c,
+        "d" => &d,
+        other => panic!("{other}, the old owner, can still append"),
+    };
+    assert_eq!(winner.status.code(), Some(0), "{}", support::stderr(winner));
+    drop(server);
+    eprintln!(
+        "two_claims_at_once_leave_exactly_one_owner_able_to_append_against_moto: claims exited \
+         {:?} and {:?}, {} owns, {:?}",
+        c.status.code(),
+        d.status.code(),
+        able[0],
+        started.elapsed()
+    );
+}
+
+/// Contract §5: one byte changed in an object of the store (by another client, with a plain
+/// PUT) makes `claim` exit 2 naming the object's key, before anything is written: nothing in
+/// the claiming directory, and no object in the store (neither a claim nor a fence: the owner
+/// is not fenced by a claim that could not complete).
+#[test]
+fn a_changed_byte_in_the_remote_makes_claim_exit_2_naming_the_object_against_moto() {
+    let started = Instant::now();
+    let Some(server) = moto() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&run(
+        &server,
+        &a,
+        &["apply", "--guild", GUILD],
+        Some(&events(3, 50).concat()),
+    ));
+    ok(&run(&server, &a, &["ship"], None));
+    // The first batch of a's writer log: its CRC-32 ends it, so flip a byte just before.
+    let writer = std::fs::read_to_string(a.join("remote/WRITER")).unwrap();
+    let writer = writer.trim();
+    assert!(
+        writer.len() == 32 && writer.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{writer}"
+    );
+    let key = format!("fleet/writers/{writer}/{:020}", 1);
+    let objects = keys(&server, "fleet/");
+    assert!(objects.contains(&key), "{key} not in {objects:?}");
+    let (status, mut bytes) = http(&server, "GET", &format!("/{BUCKET}/{key}"), b"");
+    assert_eq!(status, 200);
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0x40;
+    let (status, answer) = http(&server, "PUT", &format!("/{BUCKET}/{key}"), &bytes);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(
+        http(&server, "GET", &format!("/{BUCKET}/{key}"), b"").1,
+        bytes
+    );
+
+    let out = run(&server, &b, &["claim", "--guild", GUILD], None);
+    let err = support::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&key), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        !b.join("guilds").join(GUILD).exists(),
+        "nothing local was written"
+    );
+    assert_eq!(
+        keys(&server, "fleet/"),
+        objects,
+        "nothing remote was written"
+    );
+    drop(server);
+    eprintln!(
+        "a_changed_byte_in_the_remote_makes_claim_exit_2_naming_the_object_against_moto: {err:?}, \
+         {:?}",
         started.elapsed()
     );
 }

@@ -10,10 +10,14 @@ use serde_json::Value;
 
 /// Runs the `reprise` binary on the journal `dir` with `args`, feeding `stdin` if given.
 pub fn reprise(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+    cmd.arg("--dir").arg(dir).args(args);
+    output(cmd, stdin)
+}
+
+/// Runs `cmd` to its end, feeding `stdin` if given (an empty input otherwise); its output.
+pub fn output(mut cmd: Command, stdin: Option<&str>) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
