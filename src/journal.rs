@@ -127,7 +127,7 @@ pub struct GuildInfo {
 /// The per-guild write-ahead journal. See the crate docs for an example.
 ///
 /// A `Journal` owns its directory (an advisory lock) until dropped. Guilds are recovered lazily,
-/// on first use. It is synchronous and single-threaded; [`Durability::Batched`](crate::Durability::Batched) appends become
+/// on first use. It is synchronous and single-threaded; [`Durability::Batched`] appends become
 /// durable at the next [`Journal::sync`].
 #[derive(Debug)]
 pub struct Journal {
@@ -800,7 +800,7 @@ impl Journal {
     }
 
     /// Makes every event appended so far durable with one `fdatasync` of the shared commit log,
-    /// whatever the number of guilds (group commit for [`Durability::Batched`](crate::Durability::Batched) and
+    /// whatever the number of guilds (group commit for [`Durability::Batched`] and
     /// [`Durability::None`]).
     ///
     /// # Errors

@@ -24,7 +24,7 @@
 //! ```
 //!
 //! The layers (see DESIGN.md for the byte layouts and the recovery table):
-//! [`session`] is the music domain and the pure fold; [`format`] encodes and decodes files
+//! [`session`] is the music domain and the pure fold; [`format`](mod@format) encodes and decodes files
 //! without I/O; [`storage`] is the only module touching the file system; [`recovery`] is a pure
 //! decision; [`Journal`] ties them together.
 
