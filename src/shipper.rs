@@ -17,7 +17,7 @@
 //!   store); without waiters a round runs at the ship interval.
 //! - A store that fails fails the waiting `remote` appends (their events stay in the local
 //!   log and are shipped later); background rounds are retried with a backoff that doubles
-//!   up to [`RETRY_DELAY_MAX`], while a new waiting append or flush tries at once. Local
+//!   up to [`crate::remote::SHIP_RETRY_DELAY_MAX`], while a new waiting append or flush tries at once. Local
 //!   appends of every other durability never wait for the store.
 //! - A guild found fenced is reported to the actor, which fails every later append to it
 //!   with [`Error::Fenced`].
@@ -29,10 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::ids::{GuildId, Seq};
-use crate::remote::{LocalDir, Owner, Remote, Writer};
-
-/// Longest wait between two rounds after failures.
-pub(crate) const RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
+use crate::remote::{ship_retry_delay, LocalDir, Owner, Remote, Writer};
 
 /// What the actor tells the shipper.
 pub(crate) enum ShipMsg {
@@ -169,13 +166,7 @@ impl Shipper {
             if now >= next_round || waiting || !open {
                 let ok = self.round().await;
                 self.failures = if ok { 0 } else { self.failures + 1 };
-                let delay = if ok {
-                    self.interval
-                } else {
-                    (self.interval * 2u32.saturating_pow(self.failures.min(16)))
-                        .min(RETRY_DELAY_MAX)
-                        .max(self.interval)
-                };
+                let delay = ship_retry_delay(self.interval, self.failures);
                 next_round = tokio::time::Instant::now() + delay;
             }
         }
@@ -251,7 +242,8 @@ impl Shipper {
                         epoch,
                         owner: owner.clone(),
                     });
-                    self.owners.insert(guild, fenced_owner(guild, epoch, owner));
+                    self.owners
+                        .insert(guild, Owner::fenced(guild, epoch, owner));
                 }
                 Err(e) => return Err(e),
             }
@@ -326,11 +318,6 @@ impl Shipper {
         }
         Ok(())
     }
-}
-
-/// The state of a guild found fenced at its first contact.
-fn fenced_owner(guild: GuildId, epoch: u64, owner: String) -> Owner {
-    Owner::fenced(guild, epoch, owner)
 }
 
 fn not_stored(remote: &Remote, text: &str) -> Error {

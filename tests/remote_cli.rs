@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 use reprise::session::{apply, State, Workload, HISTORY_MAX_DEFAULT};
 use serde_json::Value;
 
+mod support;
+
 const GUILD: &str = "613425648685547541";
 
 fn events(seed: u64, n: usize) -> String {
@@ -24,27 +26,14 @@ fn events(seed: u64, n: usize) -> String {
 }
 
 fn run(dir: &Path, remote: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
-        .arg("--dir")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+    cmd.arg("--dir")
         .arg(dir)
         .arg("--remote")
         .arg(format!("file://{}", remote.display()))
         .args(args)
-        .env_remove("REPRISE_REMOTE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        // A command that fails before reading its input closes the pipe: not an error here.
-        if let Err(e) = input.write_all(text.as_bytes()) {
-            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-        }
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+        .env_remove("REPRISE_REMOTE");
+    support::output(cmd, stdin)
 }
 
 fn ok(out: &Output) -> String {

@@ -29,6 +29,7 @@ mod objects;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -52,6 +53,26 @@ pub const CHUNK_LEN_MAX: u64 =
 /// A shipping round stops adding guilds to its batch once it holds this many bytes (the
 /// rest goes in the next round); a single guild's chunk is at most one local segment.
 pub const BATCH_BYTES_TARGET: usize = 16 << 20;
+
+/// Longest wait between two shipping rounds after failures.
+pub const SHIP_RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
+
+/// The wait before the next shipping round after `failures` failed rounds in a row: the ship
+/// interval, doubled per failure up to [`SHIP_RETRY_DELAY_MAX`] (never below the interval).
+pub fn ship_retry_delay(interval: Duration, failures: u32) -> Duration {
+    (interval * 2u32.saturating_pow(failures.min(16)))
+        .min(SHIP_RETRY_DELAY_MAX)
+        .max(interval)
+}
+
+/// A bounded wait on the store that ran out: the operation, where, and the bound.
+pub fn no_answer(remote: &Remote, op: &'static str, within: Duration) -> Error {
+    Error::Remote {
+        op,
+        key: remote.url().to_string(),
+        source: format!("no answer within {within:?}").into(),
+    }
+}
 
 /// How many times a claim retries fencing a writer that keeps winning the race for its next
 /// position before it gives up (the writer is then clearly alive and busy).
@@ -218,9 +239,9 @@ pub struct Owner {
     pub snapshot_stored: Seq,
     /// The snapshot up to which [`Remote::retain`] last removed what it made obsolete.
     snapshot_retained: Seq,
-    /// Where the frame after `head` starts in the local segment last read: (segment's first
-    /// seq, byte offset), so the next round reads on from there instead of scanning again.
-    cursor: Option<(Seq, u64)>,
+    /// Where the frame after `head` starts in the local segment last read, so the next round
+    /// reads only the bytes after it (no listing, no scan of what was shipped).
+    cursor: Option<Cursor>,
 }
 
 impl Owner {
@@ -253,6 +274,15 @@ impl Owner {
             None => Ok(()),
         }
     }
+}
+
+/// A position in a local segment: the segment (its first seq and header) and the byte offset
+/// of the next frame to ship.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cursor {
+    first: Seq,
+    header: SegmentHeader,
+    offset: u64,
 }
 
 /// One epoch's part of a guild's history, as read from its writer's log.
@@ -518,6 +548,14 @@ impl Remote {
                 | object_store::Error::Precondition { .. },
             ) => Ok(false),
             Err(e) => Err(remote_err("create", key, e)),
+        }
+    }
+
+    /// Deletes `key` (already gone is fine: retention may run twice).
+    async fn delete(&self, key: &ObjectPath) -> Result<()> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(remote_err("delete", key, e)),
         }
     }
 
@@ -1109,15 +1147,24 @@ impl Remote {
         me: &mut Owner,
         last: Seq,
         report: &mut ShipReport,
-    ) -> Result<Option<(Entry, Option<(Seq, u64)>)>> {
+    ) -> Result<Option<(Entry, Option<Cursor>)>> {
         let guild = me.guild;
         if last <= me.head {
             return Ok(None);
         }
         let next = me.head + 1;
-        // Only the segment holding the event after the remote head is read (names say where
-        // each starts), so a round costs what it ships, not the size of the log.
         let storage = journal.storage();
+        // Where the previous round stopped: only the bytes after it are read.
+        if let Some(c) = me.cursor {
+            let path = layout::segment_path(journal.dir(), guild, c.first);
+            if let Ok(tail) = storage.read_from(&path, c.offset, CHUNK_LEN_MAX) {
+                if let Some(built) = build_chunk(c.header, &tail, c.offset, &path, next, last)? {
+                    return Ok(Some(chunk_entry(me, next, c, built)));
+                }
+            }
+        }
+        // Otherwise the segment holding the event after the remote head (names say where
+        // each starts), so a round costs what it ships, not the size of the log.
         let dir = layout::guild_dir(journal.dir(), guild);
         let (mut segments, mut snapshots) = (Vec::new(), Vec::new());
         for name in storage.list(&dir).map_err(|e| local_io("list", &dir, e))? {
@@ -1135,24 +1182,16 @@ impl Remote {
             let bytes = storage
                 .read(&path, CHUNK_LEN_MAX)
                 .map_err(|e| local_io("read", &path, e))?;
-            let start = me
-                .cursor
-                .filter(|&(f, _)| f == first)
-                .map(|(_, offset)| offset);
-            let mut built = build_chunk(&bytes, &path, next, last, start)?;
-            if built.is_none() && start.is_some() {
-                built = build_chunk(&bytes, &path, next, last, None)?;
-            }
-            if let Some((chunk, end_offset, chunk_last)) = built {
-                let entry = Entry {
-                    guild: guild.0,
-                    epoch: me.epoch,
-                    first: next,
-                    last: chunk_last,
-                    kind: EntryKind::Chunk,
-                    chunk,
+            let header = segment::decode_header(&bytes).map_err(|f| Error::from(f.at(&path)))?;
+            let frames = bytes.get(segment::HEADER_LEN..).unwrap_or_default();
+            let base = segment::HEADER_LEN as u64;
+            if let Some(built) = build_chunk(header, frames, base, &path, next, last)? {
+                let at = Cursor {
+                    first,
+                    header,
+                    offset: base,
                 };
-                return Ok(Some((entry, Some((first, end_offset)))));
+                return Ok(Some(chunk_entry(me, next, at, built)));
             }
         }
         // The local log no longer holds `next`: a snapshot after it stands in for the events
@@ -1288,10 +1327,8 @@ impl Remote {
         }
         let mut deleted = 0;
         for key in cleared {
-            match self.store.delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => return Err(remote_err("delete", &key, e)),
-            }
+            self.delete(&key).await?;
+            deleted += 1;
         }
         let covered: HashMap<(u64, u64), Seq> = owners
             .iter()
@@ -1317,11 +1354,8 @@ impl Remote {
             .map(|(&p, _)| p)
             .collect();
         for p in obsolete {
-            let key = self.writer_key(&writer.name, p);
-            match self.store.delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => return Err(remote_err("delete", &key, e)),
-            }
+            self.delete(&self.writer_key(&writer.name, p)).await?;
+            deleted += 1;
             for parts in writer.index.values_mut() {
                 parts.retain(|part| part.0 != p);
             }
@@ -1333,11 +1367,8 @@ impl Remote {
             }
             for (s, e) in self.snapshots(me.guild).await? {
                 if e == me.epoch && s < me.snapshot_stored {
-                    let key = self.snapshot_key(me.guild, s, e);
-                    match self.store.delete(&key).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                        Err(e) => return Err(remote_err("delete", &key, e)),
-                    }
+                    self.delete(&self.snapshot_key(me.guild, s, e)).await?;
+                    deleted += 1;
                 }
             }
             me.snapshot_retained = me.snapshot_stored;
@@ -1816,23 +1847,20 @@ fn note_fenced<T>(journal: &LocalDir, guild: GuildId, result: Result<T>) -> Resu
     result
 }
 
-/// A chunk of the events `from..=to` (as many as the segment holds) out of a local segment's
-/// bytes: the segment's header with `first_seq = from`, then the frames byte for byte (a whole
-/// segment gives its own bytes). `start` is where frame `from` is known to start (the cursor
-/// of the previous batch); without it the frames before `from` are stepped over. Returns the
-/// chunk, the offset after its last frame and its last event, or `None` when the segment does not hold `from`.
+/// A chunk of the events `from..=to` (as many as the segment holds) out of a local segment:
+/// its `header` with `first_seq = from`, then the frames byte for byte. `bytes` are the
+/// segment's bytes from file offset `base` on (a frame boundary); frames before `from` are
+/// stepped over. Returns the chunk, the file offset after its last frame and its last event,
+/// or `None` when these bytes do not hold `from`.
 fn build_chunk(
+    header: SegmentHeader,
     bytes: &[u8],
+    base: u64,
     path: &Path,
     from: Seq,
     to: Seq,
-    start: Option<u64>,
 ) -> Result<Option<(Vec<u8>, u64, Seq)>> {
-    let header = segment::decode_header(bytes).map_err(|f| Error::from(f.at(path)))?;
-    let mut offset = match start {
-        Some(o) if o as usize <= bytes.len() => o as usize,
-        _ => segment::HEADER_LEN,
-    };
+    let mut offset = 0;
     let mut out = segment::encode_header(&SegmentHeader {
         first_seq: from,
         ..header
@@ -1854,7 +1882,7 @@ fn build_chunk(
         }
         if f.seq != next {
             return Err(
-                Corruption::new(path, offset as u64, CorruptionKind::SequenceGap)
+                Corruption::new(path, base + offset as u64, CorruptionKind::SequenceGap)
                     .values(next, f.seq)
                     .into(),
             );
@@ -1863,7 +1891,25 @@ fn build_chunk(
         offset += f.len_total();
         next += 1;
     }
-    Ok((next > from).then_some((out, offset as u64, next - 1)))
+    Ok((next > from).then_some((out, base + offset as u64, next - 1)))
+}
+
+/// The chunk entry of `me` for a chunk built from the segment at `at`, and the cursor after it.
+fn chunk_entry(
+    me: &Owner,
+    from: Seq,
+    at: Cursor,
+    (chunk, end, last): (Vec<u8>, u64, Seq),
+) -> (Entry, Option<Cursor>) {
+    let entry = Entry {
+        guild: me.guild.0,
+        epoch: me.epoch,
+        first: from,
+        last,
+        kind: EntryKind::Chunk,
+        chunk,
+    };
+    (entry, Some(Cursor { offset: end, ..at }))
 }
 
 /// Reads a local snapshot and checks it completely before it is uploaded.

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
@@ -97,6 +97,18 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// The OS error, or `InvalidData` for an oversized file.
     fn read(&self, path: &Path, len_max: u64) -> io::Result<Bytes>;
+    /// Reads the file from byte `offset` to its end, refusing files longer than `len_max`
+    /// bytes in all (past the end: empty). For reading on where an earlier read stopped.
+    ///
+    /// # Errors
+    /// As [`Storage::read`].
+    fn read_from(&self, path: &Path, offset: u64, len_max: u64) -> io::Result<Bytes> {
+        let whole = self.read(path, len_max)?;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(whole.len());
+        Ok(Bytes::Owned(whole[start..].to_vec()))
+    }
     /// Maps a whole immutable file read-only, refusing files over `len_max` bytes.
     ///
     /// # Errors
@@ -281,6 +293,23 @@ impl Storage for FsStorage {
         // `take` bounds the read even if the file grows meanwhile.
         Read::by_ref(&mut file)
             .take(len_max)
+            .read_to_end(&mut buf)?;
+        Ok(Bytes::Owned(buf))
+    }
+
+    fn read_from(&self, path: &Path, offset: u64, len_max: u64) -> io::Result<Bytes> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len > len_max {
+            return Err(too_large(path, len, len_max));
+        }
+        if offset >= len {
+            return Ok(Bytes::Owned(Vec::new()));
+        }
+        file.seek(io::SeekFrom::Start(offset))?;
+        let mut buf = Vec::with_capacity((len - offset) as usize);
+        Read::by_ref(&mut file)
+            .take(len_max - offset)
             .read_to_end(&mut buf)?;
         Ok(Bytes::Owned(buf))
     }

@@ -64,6 +64,26 @@ fn spawn_reader() -> mpsc::Receiver<Input> {
     rx
 }
 
+/// Hands the guild's events to the background shipping. The remote may hold only what the
+/// local disk keeps: `none` events are synced first, and buffered frames are flushed to the
+/// segments the shipping thread reads.
+fn hand_over(
+    journal: &mut Journal,
+    guild: GuildId,
+    durability: Durability,
+    ship: &crate::remote::BackgroundShip,
+) -> Result<(), Failure> {
+    let seq = journal.state(guild)?.seq;
+    if seq > ship.handed() {
+        if durability == Durability::None {
+            journal.sync()?;
+        }
+        journal.flush()?;
+        ship.durable(seq);
+    }
+    Ok(())
+}
+
 pub(crate) fn run(
     dir: &Path,
     guild: GuildId,
@@ -109,11 +129,11 @@ pub(crate) fn run(
             tokio::time::timeout(OWNER_CHECK_TIMEOUT, check)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(reprise::Error::Remote {
-                        op: "check ownership at",
-                        key: ctx.remote.url().to_string(),
-                        source: format!("no answer within {OWNER_CHECK_TIMEOUT:?}").into(),
-                    })
+                    Err(reprise::remote::no_answer(
+                        &ctx.remote,
+                        "check ownership at",
+                        OWNER_CHECK_TIMEOUT,
+                    ))
                 })
         });
         match found {
@@ -144,12 +164,11 @@ pub(crate) fn run(
         let first = match rx.recv_timeout(ship_interval) {
             Ok(first) => first,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                // No input for a while: `none` events still reach the remote within the
-                // ship interval.
+                // No input for a while: what was not handed over yet (`none` events) still
+                // reaches the remote within the ship interval.
                 if let Some(b) = &background {
                     b.check()?;
-                    journal.sync()?;
-                    b.durable(journal.state(guild)?.seq);
+                    hand_over(&mut journal, guild, durability, b)?;
                     shipped_at = Instant::now();
                 }
                 continue;
@@ -228,14 +247,10 @@ pub(crate) fn run(
             me.check()?;
         }
         if let (Some(b), false) = (&background, acked.is_empty()) {
-            // The remote may hold only what the local disk keeps: durable events, flushed to
-            // the segments the shipper reads (`none`: synced at the ship interval).
+            // Durable events at once (the remote lags by at most the thread's interval);
+            // `none` events once per interval, each time with a sync.
             if durability != Durability::None || shipped_at.elapsed() >= ship_interval {
-                if durability == Durability::None {
-                    journal.sync()?;
-                }
-                journal.flush()?;
-                b.durable(journal.state(guild)?.seq);
+                hand_over(&mut journal, guild, durability, b)?;
                 shipped_at = Instant::now();
             }
         }

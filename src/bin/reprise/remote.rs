@@ -135,16 +135,17 @@ pub(crate) fn claim(
 /// Shipping for `apply` with `--remote` and a durability other than `remote`: a thread that
 /// uploads the guild's durable events at the ship interval (CONTRACT §3: the remote lags the
 /// local log by at most the ship interval), so that a store that is slow or down never holds
-/// up a local acknowledgement. A failed round is retried with a backoff doubling up to 30 s;
+/// up a local acknowledgement. A failed round is retried with the runtime's backoff
+/// ([`reprise::remote::ship_retry_delay`]);
 /// the thread reports a newer owner, after which `apply` stops.
 pub(crate) struct BackgroundShip {
     tx: Option<std::sync::mpsc::Sender<reprise::Seq>>,
+    /// The last seq handed over ([`BackgroundShip::durable`]).
+    handed: std::cell::Cell<reprise::Seq>,
     fenced: std::sync::Arc<std::sync::Mutex<Option<reprise::Error>>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Longest wait between two shipping rounds after failures.
-const SHIP_RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
 /// How long the last round (when `apply` ends) may take before it is given up (what is
 /// left is shipped by the next process or `reprise ship`).
 const SHIP_FINAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -167,6 +168,7 @@ impl BackgroundShip {
             .ok();
         BackgroundShip {
             tx: Some(tx),
+            handed: std::cell::Cell::new(0),
             fenced,
             handle,
         }
@@ -174,9 +176,15 @@ impl BackgroundShip {
 
     /// Events up to `seq` are durable locally (flushed to the guild's segments).
     pub(crate) fn durable(&self, seq: reprise::Seq) {
+        self.handed.set(self.handed.get().max(seq));
         if let Some(tx) = &self.tx {
             let _ = tx.send(seq);
         }
+    }
+
+    /// The last seq handed over.
+    pub(crate) fn handed(&self) -> reprise::Seq {
+        self.handed.get()
     }
 
     /// `Err(Fenced)` once a round found a newer owner.
@@ -213,7 +221,7 @@ fn ship_loop(
     };
     let mut owners = vec![me];
     let mut target = 0;
-    let mut delay = interval;
+    let mut failures = 0;
     let mut next_round = std::time::Instant::now() + interval;
     loop {
         let wait = next_round.saturating_duration_since(std::time::Instant::now());
@@ -233,18 +241,18 @@ fn ship_loop(
                     tokio::time::timeout(SHIP_FINAL_TIMEOUT, round)
                         .await
                         .unwrap_or_else(|_| {
-                            Err(reprise::Error::Remote {
-                                op: "ship",
-                                key: remote.url().to_string(),
-                                source: "gave up at exit; the next process ships the rest".into(),
-                            })
+                            Err(reprise::remote::no_answer(
+                                &remote,
+                                "ship (the next process ships the rest)",
+                                SHIP_FINAL_TIMEOUT,
+                            ))
                         })
                 })
             } else {
                 rt.block_on(round)
             };
             match result.and_then(|_| owners[0].check()) {
-                Ok(()) => delay = interval,
+                Ok(()) => failures = 0,
                 Err(e @ reprise::Error::Fenced { .. }) => {
                     if let Ok(mut f) = fenced.lock() {
                         *f = Some(e);
@@ -253,13 +261,14 @@ fn ship_loop(
                 }
                 Err(e) => {
                     eprintln!("reprise: warning: shipping failed (retried later): {e}");
-                    delay = (delay * 2).min(SHIP_RETRY_DELAY_MAX);
+                    failures += 1;
                 }
             }
         }
         if last {
             return;
         }
-        next_round = std::time::Instant::now() + delay;
+        next_round =
+            std::time::Instant::now() + reprise::remote::ship_retry_delay(interval, failures);
     }
 }
