@@ -738,35 +738,12 @@ impl Actor {
         shipping.task.take()
     }
 
-    /// Commands that await the store (claims, shipping now), then every other one.
+    /// Commands that await the store (claims), then every other one.
     async fn handle_any(&mut self, cmd: Command) {
         match cmd {
             Command::Claim { guild, reply } => {
                 let result = self.claim(guild).await;
                 let _ = reply.send(result);
-            }
-            Command::ShipNow { reply } => {
-                // Everything acknowledged so far is made durable and handed to the shipper,
-                // then the answer comes from its next round.
-                let result = self.commit();
-                if result.is_ok() {
-                    self.ship_durable(false);
-                }
-                match (&self.shipping, result) {
-                    (Some(s), Ok(())) => {
-                        let (tx, rx) = oneshot::channel();
-                        s.send(ShipMsg::Flush { reply: tx });
-                        tokio::spawn(async move {
-                            let _ = reply.send(rx.await.unwrap_or(Err(Error::Closed)));
-                        });
-                    }
-                    (None, _) => {
-                        let _ = reply.send(Err(no_remote()));
-                    }
-                    (_, Err(e)) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
             }
             other => self.handle(other),
         }
@@ -905,11 +882,27 @@ impl Actor {
                 self.shutdown.push(reply);
                 self.stopping = true;
             }
-            // Handled by handle_any (they await the store).
-            Command::Claim { reply, .. } => {
-                let _ = reply.send(Err(Error::Closed));
-            }
             Command::ShipNow { reply } => {
+                if self.shipping.is_none() {
+                    let _ = reply.send(Err(no_remote()));
+                    return;
+                }
+                // Everything acknowledged so far is made durable and handed to the shipper,
+                // whose next round answers.
+                match self.commit() {
+                    Ok(()) => {
+                        self.ship_durable(false);
+                        if let Some(s) = &self.shipping {
+                            s.send(ShipMsg::Flush { reply });
+                        }
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            // Handled by handle_any (it awaits the store).
+            Command::Claim { reply, .. } => {
                 let _ = reply.send(Err(Error::Closed));
             }
         }
