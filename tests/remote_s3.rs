@@ -56,6 +56,10 @@ impl Drop for Server {
 }
 
 fn start(binary: &Path) -> Server {
+    // One start at a time: the port is picked free and released before the server binds it;
+    // while a start holds this lock no other test of this binary can be handed the same port.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -67,15 +71,25 @@ fn start(binary: &Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server { child, port };
-    // Readiness: the port accepts connections (bounded).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(50));
+    let mut server = Server { child, port };
+    // Readiness: the bucket is created. Under load the server can accept a connection before
+    // it answers (a reset), and a connect to a port nobody listens on yet can even succeed as a
+    // TCP self-connect: retry the whole request, bounded, and fail if the server exits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!("moto_server exited before it was ready: {status}");
+        }
+        match try_http(&server, "PUT", &format!("/{BUCKET}"), b"") {
+            Ok((200, _)) => break,
+            Ok((status, body)) if Instant::now() >= deadline => panic!(
+                "moto_server answered {status} to the bucket's creation: {}",
+                String::from_utf8_lossy(&body)
+            ),
+            Err(e) if Instant::now() >= deadline => panic!("moto_server did not start: {e}"),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
-    let (status, body) = http(&server, "PUT", &format!("/{BUCKET}"), b"");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     server
 }
 
@@ -83,25 +97,43 @@ fn start(binary: &Path) -> Server {
 /// status and the body. Moto does not check signatures, but answers 403 to a GET of an object
 /// without any: the request carries a made-up one.
 fn http(server: &Server, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    try_http(server, method, target, body)
+        .unwrap_or_else(|e| panic!("{method} {target} to moto_server: {e}"))
+}
+
+/// [`http`], with the transport's failures returned.
+fn try_http(
+    server: &Server,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let port = server.port;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    if s.local_addr()? == s.peer_addr()? {
+        return Err(std::io::Error::other(
+            "a TCP self-connect: nothing listens yet",
+        ));
+    }
     write!(
         s,
         "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n{AUTHORIZATION}\r\n\r\n",
         body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
+    )?;
+    s.write_all(body)?;
     let mut answer = Vec::new();
-    s.read_to_end(&mut answer).unwrap();
-    let end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
+    s.read_to_end(&mut answer)?;
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Err(std::io::Error::other("not an HTTP answer"));
+    };
     let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
     assert!(!head.contains("transfer-encoding: chunked"), "{head}");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, answer[end + 4..].to_vec())
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    Ok((status, answer[end + 4..].to_vec()))
 }
 
 /// The keys of the bucket under `prefix`, listed through plain HTTP.
