@@ -14,7 +14,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// The CLI maps the variants to the exit codes of CONTRACT §2: [`Error::Corrupt`],
 /// [`Error::InvalidEvent`], [`Error::EventTooLarge`], [`Error::KeyMismatch`] and
-/// [`Error::KeyInvalid`], [`Error::RemoteCorrupt`] and [`Error::ClaimConflict`] are "corrupt or
+/// [`Error::KeyInvalid`], and [`Error::RemoteCorrupt`] are "corrupt or
 /// invalid data" (2), [`Error::Locked`] and [`Error::Fenced`] are 3, [`Error::Io`],
 /// [`Error::Poisoned`] and [`Error::Remote`] are 4, and the read-range errors
 /// ([`Error::Compacted`], [`Error::TimeCompacted`], [`Error::SeqAhead`], [`Error::ReadOnly`])
@@ -193,17 +193,6 @@ pub enum Error {
         /// Byte offset of the damaged structure, when there is one.
         offset: Option<u64>,
         /// What is wrong.
-        detail: String,
-    },
-    /// `claim` refuses to touch a directory that already holds the guild under another
-    /// ownership; nothing was written.
-    #[error("{}: {detail}; nothing was written", path.display())]
-    ClaimConflict {
-        /// The guild.
-        guild: GuildId,
-        /// The local directory concerned.
-        path: PathBuf,
-        /// Why.
         detail: String,
     },
 }

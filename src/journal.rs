@@ -786,6 +786,53 @@ impl Journal {
         Ok(())
     }
 
+    /// Moves every file of `guild` out of its directory into `to` (created) and forgets the
+    /// guild's in-memory state: the guild then recovers from whatever its directory holds
+    /// next. For [`crate::remote::Remote::claim`], which replaces a superseded copy of the
+    /// guild with the store's history. Checkpoints first, so that no commit log names the
+    /// guild afterwards (a reopen would otherwise restore the old frames into the new files).
+    /// Returns how many files moved.
+    ///
+    /// A crash part-way leaves some files in each directory; the ownership record still names
+    /// the superseded epoch then, so the next claim sets the rest aside too.
+    ///
+    /// # Errors
+    /// As [`Journal::checkpoint`]; [`Error::Io`] naming the file that could not move.
+    pub(crate) fn set_aside(&mut self, guild: GuildId, to: &Path) -> Result<usize> {
+        self.checkpoint(false)?;
+        if let Some(log) = self.guilds.remove(&guild) {
+            if log.active.is_some() {
+                self.open_files = self.open_files.saturating_sub(1);
+            }
+        }
+        let dir = layout::guild_dir(&self.root, guild);
+        let names = match self.storage.list(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
+        if names.is_empty() {
+            return Ok(0);
+        }
+        self.storage
+            .create_dir_all(to)
+            .map_err(|e| Error::io("create directory", to, e))?;
+        for name in &names {
+            let (from, into) = (dir.join(name), to.join(name));
+            self.storage
+                .rename(&from, &into)
+                .map_err(|e| Error::io("rename", &from, e))?;
+        }
+        // The new directory's entries, the directories created for it, and the emptied one.
+        let parents: Vec<&Path> = to.ancestors().skip(1).take(2).collect();
+        for d in [to].into_iter().chain(parents).chain([dir.as_path()]) {
+            self.storage
+                .sync_dir(d)
+                .map_err(|e| Error::io("fsync directory", d, e))?;
+        }
+        Ok(names.len())
+    }
+
     /// Hands every buffered frame and commit record to the OS without an fsync: afterwards the
     /// events appended so far survive a process kill (not a power loss).
     ///

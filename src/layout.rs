@@ -17,6 +17,7 @@
 //!       <guild>.snap                      the guild's state at the checkpoint (snapshot format)
 //!   remote/
 //!     <guild>.owner                       the remote epoch this directory holds for the guild
+//!     superseded/<guild>-<epoch>-<ms>/    a copy of the guild a claim replaced (kept, unread)
 //! ```
 //! Sequence numbers are zero-padded to 20 digits (u64::MAX has 20) so names sort numerically.
 
@@ -180,6 +181,15 @@ pub const REMOTE_DIR: &str = "remote";
 /// The record of which remote epoch this directory holds for `guild` (`remote/<guild>.owner`).
 pub fn remote_owner_path(root: &Path, guild: GuildId) -> PathBuf {
     root.join(REMOTE_DIR).join(format!("{}.owner", guild.0))
+}
+
+/// Where a claim puts this directory's superseded copy of `guild` (the files it held under
+/// `epoch`, 0 when it held no epoch) before it writes the store's history in its place:
+/// `remote/superseded/<guild>-<epoch>-<unix_ms>/`. Nothing reads or removes it.
+pub fn superseded_dir(root: &Path, guild: GuildId, epoch: u64, unix_ms: u64) -> PathBuf {
+    root.join(REMOTE_DIR)
+        .join("superseded")
+        .join(format!("{}-{epoch}-{unix_ms}", guild.0))
 }
 
 #[cfg(test)]

@@ -692,12 +692,12 @@ impl Actor {
                 Some(note) = notes_rx.recv() => self.ship_note(note),
                 cmd = rx.recv(), if open && !self.stopping => match cmd {
                     Some(cmd) => {
-                        self.handle_any(cmd).await;
+                        self.handle_any(cmd, &mut done_rx).await;
                         let mut taken = 1;
                         let coalesce_until = Instant::now() + COALESCE_WAIT_MAX;
                         while taken < GROUP_COMMANDS_MAX && !self.stopping {
                             match rx.try_recv() {
-                                Ok(cmd) => { self.handle_any(cmd).await; taken += 1; }
+                                Ok(cmd) => { self.handle_any(cmd, &mut done_rx).await; taken += 1; }
                                 // Under contention (the last group had several appends), the
                                 // callers just acknowledged are about to send their next
                                 // appends: wait a few microseconds for them to share this
@@ -739,9 +739,17 @@ impl Actor {
     }
 
     /// Commands that await the store (claims), then every other one.
-    async fn handle_any(&mut self, cmd: Command) {
+    async fn handle_any(&mut self, cmd: Command, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
         match cmd {
             Command::Claim { guild, reply } => {
+                // A claim may replace the guild's files: a snapshot being written into its
+                // directory finishes first.
+                while self.in_flight.contains_key(&guild) {
+                    match done_rx.recv().await {
+                        Some(done) => self.snapshot_done(done),
+                        None => break,
+                    }
+                }
                 let result = self.claim(guild).await;
                 let _ = reply.send(result);
             }

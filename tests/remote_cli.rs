@@ -520,3 +520,153 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `reprise` on `dir` without any remote.
+fn run_local(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+    cmd.arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("REPRISE_REMOTE");
+    support::output(cmd, stdin)
+}
+
+#[test]
+fn the_fenced_old_owner_claims_the_guild_back_and_keeps_its_own_copy_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    let input = events(21, 150);
+    let lines: Vec<&str> = input.lines().collect();
+    let part = |r: std::ops::Range<usize>| lines[r].join("\n") + "\n";
+    let acked = ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", GUILD, "--durability", "remote"],
+        Some(&part(0..100)),
+    ));
+    assert_eq!(seqs(&acked).last(), Some(&100));
+    // Twenty more acknowledged by A alone (no remote): the store never sees them.
+    let local = ok(&run_local(
+        &a,
+        &["apply", "--guild", GUILD],
+        Some(&part(100..120)),
+    ));
+    assert_eq!(seqs(&local).last(), Some(&120));
+    let a_before = state(&a, &store);
+
+    let claimed = claim(&b, &store, "b");
+    assert_eq!(
+        (claimed["epoch"].as_u64(), claimed["seq"].as_u64()),
+        (Some(2), Some(100))
+    );
+    let acked = ok(&run(
+        &b,
+        &store,
+        &["apply", "--guild", GUILD, "--durability", "remote"],
+        Some(&part(120..150)),
+    ));
+    assert_eq!(seqs(&acked), (101..=130).collect::<Vec<u64>>());
+    let out = run(&a, &store, &["apply", "--guild", GUILD], Some(&part(0..1)));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A takes the guild back: B's history replaces A's copy, which is kept, not deleted.
+    let out = run(
+        &a,
+        &store,
+        &["claim", "--guild", GUILD, "--owner", "a"],
+        None,
+    );
+    let back: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(
+        (back["epoch"].as_u64(), back["seq"].as_u64()),
+        (Some(3), Some(130))
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("events up to 120"), "{stderr}");
+    assert_eq!(state(&a, &store), state(&b, &store));
+    assert_ne!(state(&a, &store), a_before);
+    ok(&run(&a, &store, &["verify"], None));
+    let kept: Vec<_> = std::fs::read_dir(a.join("remote/superseded"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        std::fs::read_dir(&kept[0]).unwrap().count() > 0,
+        "the old copy's files are kept"
+    );
+    // The copy set aside still recovers to A's own 120 events: a journal of its own.
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir_all(copy.join("guilds")).unwrap();
+    copy_files(&kept[0], &copy.join("guilds").join(GUILD));
+    assert_eq!(state(&copy, &store), a_before);
+
+    // A continues the sequence; B is fenced now.
+    let acked = ok(&run(
+        &a,
+        &store,
+        &["apply", "--guild", GUILD, "--durability", "remote"],
+        Some(&part(0..1)),
+    ));
+    assert_eq!(seqs(&acked), vec![131]);
+    let out = run(&b, &store, &["apply", "--guild", GUILD], Some(&part(0..1)));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Claiming again changes nothing.
+    let again = claim(&a, &store, "a");
+    assert_eq!(
+        (again["epoch"].as_u64(), again["seq"].as_u64()),
+        (Some(3), Some(131))
+    );
+}
+
+/// Copies the files of `from` into `to` (created).
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn claiming_a_guild_never_shipped_keeps_its_local_history_as_epoch_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, store) = (tmp.path().join("a"), tmp.path().join("store"));
+    std::fs::create_dir_all(&store).unwrap();
+    let acked = ok(&run_local(
+        &a,
+        &["apply", "--guild", GUILD],
+        Some(&events(22, 40)),
+    ));
+    assert_eq!(seqs(&acked).last(), Some(&40));
+    let before = state(&a, &store);
+    let claimed = claim(&a, &store, "a");
+    assert_eq!(
+        (claimed["epoch"].as_u64(), claimed["seq"].as_u64()),
+        (Some(1), Some(40))
+    );
+    assert_eq!(state(&a, &store), before);
+    // Shipped, it can be claimed elsewhere.
+    ok(&run(&a, &store, &["ship"], None));
+    let b = tmp.path().join("b");
+    let moved = claim(&b, &store, "b");
+    assert_eq!(
+        (moved["epoch"].as_u64(), moved["seq"].as_u64()),
+        (Some(2), Some(40))
+    );
+    assert_eq!(state(&b, &store), before);
+}

@@ -171,12 +171,33 @@ async fn background_shipping_and_claim_through_the_runtime() {
         .unwrap();
     let err = rt_a.append(guild, volume(3)).await.unwrap_err();
     assert!(matches!(err, Error::Fenced { .. }), "{err}");
+
+    // The guild moves back: A's copy (with its event 51 the store never had) is set aside
+    // and B's history takes its place.
+    let back = rt_a.claim(guild).await.unwrap();
+    assert_eq!((back.epoch, back.seq), (3, 51));
+    let old = back.superseded.expect("A's copy was set aside");
+    assert_eq!((old.epoch, old.seq), (1, Some(51)));
+    assert!(old.path.starts_with(a.path()) && old.path.is_dir());
+    let state_a = rt_a.state(guild).await.unwrap();
+    assert_eq!(state_a.state, rt_b.state(guild).await.unwrap().state);
+    assert_eq!(state_a.state.player.volume, 99);
+    let seq = rt_a
+        .append_with(guild, volume(7), Durability::Remote)
+        .await
+        .unwrap();
+    assert_eq!(seq, 52);
+    // B learns of it at its next round.
+    rt_b.append(guild, volume(8)).await.unwrap();
+    rt_b.ship_now().await.unwrap();
+    let err = rt_b.append(guild, volume(9)).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { epoch: 3, .. }), "{err}");
     rt_a.shutdown().await.unwrap();
+    rt_b.shutdown().await.unwrap();
 
     let (seq, state) = claim_elsewhere(&remote, guild).await;
-    assert_eq!(seq, 51);
-    assert_eq!(state["player"]["volume"], 99);
-    rt_b.shutdown().await.unwrap();
+    assert_eq!(seq, 52);
+    assert_eq!(state["player"]["volume"], 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,20 +151,36 @@ async fn run_owner(
     }
 }
 
-/// Claims the guild (in a fresh directory per attempt), then appends as its owner.
+/// Claims the guild (in a fresh directory per attempt, or into `into`, a directory holding
+/// an older owner's copy), then appends as its owner.
 async fn run_claimer(
     remote: &Remote,
     name: &str,
     tag: u64,
     delay: Duration,
     rng: &mut Rng,
+    mut into: Option<&mut Journal>,
 ) -> Option<Ledger> {
     tokio::time::sleep(delay).await;
     for _ in 0..20 {
-        let dir = scratch();
-        let mut journal = Journal::open(dir.path(), config()).unwrap();
-        let claimed = match remote.claim(&mut journal, GUILD, name).await {
+        let mut fresh = None;
+        let journal: &mut Journal = match into.as_deref_mut() {
+            Some(j) => j,
+            None => {
+                let dir = scratch();
+                let j = Journal::open(dir.path(), config()).unwrap();
+                &mut fresh.insert((dir, j)).1
+            }
+        };
+        let claimed = match remote.claim(journal, GUILD, name).await {
+            // Taking a guild back that was never taken: nothing to own anew.
+            Ok(c) if c.epoch == 1 => return None,
             Ok(c) => c,
+            // A claim that lost a race to another: one taking its guild back tries again.
+            Err(Error::Fenced { .. }) if into.is_some() => {
+                tokio::time::sleep(rng.micros(5000)).await;
+                continue;
+            }
             Err(Error::Fenced { .. }) => return None,
             Err(Error::Remote { .. }) => continue,
             Err(e) => panic!("{name}: claim: {e}"),
@@ -177,7 +193,7 @@ async fn run_claimer(
         };
         for _ in 0..50 {
             let found = async {
-                let local = LocalDir::of(&journal);
+                let local = LocalDir::of(journal);
                 let mut writer = remote.writer(&local).await?;
                 let me = remote.owner(&local, &mut writer, GUILD, name).await?;
                 Ok::<_, Error>((writer, me))
@@ -187,7 +203,7 @@ async fn run_claimer(
                     assert_eq!((me.epoch, me.head), (claimed.epoch, claimed.seq));
                     run_owner(
                         remote,
-                        &mut journal,
+                        journal,
                         &mut writer,
                         vec![me],
                         tag,
@@ -213,6 +229,8 @@ async fn run_claimer(
 struct Tally {
     acked: u64,
     claims: u64,
+    /// A took the guild back into its own directory.
+    taken_back: u64,
     final_seq: u64,
     requests: u64,
 }
@@ -282,24 +300,43 @@ fn run_seed(seed: u64) -> Tally {
             tokio::time::sleep(down_for).await;
             store.set_down(false);
         };
-        let a = run_owner(
-            &remote,
-            &mut journal_a,
-            &mut writer_a,
-            owners_a,
-            1,
-            a_events,
-            &mut rng_a,
-            &mut ledgers_a,
-        );
-        let b = run_claimer(&remote, "b", 2, b_delay, &mut rng_b);
-        let c = async {
-            match c_delay {
-                Some(d) => run_claimer(&remote, "c", 3, d, &mut rng_c).await,
+        // In half the seeds A, once done, takes the guild back into its own directory (its
+        // copy is set aside when a newer owner took the guild meanwhile).
+        let started = tokio::time::Instant::now();
+        let a_back = (rng.below(2) == 0).then(|| started + b_delay + Duration::from_millis(20) + rng.micros(100_000));
+        let mut rng_a2 = Rng(rng.next());
+        let a = async {
+            run_owner(
+                &remote,
+                &mut journal_a,
+                &mut writer_a,
+                owners_a,
+                1,
+                a_events,
+                &mut rng_a,
+                &mut ledgers_a,
+            )
+            .await;
+            match a_back {
+                Some(at) => {
+                    // Around B's claim: before it (A still owns the guild: nothing to do),
+                    // during it, or after it.
+                    tokio::time::sleep_until(at).await;
+                    run_claimer(&remote, "a2", 4, Duration::ZERO, &mut rng_a2, Some(&mut journal_a))
+                        .await
+                }
                 None => None,
             }
         };
-        let ((), (), b, c) = tokio::join!(outage, a, b, c);
+        let b = run_claimer(&remote, "b", 2, b_delay, &mut rng_b, None);
+        let c = async {
+            match c_delay {
+                Some(d) => run_claimer(&remote, "c", 3, d, &mut rng_c, None).await,
+                None => None,
+            }
+        };
+        let ((), a2, b, c) = tokio::join!(outage, a, b, c);
+        tally.taken_back = u64::from(a2.is_some());
 
         // The final claim, on a healthy store, into an empty directory.
         store.set_down(false);
@@ -336,6 +373,7 @@ fn run_seed(seed: u64) -> Tally {
         );
 
         let mut owners: Vec<Ledger> = vec![ledger_a];
+        owners.extend(a2);
         owners.extend(b);
         owners.extend(c);
         owners.sort_by_key(|l| l.epoch);
@@ -401,6 +439,7 @@ fn no_acknowledged_event_is_lost_and_no_seq_has_two_owners() {
         }
         total.acked += t.acked;
         total.claims += t.claims;
+        total.taken_back += t.taken_back;
         total.final_seq += t.final_seq;
         total.requests += t.requests;
     }
@@ -417,4 +456,8 @@ fn no_acknowledged_event_is_lost_and_no_seq_has_two_owners() {
         "the simulation hands guilds over: {total:?}"
     );
     assert!(handovers_with_acks > 0);
+    assert!(
+        total.taken_back >= seeds / 8,
+        "old owners take guilds back: {total:?}"
+    );
 }

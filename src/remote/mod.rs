@@ -112,6 +112,22 @@ pub struct Claimed {
     pub epoch: u64,
     /// The guild's last sequence number after recovery (the next append takes `seq + 1`).
     pub seq: Seq,
+    /// The copy of the guild this directory held before, when the claim replaced it.
+    pub superseded: Option<Superseded>,
+}
+
+/// A directory's copy of a guild that a claim replaced with the store's (newer) history:
+/// moved, not deleted, because it may hold events this directory acknowledged locally
+/// (`always`, `batched`, `none`) that never reached the store before a newer owner claimed
+/// the guild. Those events are not part of the guild's history any more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Superseded {
+    /// Where the copy's files are now (`remote/superseded/<guild>-<epoch>-<unix_ms>/`).
+    pub path: PathBuf,
+    /// The epoch the copy was written under (0: the directory held no epoch).
+    pub epoch: u64,
+    /// The copy's last event, when it recovered (a copy left damaged by a crash may not).
+    pub seq: Option<Seq>,
 }
 
 /// An object store plus the key prefix reprise owns in it.
@@ -1397,8 +1413,10 @@ impl Remote {
     /// events after it into the (empty) guild directory, verifying every object, and
     /// recovers.
     ///
-    /// A directory that already holds the guild is refused ([`Error::ClaimConflict`]) unless
-    /// it holds the newest epoch already (then nothing is done).
+    /// A directory that already holds the guild as its newest owner is left as it is. One that
+    /// holds a guild never claimed in the store claims epoch 1 and keeps its history. One that
+    /// holds an older owner's copy (it was fenced, and takes the guild back) gets the store's
+    /// history in its place, and the copy is moved to [`Claimed::superseded`].
     ///
     /// # Errors
     /// [`Error::Fenced`] when another claim took the epoch first (or a newer one landed before
@@ -1419,6 +1437,9 @@ impl Remote {
         let record = Remote::owner_record(&local, guild)?;
         let epochs = self.claim_epochs(guild).await?;
         let newest = epochs.last().copied().unwrap_or(0);
+        // The epoch of the copy of the guild this directory holds, when a newer owner's
+        // history is to replace it (0: a copy without an epoch).
+        let mut superseding = None;
         if !local_files.is_empty() || record.is_some() {
             let ours = match &record {
                 Some(r) if r.epoch == newest => {
@@ -1426,22 +1447,30 @@ impl Remote {
                 }
                 _ => false,
             };
-            return match record {
-                Some(r) if ours => Ok(Claimed {
+            if ours {
+                return Ok(Claimed {
                     guild,
-                    epoch: r.epoch,
+                    epoch: newest,
                     seq: journal.state(guild)?.seq,
-                }),
-                _ => Err(Error::ClaimConflict {
+                    superseded: None,
+                });
+            }
+            if newest == 0 {
+                // A guild this directory started and never shipped: its first claim keeps
+                // the local history (the next shipping round uploads it).
+                let mut writer = self.writer(&local).await?;
+                let o = self.owner(&local, &mut writer, guild, owner).await?;
+                return Ok(Claimed {
                     guild,
-                    path: guild_dir,
-                    detail: format!(
-                        "the directory already holds guild {} (not as its newest owner); \
-                         claim into a directory without it",
-                        guild.0
-                    ),
-                }),
-            };
+                    epoch: o.epoch,
+                    seq: journal.state(guild)?.seq,
+                    superseded: None,
+                });
+            }
+            // An older owner's copy (this directory was fenced, or crashed mid-claim): the
+            // store's history replaces it once verified; the copy is kept aside, since it may
+            // hold events acknowledged locally that never reached the store.
+            superseding = Some(record.as_ref().map_or(0, |r| r.epoch));
         }
         let writer = self.writer(&local).await?;
         let epoch = newest + 1;
@@ -1450,6 +1479,11 @@ impl Remote {
         let mut cache = HashMap::new();
         self.read_history_retrying(journal, guild, &epochs, None, &mut cache)
             .await?;
+        if superseding.is_some() {
+            // Before the store is touched: a journal that cannot checkpoint (a poisoned log,
+            // a full disk) cannot set the copy aside, and the owner stays unfenced.
+            journal.checkpoint(false)?;
+        }
         let claim = ClaimRecord {
             guild: guild.0,
             epoch,
@@ -1470,7 +1504,20 @@ impl Remote {
         let (head, files) = self
             .read_history_retrying(journal, guild, &epochs, Some(&claim), &mut cache)
             .await?;
-        // Everything is verified: write it (the guild directory is empty), then recover.
+        // Everything is verified: set the superseded copy aside, write the history into the
+        // (now empty) guild directory, then recover.
+        let superseded = match superseding {
+            Some(old_epoch) => {
+                let seq = journal.state(guild).ok().map(|s| s.seq);
+                let path = layout::superseded_dir(journal.dir(), guild, old_epoch, now_unix_ms());
+                (journal.set_aside(guild, &path)? > 0).then_some(Superseded {
+                    path,
+                    epoch: old_epoch,
+                    seq,
+                })
+            }
+            None => None,
+        };
         if !files.is_empty() {
             for dir in [layout::guilds_dir(journal.dir()), guild_dir.clone()] {
                 storage
@@ -1516,7 +1563,12 @@ impl Remote {
                 return Err(self.fenced_by_claim(guild, n).await);
             }
         }
-        Ok(Claimed { guild, epoch, seq })
+        Ok(Claimed {
+            guild,
+            epoch,
+            seq,
+            superseded,
+        })
     }
 
     async fn read_history_retrying(

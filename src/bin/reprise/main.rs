@@ -374,8 +374,7 @@ pub(crate) fn exit_code(e: &Error) -> u8 {
         | Error::EventTooLarge { .. }
         | Error::KeyMismatch { .. }
         | Error::KeyInvalid { .. }
-        | Error::RemoteCorrupt { .. }
-        | Error::ClaimConflict { .. } => 2,
+        | Error::RemoteCorrupt { .. } => 2,
         Error::Locked { .. } | Error::Fenced { .. } => 3,
         Error::Io { .. } | Error::Poisoned { .. } | Error::Closed | Error::Remote { .. } => 4,
         Error::Compacted { .. }

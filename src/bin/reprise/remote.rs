@@ -123,6 +123,20 @@ pub(crate) fn claim(
             std::thread::sleep(pace);
         }
         let claimed = ctx.block_on(ctx.remote.claim(&mut journal, *g, &ctx.owner))?;
+        if let Some(old) = &claimed.superseded {
+            let held = old.seq.map_or_else(
+                || "a damaged history".to_string(),
+                |s| format!("events up to {s}"),
+            );
+            eprintln!(
+                "reprise: guild {}: this directory's copy from epoch {} ({held}) was replaced by the \
+                 store's history and kept in {} (events it acknowledged locally that never \
+                 reached the store are not part of the guild's history)",
+                g.0,
+                old.epoch,
+                old.path.display()
+            );
+        }
         print_json_line(
             out,
             &serde_json::json!({ "guild": claimed.guild.0, "epoch": claimed.epoch, "seq": claimed.seq }),
