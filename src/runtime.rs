@@ -408,12 +408,14 @@ impl Reprise {
 
     /// Makes this directory the owner of `guild` in the remote (see
     /// [`crate::remote::Remote::claim`]): fences the previous owner, downloads and verifies
-    /// the guild's history, recovers it, and continues its sequence. The directory must not
-    /// hold the guild yet (or hold it as its newest owner: then nothing is done).
+    /// the guild's history, recovers it, and continues its sequence. A directory holding an
+    /// older owner's copy of the guild (this runtime was fenced) has the copy set aside
+    /// ([`Claimed::superseded`]); one holding the newest epoch already does nothing. A
+    /// snapshot of the guild being written finishes first.
     ///
     /// # Errors
     /// [`Error::Fenced`] when another claim won; [`Error::RemoteCorrupt`] naming the object
-    /// (nothing local written); [`Error::ClaimConflict`]; [`Error::Remote`] for a store that
+    /// (nothing local written); local I/O errors; [`Error::Remote`] for a store that
     /// fails or a runtime opened without a remote.
     ///
     /// # Cancel safety
