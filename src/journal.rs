@@ -235,6 +235,41 @@ impl ScannedSegment {
     }
 }
 
+/// Creates `dir` and every missing ancestor, and makes their entries durable (fsync of the
+/// parent of each directory created): an acknowledged event in a journal directory created by
+/// this open must not vanish with the directory's entry after a power loss.
+fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    loop {
+        if storage
+            .exists(at)
+            .map_err(|e| Error::io("look up", at, e))?
+        {
+            break;
+        }
+        missing.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    storage
+        .create_dir_all(dir)
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    // Outermost first, so each entry is durable once its parent's is.
+    for created in missing.iter().rev() {
+        let parent = match created.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        storage
+            .sync_dir(parent)
+            .map_err(|e| Error::io("fsync directory", parent, e))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -276,9 +311,7 @@ impl Journal {
     ) -> Result<Journal> {
         let root = dir.as_ref().to_path_buf();
         if mode == OpenMode::ReadWrite {
-            storage
-                .create_dir_all(&root)
-                .map_err(|e| Error::io("create directory", &root, e))?;
+            create_dir_durably(storage.as_ref(), &root)?;
         }
         let lock_path = layout::lock_path(&root);
         let lock = match storage.lock(&lock_path, mode == OpenMode::ReadWrite) {
@@ -814,18 +847,16 @@ impl Journal {
         if names.is_empty() {
             return Ok(0);
         }
-        self.storage
-            .create_dir_all(to)
-            .map_err(|e| Error::io("create directory", to, e))?;
+        // The new directory's entry is durable before anything moves into it: a rename made
+        // durable into a directory whose own entry is not would take the file with it.
+        create_dir_durably(self.storage.as_ref(), to)?;
         for name in &names {
             let (from, into) = (dir.join(name), to.join(name));
             self.storage
                 .rename(&from, &into)
                 .map_err(|e| Error::io("rename", &from, e))?;
         }
-        // The new directory's entries, the directories created for it, and the emptied one.
-        let parents: Vec<&Path> = to.ancestors().skip(1).take(2).collect();
-        for d in [to].into_iter().chain(parents).chain([dir.as_path()]) {
+        for d in [to, dir.as_path()] {
             self.storage
                 .sync_dir(d)
                 .map_err(|e| Error::io("fsync directory", d, e))?;

@@ -86,6 +86,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// The OS error.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Whether a file or directory exists at `path`.
+    ///
+    /// # Errors
+    /// The OS error (other than "not found").
+    fn exists(&self, path: &Path) -> io::Result<bool>;
     /// Length of a file in bytes.
     ///
     /// # Errors
@@ -277,6 +282,14 @@ impl Storage for FsStorage {
             names.push(entry?.file_name().to_string_lossy().into_owned());
         }
         Ok(names)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        match fs::symlink_metadata(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn file_len(&self, path: &Path) -> io::Result<u64> {

@@ -1066,6 +1066,15 @@ impl Storage for SimStorage {
         }
     }
 
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        let mut g = self.inner();
+        g.begin(OpKind::List, path).map_err(Stop::into_io)?;
+        let comps = components(path)?;
+        Ok(g.fs
+            .lookup(&comps)
+            .is_some_and(|ino| g.fs.nodes.contains_key(&ino)))
+    }
+
     fn file_len(&self, path: &Path) -> io::Result<u64> {
         let mut g = self.inner();
         g.begin(OpKind::FileLen, path).map_err(Stop::into_io)?;

@@ -1232,6 +1232,23 @@ fn regression_an_acknowledged_append_survives_a_power_loss_in_a_new_journal() {
 }
 
 #[test]
+fn regression_an_acknowledged_append_survives_a_power_loss_in_a_journal_directory_it_created() {
+    // Nothing exists: the open creates the journal directory and its parent.
+    let storage = Arc::new(SimStorage::new(3));
+    let mut j = open(&storage, &Config::default()).unwrap();
+    let e = Event::from_json(r#"{"type":"volume_set","volume":80}"#).unwrap();
+    assert_eq!(j.append(GuildId(1), &e, Durability::Always).unwrap(), 1);
+    let not_durable = undurable_entries(&storage);
+    let crashed = Arc::new(storage.crash(CrashMode::DropUnsynced));
+    let mut j = open(&crashed, &Config::default()).unwrap();
+    assert_eq!(
+        j.state(GuildId(1)).unwrap().seq,
+        1,
+        "entries not durable at the acknowledgement: {not_durable:?}"
+    );
+}
+
+#[test]
 fn regression_appends_after_a_process_restart_survive_a_power_loss() {
     let storage = fresh_storage(2);
     let g = GuildId(5);

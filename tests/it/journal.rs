@@ -181,6 +181,9 @@ impl reprise::storage::Storage for CountingStorage {
     fn list(&self, d: &std::path::Path) -> std::io::Result<Vec<String>> {
         reprise::storage::FsStorage.list(d)
     }
+    fn exists(&self, p: &std::path::Path) -> std::io::Result<bool> {
+        reprise::storage::FsStorage.exists(p)
+    }
     fn file_len(&self, p: &std::path::Path) -> std::io::Result<u64> {
         reprise::storage::FsStorage.file_len(p)
     }

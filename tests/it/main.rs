@@ -27,3 +27,5 @@ mod model;
 mod restore;
 /// The tokio runtime handle: group commit order, shutdown, dropped futures, subscriptions.
 mod runtime;
+/// Taking a guild back from a newer owner, with a power loss at every storage operation.
+mod takeback;
