@@ -670,3 +670,54 @@ fn claiming_a_guild_never_shipped_keeps_its_local_history_as_epoch_1() {
     );
     assert_eq!(state(&b, &store), before);
 }
+
+#[test]
+fn a_missing_object_in_the_middle_of_the_history_makes_claim_exit_2_naming_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, store) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("store"),
+    );
+    let lines: Vec<String> = (0..12)
+        .map(|v| format!("{{\"type\": \"volume_set\", \"volume\": {v}}}"))
+        .collect();
+    // Four runs: at least one object of A's writer log each.
+    for part in lines.chunks(3) {
+        let acked = ok(&run(
+            &a,
+            &store,
+            &["apply", "--guild", GUILD, "--durability", "remote"],
+            Some(&(part.join("\n") + "\n")),
+        ));
+        assert_eq!(acked.lines().count(), 3);
+    }
+    let writers: Vec<_> = std::fs::read_dir(store.join("writers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(writers.len(), 1);
+    let mut objects: Vec<_> = std::fs::read_dir(&writers[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    objects.sort();
+    assert!(objects.len() >= 4, "{objects:?}");
+    std::fs::remove_file(&objects[1]).unwrap();
+    let out = run(&b, &store, &["claim", "--guild", GUILD], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let named = objects[2..]
+        .iter()
+        .any(|o| stderr.contains(&o.strip_prefix(&store).unwrap().display().to_string()));
+    assert!(
+        named && stderr.contains("gap in the guild's remote history: events"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    // Nothing written locally, nothing claimed remotely.
+    assert!(!b.join("guilds").exists());
+    assert!(!store
+        .join(format!("guilds/{GUILD}/claim/{:020}", 2))
+        .exists());
+}

@@ -1757,8 +1757,8 @@ impl Remote {
                         &key,
                         None,
                         format!(
-                            "gap in the guild's remote history: events {next}..{} are missing",
-                            entry.first
+                            "gap in the guild's remote history: events {next} to {} are missing",
+                            entry.first - 1
                         ),
                     ))));
                 }
