@@ -207,7 +207,7 @@ impl Shipper {
     }
 
     async fn round_inner(&mut self) -> Result<()> {
-        if self.targets.is_empty() {
+        if self.targets.is_empty() && self.snapshots.is_empty() {
             return Ok(());
         }
         if self.writer.is_none() {
@@ -216,13 +216,17 @@ impl Shipper {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        // Ownership of guilds met for the first time (claims epoch 1 of a new guild).
-        let new: Vec<GuildId> = self
+        // Ownership of guilds met for the first time (claims epoch 1 of a new guild), with new
+        // events or a snapshot to store (a guild just claimed may have only the latter).
+        let mut new: Vec<GuildId> = self
             .targets
             .keys()
+            .chain(self.snapshots.keys())
             .filter(|g| !self.owners.contains_key(g))
             .copied()
             .collect();
+        new.sort_unstable();
+        new.dedup();
         for guild in new {
             match self
                 .remote

@@ -248,3 +248,64 @@ async fn remote_durability_without_a_remote_is_refused() {
     assert!(rt.claim(GuildId(1)).await.is_err());
     rt.shutdown().await.unwrap();
 }
+
+/// The keys under `prefix` in the store.
+async fn keys(store: &FaultyStore, prefix: &str) -> Vec<String> {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStore;
+    let prefix = object_store::path::Path::from(prefix);
+    let listed: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+    listed.into_iter().map(|m| m.location.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_holding_a_moved_guild_are_released_once_its_new_owner_stores_a_snapshot() {
+    let (store, remote) = store();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (moved, kept) = (GuildId(42), GuildId(43));
+    let rt_a = Reprise::open_with_remote(a.path(), Config::default(), options(&remote, "a"))
+        .await
+        .unwrap();
+    // Both guilds in every batch A writes.
+    for i in 0..10u16 {
+        let (x, y) = tokio::join!(
+            rt_a.append_with(moved, volume(i), Durability::Remote),
+            rt_a.append_with(kept, volume(i), Durability::Remote)
+        );
+        x.unwrap();
+        y.unwrap();
+    }
+    let written = keys(&store, "fleet/writers").await.len();
+    assert!(written >= 5, "{written} objects");
+
+    // B takes the moved guild and stores a snapshot of it; A learns of it at its next round.
+    let rt_b = Reprise::open_with_remote(b.path(), Config::default(), options(&remote, "b"))
+        .await
+        .unwrap();
+    assert_eq!(rt_b.claim(moved).await.unwrap().seq, 10);
+    rt_b.snapshot_now(moved).await.unwrap();
+    rt_b.ship_now().await.unwrap();
+    rt_a.append(moved, volume(99)).await.unwrap();
+    rt_a.ship_now().await.unwrap();
+    assert!(matches!(
+        rt_a.append(moved, volume(98)).await,
+        Err(Error::Fenced { .. })
+    ));
+    // A snapshot of the guild A kept lets A's retention run: every batch before A's newest
+    // is held by a snapshot now (the kept guild's, or the moved guild's at its new owner).
+    rt_a.append(kept, volume(500)).await.unwrap();
+    rt_a.snapshot_now(kept).await.unwrap();
+    rt_a.ship_now().await.unwrap();
+    let left = keys(&store, "fleet/writers").await;
+    assert!(
+        left.len() <= 3,
+        "A's newest batch and the fence B left stay, the rest goes: {left:?}"
+    );
+    rt_a.shutdown().await.unwrap();
+    rt_b.shutdown().await.unwrap();
+    // Both guilds still claim whole.
+    let (seq, state) = claim_elsewhere(&remote, moved).await;
+    assert_eq!((seq, state["player"]["volume"].as_u64()), (10, Some(9)));
+    let (seq, state) = claim_elsewhere(&remote, kept).await;
+    assert_eq!((seq, state["player"]["volume"].as_u64()), (11, Some(500)));
+}

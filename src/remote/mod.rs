@@ -78,6 +78,19 @@ pub fn no_answer(remote: &Remote, op: &'static str, within: Duration) -> Error {
 /// position before it gives up (the writer is then clearly alive and busy).
 const FENCE_ATTEMPTS_MAX: u32 = 64;
 
+/// The notices a claim left, with when it left each.
+type Notices = Vec<(ObjectPath, std::time::Instant)>;
+
+/// A claim writes fences only within this time of leaving its notice; later, it gives up
+/// (without writing one) and can be run again.
+pub const NOTICE_FENCE_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// A notice older than this (by the store's clock against the writer's) was left by a claim
+/// that can no longer write a fence ([`NOTICE_FENCE_WINDOW`]): retention removes it and goes
+/// on. The margin over the window bounds the clock skew tolerated between a writer and the
+/// store.
+pub const NOTICE_AGE_MAX: Duration = Duration::from_secs(60 * 60);
+
 /// How many times a claim reads the history again when an object it listed was deleted
 /// meanwhile (retention by the live owner).
 const READ_ATTEMPTS_MAX: u32 = 4;
@@ -472,10 +485,13 @@ impl Remote {
         self.key(&format!("writers/{writer}/{position:020}"))
     }
 
-    /// The key of the notice a claim leaves for writer `writer` before it reads that
-    /// writer's log to fence `epoch` of `guild` (see [`Remote::retain`]).
-    pub fn notice_key(&self, writer: &str, guild: GuildId, epoch: u64) -> ObjectPath {
-        self.key(&format!("notices/{writer}/{:020}-{epoch:020}", guild.0))
+    /// The key of the notice the claim of epoch `by` leaves for writer `writer` before it
+    /// reads that writer's log to fence `epoch` of `guild` (see [`Remote::retain`]).
+    pub fn notice_key(&self, writer: &str, guild: GuildId, epoch: u64, by: u64) -> ObjectPath {
+        self.key(&format!(
+            "notices/{writer}/{:020}-{epoch:020}-{by:020}",
+            guild.0
+        ))
     }
 
     /// The key of the snapshot of `guild` at `seq` uploaded by the owner of `epoch`.
@@ -1306,8 +1322,10 @@ impl Remote {
     }
 
     /// Remote retention, which follows local retention: deletes this writer's batch objects
-    /// whose every entry is held by a newer snapshot its owner stored in the remote
-    /// ([`Owner::snapshot_stored`]), and each guild's older snapshots of the same epoch.
+    /// whose every entry is held by a newer snapshot in the remote (its owner's,
+    /// [`Owner::snapshot_stored`]; for a guild a newer owner claimed, one of any newer epoch),
+    /// and each guild's older snapshots of the same epoch. Nothing is deleted while a claim's
+    /// notice for this writer is younger than [`NOTICE_AGE_MAX`] (older ones are removed).
     /// Only objects this process wrote or read are considered, the newest position is kept
     /// (it tells the next process where the log goes on), and fences are never deleted.
     /// Returns the objects deleted.
@@ -1318,39 +1336,62 @@ impl Remote {
     /// # Errors
     /// [`Error::Remote`] (what was deleted before stays deleted).
     pub async fn retain(&self, writer: &mut Writer, owners: &mut [Owner]) -> Result<u64> {
-        // A claim leaves a notice before it lists this log to fence a guild. With one for an
-        // epoch this writer still holds, a fence may be on its way to the position after the
-        // claim's listing: nothing is deleted until this writer has met that fence. Without
-        // one, every later claim lists the log after `head` exists (it is never deleted), so
-        // its fence lands after every position deleted here.
+        // A claim leaves a notice before it lists this log to fence a guild, and removes it
+        // once it is done. While one is there, a fence may be on its way to the position
+        // after the claim's listing, which may lie below `head` — even when this writer met
+        // another claim's fence for that epoch already (two claims at once): nothing is
+        // deleted. Without one, every later claim lists the log after `head` exists (it is
+        // never deleted), so its fence lands after every position deleted here. A notice
+        // older than NOTICE_AGE_MAX is from a claim that died: claims write fences only
+        // within NOTICE_FENCE_WINDOW of their notice, so it is removed.
         let head = writer.head;
-        let (notices, _) = self.list(&format!("notices/{}", writer.name)).await?;
-        let mut cleared = Vec::new();
-        for name in &notices {
-            let Some((g, e)) = name
-                .split_once('-')
-                .and_then(|(g, e)| Some((parse_num(g)?, parse_num(e)?)))
-            else {
-                continue;
-            };
-            let held = owners.iter().find(|me| me.guild.0 == g && me.epoch == e);
-            match held {
-                Some(me) if me.fenced_by.is_none() => return Ok(0),
-                // Met its fence: the notice has done its work.
-                Some(_) => cleared.push(self.notice_key(&writer.name, GuildId(g), e)),
-                None => {}
+        let prefix = self.key(&format!("notices/{}", writer.name));
+        let notices: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| remote_err("list", &prefix, e))?;
+        let now_ms = now_unix_ms();
+        let mut abandoned = Vec::new();
+        for notice in notices {
+            let stored_ms = u64::try_from(notice.last_modified.timestamp_millis()).unwrap_or(0);
+            let age = Duration::from_millis(now_ms.saturating_sub(stored_ms));
+            if age < NOTICE_AGE_MAX {
+                return Ok(0);
             }
+            abandoned.push(notice.location);
         }
         let mut deleted = 0;
-        for key in cleared {
+        for key in abandoned {
             self.delete(&key).await?;
             deleted += 1;
         }
-        let covered: HashMap<(u64, u64), Seq> = owners
+        let mut covered: HashMap<(u64, u64), Seq> = owners
             .iter()
             .filter(|me| me.fenced_by.is_none() && me.snapshot_stored > 0)
             .map(|me| ((me.guild.0, me.epoch), me.snapshot_stored))
             .collect();
+        // A fenced epoch's entries before its fence are all in the guild's history, so a
+        // snapshot of a newer epoch at or after an entry's last event holds it too (a claim
+        // starts from the newest snapshot, and reads again when one appears while it reads).
+        // Without this, the batches holding a moved guild's last entries would stay forever.
+        for me in owners.iter().filter(|me| me.fenced_by.is_some()) {
+            let key = (me.guild.0, me.epoch);
+            if !writer.index.contains_key(&key) {
+                continue;
+            }
+            let newer = self
+                .snapshots(me.guild)
+                .await?
+                .into_iter()
+                .filter(|&(_, e)| e > me.epoch)
+                .map(|(s, _)| s)
+                .max();
+            if let Some(s) = newer {
+                covered.insert(key, s);
+            }
+        }
         // Position → every (guild, epoch) entry there, with its last event.
         type Entries = Vec<((u64, u64), Seq)>;
         let mut by_position: BTreeMap<u64, Entries> = BTreeMap::new();
@@ -1477,7 +1518,8 @@ impl Remote {
         // Read and check the history as it stands before writing anything anywhere: damaged
         // or missing objects fail the claim with the store untouched (the owner is not fenced).
         let mut cache = HashMap::new();
-        self.read_history_retrying(journal, guild, &epochs, None, &mut cache)
+        let mut notices = Notices::new();
+        self.read_history_retrying(journal, guild, &epochs, None, &mut cache, &mut notices)
             .await?;
         if superseding.is_some() {
             // Before the store is touched: a journal that cannot checkpoint (a poisoned log,
@@ -1502,8 +1544,22 @@ impl Remote {
         // Now close the older epochs and read the final history (objects read in the first
         // pass are immutable and come from the cache).
         let (head, files) = self
-            .read_history_retrying(journal, guild, &epochs, Some(&claim), &mut cache)
+            .read_history_retrying(
+                journal,
+                guild,
+                &epochs,
+                Some(&claim),
+                &mut cache,
+                &mut notices,
+            )
             .await?;
+        // Every fence is written: the notices have done their work (one left behind, by an
+        // error or a crash, stops the writer's retention until it is NOTICE_AGE_MAX old).
+        for (key, _) in &notices {
+            if let Err(e) = self.delete(key).await {
+                tracing::warn!("reprise: claim: could not remove the notice {key}: {e}");
+            }
+        }
         // Everything is verified: set the superseded copy aside, write the history into the
         // (now empty) guild directory, then recover.
         let superseded = match superseding {
@@ -1578,12 +1634,13 @@ impl Remote {
         epochs: &[u64],
         fence: Option<&ClaimRecord>,
         cache: &mut HashMap<(String, u64), LogObject>,
+        notices: &mut Notices,
     ) -> Result<(Seq, Vec<(PathBuf, Vec<u8>)>)> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self
-                .read_history(journal, guild, epochs, fence, cache)
+                .read_history(journal, guild, epochs, fence, cache, notices)
                 .await
             {
                 Err(History::Vanished(_)) if attempt < READ_ATTEMPTS_MAX => {}
@@ -1611,6 +1668,7 @@ impl Remote {
         epochs: &[u64],
         fence: Option<&ClaimRecord>,
         cache: &mut HashMap<(String, u64), LogObject>,
+        notices: &mut Notices,
     ) -> std::result::Result<(Seq, Vec<(PathBuf, Vec<u8>)>), History> {
         // Snapshots, newest first: (seq, epoch).
         let mut candidates: Vec<(Seq, u64)> = self
@@ -1633,7 +1691,7 @@ impl Remote {
                     continue;
                 }
                 let c = self.read_claim(guild, e).await?;
-                let log = self.close_epoch(guild, &c, fence, cache).await?;
+                let log = self.close_epoch(guild, &c, fence, cache, notices).await?;
                 if log.vanished {
                     return Err(History::Vanished(None));
                 }
@@ -1675,14 +1733,23 @@ impl Remote {
         claim: &ClaimRecord,
         fence: Option<&ClaimRecord>,
         cache: &mut HashMap<(String, u64), LogObject>,
+        notices: &mut Notices,
     ) -> Result<EpochLog> {
         let writer = claim.writer.as_str();
-        if fence.is_some() {
+        let mut noticed = std::time::Instant::now();
+        if let Some(by) = fence {
             // Before the log is listed: the writer's retention sees it and deletes nothing
-            // from then on, so the fence can never land on a deleted position (which the
-            // writer has passed, and would never look at again).
-            let notice = self.notice_key(writer, guild, claim.epoch);
-            self.create(&notice, Vec::new()).await?;
+            // while it is there, so the fence can never land on a deleted position (which the
+            // writer has passed, and would never look at again). Removed when the claim ends.
+            let notice = self.notice_key(writer, guild, claim.epoch, by.epoch);
+            match notices.iter().find(|(key, _)| *key == notice) {
+                // Left by an earlier reading of this claim: its age counts from then.
+                Some(&(_, at)) => noticed = at,
+                None => {
+                    self.create(&notice, Vec::new()).await?;
+                    notices.push((notice, noticed));
+                }
+            }
         }
         let mut log = self
             .read_epoch(writer, guild, claim.epoch, claim.start, cache)
@@ -1701,6 +1768,18 @@ impl Remote {
                 owner: by.owner.clone(),
             });
             let position = log.last_position + 1;
+            if noticed.elapsed() > NOTICE_FENCE_WINDOW {
+                // Retention may treat the notice as abandoned by now: no fence from here.
+                return Err(Error::Remote {
+                    op: "fence",
+                    key: self.writer_key(writer, position).to_string(),
+                    source: format!(
+                        "the claim took longer than {} s since its notice; no fence was written, claim again",
+                        NOTICE_FENCE_WINDOW.as_secs()
+                    )
+                    .into(),
+                });
+            }
             if self
                 .create(&self.writer_key(writer, position), marker)
                 .await?
