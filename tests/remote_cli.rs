@@ -625,6 +625,9 @@ fn the_fenced_old_owner_claims_the_guild_back_and_keeps_its_own_copy_aside() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Every claim removed the notices it left for the writers it fenced.
+    let notices: Vec<_> = walkdir_files(&store.join("notices"));
+    assert!(notices.is_empty(), "{notices:?}");
     // Claiming again changes nothing.
     let again = claim(&a, &store, "a");
     assert_eq!(
@@ -720,4 +723,21 @@ fn a_missing_object_in_the_middle_of_the_history_makes_claim_exit_2_naming_the_n
     assert!(!store
         .join(format!("guilds/{GUILD}/claim/{:020}", 2))
         .exists());
+}
+
+/// Every file under `dir`, recursively (none when it does not exist).
+fn walkdir_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walkdir_files(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
