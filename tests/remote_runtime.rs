@@ -309,3 +309,53 @@ async fn batches_holding_a_moved_guild_are_released_once_its_new_owner_stores_a_
     let (seq, state) = claim_elsewhere(&remote, kept).await;
     assert_eq!((seq, state["player"]["volume"].as_u64()), (11, Some(500)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_stops_retention_until_it_is_older_than_a_claim_can_take() {
+    use object_store::ObjectStore;
+    use reprise::remote::{LocalDir, NOTICE_AGE_MAX};
+    let (store, remote) = store();
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(dir.path(), Config::default()).unwrap();
+    let guild = GuildId(42);
+    let local = LocalDir::of(&journal);
+    let mut writer = remote.writer(&local).await.unwrap();
+    let mut owners = vec![remote.owner(&local, &mut writer, guild, "a").await.unwrap()];
+    for round in 0..3u16 {
+        for i in 0..5 {
+            journal
+                .append(guild, &volume(round * 10 + i), Durability::Always)
+                .unwrap();
+        }
+        remote
+            .ship_events(&mut journal, &mut writer, &mut owners)
+            .await
+            .unwrap();
+    }
+    journal.snapshot_now(guild).unwrap();
+    remote
+        .ship_snapshots(&LocalDir::of(&journal), &mut owners[0])
+        .await
+        .unwrap();
+    let batches = keys(&store, "fleet/writers").await;
+    assert_eq!(batches.len(), 3, "{batches:?}");
+    // The notice of a claim that died before it fenced anything (epoch 2 never came).
+    let name = batches[0].split('/').nth(2).unwrap();
+    let notice = remote.notice_key(name, guild, 1, 2);
+    store
+        .put_opts(&notice, Vec::<u8>::new().into(), Default::default())
+        .await
+        .unwrap();
+
+    assert_eq!(remote.retain(&mut writer, &mut owners).await.unwrap(), 0);
+    assert_eq!(keys(&store, "fleet/writers").await, batches);
+    // An hour on, no claim can still write a fence behind it: the notice goes, and so do
+    // the batches the snapshot holds (all but the newest position).
+    store.age_objects(NOTICE_AGE_MAX + std::time::Duration::from_secs(60));
+    let deleted = remote.retain(&mut writer, &mut owners).await.unwrap();
+    assert_eq!(deleted, 3, "the notice and two batches");
+    assert!(keys(&store, "fleet/notices").await.is_empty());
+    assert_eq!(keys(&store, "fleet/writers").await, batches[2..].to_vec());
+    let (seq, state) = claim_elsewhere(&remote, guild).await;
+    assert_eq!((seq, state["player"]["volume"].as_u64()), (15, Some(24)));
+}

@@ -49,6 +49,8 @@ pub struct FaultyStore {
     puts: AtomicU64,
     gets: AtomicU64,
     lists: AtomicU64,
+    /// Milliseconds every listed object's `last_modified` is moved back by.
+    aged_ms: AtomicU64,
 }
 
 impl fmt::Debug for FaultyStore {
@@ -81,7 +83,16 @@ impl FaultyStore {
             puts: AtomicU64::new(0),
             gets: AtomicU64::new(0),
             lists: AtomicU64::new(0),
+            aged_ms: AtomicU64::new(0),
         }
+    }
+
+    /// From now on, listings show every object as modified `by` earlier than it was: the
+    /// objects have aged (as if that much time had passed), for time-based rules such as
+    /// [`crate::remote::NOTICE_AGE_MAX`].
+    pub fn age_objects(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.aged_ms.store(ms, Ordering::SeqCst);
     }
 
     /// Changes the faults from now on.
@@ -183,8 +194,22 @@ impl ObjectStore for FaultyStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        use futures_util::StreamExt;
         self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(prefix)
+        let aged = Duration::from_millis(self.aged_ms.load(Ordering::SeqCst));
+        if aged.is_zero() {
+            return self.inner.list(prefix);
+        }
+        self.inner
+            .list(prefix)
+            .map(move |meta| {
+                meta.map(|mut m| {
+                    let at = std::time::SystemTime::from(m.last_modified);
+                    m.last_modified = at.checked_sub(aged).unwrap_or(at).into();
+                    m
+                })
+            })
+            .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
