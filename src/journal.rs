@@ -312,6 +312,16 @@ impl Journal {
         let root = dir.as_ref().to_path_buf();
         if mode == OpenMode::ReadWrite {
             create_dir_durably(storage.as_ref(), &root)?;
+        } else if !storage
+            .exists(&root)
+            .map_err(|e| Error::io("look up", &root, e))?
+        {
+            // Said plainly, rather than as a failure to lock a file inside it.
+            return Err(Error::io(
+                "open the journal",
+                &root,
+                io::Error::new(io::ErrorKind::NotFound, "the directory does not exist"),
+            ));
         }
         let lock_path = layout::lock_path(&root);
         let lock = match storage.lock(&lock_path, mode == OpenMode::ReadWrite) {

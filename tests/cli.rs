@@ -332,3 +332,25 @@ fn bench_quick_with_a_file_remote_adds_the_remote_rows_and_cleans_up() {
     assert!(!store.exists(), "the store directory is left behind");
     assert!(!dir.exists(), "the local directory is left behind");
 }
+
+#[test]
+fn reading_a_directory_that_does_not_exist_says_so_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("typo");
+    for args in [
+        &["state", "--guild", "5"][..],
+        &["verify"],
+        &["inspect"],
+        &["dump", "--guild", "5"],
+    ] {
+        let out = support::reprise(&dir, args, None);
+        let err = support::stderr(&out);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {err}");
+        assert!(
+            err.contains(&dir.display().to_string()) && err.contains("does not exist"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+        assert!(!dir.exists(), "{args:?} created the directory");
+    }
+}
