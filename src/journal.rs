@@ -240,8 +240,7 @@ impl ScannedSegment {
 /// this open must not vanish with the directory's entry after a power loss.
 fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<()> {
     let mut missing = Vec::new();
-    let mut at = dir;
-    loop {
+    for at in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
         if storage
             .exists(at)
             .map_err(|e| Error::io("look up", at, e))?
@@ -249,20 +248,13 @@ fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<()> {
             break;
         }
         missing.push(at);
-        match at.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
-            _ => break,
-        }
     }
     storage
         .create_dir_all(dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
     // Outermost first, so each entry is durable once its parent's is.
     for created in missing.iter().rev() {
-        let parent = match created.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let parent = crate::storage::parent_dir(created);
         storage
             .sync_dir(parent)
             .map_err(|e| Error::io("fsync directory", parent, e))?;
@@ -849,11 +841,10 @@ impl Journal {
             }
         }
         let dir = layout::guild_dir(&self.root, guild);
-        let names = match self.storage.list(&dir) {
-            Ok(names) => names,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(Error::io("list", &dir, e)),
-        };
+        let names = self
+            .storage
+            .list(&dir)
+            .map_err(|e| Error::io("list", &dir, e))?;
         if names.is_empty() {
             return Ok(0);
         }

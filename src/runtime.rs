@@ -442,21 +442,12 @@ impl Reprise {
         pace: Duration,
     ) -> Result<Vec<Claimed>> {
         let remote = self.inner.remote.as_ref().ok_or_else(no_remote)?;
-        if shards == 0 || shard >= shards {
-            return Err(Error::Remote {
-                op: "claim",
-                key: remote.url().to_string(),
-                source: format!("shard {shard} is not below the shard count {shards}").into(),
-            });
-        }
         let mut claimed = Vec::new();
-        for guild in remote.guilds().await? {
-            if (guild.0 >> 22) % shards == shard {
-                if !claimed.is_empty() && !pace.is_zero() {
-                    tokio::time::sleep(pace).await;
-                }
-                claimed.push(self.claim(guild).await?);
+        for guild in remote.shard_guilds(shard, shards).await? {
+            if !claimed.is_empty() && !pace.is_zero() {
+                tokio::time::sleep(pace).await;
             }
+            claimed.push(self.claim(guild).await?);
         }
         Ok(claimed)
     }

@@ -22,7 +22,7 @@
 //! - A guild found fenced is reported to the actor, which fails every later append to it
 //!   with [`Error::Fenced`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -218,15 +218,13 @@ impl Shipper {
         };
         // Ownership of guilds met for the first time (claims epoch 1 of a new guild), with new
         // events or a snapshot to store (a guild just claimed may have only the latter).
-        let mut new: Vec<GuildId> = self
+        let new: BTreeSet<GuildId> = self
             .targets
             .keys()
             .chain(self.snapshots.keys())
             .filter(|g| !self.owners.contains_key(g))
             .copied()
             .collect();
-        new.sort_unstable();
-        new.dedup();
         for guild in new {
             match self
                 .remote

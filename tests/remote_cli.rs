@@ -1,7 +1,6 @@
 //! Black-box tests of `ship`, `claim`, `--remote` and `apply --durability remote` through the
 //! binary, with a `file://` remote; separate directories stand for separate machines.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -206,38 +205,14 @@ fn sigkill_during_remote_apply_keeps_every_printed_seq() {
         tmp.path().join("store"),
     );
     let input = events(12, 2000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
+    let mut apply = Command::new(env!("CARGO_BIN_EXE_reprise"));
+    apply
         .args(["--dir", a.to_str().unwrap()])
         .args(["--remote", &format!("file://{}", store.display())])
-        .args(["apply", "--guild", GUILD, "--durability", "remote"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        for line in input.lines() {
-            if writeln!(stdin, "{line}").is_err() {
-                return;
-            }
-        }
-    });
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut last = 0;
-    let mut line = String::new();
+        .args(["apply", "--guild", GUILD, "--durability", "remote"]);
     // Kill it once it has acknowledged 150 events, whatever it is doing then.
-    while last < 150 {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "apply ended early"
-        );
-        last = seqs(&line)[0];
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let _ = feeder.join();
+    let (acked, _) = support::kill_after_acks(apply, input, 150);
+    let last = acked[acked.len() - 1];
     let claimed = claim(&b, &store, "b");
     assert!(
         claimed["seq"].as_u64().unwrap() >= last,

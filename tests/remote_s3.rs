@@ -136,6 +136,25 @@ fn try_http(
     Ok((status, answer[end + 4..].to_vec()))
 }
 
+/// `object_store`'s S3 client of the bucket on `server` (as a tool other than `reprise`
+/// would use it), with a runtime to drive it.
+fn s3_client(server: &Server) -> (object_store::aws::AmazonS3, tokio::runtime::Runtime) {
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_endpoint(format!("http://127.0.0.1:{}", server.port))
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (store, rt)
+}
+
 /// The keys of the bucket under `prefix`, listed through plain HTTP.
 fn keys(server: &Server, prefix: &str) -> Vec<String> {
     let target = format!("/{BUCKET}?list-type=2&prefix={prefix}");
@@ -244,19 +263,7 @@ fn ship_claim_and_fencing_against_moto() {
 fn moto_honours_create_if_absent() {
     use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
     let Some(server) = moto() else { return };
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_endpoint(format!("http://127.0.0.1:{}", server.port))
-        .with_region("us-east-1")
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_allow_http(true)
-        .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (store, rt) = s3_client(&server);
     rt.block_on(async {
         let key = object_store::path::Path::from("x/once");
         let create = || PutOptions::from(PutMode::Create);
@@ -483,19 +490,7 @@ fn bench_quick_with_remote_rows_against_moto() {
         url.starts_with(&format!("s3://{BUCKET}/fleet/bench-")),
         "{url}"
     );
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_endpoint(format!("http://127.0.0.1:{}", server.port))
-        .with_region("us-east-1")
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_allow_http(true)
-        .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (store, rt) = s3_client(&server);
     let left: Vec<_> = rt.block_on(async {
         use futures_util::TryStreamExt;
         store
@@ -542,44 +537,18 @@ fn sigkill_during_remote_apply_keeps_every_printed_seq_against_moto() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     const SEED: u64 = 12;
     let input = events(SEED, 2000);
-    let mut child = command(
+    // Kill it once it has acknowledged 150 events, whatever it is doing then.
+    let apply = command(
         &server,
         &a,
         &["apply", "--guild", GUILD, "--durability", "remote"],
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        for event in &input {
-            if stdin.write_all(event.as_bytes()).is_err() {
-                return;
-            }
-        }
-    });
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut last = 0;
-    let mut line = String::new();
-    // Kill it once it has acknowledged 150 events, whatever it is doing then.
-    while last < 150 {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "apply ended early"
-        );
-        let seq = seq_of(&line);
-        assert_eq!(seq, last + 1, "acknowledgements in order");
-        last = seq;
+    );
+    let (acked, rest) = support::kill_after_acks(apply, input.concat(), 150);
+    for (i, &seq) in acked.iter().enumerate() {
+        assert_eq!(seq, i as u64 + 1, "acknowledgements in order");
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let _ = feeder.join();
+    let mut last = acked[acked.len() - 1];
     // What the process printed before it died, and had not been read yet, counts as well.
-    let mut rest = String::new();
-    reader.read_to_string(&mut rest).unwrap();
     for line in rest.lines().filter(|l| l.ends_with('}')) {
         last = last.max(seq_of(line));
     }

@@ -467,7 +467,8 @@ impl Remote {
         &self.store
     }
 
-    fn key(&self, rel: &str) -> ObjectPath {
+    /// The key of `rel` under this remote's prefix.
+    pub fn key(&self, rel: &str) -> ObjectPath {
         if self.prefix.is_empty() {
             ObjectPath::from(rel)
         } else {
@@ -853,13 +854,9 @@ impl Remote {
         // Batches this epoch's snapshots made obsolete may be gone ([`Remote::retain`]): the
         // newest of them says how far the epoch got too.
         let snapshot_stored = self
-            .snapshots(guild)
+            .newest_snapshot(guild, |e| e == record.epoch)
             .await?
-            .iter()
-            .filter(|&&(_, e)| e == record.epoch)
-            .map(|&(s, _)| s)
-            .max()
-            .unwrap_or(0);
+            .map_or(0, |(s, _)| s);
         Ok(Owner {
             guild,
             epoch: record.epoch,
@@ -1321,6 +1318,21 @@ impl Remote {
             .collect())
     }
 
+    /// The guild's newest snapshot in the remote among those of the epochs `keep` accepts:
+    /// (seq, epoch).
+    async fn newest_snapshot(
+        &self,
+        guild: GuildId,
+        keep: impl Fn(u64) -> bool,
+    ) -> Result<Option<(Seq, u64)>> {
+        Ok(self
+            .snapshots(guild)
+            .await?
+            .into_iter()
+            .filter(|&(_, e)| keep(e))
+            .max())
+    }
+
     /// Remote retention, which follows local retention: deletes this writer's batch objects
     /// whose every entry is held by a newer snapshot in the remote (its owner's,
     /// [`Owner::snapshot_stored`]; for a guild a newer owner claimed, one of any newer epoch),
@@ -1381,14 +1393,8 @@ impl Remote {
             if !writer.index.contains_key(&key) {
                 continue;
             }
-            let newer = self
-                .snapshots(me.guild)
-                .await?
-                .into_iter()
-                .filter(|&(_, e)| e > me.epoch)
-                .map(|(s, _)| s)
-                .max();
-            if let Some(s) = newer {
+            let newer = self.newest_snapshot(me.guild, |e| e > me.epoch).await?;
+            if let Some((s, _)) = newer {
                 covered.insert(key, s);
             }
         }
@@ -1446,6 +1452,24 @@ impl Remote {
             .filter_map(|n| layout::parse_guild_dir(n))
             .collect();
         guilds.sort_unstable();
+        Ok(guilds)
+    }
+
+    /// The guilds of Discord shard `shard` of `shards` (`(guild >> 22) % shards == shard`)
+    /// with anything in the remote, ascending.
+    ///
+    /// # Errors
+    /// [`Error::Remote`], also when `shard` is not below `shards`.
+    pub async fn shard_guilds(&self, shard: u64, shards: u64) -> Result<Vec<GuildId>> {
+        if shards == 0 || shard >= shards {
+            return Err(Error::Remote {
+                op: "claim",
+                key: self.url().to_string(),
+                source: format!("shard {shard} is not below the shard count {shards}").into(),
+            });
+        }
+        let mut guilds = self.guilds().await?;
+        guilds.retain(|g| (g.0 >> 22) % shards == shard);
         Ok(guilds)
     }
 
@@ -1714,11 +1738,8 @@ impl Remote {
         // newer than the base, stored while the logs were read, may stand for entries that
         // are gone now. Listing again shows it; then read again from it.
         let newest_now = self
-            .snapshots(guild)
-            .await?
-            .into_iter()
-            .filter(|&(_, e)| epochs.binary_search(&e).is_ok())
-            .max_by(|a, b| a.cmp(b));
+            .newest_snapshot(guild, |e| epochs.binary_search(&e).is_ok())
+            .await?;
         if newest_now.map(|(s, _)| s) > base.map(|(s, _)| s) {
             return Err(History::Vanished(None));
         }

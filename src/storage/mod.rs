@@ -167,6 +167,15 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn lock(&self, path: &Path, exclusive: bool) -> Result<Box<dyn DirLock>, LockFailure>;
 }
 
+/// The directory holding `path` (`.` for a bare name): the one whose fsync makes its entry
+/// durable.
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Replaces `path` atomically with `bytes`: write a temporary file in the same directory, fsync
 /// it, rename it over `path`, fsync the directory. After it returns `Ok`, a crash leaves either
 /// the old file or the new one, never a mix; the new one is durable.
@@ -180,10 +189,7 @@ pub fn write_atomic(
     bytes: &[u8],
 ) -> Result<(), (&'static str, PathBuf, io::Error)> {
     let tmp = crate::layout::temp_path(path);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let cleanup = |step: &'static str, at: &Path, e: io::Error| {
         let _ = storage.remove(&tmp);
         (step, at.to_path_buf(), e)

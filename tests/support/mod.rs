@@ -62,3 +62,44 @@ pub fn stdout_lines(out: &Output) -> Vec<Value> {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Runs `cmd` (an `apply`: stdin and stdout piped here, stderr dropped), feeding it `input`
+/// from another thread, reads its `{"seq": N}` lines until one reaches `kill_at`, then
+/// SIGKILLs it, whatever it is doing. Returns the seqs read before the kill, in order, and
+/// what it had printed that was not read yet.
+pub fn kill_after_acks(mut cmd: Command, input: String, kill_at: u64) -> (Vec<u64>, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        // The kill closes the pipe: input cut short is the point.
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut acked = Vec::new();
+    let mut line = String::new();
+    while acked.last().is_none_or(|&seq| seq < kill_at) {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "apply ended early"
+        );
+        let seq: Value = serde_json::from_str(&line).unwrap();
+        acked.push(
+            seq["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("not a seq line: {line}")),
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = feeder.join();
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    (acked, rest)
+}

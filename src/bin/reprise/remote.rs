@@ -111,10 +111,7 @@ pub(crate) fn claim(
                     "--shard must be below --shards (at least 1)",
                 ));
             }
-            ctx.block_on(ctx.remote.guilds())?
-                .into_iter()
-                .filter(|g| (g.0 >> 22) % shards == shard)
-                .collect()
+            ctx.block_on(ctx.remote.shard_guilds(shard, shards))?
         }
     };
     for (i, g) in guilds.iter().enumerate() {

@@ -66,12 +66,11 @@ pub(super) type RemoteRowFn = fn(&RemoteBench, &Scratch, &Stream, &Plan) -> Resu
 pub(super) struct RemoteBench {
     /// Multi-threaded (2 workers), as a bot's runtime.
     rt: tokio::runtime::Runtime,
-    /// The store of the URL.
-    store: Arc<dyn ObjectStore>,
-    /// The run's key prefix in `store` (empty for `file://`, whose store is rooted there).
+    /// The store opened from the run's URL (`--remote` plus `/bench-<pid>-<unix secs>`),
+    /// keys under the run's prefix.
+    root: Remote,
+    /// The run's key prefix in the store (empty for `file://`, whose store is rooted there).
     prefix: String,
-    /// The run's URL: `--remote` plus `/bench-<pid>-<unix secs>`.
-    url: String,
     /// For `file://`: the run's directory, removed after its objects.
     local_dir: Option<PathBuf>,
     /// For `file://`: the URL's directory when the run created it (removed if empty again).
@@ -112,15 +111,14 @@ impl RemoteBench {
             .and_then(std::path::Path::parent)
             .filter(|parent| !parent.exists())
             .map(PathBuf::from);
-        let remote = {
+        let root = {
             let _guard = rt.enter();
             Remote::from_url(&url)?
         };
         Ok(RemoteBench {
             rt,
-            store: Arc::clone(remote.store()),
+            root,
             prefix,
-            url,
             local_dir,
             created_parent,
         })
@@ -128,31 +126,26 @@ impl RemoteBench {
 
     /// The run's URL.
     pub(super) fn url(&self) -> &str {
-        &self.url
+        self.root.url()
     }
 
     /// The key of `rel` under the run's prefix.
     fn key(&self, rel: &str) -> ObjectPath {
-        if self.prefix.is_empty() {
-            ObjectPath::from(rel)
-        } else {
-            ObjectPath::from(format!("{}/{rel}", self.prefix))
-        }
+        self.root.key(rel)
     }
 
     /// A remote under the run's prefix plus `sub`, through a request counter.
     fn remote(&self, sub: &str) -> (Arc<FaultyStore>, Remote) {
         let counter = Arc::new(FaultyStore::new(
-            Arc::clone(&self.store),
+            Arc::clone(self.root.store()),
             1,
             Faults::default(),
         ));
-        let prefix = if self.prefix.is_empty() {
-            sub.to_owned()
-        } else {
-            format!("{}/{sub}", self.prefix)
-        };
-        let remote = Remote::new(Arc::clone(&counter) as Arc<dyn ObjectStore>, &prefix);
+        let prefix = self.key(sub);
+        let remote = Remote::new(
+            Arc::clone(&counter) as Arc<dyn ObjectStore>,
+            prefix.as_ref(),
+        );
         (counter, remote)
     }
 
@@ -160,14 +153,16 @@ impl RemoteBench {
     async fn delete_all(&self) -> object_store::Result<usize> {
         let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
         let keys: Vec<ObjectPath> = self
-            .store
+            .root
+            .store()
             .list(prefix.as_ref())
             .map_ok(|meta| meta.location)
             .try_collect()
             .await?;
         let count = keys.len();
         let keys = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
-        self.store
+        self.root
+            .store()
             .delete_stream(keys)
             .try_collect::<Vec<_>>()
             .await?;
@@ -182,15 +177,16 @@ impl Drop for RemoteBench {
             .rt
             .block_on(async { tokio::time::timeout(CLEANUP_TIMEOUT, self.delete_all()).await });
         match deleted {
-            Ok(Ok(n)) => eprintln!("reprise: bench: deleted {n} objects under {}", self.url),
+            Ok(Ok(n)) => eprintln!("reprise: bench: deleted {n} objects under {}", self.url()),
             Ok(Err(e)) => eprintln!(
                 "reprise: bench: warning: deleting the objects under {}: {e}",
-                self.url
+                self.url()
             ),
             Err(_) => eprintln!(
                 "reprise: bench: warning: deleting the objects under {} took over {:?}; \
                  some are left",
-                self.url, CLEANUP_TIMEOUT
+                self.url(),
+                CLEANUP_TIMEOUT
             ),
         }
         if let Some(dir) = &self.local_dir {
@@ -231,7 +227,8 @@ pub(super) fn s3_put_floor_row(
     let put = |n: usize| async move {
         let key = bench.key(&format!("put-floor/{n:08}"));
         bench
-            .store
+            .root
+            .store()
             .put_opts(
                 &key,
                 PutPayload::from_static(&PUT_RECORD),
