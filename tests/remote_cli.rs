@@ -278,18 +278,14 @@ fn two_claims_at_once_leave_exactly_one_owner_able_to_append() {
         Some(&events(5, 30)),
     ));
     ok(&run(&a, &store, &["ship"], None));
-    let spawn = |name: &str| {
-        Command::new(env!("CARGO_BIN_EXE_reprise"))
-            .args(["--dir", tmp.path().join(name).to_str().unwrap()])
+    let claim_as = |name: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+        cmd.args(["--dir", tmp.path().join(name).to_str().unwrap()])
             .args(["--remote", &format!("file://{}", store.display())])
-            .args(["claim", "--guild", GUILD, "--owner", name])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+            .args(["claim", "--guild", GUILD, "--owner", name]);
+        cmd
     };
-    let (c, d) = (spawn("c"), spawn("d"));
-    let (c, d) = (c.wait_with_output().unwrap(), d.wait_with_output().unwrap());
+    let (c, d) = support::at_once(claim_as("c"), claim_as("d"));
     for out in [&c, &d] {
         assert!(
             matches!(out.status.code(), Some(0 | 3)),

@@ -588,17 +588,12 @@ fn two_claims_at_once_leave_exactly_one_owner_able_to_append_against_moto() {
         Some(&events(5, 30).concat()),
     ));
     ok(&run(&server, &dir("a"), &["ship"], None));
-    let spawn = |name: &str| {
-        command(&server, &dir(name), &["claim", "--guild", GUILD])
-            .args(["--owner", name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+    let claim_as = |name: &str| {
+        let mut cmd = command(&server, &dir(name), &["claim", "--guild", GUILD]);
+        cmd.args(["--owner", name]);
+        cmd
     };
-    let (c, d) = (spawn("c"), spawn("d"));
-    let (c, d) = (c.wait_with_output().unwrap(), d.wait_with_output().unwrap());
+    let (c, d) = support::at_once(claim_as("c"), claim_as("d"));
     for out in [&c, &d] {
         assert!(
             matches!(out.status.code(), Some(0 | 3)),

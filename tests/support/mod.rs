@@ -103,3 +103,16 @@ pub fn kill_after_acks(mut cmd: Command, input: String, kill_at: u64) -> (Vec<u6
     reader.read_to_string(&mut rest).unwrap();
     (acked, rest)
 }
+
+/// Starts `a` and `b` at the same moment (stdin empty, output captured) and waits for both.
+pub fn at_once(mut a: Command, mut b: Command) -> (Output, Output) {
+    let start = |cmd: &mut Command| {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(&mut a), start(&mut b));
+    (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+}
