@@ -106,7 +106,7 @@ fn fixture_state(path: &Path) -> State {
 
 fn snapshot(c: &mut Criterion) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/sonora-1.2.8/guild_601988503601311691_1760000296.json");
+        .join("tests/fixtures/sonora-1.2.8/guild_601988503601311691_1760000296.json");
     if !fixture.exists() {
         eprintln!("skipping snapshot bench: {} not found", fixture.display());
         return;

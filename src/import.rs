@@ -288,10 +288,7 @@ mod tests {
     use crate::session::{apply_checked, Event, Track};
     use crate::sonora::{from_state, to_json, Sections};
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/sonora-1.2.8"
-    );
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sonora-1.2.8");
 
     fn fixtures() -> Vec<(String, String)> {
         let mut files: Vec<(String, String)> = std::fs::read_dir(FIXTURES)

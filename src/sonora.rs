@@ -26,7 +26,7 @@
 //! becomes `","` + newline, `": "` between key and value, every non-ASCII character escaped as
 //! `\uXXXX` (astral characters as UTF-16 surrogate pairs), floats in Python's shortest `repr`,
 //! keys in the order Sonora inserts them, no trailing newline. [`to_json`] reproduces this byte
-//! for byte (the 12 real files in `../shared/fixtures/sonora-1.2.8/` come back identical).
+//! for byte (the 12 real files in `tests/fixtures/sonora-1.2.8/` come back identical).
 //!
 //! `checksum` is the lowercase SHA-256 hex digest of Python's
 //! `json.dumps(d, sort_keys=True, default=str)` of the object without its `checksum` key
@@ -2007,10 +2007,7 @@ mod tests {
     use crate::session::{apply_checked, Event};
     use serde_json::json;
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/sonora-1.2.8"
-    );
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sonora-1.2.8");
 
     /// A file written by Python's `json.dumps(indent=2)` with Sonora's checksum, holding every
     /// filter, escapes of every kind, astral characters and floats that need 17 digits, a

@@ -339,7 +339,7 @@ pub(super) fn claim_row(
     _stream: &Stream,
     plan: &Plan,
 ) -> Result<Row, Failure> {
-    let (state, source) = snapshot_state();
+    let (state, source) = snapshot_state()?;
     let events = events_for_state(&state);
     let (counter, remote) = bench.remote("claim");
     let guilds: Vec<_> = bench_guilds().into_iter().take(plan.claim_guilds).collect();
