@@ -26,6 +26,10 @@ pub const GUILD_BUFFER_BYTES_MAX: usize = 64 << 10;
 /// All guilds' unwritten frames together are written out once they reach this many bytes.
 pub const BUFFERED_BYTES_MAX: u64 = 16 << 20;
 
+/// A checkpoint with at least this many dirty guilds starts with one `syncfs` (where offered) so
+/// that the write-back of all of them starts at once; its per-file fsyncs remain the proof.
+const SYNCFS_PREPASS_MIN: usize = 64;
+
 /// Largest segment file recovery reads: the size limit plus one maximal frame.
 const SEGMENT_FILE_LEN_MAX: u64 =
     SEGMENT_BYTES_MAX_MAX + frame::HEADER_LEN as u64 + frame::PAYLOAD_LEN_MAX as u64;
@@ -152,6 +156,10 @@ pub struct Journal {
     unclean: bool,
     /// Use counter for the least-recently-used order of open files.
     use_tick: u64,
+    /// Snapshot jobs handed out by [`Journal::snapshot_begin`] whose sealed segment's fsync
+    /// (carried by the job, on the descriptor that wrote it) may not have happened yet: until
+    /// they come back, a checkpoint cannot prove those segments durable.
+    seals_in_flight: usize,
     _lock: Box<dyn DirLock>,
 }
 
@@ -345,6 +353,7 @@ impl Journal {
             open_files: 0,
             unclean,
             use_tick: 0,
+            seals_in_flight: 0,
             _lock: lock,
         })
     }
@@ -506,10 +515,13 @@ impl Journal {
         if self.buffered >= BUFFERED_BYTES_MAX {
             self.flush_buffers(None)?;
         }
-        if self
-            .commit
-            .as_ref()
-            .is_some_and(|c| c.len() >= self.config.commit_bytes_max)
+        // Deferred while a background snapshot still owes its sealed segment's fsync (the
+        // commit log covers that segment until then).
+        if self.seals_in_flight == 0
+            && self
+                .commit
+                .as_ref()
+                .is_some_and(|c| c.len() >= self.config.commit_bytes_max)
         {
             self.checkpoint(true)?;
         }
@@ -543,8 +555,11 @@ impl Journal {
     }
 
     /// Keeps open guild segments under [`Config::open_files_max`]: when the count may have
-    /// reached it, counts them and closes the least recently used quarter (after writing their
-    /// buffered frames; their data stays covered by the commit log until the next checkpoint).
+    /// reached it, counts them and closes the least recently used quarter, after writing their
+    /// buffered frames and fsyncing them (in parallel) through the descriptor that wrote them:
+    /// a checkpoint proves a segment durable only by an `fdatasync` on a descriptor that saw
+    /// its writes (one opened later may miss a write-back error), so none is closed dirty.
+    /// A failed fsync poisons the guild (fsyncgate).
     fn make_room_for_file(&mut self) -> Result<()> {
         let cap = self.config.open_files_max.max(4);
         if self.open_files < cap {
@@ -562,14 +577,26 @@ impl Journal {
         }
         open.sort_unstable();
         let close = open.len() + 1 - cap + cap / 4;
-        for (_, guild) in open.into_iter().take(close) {
-            self.flush_buffers(Some(guild))?;
-            if let Some(log) = self.guilds.get_mut(&guild) {
-                log.active = None;
-                self.open_files -= 1;
-            }
+        let closing: Vec<GuildId> = open.into_iter().take(close).map(|(_, g)| g).collect();
+        for guild in &closing {
+            self.flush_buffers(Some(*guild))?;
         }
-        Ok(())
+        let threads = self.storage.sync_parallelism();
+        let (root, storage) = (self.root.as_path(), self.storage.as_ref());
+        let work: Vec<(GuildId, &mut GuildLog)> = self
+            .guilds
+            .iter_mut()
+            .filter(|(g, l)| l.active.is_some() && closing.binary_search(g).is_ok())
+            .map(|(g, l)| (*g, l))
+            .collect();
+        let results = storage::in_parallel(threads, work, |(guild, log)| {
+            let synced = sync_segment(root, storage, guild, log);
+            // Closed either way: after a failed fsync the descriptor is of no more use.
+            log.active = None;
+            synced
+        });
+        self.open_files = self.open_files.saturating_sub(results.len());
+        results.into_iter().collect()
     }
 
     /// Writes buffered frames to the guild segments: of one guild, or of all (`None`).
@@ -596,10 +623,17 @@ impl Journal {
         result
     }
 
-    /// Makes every guild segment written since the last checkpoint durable: one `syncfs` of the
-    /// journal's file system where the storage offers it, else one `fdatasync` per guild.
-    /// A failure poisons checkpointing (fsyncgate: a retry could falsely succeed), so the
-    /// commit logs stay until a reopen restores from them.
+    /// Makes every file and directory entry written since the last checkpoint durable, each by
+    /// its own `fsync`, so that the checkpoint's proof never rests on `syncfs` (a no-op on FUSE
+    /// file systems, and silent about write-back errors before Linux 5.8 or when another
+    /// descriptor consumed them): an `fdatasync` of every dirty guild segment through the
+    /// descriptor that wrote it (segments closed earlier were fsynced when closed), then an
+    /// fsync of every guild directory with a new entry, then of `guilds/` and the root when a
+    /// guild directory or `guilds/` is new. The fsyncs run on up to
+    /// [`Storage::sync_parallelism`] threads. One `syncfs` goes first where the storage offers
+    /// it, only to start all the write-back at once. A failure poisons checkpointing
+    /// (fsyncgate: a retry could falsely succeed), so the commit logs stay until a reopen
+    /// restores from them.
     fn sync_segments(&mut self) -> Result<()> {
         if let Err(e) = self.flush_buffers(None) {
             self.checkpoint_poisoned = Some("write");
@@ -608,83 +642,130 @@ impl Journal {
         let dirty = self
             .guilds
             .values()
-            .any(|l| l.unsynced || l.dir_unsynced || l.parent_unsynced);
-        if !dirty {
+            .filter(|l| l.unsynced || l.dir_unsynced || l.parent_unsynced)
+            .count();
+        if dirty == 0 {
             return Ok(());
         }
-        match self.storage.sync_filesystem(&self.root) {
-            Ok(true) => {
-                for log in self.guilds.values_mut() {
-                    log.unsynced = false;
-                    log.dir_unsynced = false;
-                    log.parent_unsynced = false;
-                }
-                return Ok(());
-            }
-            Ok(false) => {}
-            Err(e) => {
+        // A pre-pass only (see above): nothing is marked durable on its word. Worth it only
+        // when there are many files to fsync.
+        if dirty >= SYNCFS_PREPASS_MIN {
+            if let Err(e) = self.storage.sync_filesystem(&self.root) {
                 self.checkpoint_poisoned = Some("syncfs");
                 return Err(Error::io("syncfs", &self.root, e));
             }
         }
-        let (mut ctx, guilds) = self.split();
-        let synced = guilds
+        let threads = self.storage.sync_parallelism();
+        let (root, storage) = (self.root.as_path(), self.storage.as_ref());
+        let work: Vec<(GuildId, &mut GuildLog)> = self
+            .guilds
             .iter_mut()
-            .try_for_each(|(guild, log)| ctx.sync_guild(*guild, log));
+            .filter(|(_, l)| l.unsynced)
+            .map(|(g, l)| (*g, l))
+            .collect();
+        let synced: Result<()> = storage::in_parallel(threads, work, |(guild, log)| {
+            sync_segment(root, storage, guild, log)
+        })
+        .into_iter()
+        .collect();
         if synced.is_err() {
             self.checkpoint_poisoned = Some("fsync");
+            return synced;
         }
-        synced
+        let work: Vec<(GuildId, &mut GuildLog)> = self
+            .guilds
+            .iter_mut()
+            .filter(|(_, l)| l.dir_unsynced)
+            .map(|(g, l)| (*g, l))
+            .collect();
+        let synced: Result<()> = storage::in_parallel(threads, work, |(guild, log)| {
+            let dir = layout::guild_dir(root, guild);
+            match storage.sync_dir(&dir) {
+                Ok(()) => {
+                    log.dir_unsynced = false;
+                    Ok(())
+                }
+                Err(e) => {
+                    log.poisoned = Some("fsync directory");
+                    Err(Error::io("fsync directory", dir, e))
+                }
+            }
+        })
+        .into_iter()
+        .collect();
+        if synced.is_err() {
+            self.checkpoint_poisoned = Some("fsync directory");
+            return synced;
+        }
+        if self.guilds.values().any(|l| l.parent_unsynced) {
+            // `guilds/` itself may be new too: its entry is in the root.
+            for dir in [layout::guilds_dir(root), root.to_path_buf()] {
+                if let Err(e) = storage.sync_dir(&dir) {
+                    self.checkpoint_poisoned = Some("fsync directory");
+                    return Err(Error::io("fsync directory", dir, e));
+                }
+            }
+            for log in self.guilds.values_mut() {
+                log.parent_unsynced = false;
+            }
+        }
+        Ok(())
     }
 
     /// The first checkpoint after an unclean shutdown cannot tell which guilds the dead process
     /// left written but not durable (a guild's frames may have reached its segment while their
     /// commit records were still buffered, so the old commit logs do not name it). Before those
-    /// commit logs go, every guild's files are made durable: one `syncfs` where the storage
-    /// offers it, else every segment and guild directory is fsynced.
+    /// commit logs go, every guild's files are made durable by their own fsyncs, never by
+    /// `syncfs` alone (offered, it runs first as a pre-pass): every segment is fdatasynced (a
+    /// new descriptor: the dead process's are gone; Linux reports a write-back error no
+    /// descriptor has seen to a new one, and the segments the old commit logs name were
+    /// rewritten, see `make_inherited_durable`), then every guild directory, `guilds/` and the
+    /// root. The guilds run on up to [`Storage::sync_parallelism`] threads.
     fn sync_everything_inherited(&mut self) -> Result<()> {
-        match self.storage.sync_filesystem(&self.root) {
-            Ok(true) => {}
-            Ok(false) => {
-                for guild in self.guilds()? {
-                    let dir = layout::guild_dir(&self.root, guild);
-                    let names = self
-                        .storage
-                        .list(&dir)
-                        .map_err(|e| Error::io("list", &dir, e))?;
-                    for name in names {
-                        if !matches!(layout::parse_guild_file(&name), GuildFile::Segment(_)) {
-                            continue;
-                        }
-                        let path = dir.join(&name);
-                        let synced = self
-                            .storage
-                            .open_append(&path)
-                            .and_then(|mut f| f.sync_data());
-                        if let Err(e) = synced {
-                            self.checkpoint_poisoned = Some("fsync");
-                            return Err(Error::io("fsync", path, e));
-                        }
-                    }
-                    if let Err(e) = self.storage.sync_dir(&dir) {
-                        self.checkpoint_poisoned = Some("fsync directory");
-                        return Err(Error::io("fsync directory", dir, e));
-                    }
-                }
-                for dir in [layout::guilds_dir(&self.root), self.root.clone()] {
-                    match self.storage.sync_dir(&dir) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            self.checkpoint_poisoned = Some("fsync directory");
-                            return Err(Error::io("fsync directory", dir, e));
-                        }
-                    }
-                }
-            }
-            Err(e) => {
+        let guilds = self.guilds()?;
+        if guilds.len() >= SYNCFS_PREPASS_MIN {
+            if let Err(e) = self.storage.sync_filesystem(&self.root) {
                 self.checkpoint_poisoned = Some("syncfs");
                 return Err(Error::io("syncfs", &self.root, e));
+            }
+        }
+        let threads = self.storage.sync_parallelism();
+        let (root, storage) = (self.root.as_path(), self.storage.as_ref());
+        let synced: std::result::Result<(), (&'static str, Error)> =
+            storage::in_parallel(threads, guilds, |guild| {
+                let dir = layout::guild_dir(root, guild);
+                let names = storage
+                    .list(&dir)
+                    .map_err(|e| ("list", Error::io("list", &dir, e)))?;
+                for name in names {
+                    if !matches!(layout::parse_guild_file(&name), GuildFile::Segment(_)) {
+                        continue;
+                    }
+                    let path = dir.join(&name);
+                    storage
+                        .open_append(&path)
+                        .and_then(|mut f| f.sync_data())
+                        .map_err(|e| ("fsync", Error::io("fsync", path, e)))?;
+                }
+                storage
+                    .sync_dir(&dir)
+                    .map_err(|e| ("fsync directory", Error::io("fsync directory", &dir, e)))
+            })
+            .into_iter()
+            .collect();
+        if let Err((op, e)) = synced {
+            // A failed listing proves nothing lost; still, the commit logs stay.
+            self.checkpoint_poisoned = Some(if op == "list" { "fsync" } else { op });
+            return Err(e);
+        }
+        for dir in [layout::guilds_dir(&self.root), self.root.clone()] {
+            match self.storage.sync_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    self.checkpoint_poisoned = Some("fsync directory");
+                    return Err(Error::io("fsync directory", dir, e));
+                }
             }
         }
         self.unclean = false;
@@ -758,8 +839,19 @@ impl Journal {
                 )),
             ));
         }
+        if self.seals_in_flight > 0 {
+            return Err(Error::io(
+                "checkpoint",
+                layout::commit_dir(&self.root),
+                io::Error::other(format!(
+                    "{} snapshot job(s) still owe the fsync of a sealed segment; hand them back \
+                     (snapshot_finish or snapshot_failed) first",
+                    self.seals_in_flight
+                )),
+            ));
+        }
         // A poisoned guild's segment may lack frames its commit records hold (a failed write)
-        // or have had its write-back dropped by a failed fsync, which a later `syncfs` does not
+        // or have had its write-back dropped by a failed fsync, which a later fsync does not
         // report: its commit records are still needed.
         if let Some((&guild, op)) = self
             .guilds
@@ -984,7 +1076,12 @@ impl Journal {
         if let Some(op) = log.poisoned {
             return Err(Error::Poisoned { guild, op });
         }
-        ctx.snapshot_begin(guild, log, now_unix_ms())
+        let mut job = ctx.snapshot_begin(guild, log, now_unix_ms())?;
+        if let Some(job) = job.as_mut().filter(|j| j.seal.is_some()) {
+            job.seal_counted = true;
+            self.seals_in_flight += 1;
+        }
+        Ok(job)
     }
 
     /// The second half: registers a snapshot written by [`SnapshotJob::write_to`] and drops what
@@ -993,6 +1090,7 @@ impl Journal {
     /// # Errors
     /// [`Error::Io`] when an obsolete file cannot be removed.
     pub fn snapshot_finish(&mut self, job: &SnapshotJob) -> Result<()> {
+        self.seal_returned(job);
         self.writable()?;
         self.load(job.guild)?;
         let (mut ctx, guilds) = self.split();
@@ -1006,11 +1104,19 @@ impl Journal {
     /// guild's log and checkpoints (fsyncgate); a failed snapshot write changes nothing (the
     /// next snapshot tries again).
     pub fn snapshot_failed(&mut self, job: &SnapshotJob) {
+        self.seal_returned(job);
         if job.seal_failed {
             if let Some(log) = self.guilds.get_mut(&job.guild) {
                 log.poisoned = Some("fsync");
             }
             self.checkpoint_poisoned = Some("fsync");
+        }
+    }
+
+    /// A job from [`Journal::snapshot_begin`] came back: its seal no longer holds checkpoints.
+    fn seal_returned(&mut self, job: &SnapshotJob) {
+        if job.seal_counted {
+            self.seals_in_flight = self.seals_in_flight.saturating_sub(1);
         }
     }
 
@@ -1938,6 +2044,36 @@ fn make_inherited_durable(
     Ok(())
 }
 
+/// `fdatasync`s the guild's active segment if it holds unsynced bytes, through the descriptor
+/// that wrote them (a segment without one was written by an earlier process: through a new
+/// descriptor). A failure poisons the guild and closes the descriptor (fsyncgate).
+fn sync_segment(
+    root: &Path,
+    storage: &dyn Storage,
+    guild: GuildId,
+    log: &mut GuildLog,
+) -> Result<()> {
+    if !log.unsynced {
+        return Ok(());
+    }
+    if let Some(meta) = log.segments.last() {
+        let synced = match log.active.as_mut() {
+            Some(file) => file.sync_data(),
+            None => storage
+                .open_append(&layout::segment_path(root, guild, meta.first_seq))
+                .and_then(|mut file| file.sync_data()),
+        };
+        if let Err(e) = synced {
+            log.poisoned = Some("fsync");
+            log.active = None;
+            let path = layout::segment_path(root, guild, meta.first_seq);
+            return Err(Error::io("fsync", path, e));
+        }
+    }
+    log.unsynced = false;
+    Ok(())
+}
+
 /// Rewrites the first `len` bytes of `path` into a fresh file of the same name (temporary
 /// file, fsync, rename, fsync directory).
 fn rewrite_file(
@@ -2224,6 +2360,8 @@ pub struct SnapshotJob {
     /// The segment sealed for this snapshot, still to be fsynced before the snapshot is written.
     seal: Option<Seal>,
     seal_failed: bool,
+    /// Counted in [`Journal::seals_in_flight`] until it comes back.
+    seal_counted: bool,
     /// The keys that seal the snapshot (encryption at rest).
     keys: Option<Keyring>,
 }
@@ -2453,25 +2591,7 @@ impl Ctx<'_> {
             return Err(Error::Poisoned { guild, op });
         }
         self.flush_guild(guild, log)?;
-        if log.unsynced {
-            if let Some(meta) = log.segments.last() {
-                let path = layout::segment_path(self.root, guild, meta.first_seq);
-                let synced = match log.active.as_mut() {
-                    Some(file) => file.sync_data(),
-                    // Written by an earlier process: fsync through a new descriptor.
-                    None => self
-                        .storage
-                        .open_append(&path)
-                        .and_then(|mut file| file.sync_data()),
-                };
-                if let Err(e) = synced {
-                    log.poisoned = Some("fsync");
-                    log.active = None;
-                    return Err(Error::io("fsync", path, e));
-                }
-            }
-            log.unsynced = false;
-        }
+        sync_segment(self.root, self.storage, guild, log)?;
         if log.dir_unsynced {
             let dir = layout::guild_dir(self.root, guild);
             if let Err(e) = self.storage.sync_dir(&dir) {
@@ -2566,6 +2686,7 @@ impl Ctx<'_> {
             path: layout::snapshot_path(self.root, guild, seq),
             seal,
             seal_failed: false,
+            seal_counted: false,
             keys: self.config.keys.clone(),
         }))
     }

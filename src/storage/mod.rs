@@ -159,6 +159,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
         let _ = path;
         Ok(false)
     }
+    /// How many threads may issue the `fdatasync`s of one checkpoint at once (1: one after the
+    /// other, in a deterministic order).
+    fn sync_parallelism(&self) -> usize {
+        1
+    }
     /// Takes an advisory lock on `path` (created if missing): exclusive for a writer, shared for
     /// readers. An exclusive holder writes its pid into the file.
     ///
@@ -213,6 +218,51 @@ pub fn write_atomic(
         .map_err(|e| ("fsync directory", dir.to_path_buf(), e))?;
     Ok(())
 }
+
+/// Runs `f` on every item, on up to `threads` scoped threads that take the items one at a time
+/// (for the `fdatasync`s of a checkpoint, which the device serves in parallel); returns the
+/// results in the order of `items`. With one thread, or one item, everything runs on the
+/// calling thread, in order.
+pub(crate) fn in_parallel<T: Send, R: Send>(
+    threads: usize,
+    items: Vec<T>,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let len = items.len();
+    let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    while let Some((i, item)) = next() {
+                        out.push((i, f(item)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(out) => out,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    debug_assert_eq!(done.len(), len);
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// How many `fdatasync`s [`FsStorage`] lets a checkpoint issue at once: enough to keep a fast
+/// device's queue full while the file system batches their journal commits.
+pub const SYNC_THREADS_MAX: usize = 64;
 
 /// The real file system.
 #[derive(Clone, Copy, Debug, Default)]
@@ -385,6 +435,10 @@ impl Storage for FsStorage {
         let dir = File::open(path)?;
         rustix::fs::syncfs(&dir)?;
         Ok(true)
+    }
+
+    fn sync_parallelism(&self) -> usize {
+        SYNC_THREADS_MAX
     }
 
     fn lock(&self, path: &Path, exclusive: bool) -> Result<Box<dyn DirLock>, LockFailure> {

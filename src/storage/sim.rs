@@ -31,9 +31,16 @@
 //!   loss. [`AppendFile::sync_data`] makes the whole live content durable (fdatasync covers the
 //!   data and the size). [`Storage::truncate`] changes the live length and makes it durable
 //!   (`set_len` + `sync_all`, as [`super::FsStorage`] does). [`Storage::sync_filesystem`]
-//!   (`syncfs`, offered unless [`SimStorage::set_syncfs`] turns it off) makes every file and
-//!   every directory entry durable. The trait only appends, so the live content always extends
+//!   (`syncfs`, offered unless [`SimStorage::set_syncfs`] turns it off) does what its
+//!   [`SyncfsMode`] says: makes every file and every directory entry durable
+//!   ([`SyncfsMode::Flushes`], the default); nothing, reporting success ([`SyncfsMode::NoOp`],
+//!   FUSE); or makes the directory entries durable while the write-back of every dirty file
+//!   fails unreported ([`SyncfsMode::DropsWriteback`], Linux before 5.8, or an error another
+//!   descriptor consumed). The trait only appends, so the live content always extends
 //!   the durable content.
+//! - **Write-back errors per descriptor** (Linux `errseq_t`): a write-back error that
+//!   [`SyncfsMode::DropsWriteback`] records on a file is reported by the next `sync_data` of
+//!   every descriptor opened before it (once each); a descriptor opened after it never sees it.
 //! - **Directory entries.** Creating a file or directory, renaming and removing change the live
 //!   namespace at once (reads and listings see them) but become durable only when the directory
 //!   they touch is synced with [`Storage::sync_dir`]. A file whose entry was never synced
@@ -73,6 +80,9 @@
 //! - Stale data from deleted files as garbage after a crash: garbage is pseudo-random bytes.
 //! - Directory operations surviving out of order (only an in-order prefix survives, and only in
 //!   [`CrashMode::Writeback`]), renaming directories, hard links, permissions and timestamps.
+//! - Write-back errors outside `syncfs` (background flusher threads, memory pressure) and a
+//!   new descriptor seeing an error nobody has seen yet (Linux 4.16+ reports it; here a new
+//!   descriptor never does). An injected `sync_data` failure is reported by that call only.
 //! - `sync_dir` lying after a failure (a failed directory sync changes nothing and a later one
 //!   works), and failures of reads returning partial data (a failed read returns only an error).
 //! - Space freed by removing or truncating files: the disk-full budget only counts down.
@@ -269,6 +279,24 @@ impl CrashMode {
     }
 }
 
+/// What [`Storage::sync_filesystem`] (`syncfs`) does when it is offered; see
+/// [`SimStorage::set_syncfs_mode`]. Every mode answers `Ok(true)` unless a fault is injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SyncfsMode {
+    /// Makes every file and every directory entry durable (Linux on a local file system).
+    #[default]
+    Flushes,
+    /// Makes nothing durable and reports success (FUSE file systems, some network file
+    /// systems).
+    NoOp,
+    /// The write-back of every file with unsynced bytes fails (the bytes are dropped from
+    /// write-back, as after a failed fsync) and `syncfs` reports no error (Linux before 5.8;
+    /// or an error another process already consumed). Directory entries become durable. The
+    /// error is recorded on each file: an `fdatasync` through a descriptor opened before it
+    /// reports `EIO` once; a descriptor opened after it never sees it.
+    DropsWriteback,
+}
+
 /// Which states [`SimStorage`] records for later crashes; see [`SimStorage::set_capture`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Capture {
@@ -344,6 +372,10 @@ struct FileNode {
     durable_len: usize,
     /// Byte ranges whose write-back a failed fsync dropped: they never reach the disk.
     lost: Vec<(usize, usize)>,
+    /// Write-back errors recorded on the file (Linux `errseq_t`), see
+    /// [`SyncfsMode::DropsWriteback`]: a descriptor reports those that happened after it was
+    /// opened and it last reported one.
+    wb_errors: u64,
 }
 
 impl FileNode {
@@ -352,6 +384,7 @@ impl FileNode {
             data: Arc::new(Vec::new()),
             durable_len: 0,
             lost: Vec::new(),
+            wb_errors: 0,
         }
     }
 
@@ -401,6 +434,7 @@ impl FileNode {
             data: Arc::new(out),
             durable_len: len,
             lost: Vec::new(),
+            wb_errors: 0,
         }
     }
 }
@@ -669,6 +703,10 @@ struct Inner {
     power_lost_at: Option<u64>,
     /// Whether `sync_filesystem` is offered (Linux `syncfs`).
     syncfs: bool,
+    /// What an offered `sync_filesystem` does.
+    syncfs_mode: SyncfsMode,
+    /// What [`Storage::sync_parallelism`] answers.
+    sync_parallelism: usize,
     locks: BTreeMap<Vec<String>, Held>,
     capture: Capture,
     captures: Vec<Captured>,
@@ -839,6 +877,8 @@ impl SimStorage {
                 appended: 0,
                 power_lost_at: None,
                 syncfs: true,
+                syncfs_mode: SyncfsMode::Flushes,
+                sync_parallelism: 1,
                 locks: BTreeMap::new(),
                 capture: Capture::Off,
                 captures: Vec::new(),
@@ -923,6 +963,19 @@ impl SimStorage {
     /// way.
     pub fn set_syncfs(&self, offered: bool) {
         self.inner().syncfs = offered;
+    }
+
+    /// What an offered `syncfs` does ([`SyncfsMode::Flushes`] by default).
+    pub fn set_syncfs_mode(&self, mode: SyncfsMode) {
+        self.inner().syncfs_mode = mode;
+    }
+
+    /// How many threads the journal may use for the fsyncs of one checkpoint
+    /// ([`Storage::sync_parallelism`]); 1 by default, which keeps the order of operations, and
+    /// so every crash point, deterministic. More threads interleave the operations in an order
+    /// that varies from run to run.
+    pub fn set_sync_parallelism(&self, threads: usize) {
+        self.inner().sync_parallelism = threads.max(1);
     }
 
     /// Sets which states are recorded for [`SimStorage::take_captures`].
@@ -1012,11 +1065,12 @@ impl SimStorage {
         Ok(Bytes::Owned(f.data.to_vec()))
     }
 
-    fn handle(&self, ino: Ino, path: &Path) -> Box<dyn AppendFile> {
+    fn handle(&self, ino: Ino, path: &Path, errors_seen: u64) -> Box<dyn AppendFile> {
         Box::new(SimFile {
             inner: Arc::clone(&self.inner),
             ino,
             path: path.to_path_buf(),
+            errors_seen,
         })
     }
 }
@@ -1102,15 +1156,16 @@ impl Storage for SimStorage {
         }
         let ino = g.fs.link(dir, name, Node::File(FileNode::new()));
         drop(g);
-        Ok(self.handle(ino, path))
+        Ok(self.handle(ino, path, 0))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
         let mut g = self.inner();
         g.begin(OpKind::OpenAppend, path).map_err(Stop::into_io)?;
-        let (ino, _) = g.fs.file(path)?;
+        let (ino, f) = g.fs.file(path)?;
+        let errors_seen = f.wb_errors;
         drop(g);
-        Ok(self.handle(ino, path))
+        Ok(self.handle(ino, path, errors_seen))
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
@@ -1229,16 +1284,28 @@ impl Storage for SimStorage {
                 path,
             ));
         }
+        let mode = g.syncfs_mode;
+        if mode == SyncfsMode::NoOp {
+            return Ok(true);
+        }
         let Fs { nodes, pending, .. } = &mut g.fs;
         for op in pending.drain(..) {
             op.make_durable(nodes);
         }
         for node in nodes.values_mut() {
             if let Node::File(f) = node {
+                if mode == SyncfsMode::DropsWriteback && f.data.len() > f.durable_len {
+                    f.lost.push((f.durable_len, f.data.len()));
+                    f.wb_errors += 1;
+                }
                 f.durable_len = f.data.len();
             }
         }
         Ok(true)
+    }
+
+    fn sync_parallelism(&self) -> usize {
+        self.inner().sync_parallelism
     }
 
     fn lock(&self, path: &Path, exclusive: bool) -> Result<Box<dyn DirLock>, LockFailure> {
@@ -1279,6 +1346,9 @@ struct SimFile {
     inner: Arc<Mutex<Inner>>,
     ino: Ino,
     path: PathBuf,
+    /// The file's write-back errors this descriptor has seen or reported
+    /// ([`FileNode::wb_errors`]).
+    errors_seen: u64,
 }
 
 impl fmt::Debug for SimFile {
@@ -1318,6 +1388,13 @@ impl AppendFile for SimFile {
             return Err(err(io::ErrorKind::NotFound, "file vanished", &self.path));
         };
         match outcome {
+            Ok(()) if f.wb_errors > self.errors_seen => {
+                // A write-back error since this descriptor last looked: what is dirty now is
+                // written, the error is reported (once per descriptor).
+                self.errors_seen = f.wb_errors;
+                f.durable_len = f.data.len();
+                Err(io::Error::from_raw_os_error(EIO))
+            }
             Ok(()) => {
                 f.durable_len = f.data.len();
                 Ok(())

@@ -35,7 +35,8 @@ use std::time::Instant;
 
 use reprise::session::{apply, Rng, State, Workload};
 use reprise::storage::sim::{
-    Capture, Captured, CrashMode, Fault, InjectedError, OpKind, SimEntry, SimStorage, EIO, ENOSPC,
+    Capture, Captured, CrashMode, Fault, InjectedError, OpKind, SimEntry, SimStorage, SyncfsMode,
+    EIO, ENOSPC,
 };
 use reprise::storage::Storage;
 use reprise::{
@@ -45,6 +46,21 @@ use reprise::{
 /// Where the journal lives in the simulated file system (created durably before each run:
 /// the journal directory itself is the caller's).
 const ROOT: &str = "/srv/reprise";
+
+/// What an offered `syncfs` may do.
+const SYNCFS_MODES: [SyncfsMode; 3] = [
+    SyncfsMode::Flushes,
+    SyncfsMode::NoOp,
+    SyncfsMode::DropsWriteback,
+];
+
+/// `syncfs` offered (with each [`SyncfsMode`]) or not.
+const SYNCFS_CHOICES: [(bool, SyncfsMode); 4] = [
+    (true, SyncfsMode::Flushes),
+    (true, SyncfsMode::NoOp),
+    (true, SyncfsMode::DropsWriteback),
+    (false, SyncfsMode::Flushes),
+];
 
 /// The operations that make things durable.
 const SYNC_KINDS: [OpKind; 3] = [OpKind::SyncData, OpKind::SyncDir, OpKind::SyncFilesystem];
@@ -268,8 +284,11 @@ struct Plan {
     guilds: Vec<GuildId>,
     config: Config,
     steps: usize,
-    /// Whether the storage offers `syncfs` (else the journal syncs file by file).
+    /// Whether the storage offers `syncfs` (the journal may use it as a pre-pass; its proof is
+    /// its own fsyncs).
     syncfs: bool,
+    /// What an offered `syncfs` does.
+    syncfs_mode: SyncfsMode,
     /// The command that replays this plan.
     repro: String,
 }
@@ -291,6 +310,8 @@ impl Plan {
             .with_commit_bytes_max(64 << 10);
         let steps = rng.range(15, 110) as usize;
         let syncfs = rng.chance(500);
+        // Drawn apart, so that every seed's workload stays what it was before the modes.
+        let syncfs_mode = SYNCFS_MODES[Rng::new(seed ^ 0x0005_F5F5).below(3) as usize];
         // Half the workloads are encrypted at rest (a deterministic nonce prefix keeps a seed's
         // bytes the same on every run).
         if rng.chance(500) {
@@ -304,6 +325,7 @@ impl Plan {
             config,
             steps,
             syncfs,
+            syncfs_mode,
             repro: repro(seed),
         }
     }
@@ -427,6 +449,7 @@ fn open(storage: &Arc<SimStorage>, config: &Config) -> reprise::Result<Journal> 
 impl Run {
     fn new(plan: &Plan, storage: Arc<SimStorage>, faulty: bool) -> Run {
         storage.set_syncfs(plan.syncfs);
+        storage.set_syncfs_mode(plan.syncfs_mode);
         let history_max = plan.config.history_max;
         let models = plan
             .guilds
@@ -713,6 +736,7 @@ impl Run {
         let commit_dir = reprise::layout::commit_dir(journal_root());
         let crashed = Arc::new(self.storage.crash(CrashMode::DropUnsynced));
         crashed.set_syncfs(self.plan.syncfs);
+        crashed.set_syncfs_mode(self.plan.syncfs_mode);
         let mut j = open(&crashed, &self.plan.config).ok();
         self.models
             .iter()
@@ -914,6 +938,7 @@ fn check_crash(
     let before = cap.resume().entries();
     let known = |c: &Corruption| WORKAROUND_TORN_HEADER && is_torn_header(&before, c);
     storage.set_syncfs(plan.syncfs);
+    storage.set_syncfs_mode(plan.syncfs_mode);
     let mut j = open(&storage, &plan.config).map_err(|e| at(format!("open failed: {e}")))?;
     let report = j.verify().map_err(|e| at(format!("verify failed: {e}")))?;
     if !report.is_sound() {
@@ -1011,6 +1036,7 @@ fn check_crash(
     drop(j);
     let again = Arc::new(storage.crash(CrashMode::DropUnsynced));
     again.set_syncfs(plan.syncfs);
+    again.set_syncfs_mode(plan.syncfs_mode);
     let mut j = open(&again, &plan.config).map_err(|e| at(format!("second open failed: {e}")))?;
     for (id, seq, state) in &expect {
         let s = j
@@ -1090,8 +1116,8 @@ impl Tally {
 
 /// The workload crashed at every operation: three guilds, every durability, automatic and
 /// explicit snapshots, retention, rolls of 4 KiB segments, commit-log checkpoints, reopens and
-/// closes; with and without `syncfs`.
-fn exhaustive_plan(syncfs: bool) -> Plan {
+/// closes; with and without `syncfs` (and with it, whatever it does).
+fn exhaustive_plan(syncfs: bool, syncfs_mode: SyncfsMode) -> Plan {
     Plan {
         seed: 0xE8A0_5717,
         guilds: GUILDS.to_vec(),
@@ -1102,12 +1128,13 @@ fn exhaustive_plan(syncfs: bool) -> Plan {
             .with_commit_bytes_max(64 << 10),
         steps: 90,
         syncfs,
+        syncfs_mode,
         repro: "cargo test --release --test it crash::exhaustive_crash_points -- --nocapture"
             .to_string(),
     }
 }
 
-/// Crashes the exhaustive workload (with and without `syncfs`) before every storage operation
+/// Crashes the exhaustive workload (without `syncfs`, and with each [`SyncfsMode`]) before every storage operation
 /// in every [`CrashMode`]; with `REPRISE_EXHAUSTIVE=1`, every torn and write-back crash is
 /// drawn with 8 seeds instead of 1.
 #[test]
@@ -1119,8 +1146,8 @@ fn exhaustive_crash_points() {
     };
     let started = Instant::now();
     let mut tally = Tally::default();
-    for syncfs in [true, false] {
-        let plan = exhaustive_plan(syncfs);
+    for (syncfs, syncfs_mode) in SYNCFS_CHOICES {
+        let plan = exhaustive_plan(syncfs, syncfs_mode);
         let (run, captures) = recorded_run(&plan);
         let s = &run.storage;
         assert!(captures.len() >= 200, "only {} operations", captures.len());
@@ -1361,12 +1388,12 @@ fn check_faulty_run(run: &Run, captures: &[Captured], extra: usize, tally: &mut 
 }
 
 /// A plan for the fault tests: the exhaustive workload's shape with another seed.
-fn fault_plan(seed: u64, syncfs: bool, repro: &str) -> Plan {
+fn fault_plan(seed: u64, (syncfs, syncfs_mode): (bool, SyncfsMode), repro: &str) -> Plan {
     Plan {
         seed,
         steps: 70,
         repro: repro.to_string(),
-        ..exhaustive_plan(syncfs)
+        ..exhaustive_plan(syncfs, syncfs_mode)
     }
 }
 
@@ -1378,7 +1405,7 @@ fn fault_plan(seed: u64, syncfs: bool, repro: &str) -> Plan {
 fn a_failed_fsync_poisons_the_log_and_nothing_acknowledged_is_lost() {
     let started = Instant::now();
     let mut tally = Tally::default();
-    for syncfs in [true, false] {
+    for syncfs in SYNCFS_CHOICES {
         for sticky in [false, true] {
             let plan = fault_plan(
                 11,
@@ -1407,7 +1434,7 @@ fn a_failed_fsync_poisons_the_log_and_nothing_acknowledged_is_lost() {
             assert_eq!(
                 (first.op, first.os),
                 (Some("fsync"), Some(EIO)),
-                "syncfs {syncfs} sticky {sticky}: {first:?}"
+                "syncfs {syncfs:?} sticky {sticky}: {first:?}"
             );
             // Nothing more is acknowledged until the journal is reopened.
             for d in durabilities {
@@ -1415,7 +1442,7 @@ fn a_failed_fsync_poisons_the_log_and_nothing_acknowledged_is_lost() {
                 let r = run.journal().append(g, &e, d);
                 assert!(
                     matches!(r, Err(Error::Poisoned { .. })),
-                    "syncfs {syncfs} sticky {sticky}: {d:?} append after a failed fsync: {r:?}"
+                    "syncfs {syncfs:?} sticky {sticky}: {d:?} append after a failed fsync: {r:?}"
                 );
             }
             let r = run.journal().sync();
@@ -1452,7 +1479,7 @@ fn every_failed_sync_is_reported_and_nothing_acknowledged_is_lost() {
     let started = Instant::now();
     let mut tally = Tally::default();
     let mut runs = 0;
-    for syncfs in [true, false] {
+    for syncfs in SYNCFS_CHOICES {
         let plan = fault_plan(
             21,
             syncfs,
@@ -1460,7 +1487,7 @@ fn every_failed_sync_is_reported_and_nothing_acknowledged_is_lost() {
         );
         let (baseline, _) = recorded_run(&plan);
         for kind in SYNC_KINDS {
-            if kind == OpKind::SyncFilesystem && !syncfs {
+            if kind == OpKind::SyncFilesystem && !syncfs.0 {
                 continue;
             }
             let count = baseline.storage.op_count_of(kind);
@@ -1475,7 +1502,7 @@ fn every_failed_sync_is_reported_and_nothing_acknowledged_is_lost() {
                     };
                     let plan = Plan {
                         repro: format!(
-                            "REPRISE_SYNC_FAULT='{kind:?} {nth} {sticky}' cargo test --release --test it crash::every_failed_sync (syncfs {syncfs})"
+                            "REPRISE_SYNC_FAULT='{kind:?} {nth} {sticky}' cargo test --release --test it crash::every_failed_sync (syncfs {syncfs:?})"
                         ),
                         ..plan.clone()
                     };
@@ -1532,7 +1559,7 @@ fn a_full_disk_fails_typed_and_loses_nothing_acknowledged() {
     // Per kind of call that hit the full disk: appends worked again (in place, after a reopen).
     let mut outcomes: std::collections::BTreeMap<&'static str, (u64, u64)> = Default::default();
     let mut runs = 0;
-    for syncfs in [true, false] {
+    for syncfs in SYNCFS_CHOICES {
         let plan = fault_plan(
             31,
             syncfs,
@@ -1548,7 +1575,7 @@ fn a_full_disk_fails_typed_and_loses_nothing_acknowledged() {
             }
             let plan = Plan {
                 repro: format!(
-                    "REPRISE_DISK_BUDGET={budget} cargo test --release --test it crash::a_full_disk (syncfs {syncfs})"
+                    "REPRISE_DISK_BUDGET={budget} cargo test --release --test it crash::a_full_disk (syncfs {syncfs:?})"
                 ),
                 ..plan.clone()
             };
@@ -1756,7 +1783,7 @@ fn regression_a_close_acknowledges_what_the_journal_held_not_what_was_appended()
         guilds: vec![GUILDS[1]],
         ..fault_plan(
             12,
-            true,
+            (true, SyncfsMode::Flushes),
             "cargo test --release --test it crash::regression_a_close_acknowledges",
         )
     };
@@ -1848,7 +1875,7 @@ fn regression_a_checkpoint_keeps_the_commit_log_of_a_poisoned_guild() {
 fn a_plan_replays_the_same_operations() {
     let traces: Vec<Vec<(OpKind, std::path::PathBuf)>> = (0..3)
         .map(|_| {
-            let plan = exhaustive_plan(false);
+            let plan = exhaustive_plan(false, SyncfsMode::Flushes);
             let storage = fresh_storage(plan.seed);
             storage.set_trace(true);
             let mut run = Run::new(&plan, storage, false);

@@ -27,5 +27,7 @@ mod model;
 mod restore;
 /// The tokio runtime handle: group commit order, shutdown, dropped futures, subscriptions.
 mod runtime;
+/// Checkpoints when `syncfs` is a no-op or drops the write-back silently: per-file fsyncs.
+mod syncfs;
 /// Taking a guild back from a newer owner, with a power loss at every storage operation.
 mod takeback;
