@@ -13,6 +13,7 @@ use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::segment::{self, ScanEnd, SegmentHeader, SegmentScan};
 use crate::format::{self, frame, keycheck, snapshot};
 use crate::ids::{GuildId, Seq};
+use crate::journal_admin;
 use crate::layout::{self, GuildFile};
 use crate::recovery::{self, Decision, Found, Run, SnapshotFound};
 use crate::session::{self, Event, State};
@@ -2578,60 +2579,76 @@ impl Ctx<'_> {
         self.retain(guild, log)
     }
 
-    /// When a snapshot was written (from its header; `u64::MAX` when unreadable, so a damaged
-    /// snapshot never counts as old enough to be the reason others go).
-    fn snapshot_created(&self, guild: GuildId, seq: Seq) -> u64 {
-        let path = layout::snapshot_path(self.root, guild, seq);
-        self.storage
-            .read(&path, snapshot::FILE_LEN_MAX)
-            .ok()
-            .and_then(|b| snapshot::decode_header(&b).ok())
-            .map_or(u64::MAX, |h| h.created_unix_ms)
-    }
-
-    /// Keeps the newest `snapshots_retained` snapshots (fewer when some are older than
-    /// `snapshot_age_max`, but always the newest) and the segments needed to replay from the
-    /// oldest kept one; removes the rest. The active segment is never removed.
+    /// Applies the retention rule ([`journal_admin::retention_decision`], the one `cleanup`
+    /// applies too) with [`Config::snapshots_retained`] and [`Config::snapshot_age_max`]: keeps
+    /// the newest valid snapshots and the segments needed to replay from the oldest kept one,
+    /// and removes the rest. A snapshot counts only once read back and verified here (a
+    /// damaged one, even just written, is never what others are removed for); nothing is
+    /// removed that the newest state's recovery needs. The active segment is never removed.
     fn retain(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
-        let keep = self.config.snapshots_retained.max(1) as usize;
-        let mut cut = log.snapshots.len().saturating_sub(keep);
-        if log.snapshots.len() < keep {
-            // Until there are `keep` snapshots, the empty state at seq 0 is one of the kept
-            // bases: the whole log stays, so a damaged first snapshot can still be rebuilt.
-            if self.config.snapshot_age_max.is_none() {
+        let policy = journal_admin::RetentionPolicy::from_config(self.config);
+        let segments: Vec<journal_admin::SegmentSpan> = log
+            .segments
+            .iter()
+            .map(|s| journal_admin::SegmentSpan {
+                first_seq: s.first_seq,
+                last_seq: s.last_seq,
+            })
+            .collect();
+        let now = now_unix_ms();
+        if policy.age_max.is_none() {
+            // Without an age limit, fewer valid snapshots never remove more: when even all of
+            // them valid would remove nothing, nothing needs reading back.
+            let assumed: Vec<journal_admin::SnapshotStat> = log
+                .snapshots
+                .iter()
+                .map(|&seq| journal_admin::SnapshotStat {
+                    path: PathBuf::new(),
+                    seq,
+                    bytes: 0,
+                    created_unix_ms: None,
+                    valid: true,
+                })
+                .collect();
+            if journal_admin::retention_plan(&assumed, &segments, &policy, now).is_empty() {
                 return Ok(());
             }
         }
-        if let Some(age) = self.config.snapshot_age_max {
-            // Also drop kept snapshots older than the age limit, never the newest one.
-            let limit = now_unix_ms().saturating_sub(age.as_millis() as u64);
-            while cut + 1 < log.snapshots.len()
-                && self.snapshot_created(guild, log.snapshots[cut]) < limit
-            {
-                cut += 1;
-            }
-            if cut == 0 {
-                return Ok(());
-            }
-        }
-        let oldest_kept = log.snapshots[cut];
-        let mut removed = false;
-        for &seq in &log.snapshots[..cut] {
+        let mut snapshots = Vec::with_capacity(log.snapshots.len());
+        for &seq in &log.snapshots {
             let path = layout::snapshot_path(self.root, guild, seq);
-            self.storage
-                .remove(&path)
-                .map_err(|e| Error::io("remove old snapshot", &path, e))?;
+            snapshots.push(journal_admin::read_snapshot_stat(
+                self.storage,
+                &path,
+                guild,
+                seq,
+                self.config.keys.as_ref(),
+            )?);
+        }
+        let Ok(plan) = journal_admin::retention_decision(&snapshots, &segments, &policy, now)
+        else {
+            // The newest state could not be rebuilt without what would go: keep everything.
+            return Ok(());
+        };
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let mut removed = false;
+        for &seq in &plan.snapshots {
+            let path = layout::snapshot_path(self.root, guild, seq);
+            match self.storage.remove(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove old snapshot", &path, e)),
+            }
+            log.snapshots.retain(|&s| s != seq);
             removed = true;
         }
-        log.snapshots.drain(..cut);
-        // A segment is obsolete when every event in it is at or before the oldest kept
-        // snapshot, i.e. when the next segment starts at or before oldest_kept + 1.
-        let mut drop_count = 0;
-        while drop_count + 1 < log.segments.len()
-            && log.segments[drop_count + 1].first_seq <= oldest_kept + 1
-        {
-            drop_count += 1;
-        }
+        // The plan's segments are the oldest ones (a prefix of the list).
+        let mut drop_count = plan
+            .segments
+            .len()
+            .min(log.segments.len().saturating_sub(1));
         // Oldest first, and forgotten only once removed: a failure leaves the segments still
         // on disk a contiguous run (no gap), and the next retention retries them.
         while drop_count > 0 {
