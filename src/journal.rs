@@ -403,8 +403,64 @@ impl Journal {
         durability: Durability,
         now: u64,
     ) -> Result<Seq> {
+        self.append_batch(guild, std::slice::from_ref(event), durability, now)
+    }
+
+    /// Appends `events` to `guild` as its next events, all or nothing, and returns their
+    /// sequence numbers once all are acknowledged at `durability`.
+    ///
+    /// Every event is validated (each against the state the previous ones produce) and
+    /// encoded before anything is written. An I/O error part-way takes the whole batch back:
+    /// none of it stays in the journal (nor becomes durable, nor is shipped), so a retry does
+    /// not duplicate any of it. The exception is the one [`Journal::append`] has too: after a
+    /// failed fsync (or a failed write that cannot be cut back) the log is poisoned, nothing
+    /// more is acknowledged, and whether the batch survives is, as after a crash, up to the
+    /// recovery at the next open — whole or in part, but only ever a prefix of the guild's
+    /// appends.
+    ///
+    /// # Errors
+    /// As [`Journal::append`]; an invalid or oversized event rejects the whole batch.
+    pub fn append_many(
+        &mut self,
+        guild: GuildId,
+        events: &[Event],
+        durability: Durability,
+    ) -> Result<Vec<Seq>> {
+        self.append_many_at(guild, events, durability, now_unix_ms())
+    }
+
+    /// [`Journal::append_many`] with the append time given by the caller (Unix milliseconds),
+    /// recorded in every frame of the batch.
+    ///
+    /// # Errors
+    /// As [`Journal::append_many`].
+    pub fn append_many_at(
+        &mut self,
+        guild: GuildId,
+        events: &[Event],
+        durability: Durability,
+        now: u64,
+    ) -> Result<Vec<Seq>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last = self.append_batch(guild, events, durability, now)?;
+        Ok((last + 1 - events.len() as u64..=last).collect())
+    }
+
+    /// Appends a non-empty batch, all or nothing; returns the seq of its last event.
+    fn append_batch(
+        &mut self,
+        guild: GuildId,
+        events: &[Event],
+        durability: Durability,
+        now: u64,
+    ) -> Result<Seq> {
         self.writable()?;
         self.load(guild)?;
+        if let Some(op) = self.commit.as_ref().and_then(|c| c.poisoned) {
+            return Err(Error::Poisoned { guild, op });
+        }
         // Maintenance due since the previous append runs first, so that its failure fails this
         // append before the event takes effect: an append that returns an error has not
         // changed the journal (but after a failed fsync, see below).
@@ -441,19 +497,41 @@ impl Journal {
         if let Some(op) = log.poisoned.or(commit.poisoned) {
             return Err(Error::Poisoned { guild, op });
         }
-        session::validate(&log.current.state, event)
-            .map_err(|source| Error::InvalidEvent { guild, source })?;
-        let seq = log.current.seq + 1;
+        // The whole batch is validated before anything is written.
+        let batch_state = match events {
+            [event] => {
+                session::validate(&log.current.state, event)
+                    .map_err(|source| Error::InvalidEvent { guild, source })?;
+                None
+            }
+            _ => {
+                let mut scratch = log.current.state.clone();
+                for event in events {
+                    session::apply_checked(&mut scratch, event)
+                        .map_err(|source| Error::InvalidEvent { guild, source })?;
+                }
+                Some(scratch)
+            }
+        };
+        let first = log.current.seq + 1;
+        let last = log.current.seq + events.len() as u64;
+        // Every frame is encoded before anything is written (an oversized event writes nothing).
         frame_buf.clear();
-        let seal = config.keys.as_ref().map(|keys| frame::Seal {
-            keys,
-            guild: guild.0,
-        });
-        frame::encode(frame_buf, seq, now, event, seal).map_err(|len| Error::EventTooLarge {
-            guild,
-            len,
-            len_max: u64::from(frame::PAYLOAD_LEN_MAX),
-        })?;
+        let mut ends = Vec::with_capacity(events.len());
+        for (seq, event) in (first..).zip(events) {
+            let seal = config.keys.as_ref().map(|keys| frame::Seal {
+                keys,
+                guild: guild.0,
+            });
+            frame::encode(frame_buf, seq, now, event, seal).map_err(|len| {
+                Error::EventTooLarge {
+                    guild,
+                    len,
+                    len_max: u64::from(frame::PAYLOAD_LEN_MAX),
+                }
+            })?;
+            ends.push(frame_buf.len());
+        }
         let mut ctx = Ctx {
             root,
             storage: storage.as_ref(),
@@ -462,41 +540,62 @@ impl Journal {
             commit: commit_slot,
         };
         ctx.ensure_active(guild, log, now)?;
-        let queued = ctx.commit.as_ref().map_or(0, CommitLog::queued);
-        ctx.write_frame(guild, log, frame_buf)?;
+        // Room for the whole batch in the guild's buffer first: no frame of the batch may reach
+        // the segment file before every record of the batch is queued (they are taken back
+        // together).
+        if !log.pending.is_empty() && log.pending.len() + frame_buf.len() > GUILD_BUFFER_BYTES_MAX {
+            ctx.flush_guild(guild, log)?;
+        }
+        if log.segments.is_empty() {
+            return Err(unreachable_missing_guild());
+        }
         let commit = ctx.commit.as_mut().ok_or_else(unreachable_missing_guild)?;
-        let pushed = commit.push(
-            guild,
-            log.current.state.history_max,
-            key_id_of(config.keys.as_ref()),
-            frame_buf,
-        );
-        // `Always`: the record reaches the file before the event takes effect, so a failed
-        // write (a full disk) is taken back whole.
-        let written = match (pushed, durability) {
-            (Ok(()), Durability::Always | Durability::Remote) => commit.write(),
-            (other, _) => other,
+        let queued = commit.queued();
+        let history_max = log.current.state.history_max;
+        let key_id = key_id_of(config.keys.as_ref());
+        let mut start = 0;
+        for &end in &ends {
+            let frame = &frame_buf[start..end];
+            queue_frame(log, frame);
+            commit.queue(guild, history_max, key_id, frame);
+            start = end;
+        }
+        // `Always`: the records reach the file before the events take effect, so a failed
+        // write (a full disk) is taken back whole; likewise a full queue.
+        let written = if matches!(durability, Durability::Always | Durability::Remote)
+            || commit.queue_full()
+        {
+            commit.write()
+        } else {
+            Ok(())
         };
         if let Err(e) = written {
             if commit.poisoned.is_none() {
                 commit.unqueue(queued);
             }
-            unwrite_frame(log, frame_buf.len());
+            unwrite_frames(log, frame_buf.len(), events.len() as u64);
             return Err(e);
         }
-        session::apply(&mut log.current.state, event);
-        log.current.seq = seq;
-        log.events_since_snapshot += 1;
+        match batch_state {
+            Some(state) => log.current.state = state,
+            None => {
+                for event in events {
+                    session::apply(&mut log.current.state, event);
+                }
+            }
+        }
+        log.current.seq = last;
+        log.events_since_snapshot += events.len() as u64;
         log.bytes_since_snapshot += frame_buf.len() as u64;
         if matches!(durability, Durability::Always | Durability::Remote) {
-            // A failed fsync poisons the commit log: the event may or may not survive a power
+            // A failed fsync poisons the commit log: the events may or may not survive a power
             // loss, and nothing is acknowledged any more until the journal is reopened.
             commit.sync(ctx.storage)?;
         }
         self.buffered += frame_buf.len() as u64;
-        metrics::counter!(crate::telemetry::APPENDS_TOTAL).increment(1);
+        metrics::counter!(crate::telemetry::APPENDS_TOTAL).increment(events.len() as u64);
         metrics::counter!(crate::telemetry::APPEND_BYTES_TOTAL).increment(frame_buf.len() as u64);
-        Ok(seq)
+        Ok(last)
     }
 
     /// The upkeep an append may trigger, run before the next append (or [`Journal::sync`]) so
@@ -888,7 +987,16 @@ impl Journal {
     /// until the journal is reopened).
     pub fn sync(&mut self) -> Result<()> {
         match self.commit.as_mut() {
-            Some(commit) if self.mode == OpenMode::ReadWrite => commit.sync(self.storage.as_ref()),
+            Some(commit) if self.mode == OpenMode::ReadWrite => {
+                let synced = commit.sync(self.storage.as_ref());
+                if synced.is_err() {
+                    // Even a failed write that was cut back: the events it carried were appended
+                    // (and perhaps acknowledged to no one yet), and they must not become durable
+                    // later behind the back of callers told that this sync failed.
+                    commit.poisoned.get_or_insert("write");
+                }
+                synced
+            }
             _ => Ok(()),
         }
     }
@@ -2109,14 +2217,24 @@ fn explain_broken(
     ))
 }
 
-/// Takes back the frame of `len` bytes that [`Ctx::write_frame`] just queued for the guild's
-/// active segment (an append that did not take effect).
-fn unwrite_frame(log: &mut GuildLog, len: usize) {
+/// Queues `frame` (the guild's next event) for the guild's active segment, in memory.
+fn queue_frame(log: &mut GuildLog, frame: &[u8]) {
+    if let Some(meta) = log.segments.last_mut() {
+        meta.len += frame.len() as u64;
+        meta.last_seq += 1;
+    }
+    log.unsynced = true;
+    log.pending.extend_from_slice(frame);
+}
+
+/// Takes back the `count` frames of `len` bytes in all just queued for the guild's active
+/// segment (an append that did not take effect).
+fn unwrite_frames(log: &mut GuildLog, len: usize, count: u64) {
     let keep = log.pending.len().saturating_sub(len);
     log.pending.truncate(keep);
     if let Some(meta) = log.segments.last_mut() {
         meta.len -= len as u64;
-        meta.last_seq -= 1;
+        meta.last_seq -= count;
     }
 }
 
@@ -2390,24 +2508,6 @@ impl Ctx<'_> {
         log.active = Some(file);
         log.unsynced = true;
         log.dir_unsynced = true;
-        Ok(())
-    }
-
-    fn write_frame(&mut self, guild: GuildId, log: &mut GuildLog, frame: &[u8]) -> Result<()> {
-        if log.segments.is_empty() {
-            return Err(unreachable_missing_guild());
-        }
-        // Flush before adding: the frame's commit record is queued after this call, and a frame
-        // may reach its segment only once its record has reached the commit log.
-        if !log.pending.is_empty() && log.pending.len() + frame.len() > GUILD_BUFFER_BYTES_MAX {
-            self.flush_guild(guild, log)?;
-        }
-        if let Some(meta) = log.segments.last_mut() {
-            meta.len += frame.len() as u64;
-            meta.last_seq += 1;
-        }
-        log.unsynced = true;
-        log.pending.extend_from_slice(frame);
         Ok(())
     }
 

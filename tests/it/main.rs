@@ -29,5 +29,8 @@ mod restore;
 mod retention;
 /// The tokio runtime handle: group commit order, shutdown, dropped futures, subscriptions.
 mod runtime;
+/// The async handle under faults: all-or-nothing batches, power loss with group commit,
+/// background snapshots and subscribers.
+mod runtime_crash;
 /// Taking a guild back from a newer owner, with a power loss at every storage operation.
 mod takeback;
