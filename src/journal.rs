@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -153,6 +154,13 @@ pub struct Journal {
     unclean: bool,
     /// Use counter for the least-recently-used order of open files.
     use_tick: u64,
+    /// Per guild, the newer owner the directory's ownership record says fenced it (read at the
+    /// guild's first append, forgotten whenever a record is written through this journal).
+    fences: HashMap<GuildId, Option<(u64, String)>>,
+    /// Bumped by every ownership record written through this journal's [`crate::remote::LocalDir`].
+    owner_records_written: Arc<AtomicU64>,
+    /// The value of `owner_records_written` that `fences` reflects.
+    fences_seen: u64,
     _lock: Box<dyn DirLock>,
 }
 
@@ -346,6 +354,9 @@ impl Journal {
             open_files: 0,
             unclean,
             use_tick: 0,
+            fences: HashMap::new(),
+            owner_records_written: Arc::new(AtomicU64::new(0)),
+            fences_seen: 0,
             _lock: lock,
         })
     }
@@ -458,6 +469,7 @@ impl Journal {
     ) -> Result<Seq> {
         self.writable()?;
         self.load(guild)?;
+        self.check_fence(guild)?;
         if let Some(op) = self.commit.as_ref().and_then(|c| c.poisoned) {
             return Err(Error::Poisoned { guild, op });
         }
@@ -596,6 +608,39 @@ impl Journal {
         metrics::counter!(crate::telemetry::APPENDS_TOTAL).increment(events.len() as u64);
         metrics::counter!(crate::telemetry::APPEND_BYTES_TOTAL).increment(frame_buf.len() as u64);
         Ok(last)
+    }
+
+    /// `Err(Fenced)` when the directory's ownership record of `guild` says a newer owner
+    /// claimed it (as the CLI and the runtime check): nothing more is appended to the guild.
+    fn check_fence(&mut self, guild: GuildId) -> Result<()> {
+        let written = self.owner_records_written.load(Ordering::Acquire);
+        if written != self.fences_seen {
+            self.fences.clear();
+            self.fences_seen = written;
+        }
+        let fence = match self.fences.get(&guild) {
+            Some(fence) => fence.clone(),
+            None => {
+                let local = crate::remote::LocalDir::of(self);
+                let fence =
+                    crate::remote::Remote::owner_record(&local, guild)?.and_then(|r| r.fenced_by);
+                self.fences.insert(guild, fence.clone());
+                fence
+            }
+        };
+        match fence {
+            Some((epoch, owner)) => Err(Error::Fenced {
+                guild,
+                epoch,
+                owner,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The counter [`crate::remote::LocalDir`] bumps whenever it writes an ownership record.
+    pub(crate) fn owner_records_written(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.owner_records_written)
     }
 
     /// The upkeep an append may trigger, run before the next append (or [`Journal::sync`]) so
