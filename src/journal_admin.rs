@@ -9,10 +9,14 @@
 //!
 //! # The retention rule ([`retention_plan`], pure)
 //!
+//! One rule for both call sites: the journal applies [`retention_decision`] after each snapshot
+//! and [`Journal::cleanup`] on demand, both on snapshots read back and verified.
+//!
 //! Of a guild's valid snapshots (oldest first), keep the newest `keep` (at least one), and of
 //! those drop the ones older than `age_max` — but never the newest valid one. While a guild has
-//! fewer than `keep` valid snapshots and no age limit applies, the empty state at seq 0 counts
-//! as one of the kept bases and nothing is removed (as the journal's own retention does). Then
+//! fewer than `keep` valid snapshots (and the age limit drops none of them), the empty state at
+//! seq 0 counts as one of the kept bases and nothing is removed; at exactly `keep` the log
+//! before the oldest kept one goes. A damaged snapshot never counts. Then
 //! every snapshot (valid or damaged) older than the oldest kept one is removed, and every log
 //! segment whose events all precede that snapshot's successor (the next segment starts at or
 //! before `oldest_kept + 1`); the newest segment is never removed. Finally the plan is checked
