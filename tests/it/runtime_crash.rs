@@ -106,6 +106,39 @@ async fn regression_append_many_is_all_or_nothing_on_an_io_error_part_way() {
     }
 }
 
+/// Issue 13 item 5, on the synchronous journal: a short write of the batch's commit records
+/// takes the whole batch back (nothing in the journal, a retry appends it once), and a reopen
+/// finds exactly what was acknowledged.
+#[test]
+fn regression_journal_append_many_takes_the_whole_batch_back_on_a_failed_write() {
+    let g = GuildId(4);
+    let (events, states) = stream(17, 60);
+    let config = Config::default().without_auto_snapshots();
+    let storage = sim(17);
+    let mut j = open_journal(&storage, &config);
+    j.append_many(g, &events[..10], Durability::Always).unwrap();
+    storage.set_fault(Fault::FailKind {
+        kind: OpKind::Append,
+        nth: storage.op_count_of(OpKind::Append),
+        sticky: false,
+        error: InjectedError::ShortWrite,
+    });
+    let failed = j.append_many(g, &events[10..40], Durability::Always);
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(storage.injected_count() > 0);
+    assert_eq!(j.state(g).unwrap().seq, 10);
+    storage.clear_faults();
+    assert_eq!(
+        j.append_many(g, &events[10..60], Durability::Always)
+            .unwrap(),
+        (11..=60).collect::<Vec<u64>>()
+    );
+    assert_eq!(j.state(g).unwrap().state, states[60]);
+    j.close().unwrap();
+    let mut j = open_journal(&storage, &config);
+    assert_eq!(j.state(g).unwrap().state, states[60]);
+}
+
 /// A small deterministic generator (splitmix64).
 struct Rng(u64);
 
