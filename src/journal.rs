@@ -161,6 +161,10 @@ pub struct Journal {
     owner_records_written: Arc<AtomicU64>,
     /// The value of `owner_records_written` that `fences` reflects.
     fences_seen: u64,
+    /// Snapshot jobs handed out ([`Journal::snapshot_begin`]) whose seal fsync of a segment
+    /// may not have happened yet: the segment is not durable, and no checkpoint may drop the
+    /// commit logs covering it until they are finished.
+    seals_in_flight: usize,
     _lock: Box<dyn DirLock>,
 }
 
@@ -357,6 +361,7 @@ impl Journal {
             fences: HashMap::new(),
             owner_records_written: Arc::new(AtomicU64::new(0)),
             fences_seen: 0,
+            seals_in_flight: 0,
             _lock: lock,
         })
     }
@@ -651,10 +656,13 @@ impl Journal {
         if self.buffered >= BUFFERED_BYTES_MAX {
             self.flush_buffers(None)?;
         }
-        if self
-            .commit
-            .as_ref()
-            .is_some_and(|c| c.len() >= self.config.commit_bytes_max)
+        // Not while a handed-out snapshot job may still have to fsync a sealed segment: the
+        // checkpoint would drop the commit logs that are its only durable copy.
+        if self.seals_in_flight == 0
+            && self
+                .commit
+                .as_ref()
+                .is_some_and(|c| c.len() >= self.config.commit_bytes_max)
         {
             self.checkpoint(true)?;
         }
@@ -1138,7 +1146,11 @@ impl Journal {
         if let Some(op) = log.poisoned {
             return Err(Error::Poisoned { guild, op });
         }
-        ctx.snapshot_begin(guild, log, now_unix_ms())
+        let job = ctx.snapshot_begin(guild, log, now_unix_ms())?;
+        if job.as_ref().is_some_and(|j| j.seal.is_some()) {
+            self.seals_in_flight += 1;
+        }
+        Ok(job)
     }
 
     /// The second half: registers a snapshot written by [`SnapshotJob::write_to`] and drops what
@@ -1147,6 +1159,9 @@ impl Journal {
     /// # Errors
     /// [`Error::Io`] when an obsolete file cannot be removed.
     pub fn snapshot_finish(&mut self, job: &SnapshotJob) -> Result<()> {
+        if job.seal.is_some() {
+            self.seals_in_flight = self.seals_in_flight.saturating_sub(1);
+        }
         self.writable()?;
         self.load(job.guild)?;
         let (mut ctx, guilds) = self.split();
@@ -1160,6 +1175,9 @@ impl Journal {
     /// guild's log and checkpoints (fsyncgate); a failed snapshot write changes nothing (the
     /// next snapshot tries again).
     pub fn snapshot_failed(&mut self, job: &SnapshotJob) {
+        if job.seal.is_some() {
+            self.seals_in_flight = self.seals_in_flight.saturating_sub(1);
+        }
         if job.seal_failed {
             if let Some(log) = self.guilds.get_mut(&job.guild) {
                 log.poisoned = Some("fsync");
