@@ -139,6 +139,43 @@ fn regression_journal_append_many_takes_the_whole_batch_back_on_a_failed_write()
     assert_eq!(j.state(g).unwrap().state, states[60]);
 }
 
+/// Found by the runtime crash simulation: a checkpoint that an append made due while a
+/// snapshot job (the runtime's background snapshot) had not yet fsynced the segment it sealed
+/// dropped the commit logs holding that segment's only durable copy; a power loss then lost
+/// acknowledged events.
+#[test]
+fn regression_a_checkpoint_waits_for_the_seal_of_a_snapshot_in_flight() {
+    let g = GuildId(8);
+    let (events, states) = stream(23, 3000);
+    let config = Config::default()
+        .without_auto_snapshots()
+        .with_commit_bytes_max(16 << 10);
+    let storage = sim(23);
+    storage.set_syncfs(false);
+    let mut j = open_journal(&storage, &config);
+    for e in &events[..20] {
+        j.append(g, e, Durability::Always).unwrap();
+    }
+    // Handed out, never written (the snapshot thread has not got to it yet).
+    let job = j.snapshot_begin(g).unwrap().expect("a job");
+    assert_eq!(job.seq(), 20);
+    let generation = |s: &SimStorage| s.list(Path::new("/srv/reprise/commit")).unwrap();
+    let before = generation(&storage);
+    for e in &events[20..] {
+        j.append(g, e, Durability::Always).unwrap();
+    }
+    let after = generation(&storage);
+    let crashed = Arc::new(storage.crash(CrashMode::DropUnsynced));
+    drop(j);
+    let mut j = open_journal(&crashed, &config);
+    let got = j
+        .state(g)
+        .unwrap_or_else(|e| panic!("commit logs {before:?} -> {after:?}: {e}"))
+        .clone();
+    assert_eq!(got.seq, 3000);
+    assert_eq!(got.state, states[3000]);
+}
+
 /// A small deterministic generator (splitmix64).
 struct Rng(u64);
 
