@@ -78,19 +78,15 @@ impl CommitLog {
         })
     }
 
-    /// Queues the record of one appended frame (its payload sealed under `key_id`).
-    pub(crate) fn push(
-        &mut self,
-        guild: GuildId,
-        history_max: u32,
-        key_id: KeyId,
-        frame: &[u8],
-    ) -> Result<()> {
+    /// Queues the record of one appended frame without writing anything (see
+    /// [`CommitLog::queue_full`]).
+    pub(crate) fn queue(&mut self, guild: GuildId, history_max: u32, key_id: KeyId, frame: &[u8]) {
         commit::encode_record(&mut self.buf, guild.0, history_max, key_id, frame);
-        if self.buf.len() >= BUFFER_BYTES_MAX {
-            self.write()?;
-        }
-        Ok(())
+    }
+
+    /// Whether the queue is long enough to be written now.
+    pub(crate) fn queue_full(&self) -> bool {
+        self.buf.len() >= BUFFER_BYTES_MAX
     }
 
     /// Length of the queue of records not yet written (to take back the newest ones with

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::segment::{self, ScanEnd, SegmentHeader, SegmentScan};
 use crate::format::{self, frame, keycheck, snapshot};
 use crate::ids::{GuildId, Seq};
+use crate::journal_admin;
 use crate::layout::{self, GuildFile};
 use crate::recovery::{self, Decision, Found, Run, SnapshotFound};
 use crate::session::{self, Event, State};
@@ -156,6 +158,13 @@ pub struct Journal {
     unclean: bool,
     /// Use counter for the least-recently-used order of open files.
     use_tick: u64,
+    /// Per guild, the newer owner the directory's ownership record says fenced it (read at the
+    /// guild's first append, forgotten whenever a record is written through this journal).
+    fences: HashMap<GuildId, Option<(u64, String)>>,
+    /// Bumped by every ownership record written through this journal's [`crate::remote::LocalDir`].
+    owner_records_written: Arc<AtomicU64>,
+    /// The value of `owner_records_written` that `fences` reflects.
+    fences_seen: u64,
     /// Snapshot jobs handed out by [`Journal::snapshot_begin`] whose sealed segment's fsync
     /// (carried by the job, on the descriptor that wrote it) may not have happened yet: until
     /// they come back, a checkpoint cannot prove those segments durable.
@@ -353,6 +362,9 @@ impl Journal {
             open_files: 0,
             unclean,
             use_tick: 0,
+            fences: HashMap::new(),
+            owner_records_written: Arc::new(AtomicU64::new(0)),
+            fences_seen: 0,
             seals_in_flight: 0,
             _lock: lock,
         })
@@ -411,8 +423,65 @@ impl Journal {
         durability: Durability,
         now: u64,
     ) -> Result<Seq> {
+        self.append_batch(guild, std::slice::from_ref(event), durability, now)
+    }
+
+    /// Appends `events` to `guild` as its next events, all or nothing, and returns their
+    /// sequence numbers once all are acknowledged at `durability`.
+    ///
+    /// Every event is validated (each against the state the previous ones produce) and
+    /// encoded before anything is written. An I/O error part-way takes the whole batch back:
+    /// none of it stays in the journal (nor becomes durable, nor is shipped), so a retry does
+    /// not duplicate any of it. The exception is the one [`Journal::append`] has too: after a
+    /// failed fsync (or a failed write that cannot be cut back) the log is poisoned, nothing
+    /// more is acknowledged, and whether the batch survives is, as after a crash, up to the
+    /// recovery at the next open — whole or in part, but only ever a prefix of the guild's
+    /// appends.
+    ///
+    /// # Errors
+    /// As [`Journal::append`]; an invalid or oversized event rejects the whole batch.
+    pub fn append_many(
+        &mut self,
+        guild: GuildId,
+        events: &[Event],
+        durability: Durability,
+    ) -> Result<Vec<Seq>> {
+        self.append_many_at(guild, events, durability, now_unix_ms())
+    }
+
+    /// [`Journal::append_many`] with the append time given by the caller (Unix milliseconds),
+    /// recorded in every frame of the batch.
+    ///
+    /// # Errors
+    /// As [`Journal::append_many`].
+    pub fn append_many_at(
+        &mut self,
+        guild: GuildId,
+        events: &[Event],
+        durability: Durability,
+        now: u64,
+    ) -> Result<Vec<Seq>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last = self.append_batch(guild, events, durability, now)?;
+        Ok((last + 1 - events.len() as u64..=last).collect())
+    }
+
+    /// Appends a non-empty batch, all or nothing; returns the seq of its last event.
+    fn append_batch(
+        &mut self,
+        guild: GuildId,
+        events: &[Event],
+        durability: Durability,
+        now: u64,
+    ) -> Result<Seq> {
         self.writable()?;
         self.load(guild)?;
+        self.check_fence(guild)?;
+        if let Some(op) = self.commit.as_ref().and_then(|c| c.poisoned) {
+            return Err(Error::Poisoned { guild, op });
+        }
         // Maintenance due since the previous append runs first, so that its failure fails this
         // append before the event takes effect: an append that returns an error has not
         // changed the journal (but after a failed fsync, see below).
@@ -449,19 +518,41 @@ impl Journal {
         if let Some(op) = log.poisoned.or(commit.poisoned) {
             return Err(Error::Poisoned { guild, op });
         }
-        session::validate(&log.current.state, event)
-            .map_err(|source| Error::InvalidEvent { guild, source })?;
-        let seq = log.current.seq + 1;
+        // The whole batch is validated before anything is written.
+        let batch_state = match events {
+            [event] => {
+                session::validate(&log.current.state, event)
+                    .map_err(|source| Error::InvalidEvent { guild, source })?;
+                None
+            }
+            _ => {
+                let mut scratch = log.current.state.clone();
+                for event in events {
+                    session::apply_checked(&mut scratch, event)
+                        .map_err(|source| Error::InvalidEvent { guild, source })?;
+                }
+                Some(scratch)
+            }
+        };
+        let first = log.current.seq + 1;
+        let last = log.current.seq + events.len() as u64;
+        // Every frame is encoded before anything is written (an oversized event writes nothing).
         frame_buf.clear();
-        let seal = config.keys.as_ref().map(|keys| frame::Seal {
-            keys,
-            guild: guild.0,
-        });
-        frame::encode(frame_buf, seq, now, event, seal).map_err(|len| Error::EventTooLarge {
-            guild,
-            len,
-            len_max: u64::from(frame::PAYLOAD_LEN_MAX),
-        })?;
+        let mut ends = Vec::with_capacity(events.len());
+        for (seq, event) in (first..).zip(events) {
+            let seal = config.keys.as_ref().map(|keys| frame::Seal {
+                keys,
+                guild: guild.0,
+            });
+            frame::encode(frame_buf, seq, now, event, seal).map_err(|len| {
+                Error::EventTooLarge {
+                    guild,
+                    len,
+                    len_max: u64::from(frame::PAYLOAD_LEN_MAX),
+                }
+            })?;
+            ends.push(frame_buf.len());
+        }
         let mut ctx = Ctx {
             root,
             storage: storage.as_ref(),
@@ -470,41 +561,95 @@ impl Journal {
             commit: commit_slot,
         };
         ctx.ensure_active(guild, log, now)?;
-        let queued = ctx.commit.as_ref().map_or(0, CommitLog::queued);
-        ctx.write_frame(guild, log, frame_buf)?;
+        // Room for the whole batch in the guild's buffer first: no frame of the batch may reach
+        // the segment file before every record of the batch is queued (they are taken back
+        // together).
+        if !log.pending.is_empty() && log.pending.len() + frame_buf.len() > GUILD_BUFFER_BYTES_MAX {
+            ctx.flush_guild(guild, log)?;
+        }
+        if log.segments.is_empty() {
+            return Err(unreachable_missing_guild());
+        }
         let commit = ctx.commit.as_mut().ok_or_else(unreachable_missing_guild)?;
-        let pushed = commit.push(
-            guild,
-            log.current.state.history_max,
-            key_id_of(config.keys.as_ref()),
-            frame_buf,
-        );
-        // `Always`: the record reaches the file before the event takes effect, so a failed
-        // write (a full disk) is taken back whole.
-        let written = match (pushed, durability) {
-            (Ok(()), Durability::Always | Durability::Remote) => commit.write(),
-            (other, _) => other,
+        let queued = commit.queued();
+        let history_max = log.current.state.history_max;
+        let key_id = key_id_of(config.keys.as_ref());
+        let mut start = 0;
+        for &end in &ends {
+            let frame = &frame_buf[start..end];
+            queue_frame(log, frame);
+            commit.queue(guild, history_max, key_id, frame);
+            start = end;
+        }
+        // `Always`: the records reach the file before the events take effect, so a failed
+        // write (a full disk) is taken back whole; likewise a full queue.
+        let written = if matches!(durability, Durability::Always | Durability::Remote)
+            || commit.queue_full()
+        {
+            commit.write()
+        } else {
+            Ok(())
         };
         if let Err(e) = written {
             if commit.poisoned.is_none() {
                 commit.unqueue(queued);
             }
-            unwrite_frame(log, frame_buf.len());
+            unwrite_frames(log, frame_buf.len(), events.len() as u64);
             return Err(e);
         }
-        session::apply(&mut log.current.state, event);
-        log.current.seq = seq;
-        log.events_since_snapshot += 1;
+        match batch_state {
+            Some(state) => log.current.state = state,
+            None => {
+                for event in events {
+                    session::apply(&mut log.current.state, event);
+                }
+            }
+        }
+        log.current.seq = last;
+        log.events_since_snapshot += events.len() as u64;
         log.bytes_since_snapshot += frame_buf.len() as u64;
         if matches!(durability, Durability::Always | Durability::Remote) {
-            // A failed fsync poisons the commit log: the event may or may not survive a power
+            // A failed fsync poisons the commit log: the events may or may not survive a power
             // loss, and nothing is acknowledged any more until the journal is reopened.
             commit.sync(ctx.storage)?;
         }
         self.buffered += frame_buf.len() as u64;
-        metrics::counter!(crate::telemetry::APPENDS_TOTAL).increment(1);
+        metrics::counter!(crate::telemetry::APPENDS_TOTAL).increment(events.len() as u64);
         metrics::counter!(crate::telemetry::APPEND_BYTES_TOTAL).increment(frame_buf.len() as u64);
-        Ok(seq)
+        Ok(last)
+    }
+
+    /// `Err(Fenced)` when the directory's ownership record of `guild` says a newer owner
+    /// claimed it (as the CLI and the runtime check): nothing more is appended to the guild.
+    fn check_fence(&mut self, guild: GuildId) -> Result<()> {
+        let written = self.owner_records_written.load(Ordering::Acquire);
+        if written != self.fences_seen {
+            self.fences.clear();
+            self.fences_seen = written;
+        }
+        let fence = match self.fences.get(&guild) {
+            Some(fence) => fence.clone(),
+            None => {
+                let local = crate::remote::LocalDir::of(self);
+                let fence =
+                    crate::remote::Remote::owner_record(&local, guild)?.and_then(|r| r.fenced_by);
+                self.fences.insert(guild, fence.clone());
+                fence
+            }
+        };
+        match fence {
+            Some((epoch, owner)) => Err(Error::Fenced {
+                guild,
+                epoch,
+                owner,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The counter [`crate::remote::LocalDir`] bumps whenever it writes an ownership record.
+    pub(crate) fn owner_records_written(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.owner_records_written)
     }
 
     /// The upkeep an append may trigger, run before the next append (or [`Journal::sync`]) so
@@ -979,7 +1124,16 @@ impl Journal {
     /// until the journal is reopened).
     pub fn sync(&mut self) -> Result<()> {
         match self.commit.as_mut() {
-            Some(commit) if self.mode == OpenMode::ReadWrite => commit.sync(self.storage.as_ref()),
+            Some(commit) if self.mode == OpenMode::ReadWrite => {
+                let synced = commit.sync(self.storage.as_ref());
+                if synced.is_err() {
+                    // Even a failed write that was cut back: the events it carried were appended
+                    // (and perhaps acknowledged to no one yet), and they must not become durable
+                    // later behind the back of callers told that this sync failed.
+                    commit.poisoned.get_or_insert("write");
+                }
+                synced
+            }
             _ => Ok(()),
         }
     }
@@ -2244,14 +2398,24 @@ fn explain_broken(
     ))
 }
 
-/// Takes back the frame of `len` bytes that [`Ctx::write_frame`] just queued for the guild's
-/// active segment (an append that did not take effect).
-fn unwrite_frame(log: &mut GuildLog, len: usize) {
+/// Queues `frame` (the guild's next event) for the guild's active segment, in memory.
+fn queue_frame(log: &mut GuildLog, frame: &[u8]) {
+    if let Some(meta) = log.segments.last_mut() {
+        meta.len += frame.len() as u64;
+        meta.last_seq += 1;
+    }
+    log.unsynced = true;
+    log.pending.extend_from_slice(frame);
+}
+
+/// Takes back the `count` frames of `len` bytes in all just queued for the guild's active
+/// segment (an append that did not take effect).
+fn unwrite_frames(log: &mut GuildLog, len: usize, count: u64) {
     let keep = log.pending.len().saturating_sub(len);
     log.pending.truncate(keep);
     if let Some(meta) = log.segments.last_mut() {
         meta.len -= len as u64;
-        meta.last_seq -= 1;
+        meta.last_seq -= count;
     }
 }
 
@@ -2530,24 +2694,6 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn write_frame(&mut self, guild: GuildId, log: &mut GuildLog, frame: &[u8]) -> Result<()> {
-        if log.segments.is_empty() {
-            return Err(unreachable_missing_guild());
-        }
-        // Flush before adding: the frame's commit record is queued after this call, and a frame
-        // may reach its segment only once its record has reached the commit log.
-        if !log.pending.is_empty() && log.pending.len() + frame.len() > GUILD_BUFFER_BYTES_MAX {
-            self.flush_guild(guild, log)?;
-        }
-        if let Some(meta) = log.segments.last_mut() {
-            meta.len += frame.len() as u64;
-            meta.last_seq += 1;
-        }
-        log.unsynced = true;
-        log.pending.extend_from_slice(frame);
-        Ok(())
-    }
-
     /// Writes the guild's buffered frames to its active segment.
     ///
     /// The commit log's queued records are written first, so that every frame in a segment file
@@ -2699,60 +2845,76 @@ impl Ctx<'_> {
         self.retain(guild, log)
     }
 
-    /// When a snapshot was written (from its header; `u64::MAX` when unreadable, so a damaged
-    /// snapshot never counts as old enough to be the reason others go).
-    fn snapshot_created(&self, guild: GuildId, seq: Seq) -> u64 {
-        let path = layout::snapshot_path(self.root, guild, seq);
-        self.storage
-            .read(&path, snapshot::FILE_LEN_MAX)
-            .ok()
-            .and_then(|b| snapshot::decode_header(&b).ok())
-            .map_or(u64::MAX, |h| h.created_unix_ms)
-    }
-
-    /// Keeps the newest `snapshots_retained` snapshots (fewer when some are older than
-    /// `snapshot_age_max`, but always the newest) and the segments needed to replay from the
-    /// oldest kept one; removes the rest. The active segment is never removed.
+    /// Applies the retention rule ([`journal_admin::retention_decision`], the one `cleanup`
+    /// applies too) with [`Config::snapshots_retained`] and [`Config::snapshot_age_max`]: keeps
+    /// the newest valid snapshots and the segments needed to replay from the oldest kept one,
+    /// and removes the rest. A snapshot counts only once read back and verified here (a
+    /// damaged one, even just written, is never what others are removed for); nothing is
+    /// removed that the newest state's recovery needs. The active segment is never removed.
     fn retain(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
-        let keep = self.config.snapshots_retained.max(1) as usize;
-        let mut cut = log.snapshots.len().saturating_sub(keep);
-        if log.snapshots.len() < keep {
-            // Until there are `keep` snapshots, the empty state at seq 0 is one of the kept
-            // bases: the whole log stays, so a damaged first snapshot can still be rebuilt.
-            if self.config.snapshot_age_max.is_none() {
+        let policy = journal_admin::RetentionPolicy::from_config(self.config);
+        let segments: Vec<journal_admin::SegmentSpan> = log
+            .segments
+            .iter()
+            .map(|s| journal_admin::SegmentSpan {
+                first_seq: s.first_seq,
+                last_seq: s.last_seq,
+            })
+            .collect();
+        let now = now_unix_ms();
+        if policy.age_max.is_none() {
+            // Without an age limit, fewer valid snapshots never remove more: when even all of
+            // them valid would remove nothing, nothing needs reading back.
+            let assumed: Vec<journal_admin::SnapshotStat> = log
+                .snapshots
+                .iter()
+                .map(|&seq| journal_admin::SnapshotStat {
+                    path: PathBuf::new(),
+                    seq,
+                    bytes: 0,
+                    created_unix_ms: None,
+                    valid: true,
+                })
+                .collect();
+            if journal_admin::retention_plan(&assumed, &segments, &policy, now).is_empty() {
                 return Ok(());
             }
         }
-        if let Some(age) = self.config.snapshot_age_max {
-            // Also drop kept snapshots older than the age limit, never the newest one.
-            let limit = now_unix_ms().saturating_sub(age.as_millis() as u64);
-            while cut + 1 < log.snapshots.len()
-                && self.snapshot_created(guild, log.snapshots[cut]) < limit
-            {
-                cut += 1;
-            }
-            if cut == 0 {
-                return Ok(());
-            }
-        }
-        let oldest_kept = log.snapshots[cut];
-        let mut removed = false;
-        for &seq in &log.snapshots[..cut] {
+        let mut snapshots = Vec::with_capacity(log.snapshots.len());
+        for &seq in &log.snapshots {
             let path = layout::snapshot_path(self.root, guild, seq);
-            self.storage
-                .remove(&path)
-                .map_err(|e| Error::io("remove old snapshot", &path, e))?;
+            snapshots.push(journal_admin::read_snapshot_stat(
+                self.storage,
+                &path,
+                guild,
+                seq,
+                self.config.keys.as_ref(),
+            )?);
+        }
+        let Ok(plan) = journal_admin::retention_decision(&snapshots, &segments, &policy, now)
+        else {
+            // The newest state could not be rebuilt without what would go: keep everything.
+            return Ok(());
+        };
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let mut removed = false;
+        for &seq in &plan.snapshots {
+            let path = layout::snapshot_path(self.root, guild, seq);
+            match self.storage.remove(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove old snapshot", &path, e)),
+            }
+            log.snapshots.retain(|&s| s != seq);
             removed = true;
         }
-        log.snapshots.drain(..cut);
-        // A segment is obsolete when every event in it is at or before the oldest kept
-        // snapshot, i.e. when the next segment starts at or before oldest_kept + 1.
-        let mut drop_count = 0;
-        while drop_count + 1 < log.segments.len()
-            && log.segments[drop_count + 1].first_seq <= oldest_kept + 1
-        {
-            drop_count += 1;
-        }
+        // The plan's segments are the oldest ones (a prefix of the list).
+        let mut drop_count = plan
+            .segments
+            .len()
+            .min(log.segments.len().saturating_sub(1));
         // Oldest first, and forgotten only once removed: a failure leaves the segments still
         // on disk a contiguous run (no gap), and the next retention retries them.
         while drop_count > 0 {

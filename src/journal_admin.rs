@@ -9,10 +9,14 @@
 //!
 //! # The retention rule ([`retention_plan`], pure)
 //!
+//! One rule for both call sites: the journal applies [`retention_decision`] after each snapshot
+//! and [`Journal::cleanup`] on demand, both on snapshots read back and verified.
+//!
 //! Of a guild's valid snapshots (oldest first), keep the newest `keep` (at least one), and of
 //! those drop the ones older than `age_max` — but never the newest valid one. While a guild has
-//! fewer than `keep` valid snapshots and no age limit applies, the empty state at seq 0 counts
-//! as one of the kept bases and nothing is removed (as the journal's own retention does). Then
+//! fewer than `keep` valid snapshots (and the age limit drops none of them), the empty state at
+//! seq 0 counts as one of the kept bases and nothing is removed; at exactly `keep` the log
+//! before the oldest kept one goes. A damaged snapshot never counts. Then
 //! every snapshot (valid or damaged) older than the oldest kept one is removed, and every log
 //! segment whose events all precede that snapshot's successor (the next segment starts at or
 //! before `oldest_kept + 1`); the newest segment is never removed. Finally the plan is checked
@@ -250,8 +254,9 @@ impl CleanupReport {
     }
 }
 
-/// The retention rule of the module docs, on one guild: `snapshots` sorted by seq, `segments`
-/// sorted by first seq, `now_unix_ms` for the age limit. Pure.
+/// The retention rule of the module docs, on one guild, without the final safety check (see
+/// [`retention_decision`] for the rule both call sites apply): `snapshots` sorted by seq,
+/// `segments` sorted by first seq, `now_unix_ms` for the age limit. Pure.
 pub fn retention_plan(
     snapshots: &[SnapshotStat],
     segments: &[SegmentSpan],
@@ -260,19 +265,22 @@ pub fn retention_plan(
 ) -> RetentionPlan {
     let valid: Vec<&SnapshotStat> = snapshots.iter().filter(|s| s.valid).collect();
     let keep = policy.keep.max(1) as usize;
-    if valid.is_empty() || (valid.len() < keep && policy.age_max.is_none()) {
+    if valid.is_empty() {
         return RetentionPlan::default();
     }
-    let mut cut = valid.len().saturating_sub(keep);
+    // Fewer valid snapshots than `keep`: the empty state at seq 0 is one of the kept bases.
+    let empty_state_kept = valid.len() < keep;
+    let start = valid.len().saturating_sub(keep);
+    let mut cut = start;
     if let Some(age) = policy.age_max {
         let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
         let limit = now_unix_ms.saturating_sub(age_ms);
-        // An unknown creation time never counts as old.
+        // An unknown creation time never counts as old; the newest valid one always stays.
         while cut + 1 < valid.len() && valid[cut].created_unix_ms.is_some_and(|c| c < limit) {
             cut += 1;
         }
     }
-    if cut == 0 {
+    if empty_state_kept && cut == start {
         return RetentionPlan::default();
     }
     let oldest_kept = valid[cut].seq;
@@ -289,6 +297,65 @@ pub fn retention_plan(
         snapshots,
         segments: segments[..drop].iter().map(|s| s.first_seq).collect(),
     }
+}
+
+/// The retention rule both call sites apply (the journal after each snapshot,
+/// [`Journal::cleanup`] on demand): [`retention_plan`], then checked against recovery — `Err`
+/// (nothing is removed) when the guild's newest state cannot be rebuilt now, or would not be
+/// rebuilt the same way from what the plan leaves. `snapshots[i].valid` must come from reading
+/// the file back and verifying it. Pure.
+///
+/// # Errors
+/// Why nothing may be removed (for a report).
+pub fn retention_decision(
+    snapshots: &[SnapshotStat],
+    segments: &[SegmentSpan],
+    policy: &RetentionPolicy,
+    now_unix_ms: u64,
+) -> std::result::Result<RetentionPlan, String> {
+    let plan = retention_plan(snapshots, segments, policy, now_unix_ms);
+    checked_plan(snapshots, segments, plan)
+}
+
+/// Reads the snapshot of `guild` at `seq` back and verifies it as recovery would (decodes,
+/// checksums and authenticates, belongs to this guild and seq), with its header time.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read (an oversized file counts as damaged).
+pub(crate) fn read_snapshot_stat(
+    storage: &dyn crate::storage::Storage,
+    path: &std::path::Path,
+    guild: GuildId,
+    seq: Seq,
+    keys: Option<&crate::crypto::Keyring>,
+) -> Result<SnapshotStat> {
+    let (created_unix_ms, valid, bytes) = match storage.read(path, snapshot::FILE_LEN_MAX) {
+        Ok(bytes) => {
+            let created = snapshot::decode_header(&bytes)
+                .ok()
+                .map(|h| h.created_unix_ms);
+            let valid = snapshot::decode(&bytes, keys)
+                .is_ok_and(|(h, _)| h.guild == guild.0 && h.seq == seq);
+            (created, valid, bytes.len() as u64)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            (None, false, storage.file_len(path).unwrap_or(0))
+        }
+        Err(e) => {
+            return Err(Error::Io {
+                op: "read",
+                path: path.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    Ok(SnapshotStat {
+        path: path.to_path_buf(),
+        seq,
+        bytes,
+        created_unix_ms,
+        valid,
+    })
 }
 
 /// The recovery decision for the newest state of a guild holding these files.
@@ -364,32 +431,15 @@ impl Journal {
         let storage = self.storage();
         let mut out = Vec::with_capacity(info.snapshots.len());
         for file in &info.snapshots {
-            let seq = file.first_seq;
-            let (created_unix_ms, valid) = match storage.read(&file.path, snapshot::FILE_LEN_MAX) {
-                Ok(bytes) => {
-                    let created = snapshot::decode_header(&bytes)
-                        .ok()
-                        .map(|h| h.created_unix_ms);
-                    let valid = snapshot::decode(&bytes, self.config().keys.as_ref())
-                        .is_ok_and(|(h, _)| h.guild == guild.0 && h.seq == seq);
-                    (created, valid)
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => (None, false),
-                Err(e) => {
-                    return Err(Error::Io {
-                        op: "read",
-                        path: file.path.clone(),
-                        source: e,
-                    })
-                }
-            };
-            out.push(SnapshotStat {
-                path: file.path.clone(),
-                seq,
-                bytes: file.bytes,
-                created_unix_ms,
-                valid,
-            });
+            let mut stat = read_snapshot_stat(
+                storage.as_ref(),
+                &file.path,
+                guild,
+                file.first_seq,
+                self.config().keys.as_ref(),
+            )?;
+            stat.bytes = file.bytes;
+            out.push(stat);
         }
         Ok(out)
     }
@@ -524,8 +574,7 @@ impl Journal {
                     last_seq: s.last_seq,
                 })
                 .collect();
-            let plan = retention_plan(&snapshots, &segments, policy, now_unix_ms);
-            let plan = match checked_plan(&snapshots, &segments, plan) {
+            let plan = match retention_decision(&snapshots, &segments, policy, now_unix_ms) {
                 Ok(plan) => plan,
                 Err(reason) => {
                     report.skipped.push(Skipped { guild, reason });
@@ -763,6 +812,194 @@ mod tests {
             segments: vec![1, 11],
         };
         assert!(checked_plan(&snapshots, &segments, plan).is_err());
+    }
+
+    /// Whether the newest state (`head`) can be rebuilt from `snapshots` (valid ones) and the
+    /// contiguous log `segments`: from a valid snapshot or the empty state, replaying the log.
+    fn rebuildable(snapshots: &[SnapshotStat], segments: &[SegmentSpan], head: Seq) -> bool {
+        let log_first = segments.first().map_or(head + 1, |s| s.first_seq);
+        let log_last = segments.iter().map(|s| s.last_seq).max().unwrap_or(0);
+        let bases = snapshots
+            .iter()
+            .filter(|s| s.valid)
+            .map(|s| s.seq)
+            .chain(std::iter::once(0));
+        let covered = |b: Seq| b == head || (log_first <= b + 1 && log_last >= head);
+        bases.into_iter().any(covered)
+    }
+
+    /// Every composition of `first..=last` into consecutive segments (`last < first`: one empty
+    /// segment), each optionally followed by an empty active segment.
+    fn layouts(first: Seq, last: Seq) -> Vec<Vec<SegmentSpan>> {
+        let mut out = Vec::new();
+        if last < first {
+            out.push(vec![seg(first, first - 1)]);
+            return out;
+        }
+        let cuts = (last - first) as u32;
+        for mask in 0u32..(1 << cuts) {
+            let mut segs = Vec::new();
+            let mut start = first;
+            for i in 0..cuts {
+                if mask & (1 << i) != 0 {
+                    let end = first + u64::from(i);
+                    segs.push(seg(start, end));
+                    start = end + 1;
+                }
+            }
+            segs.push(seg(start, last));
+            out.push(segs.clone());
+            segs.push(seg(last + 1, last));
+            out.push(segs);
+        }
+        out
+    }
+
+    /// The retention rule on every small guild: logs of up to 6 events starting at 1 (or
+    /// compacted to start at 3), every split into segments, every snapshot seq absent, valid or
+    /// damaged, `keep` 1 to 3, without an age limit or with one at every position.
+    #[test]
+    fn the_retention_rule_holds_on_every_small_guild() {
+        let mut cases = 0u64;
+        for log_first in [1, 3] {
+            for head in log_first - 1..=6u64 {
+                let snap_seqs: Vec<Seq> =
+                    (log_first.max(2) - 1..=head).filter(|&s| s > 0).collect();
+                let combos = 3u64.pow(snap_seqs.len() as u32);
+                for layout in layouts(log_first, head) {
+                    for combo in 0..combos {
+                        let mut snapshots = Vec::new();
+                        let mut c = combo;
+                        for &seq in &snap_seqs {
+                            match c % 3 {
+                                1 => snapshots.push(snap(seq, seq * DAY, true)),
+                                2 => snapshots.push(snap(seq, seq * DAY, false)),
+                                _ => {}
+                            }
+                            c /= 3;
+                        }
+                        for keep in 1..=3u32 {
+                            for age_at in std::iter::once(None).chain((0..=head + 1).map(Some)) {
+                                let policy = RetentionPolicy {
+                                    keep,
+                                    age_max: age_at.map(|_| Duration::from_millis(10 * DAY)),
+                                };
+                                // Snapshots created before `limit` are old.
+                                let now = age_at.map_or(0, |k| k * DAY + 10 * DAY);
+                                check_rule(&snapshots, &layout, &policy, now, head);
+                                cases += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(cases > 100_000, "{cases}");
+    }
+
+    fn check_rule(
+        snapshots: &[SnapshotStat],
+        segments: &[SegmentSpan],
+        policy: &RetentionPolicy,
+        now: u64,
+        head: Seq,
+    ) {
+        let ctx = || format!("{snapshots:?} {segments:?} {policy:?} now {now}");
+        let before = rebuildable(snapshots, segments, head);
+        let decision = retention_decision(snapshots, segments, policy, now);
+        let plan = match decision {
+            Ok(plan) => plan,
+            Err(_) => {
+                // Refused only when recovery cannot rebuild the newest state now.
+                assert!(!before, "refused although rebuildable: {}", ctx());
+                return;
+            }
+        };
+        assert!(before || plan.is_empty(), "{}", ctx());
+        // Removed segments are the oldest ones, never the newest.
+        assert!(plan.segments.len() < segments.len().max(1), "{}", ctx());
+        for (removed, s) in plan.segments.iter().zip(segments) {
+            assert_eq!(*removed, s.first_seq, "{}", ctx());
+        }
+        let kept_snapshots: Vec<SnapshotStat> = snapshots
+            .iter()
+            .filter(|s| !plan.snapshots.contains(&s.seq))
+            .cloned()
+            .collect();
+        let kept_segments = &segments[plan.segments.len()..];
+        // The newest state stays rebuildable.
+        assert!(
+            !before || rebuildable(&kept_snapshots, kept_segments, head),
+            "{plan:?} breaks {}",
+            ctx()
+        );
+        let valid: Vec<Seq> = snapshots
+            .iter()
+            .filter(|s| s.valid)
+            .map(|s| s.seq)
+            .collect();
+        let kept_valid: Vec<Seq> = kept_snapshots
+            .iter()
+            .filter(|s| s.valid)
+            .map(|s| s.seq)
+            .collect();
+        // The newest valid snapshot always stays; without an age limit the newest `keep` do,
+        // and with fewer than `keep` nothing at all goes (the empty state is a base).
+        if let Some(newest) = valid.last() {
+            assert!(kept_valid.contains(newest), "{}", ctx());
+        }
+        if policy.age_max.is_none() {
+            let keep = policy.keep as usize;
+            assert!(
+                valid
+                    .iter()
+                    .rev()
+                    .take(keep)
+                    .all(|s| kept_valid.contains(s)),
+                "{}",
+                ctx()
+            );
+            if valid.len() < keep {
+                assert!(plan.is_empty(), "{}", ctx());
+            }
+            // Fewer valid snapshots never remove more (the journal's read-back shortcut).
+            let all_valid: Vec<SnapshotStat> = snapshots
+                .iter()
+                .map(|s| SnapshotStat {
+                    valid: true,
+                    ..s.clone()
+                })
+                .collect();
+            let optimistic = retention_plan(&all_valid, segments, policy, now);
+            assert!(
+                plan.snapshots
+                    .iter()
+                    .all(|s| optimistic.snapshots.contains(s)),
+                "{}",
+                ctx()
+            );
+            assert!(
+                plan.segments.len() <= optimistic.segments.len(),
+                "{}",
+                ctx()
+            );
+        }
+        // A damaged snapshot never counts: without it the same valid snapshots and segments go.
+        let without_damaged: Vec<SnapshotStat> =
+            snapshots.iter().filter(|s| s.valid).cloned().collect();
+        let plain = retention_decision(&without_damaged, segments, policy, now).unwrap_or_default();
+        let valid_removed: Vec<Seq> = plan
+            .snapshots
+            .iter()
+            .copied()
+            .filter(|s| valid.contains(s))
+            .collect();
+        assert_eq!(valid_removed, plain.snapshots, "{}", ctx());
+        assert_eq!(plan.segments, plain.segments, "{}", ctx());
+        // Nothing newer than the oldest kept valid snapshot is removed.
+        if let Some(&oldest_kept) = kept_valid.first() {
+            assert!(plan.snapshots.iter().all(|&s| s < oldest_kept), "{}", ctx());
+        }
     }
 
     fn journal_with_snapshots(dir: &std::path::Path, count: usize) -> (GuildId, State) {

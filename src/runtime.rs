@@ -38,10 +38,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
 use crate::ids::{GuildId, Seq};
-use crate::journal::{now_unix_ms, GuildState, Journal, LoggedEvent, SnapshotJob};
+use crate::journal::{now_unix_ms, GuildState, Journal, LoggedEvent, OpenMode, SnapshotJob};
 use crate::remote::{Claimed, LocalDir, Remote};
-use crate::session::{self, Event};
+use crate::session::Event;
 use crate::shipper::{ShipMsg, ShipNote, Shipper};
+use crate::storage::{FsStorage, Storage};
 
 /// Most commands the writer takes in one group before it commits.
 const GROUP_COMMANDS_MAX: usize = 4096;
@@ -162,7 +163,23 @@ impl Reprise {
     /// If the future is dropped before it completes, the writer thread still starts and stops
     /// again as soon as it sees that nobody holds a handle.
     pub async fn open(dir: impl Into<PathBuf>, config: Config) -> Result<Reprise> {
-        Reprise::open_inner(dir.into(), config, None).await
+        Reprise::open_inner(dir.into(), config, None, Arc::new(FsStorage)).await
+    }
+
+    /// [`Reprise::open`] through any [`Storage`] implementation (the simulated file system of
+    /// the crash tests, say).
+    ///
+    /// # Errors
+    /// As [`Reprise::open`].
+    ///
+    /// # Cancel safety
+    /// As [`Reprise::open`].
+    pub async fn open_with_storage(
+        dir: impl Into<PathBuf>,
+        config: Config,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Reprise> {
+        Reprise::open_inner(dir.into(), config, None, storage).await
     }
 
     /// [`Reprise::open`] with shipping to an object store: every guild's durable events are
@@ -182,20 +199,21 @@ impl Reprise {
         config: Config,
         remote: RemoteOptions,
     ) -> Result<Reprise> {
-        Reprise::open_inner(dir.into(), config, Some(remote)).await
+        Reprise::open_inner(dir.into(), config, Some(remote), Arc::new(FsStorage)).await
     }
 
     async fn open_inner(
         dir: PathBuf,
         config: Config,
         remote: Option<RemoteOptions>,
+        storage: Arc<dyn Storage>,
     ) -> Result<Reprise> {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         let listing = remote.as_ref().map(|r| r.remote.clone());
         let writer = std::thread::Builder::new()
             .name("reprise-writer".into())
-            .spawn(move || writer_main(dir, config, remote, rx, ready_tx))
+            .spawn(move || writer_main(dir, config, remote, storage, rx, ready_tx))
             .map_err(|e| Error::io("spawn the writer thread for", PathBuf::new(), e))?;
         match ready_rx.await {
             Ok(Ok(())) => Ok(Reprise {
@@ -508,6 +526,7 @@ fn writer_main(
     dir: PathBuf,
     config: Config,
     remote: Option<RemoteOptions>,
+    storage: Arc<dyn Storage>,
     rx: mpsc::Receiver<Command>,
     ready: oneshot::Sender<Result<()>>,
 ) {
@@ -524,7 +543,7 @@ fn writer_main(
     };
     // The journal's own inline snapshot policy is replaced by the runtime's background one.
     let journal_config = config.clone().without_auto_snapshots();
-    let journal = match Journal::open(&dir, journal_config) {
+    let journal = match Journal::open_with(&dir, journal_config, OpenMode::ReadWrite, storage) {
         Ok(j) => j,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -927,43 +946,30 @@ impl Actor {
             let _ = reply.send(Err(e));
             return;
         }
-        if events.len() > 1 {
-            // All or nothing: validate the whole batch before writing any of it.
-            let mut scratch = match self.journal.state(guild) {
-                Ok(s) => s.state.clone(),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-            };
-            for event in &events {
-                if let Err(source) = session::apply_checked(&mut scratch, event) {
-                    let _ = reply.send(Err(Error::InvalidEvent { guild, source }));
-                    return;
-                }
+        // All or nothing (see `Journal::append_many`): on an error none of the batch is in the
+        // journal, nothing of it is published, shipped or acknowledged.
+        let at = now_unix_ms();
+        let seqs = match self
+            .journal
+            .append_many_at(guild, &events, Durability::None, at)
+        {
+            Ok(seqs) => seqs,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
             }
-        }
-        let mut seqs = Vec::with_capacity(events.len());
-        let mut logged = Vec::with_capacity(events.len());
-        for event in events {
-            let at = now_unix_ms();
-            match self.journal.append_at(guild, &event, Durability::None, at) {
-                Ok(seq) => {
-                    seqs.push(seq);
-                    logged.push(Arc::new(LoggedEvent {
-                        seq,
-                        at_unix_ms: at,
-                        event,
-                    }));
-                }
-                Err(e) => {
-                    // Validation passed, so this is I/O: earlier events of the batch are in
-                    // the log and become durable with the next commit.
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-            }
-        }
+        };
+        let logged: Vec<Arc<LoggedEvent>> = seqs
+            .iter()
+            .zip(events)
+            .map(|(&seq, event)| {
+                Arc::new(LoggedEvent {
+                    seq,
+                    at_unix_ms: at,
+                    event,
+                })
+            })
+            .collect();
         self.dirty_since.entry(guild).or_insert_with(Instant::now);
         if let (Some(s), Some(&last)) = (self.shipping.as_mut(), seqs.last()) {
             s.unshipped.insert(guild, last);

@@ -168,6 +168,8 @@ pub struct LocalDir {
     dir: PathBuf,
     storage: Arc<dyn Storage>,
     keys: Option<crate::crypto::Keyring>,
+    /// Bumped at every ownership record written, so that the journal re-reads its fences.
+    owner_records_written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for LocalDir {
@@ -185,6 +187,7 @@ impl LocalDir {
             dir: journal.dir().to_path_buf(),
             storage: journal.storage(),
             keys: journal.config().keys.clone(),
+            owner_records_written: journal.owner_records_written(),
         }
     }
 
@@ -709,7 +712,12 @@ impl Remote {
 
     fn write_owner_record(journal: &LocalDir, record: &OwnerRecord) -> Result<()> {
         let path = layout::remote_owner_path(journal.dir(), GuildId(record.guild));
-        Remote::write_local(journal, &path, &objects::encode(record))
+        let written = Remote::write_local(journal, &path, &objects::encode(record));
+        // Also after a failure: the file may have been replaced all the same.
+        journal
+            .owner_records_written
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        written
     }
 
     /// This directory's writer: its id (made once, kept in `remote/WRITER`), a new

@@ -386,3 +386,41 @@ fn a_segment_covered_by_a_snapshot_is_not_appended_to_by_the_next_process() {
     }
     assert_eq!(j.state(g).unwrap().state, states[30]);
 }
+
+/// Issue 13 item 7: the synchronous `Journal::append` (and `append_many`) refuses a guild the
+/// directory's ownership record says a newer owner claimed, with the typed `Fenced` error, as
+/// the CLI and the runtime do.
+#[test]
+fn regression_journal_append_checks_the_local_fenced_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = GuildId(71);
+    let (events, _) = stream(71, 4);
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    j.append(g, &events[0], Durability::Always).unwrap();
+    j.close().unwrap();
+    let record = reprise::remote::OwnerRecord {
+        guild: g.0,
+        epoch: 1,
+        owner: "old".into(),
+        token: "00".into(),
+        chain_start: 1,
+        fenced_by: Some((2, "new".into())),
+    };
+    let json = serde_json::to_string(&record).unwrap();
+    let bytes = format!("{json}\ncrc32={:08x}\n", crc32fast::hash(json.as_bytes()));
+    let path = reprise::layout::remote_owner_path(dir.path(), g);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    let fenced = j.append(g, &events[1], Durability::Always);
+    assert!(
+        matches!(&fenced, Err(Error::Fenced { epoch: 2, owner, .. }) if owner == "new"),
+        "{fenced:?}"
+    );
+    let fenced = j.append_many(g, &events[1..3], Durability::Always);
+    assert!(matches!(fenced, Err(Error::Fenced { .. })), "{fenced:?}");
+    assert_eq!(j.state(g).unwrap().seq, 1);
+    // Other guilds are not affected.
+    j.append(GuildId(72), &events[0], Durability::Always)
+        .unwrap();
+}

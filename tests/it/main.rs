@@ -25,8 +25,13 @@ mod model;
 /// Restores as one event: safe restore with a fault or a crash at every operation, restore to a
 /// seq or a time, named checkpoints and paced rollbacks.
 mod restore;
+/// Retention never removes what the newest valid state needs; one rule for both call sites.
+mod retention;
 /// The tokio runtime handle: group commit order, shutdown, dropped futures, subscriptions.
 mod runtime;
+/// The async handle under faults: all-or-nothing batches, power loss with group commit,
+/// background snapshots and subscribers.
+mod runtime_crash;
 /// Checkpoints when `syncfs` is a no-op or drops the write-back silently: per-file fsyncs.
 mod syncfs;
 /// Taking a guild back from a newer owner, with a power loss at every storage operation.
