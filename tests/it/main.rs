@@ -29,3 +29,5 @@ mod restore;
 mod runtime;
 /// Taking a guild back from a newer owner, with a power loss at every storage operation.
 mod takeback;
+/// Holed torn writes: zero sectors before persisted data in unsynced tails and headers.
+mod torn;
