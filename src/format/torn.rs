@@ -15,7 +15,7 @@
 //!
 //! | # | what the bytes show | decision |
 //! |---|---|---|
-//! | 1 | flipping one bit of `r` (its declared extent, or its length field) makes it valid | [`TailDecision::BitRot`]: damage, with the byte |
+//! | 1 | flipping one bit of `r` (its declared extent, or its length field) makes it valid, and that bit does not read as 0 inside zeros a torn write explains (zeros from it to `r`'s end, or its whole sector share of `r`) | [`TailDecision::BitRot`]: damage, with the byte |
 //! | 2 | every byte from `c` to the end of the file is zero | [`TailDecision::Torn`] |
 //! | 3 | a hole: some sector's share of `r`'s extent is all zeros | [`TailDecision::Torn`] |
 //! | 4 | no valid record starts anywhere after `c` | [`TailDecision::Torn`] |
@@ -90,10 +90,12 @@ pub fn classify_tail(
 ) -> TailDecision {
     let rest = file.get(cut..).unwrap_or(&[]);
     if let Some((at, bit)) = single_bit_repair(rest, shape, &valid) {
-        return TailDecision::BitRot {
-            byte: (cut + at) as u64,
-            bit,
-        };
+        if !zeros_explain(file, cut, shape, cut + at) {
+            return TailDecision::BitRot {
+                byte: (cut + at) as u64,
+                bit,
+            };
+        }
     }
     if rest.iter().all(|b| *b == 0) || has_hole(file, cut, shape) || nothing_valid_after(rest) {
         TailDecision::Torn
@@ -102,16 +104,39 @@ pub fn classify_tail(
     }
 }
 
+/// Whether the byte at `at`, inside the record at `cut`, reads as zero within zeros that a
+/// torn write explains: zeros from it to the end of the record's extent (a zero fill), or its
+/// whole sector share of the record (a hole). A one-bit difference there is as well explained
+/// by a torn write of a record whose bytes there were nearly all zero (row 1's exception).
+fn zeros_explain(file: &[u8], cut: usize, shape: Shape, at: usize) -> bool {
+    let Some(rest) = file.get(cut..).filter(|r| !r.is_empty()) else {
+        return false;
+    };
+    let end = cut + extent(rest, shape);
+    // A flip in the checksum or length field is bit rot: a zero there leaves no length.
+    if at < cut + LEN_AT + 4 || at >= end || file[at] != 0 {
+        return false;
+    }
+    let share_start = (at / SECTOR_LEN * SECTOR_LEN).max(cut);
+    let share_end = ((at / SECTOR_LEN + 1) * SECTOR_LEN).min(end);
+    file[at..end].iter().all(|b| *b == 0) || file[share_start..share_end].iter().all(|b| *b == 0)
+}
+
+/// The extent of the record at the start of `rest`: its declared length when within bounds,
+/// else its header, cut at the end of `rest`.
+fn extent(rest: &[u8], shape: Shape) -> usize {
+    shape
+        .declared(rest)
+        .unwrap_or(shape.header_len)
+        .min(rest.len())
+}
+
 /// Whether some sector's share of the extent of the record at `cut` is all zeros (row 3).
 pub fn has_hole(file: &[u8], cut: usize, shape: Shape) -> bool {
     let Some(rest) = file.get(cut..).filter(|r| !r.is_empty()) else {
         return false;
     };
-    let extent = shape
-        .declared(rest)
-        .unwrap_or(shape.header_len)
-        .min(rest.len());
-    let end = cut + extent;
+    let end = cut + extent(rest, shape);
     let mut start = cut;
     while start < end {
         let share_end = ((start / SECTOR_LEN + 1) * SECTOR_LEN).min(end);
@@ -311,18 +336,54 @@ mod tests {
                     for bit in 0..8u8 {
                         let mut bad = f.clone();
                         bad[byte] ^= 1 << bit;
-                        assert_eq!(
-                            decide(&bad, r),
+                        // A last byte that reads as 0 is as well a zero-filled torn write.
+                        let expected = if bad[byte..r + len].iter().all(|b| *b == 0) {
+                            if follows {
+                                TailDecision::Damage
+                            } else {
+                                TailDecision::Torn
+                            }
+                        } else {
                             TailDecision::BitRot {
                                 byte: byte as u64,
-                                bit
-                            },
+                                bit,
+                            }
+                        };
+                        assert_eq!(
+                            decide(&bad, r),
+                            expected,
                             "n {n} follows {follows} byte {byte} bit {bit}"
                         );
                     }
                 }
             }
         }
+    }
+
+    /// A torn write whose zero fill differs from the record it cut by one bit (the record's
+    /// last nonzero byte had one bit set) is torn, not bit rot (found by the crash simulation).
+    #[test]
+    fn a_zero_fill_one_bit_away_from_the_record_is_torn() {
+        let mut p = payload(40, 3);
+        p[20] = 0x01;
+        p[21..].fill(0);
+        let mut f = vec![0x5A; 48];
+        let r = f.len();
+        f.extend(toy(&p));
+        let mut torn = f.clone();
+        torn[r + 8 + 20] = 0;
+        torn.extend([0u8; 100]);
+        assert_eq!(decide(&torn, r), TailDecision::Torn);
+        // The same kind of flip where a nonzero byte follows it is bit rot.
+        let mut rot = f.clone();
+        rot[r + 8 + 19] ^= 0x10;
+        assert_eq!(
+            decide(&rot, r),
+            TailDecision::BitRot {
+                byte: (r + 8 + 19) as u64,
+                bit: 4
+            }
+        );
     }
 
     /// A record with a good checksum that the caller refuses is not bit rot: damage when a

@@ -197,3 +197,46 @@ fn regression_a_commit_log_with_a_zero_header_sector_is_a_torn_tail() {
     fs::write(dir.path().join(seg), holed(&seg_bytes, 0, SECTOR)).unwrap();
     assert_recovers(dir.path(), 0, &w.states, "zero header sectors");
 }
+
+/// One flipped bit in the last frame of a synced segment (the commit log gone after a clean
+/// close) is damage, reported with the file and offset: before the torn-tail rule knew bit
+/// rot, the frame was cut as a "torn tail" and the acknowledged event silently lost.
+#[test]
+fn regression_bit_rot_in_the_last_frame_is_damage_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _) = stream(5, 5);
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    for e in &events {
+        j.append(GUILD, e, Durability::Always).unwrap();
+    }
+    j.close().unwrap();
+    let path = reprise::layout::segment_path(dir.path(), GUILD, 1);
+    let full = fs::read(&path).unwrap();
+    let scan = segment::scan(&full, true).unwrap();
+    let last = segment::frames(&full, scan.valid_len).last().unwrap().0 as usize;
+    for byte in [last, last + 5, last + 17, full.len() - 1] {
+        for bit in [0u8, 3, 7] {
+            let mut bad = full.clone();
+            bad[byte] ^= 1 << bit;
+            fs::write(&path, &bad).unwrap();
+            let what = format!("byte {byte} bit {bit}");
+            let mut r = Journal::open_read_only(dir.path(), Config::default()).unwrap();
+            let report = r.verify().unwrap();
+            let damage = report
+                .findings
+                .iter()
+                .find(|f| f.is_damage())
+                .unwrap_or_else(|| panic!("{what}: not reported: {:?}", report.findings));
+            assert_eq!(damage.corruption.path, path, "{what}");
+            assert_eq!(damage.corruption.offset, last as u64, "{what}");
+            assert!(
+                damage
+                    .corruption
+                    .detail
+                    .contains(&format!("byte {byte}, bit {bit}")),
+                "{what}: {}",
+                damage.corruption
+            );
+        }
+    }
+}
