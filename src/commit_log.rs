@@ -228,12 +228,7 @@ impl CommitIndex {
                 }
                 Err(e) => return Err(Error::io("read", &path, e)),
             };
-            if crate::format::segment::header_region_is_torn(
-                &bytes,
-                commit::HEADER_LEN,
-                |b| commit::decode_header(b).is_ok(),
-                commit::is_torn_tail,
-            ) {
+            if commit::header_is_torn(&bytes) {
                 // Created, then the process died before the header became durable.
                 index
                     .torn

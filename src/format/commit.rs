@@ -35,6 +35,7 @@
 use crate::crypto::KeyId;
 use crate::error::CorruptionKind;
 use crate::format::frame::{self, Frame};
+use crate::format::torn::{self, Shape};
 use crate::format::{
     check_header, put, put_header_crc, put_header_start, read_u16, read_u32, read_u64, Fault,
 };
@@ -69,7 +70,15 @@ pub const RECORD_HEADER_LEN: usize = RECORD_KEY_ID_OFFSET + 4;
 /// Largest embedded frame.
 pub const FRAME_LEN_MAX: u32 = frame::HEADER_LEN as u32 + frame::PAYLOAD_LEN_MAX;
 
+/// The layout of a record as the torn-tail rule sees it ([`torn::Shape`]).
+pub const RECORD_SHAPE: Shape = Shape {
+    header_len: RECORD_HEADER_LEN,
+    len_min: frame::HEADER_LEN as u32 + 1,
+    len_max: FRAME_LEN_MAX,
+};
+
 const _: () = assert!(HEADER_LEN == 48);
+const _: () = assert!(RECORD_CRC_OFFSET == 0 && RECORD_FRAME_LEN_OFFSET == 4);
 const _: () = assert!(RECORD_HEADER_LEN == 24);
 
 /// Encodes a commit log header.
@@ -223,8 +232,21 @@ pub struct CommitScan {
     pub end: super::segment::ScanEnd,
 }
 
+/// Whether the header of a commit log never became durable: the file is shorter than its
+/// header, its header is invalid and no valid record follows, or its first sector is zeros
+/// (see [`torn::header_sector_is_zero`]). Nothing in such a file was acknowledged.
+pub fn header_is_torn(bytes: &[u8]) -> bool {
+    torn::header_sector_is_zero(bytes)
+        || super::segment::header_region_is_torn(
+            bytes,
+            HEADER_LEN,
+            |b| decode_header(b).is_ok(),
+            is_torn_tail,
+        )
+}
+
 /// Checks the header and every record of a commit log. Only the newest commit log may end in
-/// a torn tail (`newest`).
+/// a torn tail (`newest`); where the records end is decided by [`torn::classify_tail`].
 ///
 /// # Errors
 /// A [`Fault`] when the header is invalid.
@@ -243,12 +265,14 @@ pub fn scan(bytes: &[u8], newest: bool) -> Result<CommitScan, Fault> {
                 offset += r.len_total();
             }
             Err(fault) => {
-                if newest && is_torn_tail(rest) {
-                    break ScanEnd::TornTail {
-                        offset: offset as u64,
-                    };
-                }
-                break ScanEnd::Corrupt(fault.at_offset(offset as u64));
+                let decision = torn::classify_tail(
+                    bytes,
+                    offset,
+                    RECORD_SHAPE,
+                    |b| decode_record(b).is_ok(),
+                    is_torn_tail,
+                );
+                break super::segment::tail_end(decision, newest, fault, offset);
             }
         }
     };

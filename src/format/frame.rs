@@ -30,7 +30,15 @@ pub const HEADER_LEN: usize = TIME_OFFSET + 8;
 /// Largest payload a frame may carry (16 MiB: a 10,000-track playlist enqueue fits).
 pub const PAYLOAD_LEN_MAX: u32 = 16 << 20;
 
+/// The layout of a frame as the torn-tail rule sees it ([`super::torn::Shape`]).
+pub const SHAPE: super::torn::Shape = super::torn::Shape {
+    header_len: HEADER_LEN,
+    len_min: 1,
+    len_max: PAYLOAD_LEN_MAX,
+};
+
 const _: () = assert!(HEADER_LEN == 24);
+const _: () = assert!(CRC_OFFSET == 0 && LEN_OFFSET == 4);
 const _: () = assert!(PAYLOAD_LEN_MAX as u64 <= u32::MAX as u64);
 
 /// A decoded frame borrowing its payload from the segment bytes.

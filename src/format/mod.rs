@@ -1,7 +1,8 @@
 //! Pure encoding and decoding of every file reprise writes: bytes in, bytes out, no I/O.
 //!
 //! One on-disk concept per file: [`frame`] (a log record), [`segment`] (a log segment header and
-//! the scan of a whole segment) and [`snapshot`] (a snapshot file). The byte layouts are drawn in
+//! the scan of a whole segment) and [`snapshot`] (a snapshot file); [`torn`] decides whether
+//! the end of a log file is a torn write or damage. The byte layouts are drawn in
 //! DESIGN.md; the offset constants here are the second copy of that specification and the
 //! `const` assertions make the two agree with the code.
 //!
@@ -14,6 +15,7 @@ pub mod keycheck;
 pub mod manifest;
 pub mod segment;
 pub mod snapshot;
+pub mod torn;
 
 use std::path::Path;
 

@@ -20,6 +20,7 @@
 use crate::crypto::KeyId;
 use crate::error::CorruptionKind;
 use crate::format::frame::{self, Frame};
+use crate::format::torn::{self, TailDecision};
 use crate::format::{
     check_header, put, put_header_crc, put_header_start, read_u16, read_u32, read_u64, Fault,
 };
@@ -81,19 +82,22 @@ pub fn encode_header(h: &SegmentHeader) -> [u8; HEADER_LEN] {
     b
 }
 
-/// True when the file is too short to hold a header or its header bytes are all zero: the
-/// trace of a crash right after the segment was created (only meaningful for the active
-/// segment).
+/// True when the file is too short to hold a header, its header bytes are all zero with
+/// nothing after them, or its first sector is zeros ([`torn::header_sector_is_zero`]): the
+/// trace of a crash before the segment's first sync (only meaningful for the active segment;
+/// a checkpoint or a snapshot's seal syncs a segment before the commit log records of its
+/// frames are dropped, so its frames that were acknowledged are still in a commit log).
 pub fn header_is_torn(bytes: &[u8]) -> bool {
-    header_region_is_torn(
-        bytes,
-        HEADER_LEN,
-        |b| decode_header(b).is_ok(),
-        |rest| rest.iter().all(|b| *b == 0),
-    ) && bytes
-        .iter()
-        .rposition(|b| *b != 0)
-        .is_none_or(|last| last < HEADER_LEN)
+    torn::header_sector_is_zero(bytes)
+        || header_region_is_torn(
+            bytes,
+            HEADER_LEN,
+            |b| decode_header(b).is_ok(),
+            |rest| rest.iter().all(|b| *b == 0),
+        ) && bytes
+            .iter()
+            .rposition(|b| *b != 0)
+            .is_none_or(|last| last < HEADER_LEN)
 }
 
 /// True when the header is invalid and no valid frame follows it: the file holds nothing
@@ -170,6 +174,28 @@ pub enum ScanEnd {
     Corrupt(Fault),
 }
 
+/// How a log file whose record at `offset` failed to decode with `fault` ends, given the
+/// torn-tail rule's `decision` and whether the file may end in a torn write (`tail_allowed`:
+/// the active segment, a commit log). Bit rot is damage with the flipped byte named.
+pub(crate) fn tail_end(
+    decision: TailDecision,
+    tail_allowed: bool,
+    fault: frame::FrameFault,
+    offset: usize,
+) -> ScanEnd {
+    match decision {
+        TailDecision::Torn if tail_allowed => ScanEnd::TornTail {
+            offset: offset as u64,
+        },
+        TailDecision::BitRot { byte, bit } => ScanEnd::Corrupt(
+            fault
+                .at_offset(offset as u64)
+                .detail(format!("one flipped bit (bit rot): byte {byte}, bit {bit}")),
+        ),
+        _ => ScanEnd::Corrupt(fault.at_offset(offset as u64)),
+    }
+}
+
 /// The result of checking every frame of a segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentScan {
@@ -212,12 +238,14 @@ pub fn scan(bytes: &[u8], active: bool) -> Result<SegmentScan, Fault> {
                 )
             }
             Err(fault) => {
-                if active && frame::is_torn_tail(rest, next_seq) {
-                    break ScanEnd::TornTail {
-                        offset: offset as u64,
-                    };
-                }
-                break ScanEnd::Corrupt(fault.at_offset(offset as u64));
+                let decision = torn::classify_tail(
+                    bytes,
+                    offset,
+                    frame::SHAPE,
+                    |b| frame::decode(b).is_ok_and(|f| f.seq == next_seq),
+                    |rest| frame::is_torn_tail(rest, next_seq),
+                );
+                break tail_end(decision, active, fault, offset);
             }
         }
     };

@@ -190,6 +190,8 @@ pub enum InjectedError {
     /// For an append: a pseudo-random proper prefix of the buffer is appended, then `ENOSPC`.
     /// Any other operation fails as with [`InjectedError::Eio`].
     ShortWrite,
+    /// Not an error: a read returned one flipped bit ([`Fault::BitRot`]).
+    BitRot,
 }
 
 /// A fault to inject; see [`SimStorage::set_fault`]. Operations are numbered from 0 in the order
@@ -227,6 +229,14 @@ pub enum Fault {
     PowerLoss {
         /// Index of the first operation that does not happen.
         op: u64,
+    },
+    /// Bit rot: the `nth` (from 0) read or map of a file holding durable bytes returns them
+    /// with one bit flipped (drawn from the seed) inside the durable prefix. The stored file is
+    /// unchanged; the read succeeds. Recorded in [`SimStorage::injected_faults`] with
+    /// [`InjectedError::BitRot`].
+    BitRot {
+        /// Which read of a file with durable bytes returns the flipped bit.
+        nth: u64,
     },
     /// Each operation fails with probability `per_mille / 1000`, with an error drawn from the
     /// seed (short writes for appends, `EIO` or `ENOSPC` otherwise). Locks never fail.
@@ -268,13 +278,23 @@ pub enum CrashMode {
         /// Drives the torn tails and how many directory operations survive.
         seed: u64,
     },
+    /// The durable state, and in every file any subset of the 512-byte sectors written since
+    /// its last sync (zeros in the others: holes before persisted data), with the file's size
+    /// either all that was written or cut at a sector boundary or at the durable length.
+    /// Directory operations as in [`CrashMode::DropUnsynced`].
+    Holed {
+        /// Drives the size kept and which sectors persisted.
+        seed: u64,
+    },
 }
 
 impl CrashMode {
     fn seed(self) -> u64 {
         match self {
             CrashMode::DropUnsynced => 0,
-            CrashMode::TornTail { seed } | CrashMode::Writeback { seed } => seed,
+            CrashMode::TornTail { seed }
+            | CrashMode::Writeback { seed }
+            | CrashMode::Holed { seed } => seed,
         }
     }
 }
@@ -405,7 +425,9 @@ impl FileNode {
         let durable_len = self.durable_len.min(self.data.len());
         let mut out = self.data[..durable_len].to_vec();
         let unsynced = self.data.len() - durable_len;
-        if mode != CrashMode::DropUnsynced && unsynced > 0 {
+        if let CrashMode::Holed { .. } = mode {
+            out = self.holed(durable_len, rng);
+        } else if mode != CrashMode::DropUnsynced && unsynced > 0 {
             let n = unsynced as u64;
             let keep = match rng.below(4) {
                 0 => 0,
@@ -436,6 +458,40 @@ impl FileNode {
             lost: Vec::new(),
             wb_errors: 0,
         }
+    }
+}
+
+impl FileNode {
+    /// The content after a power loss in [`CrashMode::Holed`]: the durable prefix, then the
+    /// unsynced bytes with each 512-byte sector (aligned in the file) persisted or zeros.
+    fn holed(&self, durable_len: usize, rng: &mut Rng) -> Vec<u8> {
+        const SECTOR: usize = crate::format::torn::SECTOR_LEN;
+        let n = self.data.len();
+        if n == durable_len {
+            return self.data.to_vec();
+        }
+        let len = match rng.below(8) {
+            0 => durable_len,
+            1 => {
+                let first = durable_len.div_ceil(SECTOR) * SECTOR;
+                let sectors = n.saturating_sub(first) / SECTOR;
+                (first + rng.below(sectors as u64 + 1) as usize * SECTOR).min(n)
+            }
+            _ => n,
+        };
+        let mut out = self.data[..len].to_vec();
+        // How likely each sector is to have persisted: none, some or all of them.
+        let per_mille = [0, 250, 500, 750, 1000][rng.below(5) as usize];
+        let mut sector = durable_len / SECTOR;
+        while sector * SECTOR < len {
+            let start = (sector * SECTOR).max(durable_len);
+            let end = ((sector + 1) * SECTOR).min(len);
+            if !rng.chance(per_mille) {
+                out[start..end].fill(0);
+            }
+            sector += 1;
+        }
+        out
     }
 }
 
@@ -681,9 +737,9 @@ impl Stop {
         match self {
             Stop::Power => io::Error::other("SimStorage: the power is off (simulated power loss)"),
             Stop::Injected(InjectedError::Enospc) => io::Error::from_raw_os_error(ENOSPC),
-            Stop::Injected(InjectedError::Eio | InjectedError::ShortWrite) => {
-                io::Error::from_raw_os_error(EIO)
-            }
+            Stop::Injected(
+                InjectedError::Eio | InjectedError::ShortWrite | InjectedError::BitRot,
+            ) => io::Error::from_raw_os_error(EIO),
         }
     }
 }
@@ -700,6 +756,8 @@ struct Inner {
     trace: Option<Vec<(OpKind, PathBuf)>>,
     /// Bytes appended to files so far.
     appended: u64,
+    /// Reads and maps of files holding durable bytes so far (counted for [`Fault::BitRot`]).
+    durable_reads: u64,
     power_lost_at: Option<u64>,
     /// Whether `sync_filesystem` is offered (Linux `syncfs`).
     syncfs: bool,
@@ -734,6 +792,28 @@ impl Inner {
         let nth = self.kind_ops[kind.index()];
         self.kind_ops[kind.index()] += 1;
         (op, nth)
+    }
+
+    /// Counts a read of a file with durable bytes (`durable`) and flips one bit of them when a
+    /// [`Fault::BitRot`] names this read.
+    fn rot_one_bit(&mut self, kind: OpKind, path: &Path, durable: &mut [u8]) {
+        let nth = self.durable_reads;
+        self.durable_reads += 1;
+        if !self
+            .faults
+            .iter()
+            .any(|f| matches!(f, Fault::BitRot { nth: n } if *n == nth))
+        {
+            return;
+        }
+        let bit = self.rng.below(durable.len() as u64 * 8);
+        durable[(bit / 8) as usize] ^= 1 << (bit % 8);
+        self.injected_log.push(InjectedFault {
+            op: self.ops - 1,
+            kind,
+            error: InjectedError::BitRot,
+            path: path.to_path_buf(),
+        });
     }
 
     /// Numbers the operation, records the state if asked, and decides whether it fails.
@@ -875,6 +955,7 @@ impl SimStorage {
                 injected_log: Vec::new(),
                 trace: None,
                 appended: 0,
+                durable_reads: 0,
                 power_lost_at: None,
                 syncfs: true,
                 syncfs_mode: SyncfsMode::Flushes,
@@ -1062,7 +1143,12 @@ impl SimStorage {
                 ),
             ));
         }
-        Ok(Bytes::Owned(f.data.to_vec()))
+        let mut bytes = f.data.to_vec();
+        let durable = f.durable_len.min(bytes.len());
+        if durable > 0 {
+            g.rot_one_bit(kind, path, &mut bytes[..durable]);
+        }
+        Ok(Bytes::Owned(bytes))
     }
 
     fn handle(&self, ino: Ino, path: &Path, errors_seen: u64) -> Box<dyn AppendFile> {

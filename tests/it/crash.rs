@@ -804,16 +804,20 @@ fn mode_tag(mode: CrashMode) -> u64 {
         CrashMode::DropUnsynced => 1,
         CrashMode::TornTail { .. } => 2,
         CrashMode::Writeback { .. } => 3,
+        CrashMode::Holed { .. } => 4,
     }
 }
 
-/// The three ways to lose power at operation `op`.
-fn modes(op: u64) -> [CrashMode; 3] {
+/// The four ways to lose power at operation `op`.
+fn modes(op: u64) -> [CrashMode; 4] {
     [
         CrashMode::DropUnsynced,
         CrashMode::TornTail { seed: op },
         CrashMode::Writeback {
             seed: op ^ 0x00DE_CAF0,
+        },
+        CrashMode::Holed {
+            seed: op ^ 0x0401_E500,
         },
     ]
 }
@@ -1162,7 +1166,11 @@ fn exhaustive_crash_points() {
             tally.check(&plan, &run.models, cap, CrashMode::DropUnsynced);
             for tear in 0..tears {
                 let seed = cap.op() ^ (tear << 40);
-                for mode in [CrashMode::TornTail { seed }, CrashMode::Writeback { seed }] {
+                for mode in [
+                    CrashMode::TornTail { seed },
+                    CrashMode::Writeback { seed },
+                    CrashMode::Holed { seed },
+                ] {
                     tally.check(&plan, &run.models, cap, mode);
                 }
             }
@@ -1198,7 +1206,7 @@ fn run_seed_points(seed: u64, every: bool, tally: &mut Tally) {
     } else {
         let mut rng = Rng::new(seed ^ 0x0C4A_5400);
         let cap = &captures[rng.below(captures.len() as u64) as usize];
-        let mode = modes(cap.op())[rng.below(3) as usize];
+        let mode = modes(cap.op())[rng.below(4) as usize];
         tally.crash_points += 1;
         tally.check(&plan, &run.models, cap, mode);
     }
@@ -1382,7 +1390,7 @@ fn check_faulty_run(run: &Run, captures: &[Captured], extra: usize, tally: &mut 
     for _ in 0..extra.min(captures.len()) {
         let cap = &captures[rng.below(captures.len() as u64) as usize];
         tally.crash_points += 1;
-        let mode = modes(cap.op())[rng.below(3) as usize];
+        let mode = modes(cap.op())[rng.below(4) as usize];
         tally.check(&run.plan, &run.models, cap, mode);
     }
 }
@@ -1946,4 +1954,81 @@ fn fail_the_seal_fsync_of_a_snapshot(storage: &SimStorage, j: &mut Journal, g: G
         storage.injected_faults()[0].path,
         reprise::layout::segment_path(journal_root(), g, 1)
     );
+}
+
+/// Bit rot: a power loss before every 5th operation of the exhaustive workload, then one read
+/// of a durable file (each of the reads an open, `verify` and `state` of every guild make, in
+/// turn) returns one flipped bit. Never an invented state: whatever recovers is the fold of a
+/// prefix of what was appended; and never a silent loss: unless damage is reported (an error,
+/// or `verify` unsound), every guild holds everything acknowledged.
+#[test]
+#[ignore = "open bug: finds 10 silent losses of an acknowledged event (e.g. op 78, read 1); run with --ignored"]
+fn bit_rot_is_reported_or_harmless() {
+    let started = Instant::now();
+    let plan = exhaustive_plan(true);
+    let (run, captures) = recorded_run(&plan);
+    let (mut rotted, mut reported, mut harmless) = (0u64, 0u64, 0u64);
+    let mut failures = Vec::new();
+    for cap in captures.iter().step_by(5) {
+        let k = cap.op();
+        for nth in 0.. {
+            let storage = Arc::new(cap.crash(CrashMode::DropUnsynced));
+            storage.set_syncfs(plan.syncfs);
+            storage.set_fault(Fault::BitRot { nth });
+            let mut seen_damage = false;
+            let mut states = Vec::new();
+            match open(&storage, &plan.config) {
+                Err(_) => seen_damage = true,
+                Ok(mut j) => {
+                    match j.verify() {
+                        Ok(report) => seen_damage |= !report.is_sound(),
+                        Err(_) => seen_damage = true,
+                    }
+                    for m in &run.models {
+                        match j.state(m.id) {
+                            Ok(s) => states.push((m, s.seq, s.state.clone())),
+                            Err(_) => seen_damage = true,
+                        }
+                    }
+                }
+            }
+            let flipped = storage
+                .injected_faults()
+                .iter()
+                .any(|f| f.error == InjectedError::BitRot);
+            if !flipped {
+                break;
+            }
+            rotted += 1;
+            let at = format!("op {k}, read {nth}");
+            for (m, seq, state) in &states {
+                if m.state_at(k, *seq) != Some(state) {
+                    failures.push(format!("{at}: guild {}: invented state at {seq}", m.id));
+                }
+                if !seen_damage && *seq < m.required(k) {
+                    failures.push(format!(
+                        "{at}: guild {}: silently lost acknowledged events: {seq} < {}",
+                        m.id,
+                        m.required(k)
+                    ));
+                }
+            }
+            if seen_damage {
+                reported += 1;
+            } else {
+                harmless += 1;
+            }
+        }
+    }
+    eprintln!(
+        "bit_rot_is_reported_or_harmless: {rotted} flipped reads, {reported} reported, {harmless} harmless, {} failures, {:.1?}",
+        failures.len(),
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "{}",
+        failures[..failures.len().min(8)].join("\n")
+    );
+    assert!(rotted > 100 && reported > rotted / 2, "{rotted} {reported}");
 }

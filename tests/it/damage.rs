@@ -5,22 +5,9 @@ use reprise::format::segment;
 use reprise::session::State;
 use reprise::{Config, CorruptionKind, Durability, Error, GuildId, Journal};
 
-use crate::common::{guild_files, stream, write};
+use crate::common::{copy_dir, guild_files, stream, write};
 
 const GUILD: GuildId = GuildId(42);
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// The state a journal recovers to, or the error.
 fn recover(dir: &Path) -> Result<(u64, State), Error> {

@@ -165,6 +165,8 @@ impl Harness {
             CrashMode::TornTail { seed: 2 },
             CrashMode::Writeback { seed: 3 },
             CrashMode::Writeback { seed: 4 },
+            CrashMode::Holed { seed: 5 },
+            CrashMode::Holed { seed: 6 },
         ];
         for mode in modes {
             let crashed = Arc::new(self.storage.crash(mode));

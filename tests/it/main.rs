@@ -36,3 +36,5 @@ mod runtime_crash;
 mod syncfs;
 /// Taking a guild back from a newer owner, with a power loss at every storage operation.
 mod takeback;
+/// Holed torn writes: zero sectors before persisted data in unsynced tails and headers.
+mod torn;

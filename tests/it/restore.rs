@@ -320,6 +320,7 @@ fn a_crash_at_every_operation_recovers_the_state_before_or_after_the_restore() {
                 CrashMode::DropUnsynced,
                 CrashMode::TornTail { seed: op },
                 CrashMode::Writeback { seed: op },
+                CrashMode::Holed { seed: op },
             ] {
                 let crashed = Arc::new(captured.crash(mode));
                 let back = recovered(&crashed, &config)
@@ -388,6 +389,7 @@ fn a_failed_restore_and_its_undo_recover_consistently_after_a_crash_at_every_ope
             CrashMode::DropUnsynced,
             CrashMode::TornTail { seed: op },
             CrashMode::Writeback { seed: op },
+            CrashMode::Holed { seed: op },
         ] {
             let crashed = Arc::new(captured.crash(mode));
             let back =
@@ -868,6 +870,7 @@ fn a_crash_while_a_checkpoint_is_taken_leaves_none_or_all_of_it() {
             CrashMode::DropUnsynced,
             CrashMode::TornTail { seed: op },
             CrashMode::Writeback { seed: op },
+            CrashMode::Holed { seed: op },
         ] {
             let crashed = Arc::new(captured.crash(mode));
             let mut j = open(&crashed, &Config::default()).unwrap();

@@ -163,6 +163,7 @@ fn a_power_loss_anywhere_in_taking_a_guild_back_loses_nothing() {
             for mode in [
                 CrashMode::DropUnsynced,
                 CrashMode::Writeback { seed: i as u64 },
+                CrashMode::Holed { seed: i as u64 },
             ] {
                 let s = Arc::new(captured.crash(mode));
                 let remote = Remote::new(Arc::new(store.fork()), "fleet");
