@@ -305,7 +305,7 @@ fn runtime_crash_config(seed: u64) -> Config {
         .with_commit_bytes_max(16 << 10)
 }
 
-/// The runtime under power loss: `REPRISE_RUNTIME_SEEDS` (default 8) workloads, each run once
+/// The runtime under power loss: `REPRISE_RUNTIME_SEEDS` (default 400) workloads, each run once
 /// to count its storage operations, then again with the power lost at a random one of them
 /// and the disk crashed in a random mode. After each crash the recovered state of every guild
 /// is a prefix of its stream holding every acknowledged event, and no subscriber saw an event
@@ -317,12 +317,10 @@ async fn runtime_power_loss_keeps_every_acknowledged_event() {
     let seeds = std::env::var("REPRISE_RUNTIME_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(8u64);
+        .unwrap_or(400u64);
     let started = std::time::Instant::now();
     let mut states_checked = 0u64;
     let mut cut_short = 0u64;
-    let writeback = std::env::var_os("REPRISE_RUNTIME_WRITEBACK").is_some();
-    let torn = std::env::var_os("REPRISE_RUNTIME_TORN").is_some();
     let first = std::env::var("REPRISE_RUNTIME_SEED_FIRST")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -342,21 +340,13 @@ async fn runtime_power_loss_keeps_every_acknowledged_event() {
         storage.set_fault(Fault::PowerLoss { op: at });
         let (acked, seen) = runtime_workload(seed, &storage, &config).await;
         cut_short += u64::from(acked.iter().any(|&a| a < EVENTS as u64));
-        // Torn crashes are opt-in (REPRISE_RUNTIME_TORN: torn tails; REPRISE_RUNTIME_WRITEBACK:
-        // also directory operations surviving in part) until the open finding is fixed: about
-        // 1-2 seeds in 1,000 then recover a segment followed by a newer one with a record
-        // checksum mismatch mid-file (the interleaving varies; see DESIGN).
-        let modes = if writeback {
-            3
-        } else if torn {
-            2
-        } else {
-            1
-        };
-        let mode = match rng.below(modes) {
+        // Every crash mode: exactly what is durable, torn tails, torn tails with a prefix of
+        // the unsynced directory operations, holed tails.
+        let mode = match rng.below(4) {
             0 => CrashMode::DropUnsynced,
             1 => CrashMode::TornTail { seed },
-            _ => CrashMode::Writeback { seed },
+            2 => CrashMode::Writeback { seed },
+            _ => CrashMode::Holed { seed },
         };
         let crashed = Arc::new(storage.crash(mode));
         let mut j = Journal::open_with(
