@@ -1742,17 +1742,33 @@ impl Journal {
         };
         scanned.commit_head = last_entry.seq;
         // The last segment whose header is readable, and what it holds consecutively.
-        let usable = scanned
+        let readable = scanned
             .segments
             .iter()
             .rposition(|s| s.scan.is_some() && !s.torn_header);
-        let held = match usable {
+        let held_by = |usable: Option<usize>| match usable {
             Some(i) => scanned.segments[i]
                 .scan
                 .as_ref()
                 .map_or(0, |sc| sc.last_seq),
             None => scanned.snapshots.last().copied().unwrap_or(0),
         };
+        // Damage before the last segment is an unsynced tail too when the commit log holds
+        // every event from the damaged point on: no fsync orders the write-back of two files,
+        // so a newer segment may reach the disk while an older one's tail (sealed for a
+        // snapshot job whose fsync was still owed) does not. Restored from there on.
+        let covers = |seq: Seq| entries.iter().any(|e| e.seq == seq);
+        let early = scanned
+            .segments
+            .iter()
+            .position(|s| s.fault.is_some() && !s.torn_header)
+            .map(|i| match scanned.segments[i].scan {
+                Some(_) => Some(i),
+                None => i.checked_sub(1),
+            })
+            .filter(|&usable| covers(held_by(usable) + 1));
+        let usable = early.unwrap_or(readable);
+        let held = held_by(usable);
         let Some(start) = entries.iter().position(|e| e.seq > held) else {
             return;
         };
@@ -2636,9 +2652,9 @@ impl SnapshotJob {
         self.seal_failed
     }
 
-    /// Makes the sealed segment durable, then encodes the snapshot and writes it with
-    /// `write_atomic` (temporary file, fsync, rename, fsync directory) through `storage`;
-    /// returns the file's size.
+    /// Makes the sealed segments durable (oldest first), then encodes the snapshot and writes
+    /// it with `write_atomic` (temporary file, fsync, rename, fsync directory) through
+    /// `storage`; returns the file's size.
     ///
     /// # Errors
     /// [`Error::Io`]; nothing is left behind but a temporary file the next writer removes.
