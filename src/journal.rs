@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commit_log::{CommitIndex, CommitLog};
@@ -197,6 +197,11 @@ struct GuildLog {
     poisoned: Option<&'static str>,
     /// Damage recovery stepped around (reported, not fatal).
     findings: Vec<Corruption>,
+    /// Segments sealed for a snapshot job whose fsync may still be owed, oldest first (shared
+    /// with the jobs). Every one is made durable before any newer segment of the guild is
+    /// fsynced ([`sync_segment`]): a durable segment after a non-durable one is damage before
+    /// the last segment, which recovery cannot take for a torn tail.
+    owed_seals: Vec<Arc<Seal>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -787,7 +792,9 @@ impl Journal {
         let dirty = self
             .guilds
             .values()
-            .filter(|l| l.unsynced || l.dir_unsynced || l.parent_unsynced)
+            .filter(|l| {
+                l.unsynced || l.dir_unsynced || l.parent_unsynced || !l.owed_seals.is_empty()
+            })
             .count();
         if dirty == 0 {
             return Ok(());
@@ -805,7 +812,7 @@ impl Journal {
         let work: Vec<(GuildId, &mut GuildLog)> = self
             .guilds
             .iter_mut()
-            .filter(|(_, l)| l.unsynced)
+            .filter(|(_, l)| l.unsynced || !l.owed_seals.is_empty())
             .map(|(g, l)| (*g, l))
             .collect();
         let synced: Result<()> = storage::in_parallel(threads, work, |(guild, log)| {
@@ -1231,7 +1238,7 @@ impl Journal {
             return Err(Error::Poisoned { guild, op });
         }
         let mut job = ctx.snapshot_begin(guild, log, now_unix_ms())?;
-        if let Some(job) = job.as_mut().filter(|j| j.seal.is_some()) {
+        if let Some(job) = job.as_mut().filter(|j| !j.seals.is_empty()) {
             job.seal_counted = true;
             self.seals_in_flight += 1;
         }
@@ -1529,6 +1536,7 @@ impl Journal {
             events_since_snapshot: 0,
             bytes_since_snapshot: 0,
             poisoned: None,
+            owed_seals: Vec::new(),
             inherited,
             findings,
         };
@@ -1734,17 +1742,33 @@ impl Journal {
         };
         scanned.commit_head = last_entry.seq;
         // The last segment whose header is readable, and what it holds consecutively.
-        let usable = scanned
+        let readable = scanned
             .segments
             .iter()
             .rposition(|s| s.scan.is_some() && !s.torn_header);
-        let held = match usable {
+        let held_by = |usable: Option<usize>| match usable {
             Some(i) => scanned.segments[i]
                 .scan
                 .as_ref()
                 .map_or(0, |sc| sc.last_seq),
             None => scanned.snapshots.last().copied().unwrap_or(0),
         };
+        // Damage before the last segment is an unsynced tail too when the commit log holds
+        // every event from the damaged point on: no fsync orders the write-back of two files,
+        // so a newer segment may reach the disk while an older one's tail (sealed for a
+        // snapshot job whose fsync was still owed) does not. Restored from there on.
+        let covers = |seq: Seq| entries.iter().any(|e| e.seq == seq);
+        let early = scanned
+            .segments
+            .iter()
+            .position(|s| s.fault.is_some() && !s.torn_header)
+            .map(|i| match scanned.segments[i].scan {
+                Some(_) => Some(i),
+                None => i.checked_sub(1),
+            })
+            .filter(|&usable| covers(held_by(usable) + 1));
+        let usable = early.unwrap_or(readable);
+        let held = held_by(usable);
         let Some(start) = entries.iter().position(|e| e.seq > held) else {
             return;
         };
@@ -2200,13 +2224,18 @@ fn make_inherited_durable(
 
 /// `fdatasync`s the guild's active segment if it holds unsynced bytes, through the descriptor
 /// that wrote them (a segment without one was written by an earlier process: through a new
-/// descriptor). A failure poisons the guild and closes the descriptor (fsyncgate).
+/// descriptor), after every segment sealed for a snapshot job whose fsync is still owed
+/// (through the job's descriptor): the segments become durable in log order. A failure
+/// poisons the guild and closes the descriptor (fsyncgate).
 fn sync_segment(
     root: &Path,
     storage: &dyn Storage,
     guild: GuildId,
     log: &mut GuildLog,
 ) -> Result<()> {
+    // Older segments first: a newer one durable after a non-durable one is damage recovery
+    // cannot cut as a torn tail.
+    discharge_seals(storage, log)?;
     if !log.unsynced {
         return Ok(());
     }
@@ -2521,8 +2550,9 @@ pub struct SnapshotJob {
     created_unix_ms: u64,
     state: State,
     path: PathBuf,
-    /// The segment sealed for this snapshot, still to be fsynced before the snapshot is written.
-    seal: Option<Seal>,
+    /// The segments sealed for this snapshot and for earlier jobs of the guild not known to be
+    /// durable yet, oldest first: fsynced (unless done already) before the snapshot is written.
+    seals: Vec<Arc<Seal>>,
     seal_failed: bool,
     /// Counted in [`Journal::seals_in_flight`] until it comes back.
     seal_counted: bool,
@@ -2531,11 +2561,74 @@ pub struct SnapshotJob {
 }
 
 /// A sealed segment whose fsync is still due (with the descriptor its writes went through, so
-/// an earlier writeback error is reported — see fsyncgate).
+/// an earlier writeback error is reported — see fsyncgate), shared between the snapshot jobs
+/// that need it durable and the guild's log: whichever comes first does the fsync, once.
 #[derive(Debug)]
 struct Seal {
-    file: Option<Box<dyn AppendFile>>,
     path: PathBuf,
+    state: Mutex<SealState>,
+}
+
+#[derive(Debug)]
+struct SealState {
+    /// The descriptor that wrote the segment (`None`: a new one is opened).
+    file: Option<Box<dyn AppendFile>>,
+    /// The fsync happened (`Some(true)`: it succeeded).
+    synced: Option<bool>,
+}
+
+impl Seal {
+    fn new(path: PathBuf, file: Option<Box<dyn AppendFile>>) -> Seal {
+        Seal {
+            path,
+            state: Mutex::new(SealState { file, synced: None }),
+        }
+    }
+
+    /// Whether the fsync is done (successfully or not).
+    fn settled(&self) -> bool {
+        self.lock().synced.is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SealState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// fdatasyncs the sealed segment unless done already; a failure is reported again to
+    /// every later caller (fsyncgate: a retry could falsely succeed).
+    fn discharge(&self, storage: &dyn Storage) -> io::Result<()> {
+        let mut state = self.lock();
+        match state.synced {
+            Some(true) => return Ok(()),
+            Some(false) => {
+                return Err(io::Error::other(
+                    "an earlier fsync of this sealed segment failed",
+                ))
+            }
+            None => {}
+        }
+        let synced = match state.file.take() {
+            Some(mut file) => file.sync_data(),
+            None => storage
+                .open_append(&self.path)
+                .and_then(|mut f| f.sync_data()),
+        };
+        state.synced = Some(synced.is_ok());
+        synced
+    }
+}
+
+/// Makes every segment of the guild sealed for a snapshot job durable (oldest first) and
+/// forgets them. A failure poisons the guild (fsyncgate).
+fn discharge_seals(storage: &dyn Storage, log: &mut GuildLog) -> Result<()> {
+    for seal in &log.owed_seals {
+        if let Err(e) = seal.discharge(storage) {
+            log.poisoned = Some("fsync");
+            return Err(Error::io("fsync", &seal.path, e));
+        }
+    }
+    log.owed_seals.clear();
+    Ok(())
 }
 
 impl SnapshotJob {
@@ -2559,9 +2652,9 @@ impl SnapshotJob {
         self.seal_failed
     }
 
-    /// Makes the sealed segment durable, then encodes the snapshot and writes it with
-    /// `write_atomic` (temporary file, fsync, rename, fsync directory) through `storage`;
-    /// returns the file's size.
+    /// Makes the sealed segments durable (oldest first), then encodes the snapshot and writes
+    /// it with `write_atomic` (temporary file, fsync, rename, fsync directory) through
+    /// `storage`; returns the file's size.
     ///
     /// # Errors
     /// [`Error::Io`]; nothing is left behind but a temporary file the next writer removes.
@@ -2571,14 +2664,8 @@ impl SnapshotJob {
         let _span =
             tracing::info_span!("reprise.snapshot", guild = self.guild.0, seq = self.seq).entered();
         let started = std::time::Instant::now();
-        if let Some(seal) = self.seal.take() {
-            let synced = match seal.file {
-                Some(mut file) => file.sync_data(),
-                None => storage
-                    .open_append(&seal.path)
-                    .and_then(|mut f| f.sync_data()),
-            };
-            if let Err(e) = synced {
+        for seal in std::mem::take(&mut self.seals) {
+            if let Err(e) = seal.discharge(storage) {
                 self.seal_failed = true;
                 return Err(Error::io("fsync", &seal.path, e));
             }
@@ -2817,20 +2904,27 @@ impl Ctx<'_> {
             Some(last) => {
                 last.sealed = true;
                 let unsynced = std::mem::take(&mut log.unsynced);
-                unsynced.then(|| Seal {
-                    file: active,
-                    path: layout::segment_path(self.root, guild, last.first_seq),
+                unsynced.then(|| {
+                    Arc::new(Seal::new(
+                        layout::segment_path(self.root, guild, last.first_seq),
+                        active,
+                    ))
                 })
             }
             None => None,
         };
+        // The snapshot needs the log up to `seq` durable: this seal and every earlier one
+        // still owed (a later job may be written before an earlier one).
+        log.owed_seals.retain(|s| !s.settled());
+        log.owed_seals.extend(seal);
+        let seals = log.owed_seals.clone();
         Ok(Some(SnapshotJob {
             guild,
             seq,
             created_unix_ms: now,
             state: log.current.state.clone(),
             path: layout::snapshot_path(self.root, guild, seq),
-            seal,
+            seals,
             seal_failed: false,
             seal_counted: false,
             keys: self.config.keys.clone(),
