@@ -127,7 +127,7 @@ fn zeros_explain(file: &[u8], cut: usize, shape: Shape, at: usize) -> bool {
         fill_start -= 1;
     }
     let fill = file[at..end].iter().all(|b| *b == 0)
-        && (fill_start == cut || fill_start % SECTOR_LEN == 0);
+        && (fill_start == cut || fill_start.is_multiple_of(SECTOR_LEN));
     fill || file[share_start..share_end].iter().all(|b| *b == 0)
 }
 
@@ -352,7 +352,7 @@ mod tests {
                             fill -= 1;
                         }
                         let torn_fill = bad[byte..r + len].iter().all(|b| *b == 0)
-                            && (fill == r || fill % SECTOR_LEN == 0);
+                            && (fill == r || fill.is_multiple_of(SECTOR_LEN));
                         let expected = if torn_fill {
                             if follows {
                                 TailDecision::Damage

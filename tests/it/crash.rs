@@ -1967,20 +1967,20 @@ fn fail_the_seal_fsync_of_a_snapshot(storage: &SimStorage, j: &mut Journal, g: G
 fn bit_rot_is_reported_or_harmless() {
     let started = Instant::now();
     let exhaustive = std::env::var_os("REPRISE_EXHAUSTIVE").is_some();
-    let (step, syncfs_modes, crash_modes): (usize, &[SyncfsMode], &[fn(u64) -> CrashMode]) =
-        if exhaustive {
-            (
-                1,
-                &[SyncfsMode::Flushes, SyncfsMode::NoOp],
-                &[
-                    |_| CrashMode::DropUnsynced,
-                    |k| CrashMode::TornTail { seed: k },
-                    |k| CrashMode::Holed { seed: k },
-                ],
-            )
-        } else {
-            (5, &[SyncfsMode::Flushes], &[|_| CrashMode::DropUnsynced])
-        };
+    type CrashModeOf = fn(u64) -> CrashMode;
+    let (step, syncfs_modes, crash_modes): (usize, &[SyncfsMode], &[CrashModeOf]) = if exhaustive {
+        (
+            1,
+            &[SyncfsMode::Flushes, SyncfsMode::NoOp],
+            &[
+                |_| CrashMode::DropUnsynced,
+                |k| CrashMode::TornTail { seed: k },
+                |k| CrashMode::Holed { seed: k },
+            ],
+        )
+    } else {
+        (5, &[SyncfsMode::Flushes], &[|_| CrashMode::DropUnsynced])
+    };
     let (mut rotted, mut reported, mut harmless) = (0u64, 0u64, 0u64);
     let mut failures = Vec::new();
     for &syncfs_mode in syncfs_modes {
