@@ -241,6 +241,7 @@ pub fn header_is_torn(bytes: &[u8]) -> bool {
             bytes,
             HEADER_LEN,
             |b| decode_header(b).is_ok(),
+            |rest| decode_record(rest).is_ok(),
             is_torn_tail,
         )
 }
@@ -322,5 +323,29 @@ mod tests {
         let s = scan(cut, true).unwrap();
         assert_eq!(s.records.len(), 3);
         assert!(matches!(s.end, ScanEnd::TornTail { .. }));
+    }
+
+    /// Bit rot in the header of a commit log holding exactly one record (found by
+    /// `bit_rot_is_reported_or_harmless`, e.g. op 78, read 1): the record right after the
+    /// header was not searched for, so the log was taken for one whose header never became
+    /// durable and its acknowledged record was silently dropped. Every one-bit flip of the
+    /// header of such a log must be damage (a scan error), never a torn header.
+    #[test]
+    fn regression_header_bit_rot_before_a_single_record_is_not_a_torn_header() {
+        let b = log(1);
+        assert_eq!(scan(&b, true).unwrap().records, vec![HEADER_LEN as u64]);
+        for byte in 0..HEADER_LEN {
+            for bit in 0..8 {
+                let mut bad = b.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(!header_is_torn(&bad), "flip at byte {byte} bit {bit}");
+                assert!(scan(&bad, true).is_err(), "flip at byte {byte} bit {bit}");
+            }
+        }
+        // A header that never became durable before nothing valid is still torn.
+        let mut torn = b[..HEADER_LEN].to_vec();
+        torn[30] ^= 4;
+        torn.extend([0u8; 40]);
+        assert!(header_is_torn(&torn));
     }
 }

@@ -93,6 +93,7 @@ pub fn header_is_torn(bytes: &[u8]) -> bool {
             bytes,
             HEADER_LEN,
             |b| decode_header(b).is_ok(),
+            |rest| frame::decode(rest).is_ok(),
             |rest| rest.iter().all(|b| *b == 0),
         ) && bytes
             .iter()
@@ -108,6 +109,7 @@ pub fn header_is_unreadable_and_empty(bytes: &[u8]) -> bool {
         bytes,
         HEADER_LEN,
         |b| decode_header(b).is_ok(),
+        |rest| frame::decode(rest).is_ok(),
         |rest| frame::is_torn_tail(rest, 1),
     )
 }
@@ -116,16 +118,19 @@ pub fn header_is_unreadable_and_empty(bytes: &[u8]) -> bool {
 /// when the file is shorter than its header, or when the header is invalid and nothing valid
 /// (no frame or record that checks out) follows it — a crash before the file's first sync
 /// leaves exactly that (a prefix, then zeros or garbage). A damaged header followed by valid
-/// data is damage, not a torn write.
+/// data is damage, not a torn write: `valid_at` says whether a valid record starts at the start
+/// of a slice (checked right after the header), `nothing_valid_in` whether none starts
+/// anywhere after its first byte (both are needed: the torn-tail searches skip offset 0).
 pub(crate) fn header_region_is_torn(
     bytes: &[u8],
     header_len: usize,
     valid: impl Fn(&[u8]) -> bool,
+    valid_at: impl Fn(&[u8]) -> bool,
     nothing_valid_in: impl Fn(&[u8]) -> bool,
 ) -> bool {
     match bytes.get(header_len..) {
         None => true,
-        Some(rest) => !valid(bytes) && nothing_valid_in(rest),
+        Some(rest) => !valid(bytes) && !valid_at(rest) && nothing_valid_in(rest),
     }
 }
 
@@ -331,5 +336,28 @@ mod tests {
         let mut mid = b.clone();
         mid[HEADER_LEN + 30] ^= 1;
         assert!(matches!(scan(&mid, true).unwrap().end, ScanEnd::Corrupt(_)));
+    }
+
+    /// The segment side of the commit log's header bug: a segment whose header reads with one
+    /// flipped bit and whose only frame follows it was "unreadable and empty" (the frame right
+    /// after the header was not searched for), so recovery could drop it as a torn header.
+    #[test]
+    fn regression_header_bit_rot_before_a_single_frame_is_not_unreadable_and_empty() {
+        let b = segment(1);
+        for byte in 0..HEADER_LEN {
+            for bit in 0..8 {
+                let mut bad = b.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(
+                    !header_is_unreadable_and_empty(&bad),
+                    "flip at byte {byte} bit {bit}"
+                );
+                assert!(!header_is_torn(&bad), "flip at byte {byte} bit {bit}");
+            }
+        }
+        let mut empty = b[..HEADER_LEN].to_vec();
+        empty[20] ^= 1;
+        empty.extend([0u8; 30]);
+        assert!(header_is_unreadable_and_empty(&empty));
     }
 }

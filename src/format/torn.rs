@@ -15,7 +15,7 @@
 //!
 //! | # | what the bytes show | decision |
 //! |---|---|---|
-//! | 1 | flipping one bit of `r` (its declared extent, or its length field) makes it valid, and that bit does not read as 0 inside zeros a torn write explains (zeros from it to `r`'s end, or its whole sector share of `r`) | [`TailDecision::BitRot`]: damage, with the byte |
+//! | 1 | flipping one bit of `r` (its declared extent, or its length field) makes it valid, and that bit does not read as 0 inside zeros a torn write explains (zeros from it to `r`'s end that start at a sector boundary or at `r`'s start, or its whole sector share of `r`) | [`TailDecision::BitRot`]: damage, with the byte |
 //! | 2 | every byte from `c` to the end of the file is zero | [`TailDecision::Torn`] |
 //! | 3 | a hole: some sector's share of `r`'s extent is all zeros | [`TailDecision::Torn`] |
 //! | 4 | no valid record starts anywhere after `c` | [`TailDecision::Torn`] |
@@ -105,9 +105,12 @@ pub fn classify_tail(
 }
 
 /// Whether the byte at `at`, inside the record at `cut`, reads as zero within zeros that a
-/// torn write explains: zeros from it to the end of the record's extent (a zero fill), or its
-/// whole sector share of the record (a hole). A one-bit difference there is as well explained
-/// by a torn write of a record whose bytes there were nearly all zero (row 1's exception).
+/// torn write explains: zeros from it to the end of the record's extent that start at a sector
+/// boundary or at the record's start (a zero fill: a record is written by one append, so a
+/// torn write cannot stop inside the bytes it put in one sector), or its whole sector share of
+/// the record (a hole). A one-bit difference there is as well explained by a torn write of a
+/// record whose bytes there were nearly all zero (row 1's exception). Zeros that start inside
+/// a sector's share of the record are not: a bit that reads as 0 there is bit rot.
 fn zeros_explain(file: &[u8], cut: usize, shape: Shape, at: usize) -> bool {
     let Some(rest) = file.get(cut..).filter(|r| !r.is_empty()) else {
         return false;
@@ -119,7 +122,13 @@ fn zeros_explain(file: &[u8], cut: usize, shape: Shape, at: usize) -> bool {
     }
     let share_start = (at / SECTOR_LEN * SECTOR_LEN).max(cut);
     let share_end = ((at / SECTOR_LEN + 1) * SECTOR_LEN).min(end);
-    file[at..end].iter().all(|b| *b == 0) || file[share_start..share_end].iter().all(|b| *b == 0)
+    let mut fill_start = at;
+    while fill_start > cut && file[fill_start - 1] == 0 {
+        fill_start -= 1;
+    }
+    let fill = file[at..end].iter().all(|b| *b == 0)
+        && (fill_start == cut || fill_start.is_multiple_of(SECTOR_LEN));
+    fill || file[share_start..share_end].iter().all(|b| *b == 0)
 }
 
 /// The extent of the record at the start of `rest`: its declared length when within bounds,
@@ -336,8 +345,15 @@ mod tests {
                     for bit in 0..8u8 {
                         let mut bad = f.clone();
                         bad[byte] ^= 1 << bit;
-                        // A last byte that reads as 0 is as well a zero-filled torn write.
-                        let expected = if bad[byte..r + len].iter().all(|b| *b == 0) {
+                        // A last byte that reads as 0 is as well a zero-filled torn write,
+                        // when the zeros start where a torn write can stop.
+                        let mut fill = byte;
+                        while fill > r && bad[fill - 1] == 0 {
+                            fill -= 1;
+                        }
+                        let torn_fill = bad[byte..r + len].iter().all(|b| *b == 0)
+                            && (fill == r || fill.is_multiple_of(SECTOR_LEN));
+                        let expected = if torn_fill {
                             if follows {
                                 TailDecision::Damage
                             } else {
@@ -360,14 +376,16 @@ mod tests {
         }
     }
 
-    /// A torn write whose zero fill differs from the record it cut by one bit (the record's
-    /// last nonzero byte had one bit set) is torn, not bit rot (found by the crash simulation).
+    /// A torn write whose zero fill (from a sector boundary) differs from the record it cut by
+    /// one bit (the record's last nonzero byte had one bit set) is torn, not bit rot (found by
+    /// the crash simulation).
     #[test]
     fn a_zero_fill_one_bit_away_from_the_record_is_torn() {
         let mut p = payload(40, 3);
         p[20] = 0x01;
         p[21..].fill(0);
-        let mut f = vec![0x5A; 48];
+        // The record's payload byte 20 starts a sector.
+        let mut f = vec![0x5A; SECTOR_LEN - 8 - 20];
         let r = f.len();
         f.extend(toy(&p));
         let mut torn = f.clone();
@@ -382,6 +400,44 @@ mod tests {
             TailDecision::BitRot {
                 byte: (r + 8 + 19) as u64,
                 bit: 4
+            }
+        );
+    }
+
+    /// One bit of a synced final record's last nonzero byte read as 0, inside a sector: a torn
+    /// write cannot stop there (one append wrote the record, a disk writes whole sectors), so
+    /// it is bit rot, not a zero-filled torn tail (found by `bit_rot_is_reported_or_harmless`
+    /// with `REPRISE_EXHAUSTIVE=1`: the acknowledged last event of an active segment whose
+    /// commit log a checkpoint had dropped was cut as a torn tail, a silent loss).
+    #[test]
+    fn regression_bit_rot_to_zero_inside_a_sector_of_a_final_record_is_bit_rot() {
+        let mut p = payload(40, 3);
+        p[20] = 0x04;
+        p[21..].fill(0);
+        let mut f = vec![0x5A; 48];
+        let r = f.len();
+        f.extend(toy(&p));
+        let mut rot = f.clone();
+        rot[r + 8 + 20] = 0;
+        assert_eq!(
+            decide(&rot, r),
+            TailDecision::BitRot {
+                byte: (r + 8 + 20) as u64,
+                bit: 2
+            }
+        );
+        // The last byte of the record itself, as in the simulation.
+        let mut p = payload(40, 5);
+        p[39] = 0x04;
+        let mut f = vec![0x5A; 48];
+        f.extend(toy(&p));
+        let last = f.len() - 1;
+        f[last] = 0;
+        assert_eq!(
+            decide(&f, r),
+            TailDecision::BitRot {
+                byte: last as u64,
+                bit: 2
             }
         );
     }

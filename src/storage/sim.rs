@@ -53,9 +53,11 @@
 //!   [`Fault::PowerLoss`] (before the `k`-th operation; every later operation fails and changes
 //!   nothing), or a [`Captured`] state recorded before any chosen operation. What survives:
 //!   - [`CrashMode::DropUnsynced`]: exactly the durable state.
-//!   - [`CrashMode::TornTail`]: additionally, each file keeps an arbitrary prefix of the bytes
-//!     appended since its last sync (write-back happened for part of them), possibly followed by
-//!     zeros or garbage in place of the rest (the size reached the disk, the data did not).
+//!   - [`CrashMode::TornTail`]: additionally, each file keeps a prefix of the bytes appended
+//!     since its last sync (write-back happened for part of them) that ends at a 512-byte sector
+//!     boundary or where an append ended (a disk writes whole sectors, and a sector written back
+//!     early holds the bytes up to an append's end), possibly followed by zeros or garbage in
+//!     place of the rest (the size reached the disk, the data did not).
 //!   - [`CrashMode::Writeback`]: torn tails as above, and an arbitrary *prefix*, in issue order,
 //!     of the directory operations not yet made durable (a journaling file system commits its
 //!     metadata in order).
@@ -266,8 +268,9 @@ pub struct InjectedFault {
 pub enum CrashMode {
     /// Exactly what is durable: synced file contents, synced directory entries.
     DropUnsynced,
-    /// The durable state, and in every file an arbitrary prefix of the bytes appended since its
-    /// last sync, possibly followed by zeros or garbage (drawn from `seed`).
+    /// The durable state, and in every file a prefix of the bytes appended since its last sync
+    /// ending at a sector boundary or at the end of an append, possibly followed by zeros or
+    /// garbage (drawn from `seed`).
     TornTail {
         /// Drives which prefix is kept and what follows it.
         seed: u64,
@@ -392,6 +395,8 @@ struct FileNode {
     durable_len: usize,
     /// Byte ranges whose write-back a failed fsync dropped: they never reach the disk.
     lost: Vec<(usize, usize)>,
+    /// Where the appends after `durable_len` ended (write boundaries a torn tail may stop at).
+    append_ends: Vec<usize>,
     /// Write-back errors recorded on the file (Linux `errseq_t`), see
     /// [`SyncfsMode::DropsWriteback`]: a descriptor reports those that happened after it was
     /// opened and it last reported one.
@@ -404,6 +409,7 @@ impl FileNode {
             data: Arc::new(Vec::new()),
             durable_len: 0,
             lost: Vec::new(),
+            append_ends: Vec::new(),
             wb_errors: 0,
         }
     }
@@ -414,6 +420,7 @@ impl FileNode {
     fn set_len(&mut self, len: usize) {
         Arc::make_mut(&mut self.data).resize(len, 0);
         self.durable_len = self.durable_len.min(len);
+        self.append_ends.retain(|end| *end <= len);
         for range in &mut self.lost {
             range.1 = range.1.min(len);
         }
@@ -428,12 +435,28 @@ impl FileNode {
         if let CrashMode::Holed { .. } = mode {
             out = self.holed(durable_len, rng);
         } else if mode != CrashMode::DropUnsynced && unsynced > 0 {
-            let n = unsynced as u64;
+            // A prefix that stops where a disk can stop: at a sector boundary or at the end of
+            // an append (a write boundary), never inside the bytes one append put in a sector.
+            let mut cuts: Vec<usize> = self
+                .append_ends
+                .iter()
+                .filter(|end| **end > durable_len && **end < self.data.len())
+                .map(|end| end - durable_len)
+                .collect();
+            let sector = crate::format::torn::SECTOR_LEN;
+            let mut boundary = durable_len.div_ceil(sector) * sector;
+            while boundary < self.data.len() {
+                if boundary > durable_len {
+                    cuts.push(boundary - durable_len);
+                }
+                boundary += sector;
+            }
             let keep = match rng.below(4) {
                 0 => 0,
-                1 => n,
-                _ => rng.below(n + 1),
-            } as usize;
+                1 => unsynced,
+                _ if cuts.is_empty() => 0,
+                _ => cuts[rng.below(cuts.len() as u64) as usize],
+            };
             out.extend_from_slice(&self.data[durable_len..durable_len + keep]);
             let room = (unsynced - keep) as u64;
             if room > 0 {
@@ -456,6 +479,7 @@ impl FileNode {
             data: Arc::new(out),
             durable_len: len,
             lost: Vec::new(),
+            append_ends: Vec::new(),
             wb_errors: 0,
         }
     }
@@ -905,6 +929,9 @@ impl Inner {
         self.appended += bytes.len() as u64;
         if let Some(f) = self.fs.file_mut(ino) {
             Arc::make_mut(&mut f.data).extend_from_slice(bytes);
+            let durable_len = f.durable_len;
+            f.append_ends.retain(|end| *end > durable_len);
+            f.append_ends.push(f.data.len());
         }
     }
 }

@@ -1,0 +1,279 @@
+//! Black-box torn-write test of the `reprise` binary (issue 13, "Done when"): `apply
+//! --durability always` is killed with SIGKILL at seeded random points, then the newest commit
+//! log is damaged the way a power cut during an unacknowledged write damages it on a real disk:
+//!
+//! - (a) a holed torn record after the valid end: zeros from the valid end to a sector boundary
+//!   (the record's first sectors never became durable), then garbage (a later sector that did);
+//! - (b) a commit log whose header sector is zeros while a later sector holds bytes, with nothing
+//!   acknowledged in it: (b1) the next generation started by a rotation, next to the killed
+//!   writer's log; (b2) the only commit log, after the killed writer's journal was closed cleanly.
+//!
+//! After each, every reading command (`state`, `verify`, `dump`, `inspect`, `stats`) opens the
+//! journal (exit 0) with every acknowledged event, `verify` reports the cut as a `torn_tail`
+//! (never as damage), and `apply` of one more event acknowledges the next seq.
+//!
+//! Environment: `REPRISE_CLI_TORN_ROUNDS` (default 6) kill rounds.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reprise::session::{apply, Rng, State, Workload, HISTORY_MAX_DEFAULT};
+use serde_json::Value;
+use support::{kill_after_acks, ok, reprise, stdout_json, stdout_lines};
+
+const GUILD: &str = "4242";
+const SECTOR: usize = 512;
+const PAGE: usize = 4096;
+
+fn stream(seed: u64, n: usize) -> (Vec<String>, Vec<State>) {
+    let mut w = Workload::new(seed);
+    let mut state = State::new(HISTORY_MAX_DEFAULT);
+    let mut events = Vec::with_capacity(n);
+    let mut states = vec![state.clone()];
+    for _ in 0..n {
+        let e = w.next_event(&state);
+        apply(&mut state, &e);
+        events.push(e.to_json() + "\n");
+        states.push(state.clone());
+    }
+    (events, states)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The commit logs of `dir`, oldest first.
+fn commit_logs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir.join("commit")) else {
+        return Vec::new();
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "clog"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+fn garbage(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| (rng.below(255) + 1) as u8).collect()
+}
+
+/// (a): zeros from the end of `log` to a sector boundary inside the last page, then garbage up
+/// to a random point of that page.
+fn append_holed_torn_record(log: &Path, rng: &mut Rng) -> usize {
+    let mut bytes = fs::read(log).unwrap();
+    let end = bytes.len();
+    // The page the torn write ends in: room for at least one zero sector share and garbage.
+    let page_end = (end + SECTOR + 16).div_ceil(PAGE) * PAGE;
+    let first_boundary = end.div_ceil(SECTOR) * SECTOR;
+    let first_boundary = if first_boundary == end {
+        end + SECTOR
+    } else {
+        first_boundary
+    };
+    let boundaries = (page_end - first_boundary) / SECTOR; // >= 1
+    let hole_end = first_boundary + SECTOR * rng.below(boundaries as u64) as usize;
+    let garbage_end = rng.range(hole_end as u64 + 1, page_end as u64 + 1) as usize;
+    bytes.resize(hole_end, 0);
+    bytes.extend(garbage(rng, garbage_end - hole_end));
+    fs::write(log, bytes).unwrap();
+    end
+}
+
+/// (b): a commit log `path` whose header sector is zeros, with garbage in a later sector.
+fn write_zero_header_log(path: &Path, rng: &mut Rng) {
+    let sectors = 1 + rng.below(7) as usize;
+    let mut bytes = vec![0u8; SECTOR * sectors];
+    let n = 1 + rng.below(SECTOR as u64) as usize;
+    bytes.extend(garbage(rng, n));
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+fn generation(log: &Path) -> u64 {
+    log.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// Every command opens `dir` with every one of the `acked` events; `torn` (if any) is the
+/// file and offset `verify` must report as a torn tail. One more event is then acknowledged.
+fn check_opens(
+    dir: &Path,
+    acked: u64,
+    events: &[String],
+    states: &[State],
+    torn: (&Path, u64),
+    what: &str,
+) {
+    let (seq, state) = state_of(dir);
+    assert!(
+        seq >= acked,
+        "{what}: state seq {seq} < acknowledged {acked}"
+    );
+    assert!(
+        state == serde_json::to_value(&states[seq as usize]).unwrap(),
+        "{what}: state at {seq} is not the fold of the first {seq} events"
+    );
+
+    let verify = reprise(dir, &["verify"], None);
+    let findings = stdout_lines(&verify);
+    // Exactly the cut, reported as a torn tail of the damaged commit log at its offset.
+    assert_eq!(findings.len(), 1, "{what}: verify findings {findings:?}");
+    let f = &findings[0];
+    assert_eq!(f["kind"], "torn_tail", "{what}: verify finding {f}");
+    assert_eq!(
+        f["file"].as_str().unwrap(),
+        torn.0.display().to_string(),
+        "{what}: torn tail of another file: {f}"
+    );
+    assert_eq!(
+        f["offset"].as_u64(),
+        Some(torn.1),
+        "{what}: torn tail offset: {f}"
+    );
+
+    let dump = stdout_lines(&reprise(dir, &["dump", "--guild", GUILD], None));
+    assert_eq!(dump.len() as u64, seq, "{what}: dump length");
+    assert_eq!(dump.last().map(|v| v["seq"].as_u64().unwrap()), Some(seq));
+    ok(&reprise(dir, &["inspect"], None));
+    ok(&reprise(dir, &["stats"], None));
+
+    // One more event: acknowledged as the next seq, and readable after.
+    let next = reprise(
+        dir,
+        &["apply", "--guild", GUILD, "--durability", "always"],
+        Some(&events[seq as usize]),
+    );
+    let acks = stdout_lines(&next);
+    assert_eq!(
+        acks,
+        vec![serde_json::json!({ "seq": seq + 1 })],
+        "{what}: apply"
+    );
+    let (after, state) = state_of(dir);
+    assert_eq!(after, seq + 1, "{what}: state after apply");
+    assert!(
+        state == serde_json::to_value(&states[seq as usize + 1]).unwrap(),
+        "{what}: state after apply is not the fold"
+    );
+    let verify = reprise(dir, &["verify"], None);
+    assert!(
+        verify.status.success(),
+        "{what}: verify after apply: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+/// `state`'s seq and the state minus the `guild`/`seq` envelope.
+fn state_of(dir: &Path) -> (u64, Value) {
+    let mut v = stdout_json(&reprise(dir, &["state", "--guild", GUILD], None));
+    let obj = v.as_object_mut().unwrap();
+    obj.remove("guild");
+    let seq = obj.remove("seq").unwrap().as_u64().unwrap();
+    (seq, v)
+}
+
+#[test]
+fn killed_apply_then_torn_commit_log_writes_lose_no_acknowledged_event() {
+    let rounds: u64 = std::env::var("REPRISE_CLI_TORN_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let (events, states) = stream(1313, 2001);
+    let input: String = events[..2000].concat();
+    for round in 0..rounds {
+        let mut rng = Rng::new(0x7042 + round);
+        let tmp = tempfile::tempdir().unwrap();
+        let killed = tmp.path().join("killed");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+        cmd.arg("--dir")
+            .arg(&killed)
+            .args(["apply", "--guild", GUILD, "--durability", "always"]);
+        let kill_at = rng.range(1, 1500);
+        let (seqs, rest) = kill_after_acks(cmd, input.clone(), kill_at);
+        // Whatever was printed before the kill took effect is acknowledged too.
+        let acked = rest
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["seq"].as_u64())
+            .chain(seqs)
+            .max()
+            .unwrap();
+        let logs = commit_logs(&killed);
+        let newest = logs
+            .last()
+            .unwrap_or_else(|| panic!("round {round}: no commit log after the kill"))
+            .clone();
+        let rel = newest.strip_prefix(&killed).unwrap().to_path_buf();
+
+        // (a) a holed torn record after the valid end of the newest commit log.
+        let a = tmp.path().join("a");
+        copy_dir(&killed, &a);
+        let valid_end = append_holed_torn_record(&a.join(&rel), &mut rng);
+        check_opens(
+            &a,
+            acked,
+            &events,
+            &states,
+            (&a.join(&rel), valid_end as u64),
+            &format!("round {round} (a) kill at {kill_at} acked {acked} valid end {valid_end}"),
+        );
+
+        // (b1) the next generation, its header sector zeros, next to the killed writer's log.
+        let b1 = tmp.path().join("b1");
+        copy_dir(&killed, &b1);
+        let next = b1
+            .join("commit")
+            .join(format!("{:020}.clog", generation(&newest) + 1));
+        write_zero_header_log(&next, &mut rng);
+        check_opens(
+            &b1,
+            acked,
+            &events,
+            &states,
+            (&next, 0),
+            &format!("round {round} (b1) kill at {kill_at} acked {acked}"),
+        );
+
+        // (b2) the only commit log, after a clean close took over the killed writer's events.
+        let b2 = tmp.path().join("b2");
+        copy_dir(&killed, &b2);
+        let closed = reprise(
+            &b2,
+            &["apply", "--guild", GUILD, "--durability", "always"],
+            Some(""),
+        );
+        ok(&closed);
+        let (recovered, _) = state_of(&b2);
+        assert!(
+            recovered >= acked,
+            "round {round} (b2): {recovered} < {acked}"
+        );
+        let next_gen = commit_logs(&b2)
+            .last()
+            .map_or(generation(&newest) + 1, |l| generation(l) + 1);
+        let fresh = b2.join("commit").join(format!("{next_gen:020}.clog"));
+        write_zero_header_log(&fresh, &mut rng);
+        check_opens(
+            &b2,
+            acked,
+            &events,
+            &states,
+            (&fresh, 0),
+            &format!("round {round} (b2) kill at {kill_at} acked {acked}"),
+        );
+    }
+}
