@@ -248,6 +248,7 @@ fn run_seed(seed: u64) -> Tally {
             delay_max: rng.micros(4000),
             fail_per_mille: rng.below(120) as u32,
             lose_answer_per_mille: rng.below(120) as u32,
+            ghost_per_mille: rng.below(400) as u32,
         };
         let store = Arc::new(FaultyStore::new(Arc::new(InMemory::new()), seed, faults));
         let remote = Remote::new(store.clone(), "fleet");
