@@ -59,6 +59,8 @@ pub struct FaultyStore {
     aged_ms: AtomicU64,
     /// Objects deleted since the last listing that covered them (ghost candidates).
     deleted: Arc<Mutex<Vec<ObjectMeta>>>,
+    /// Ghosts listed so far.
+    ghosts: AtomicU64,
 }
 
 impl fmt::Debug for FaultyStore {
@@ -93,6 +95,7 @@ impl FaultyStore {
             lists: AtomicU64::new(0),
             aged_ms: AtomicU64::new(0),
             deleted: Arc::new(Mutex::new(Vec::new())),
+            ghosts: AtomicU64::new(0),
         }
     }
 
@@ -111,6 +114,7 @@ impl FaultyStore {
             lists: AtomicU64::new(0),
             aged_ms: AtomicU64::new(self.aged_ms.load(Ordering::SeqCst)),
             deleted: self.deleted.clone(),
+            ghosts: AtomicU64::new(0),
         }
     }
 
@@ -139,6 +143,11 @@ impl FaultyStore {
             gets: self.gets.load(Ordering::SeqCst),
             lists: self.lists.load(Ordering::SeqCst),
         }
+    }
+
+    /// Ghosts (objects already deleted) its listings showed so far.
+    pub fn ghosts_listed(&self) -> u64 {
+        self.ghosts.load(Ordering::SeqCst)
     }
 
     fn next(&self) -> u64 {
@@ -185,10 +194,12 @@ impl FaultyStore {
             deleted.drain(..).partition(|m| covers(m));
         *deleted = kept;
         drop(deleted);
-        covered
+        let ghosts: Vec<ObjectMeta> = covered
             .into_iter()
             .filter(|_| self.chance(per_mille))
-            .collect()
+            .collect();
+        self.ghosts.fetch_add(ghosts.len() as u64, Ordering::SeqCst);
+        ghosts
     }
 
     /// Delay, then maybe fail before reaching the store.
