@@ -16,10 +16,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use reprise::remote::batch;
 use reprise::remote::faulty::{Faults, FaultyStore};
 use reprise::remote::{LocalDir, Owner, Remote, Writer};
 use reprise::session::{apply, State, HISTORY_MAX_DEFAULT};
@@ -44,6 +52,102 @@ impl Rng {
     }
     fn micros(&mut self, max: u64) -> Duration {
         Duration::from_micros(self.below(max + 1))
+    }
+}
+
+/// The store itself, seen from no client: records, for every batch object stored in a writer
+/// log, how far each (guild, epoch) entry reaches. A claim fences a writer log by taking its
+/// next position, so a batch stored at all is part of its epoch's (fenced) log.
+#[derive(Debug)]
+struct Recorder {
+    inner: Arc<dyn ObjectStore>,
+    /// (guild, epoch) -> the last event an entry of the epoch's log stored reaches.
+    reached: Mutex<BTreeMap<(u64, u64), Seq>>,
+    /// Snapshots uploaded under a skip name (late uploads of an owner back from a partition).
+    skip_uploads: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Display for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "recorder({})", self.inner)
+    }
+}
+
+impl Recorder {
+    fn reached(&self, guild: GuildId, epoch: u64) -> Option<Seq> {
+        self.reached.lock().unwrap().get(&(guild.0, epoch)).copied()
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Recorder {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let bytes: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+        let result = self.inner.put_opts(location, payload, opts).await;
+        if result.is_ok() && location.as_ref().ends_with(".skip") {
+            self.skip_uploads
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        if result.is_ok() && location.as_ref().contains("/writers/") && batch::is_batch(&bytes) {
+            let decoded = batch::decode(&bytes).expect("a stored batch decodes");
+            let mut reached = self.reached.lock().unwrap();
+            for e in decoded.entries {
+                let r = reached.entry((e.guild, e.epoch)).or_insert(0);
+                *r = (*r).max(e.last);
+            }
+        }
+        result
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
     }
 }
 
@@ -113,17 +217,32 @@ async fn run_owner(
             }
         }
         journal.sync().unwrap();
-        if rng.below(8) == 0 {
+        if rng.below(6) == 0 {
             let g = owners[rng.below(owners.len() as u64) as usize].guild;
             journal.snapshot_now(g).unwrap();
+        }
+        // Snapshot uploads before the batch too (an owner that does not know yet it was
+        // fenced uploads late, in both orders).
+        if rng.below(4) == 0 {
+            for me in owners.iter_mut().filter(|me| me.fenced_by.is_none()) {
+                let _ = remote.ship_snapshots(&LocalDir::of(journal), me).await;
+            }
         }
         match remote.ship_events(journal, writer, &mut owners).await {
             Ok(_) => {
                 for (me, ledger) in owners.iter_mut().zip(ledgers.iter_mut()) {
                     let start = ledger.start;
+                    assert!(
+                        me.head >= start,
+                        "{}: head {} before the claimed start {start} (epoch {}, fenced by {:?})",
+                        ledger.name,
+                        me.head,
+                        me.epoch,
+                        me.fenced_by
+                    );
                     let acked: Vec<Seq> = ledger
                         .local
-                        .range(start + 1..=me.head)
+                        .range(start + 1..me.head.max(start) + 1)
                         .map(|(s, _)| *s)
                         .collect();
                     ledger.acked.extend(acked);
@@ -231,6 +350,12 @@ struct Tally {
     claims: u64,
     /// A took the guild back into its own directory.
     taken_back: u64,
+    /// A was cut off from the store for a while.
+    partitioned: u64,
+    /// Snapshots uploaded through the skip path.
+    skip_uploads: u64,
+    /// Listings that showed an object already deleted.
+    ghosts: u64,
     final_seq: u64,
     requests: u64,
 }
@@ -248,9 +373,18 @@ fn run_seed(seed: u64) -> Tally {
             delay_max: rng.micros(4000),
             fail_per_mille: rng.below(120) as u32,
             lose_answer_per_mille: rng.below(120) as u32,
+            ghost_per_mille: rng.below(400) as u32,
         };
-        let store = Arc::new(FaultyStore::new(Arc::new(InMemory::new()), seed, faults));
+        let recorder = Arc::new(Recorder {
+            inner: Arc::new(InMemory::new()),
+            reached: Mutex::new(BTreeMap::new()),
+            skip_uploads: Default::default(),
+        });
+        let store = Arc::new(FaultyStore::new(recorder.clone(), seed, faults));
         let remote = Remote::new(store.clone(), "fleet");
+        // A is another client of the store, with its own link: a partition cuts A off only.
+        let store_a = Arc::new(store.client(seed ^ 0xa));
+        let remote_a = Remote::new(store_a.clone(), "fleet");
 
         // Owner A: claims epoch 1 implicitly at its first contact with the store.
         let dir_a = scratch();
@@ -270,9 +404,9 @@ fn run_seed(seed: u64) -> Tally {
         let (mut writer_a, owners_a) = loop {
             let found = async {
                 let local = LocalDir::of(&journal_a);
-                let mut writer = remote.writer(&local).await?;
-                let me = remote.owner(&local, &mut writer, GUILD, "a").await?;
-                let kept = remote.owner(&local, &mut writer, KEPT, "a").await?;
+                let mut writer = remote_a.writer(&local).await?;
+                let me = remote_a.owner(&local, &mut writer, GUILD, "a").await?;
+                let kept = remote_a.owner(&local, &mut writer, KEPT, "a").await?;
                 Ok::<_, Error>((writer, vec![me, kept]))
             };
             match found.await {
@@ -281,13 +415,27 @@ fn run_seed(seed: u64) -> Tally {
                 Err(e) => panic!("seed {seed}: a: {e}"),
             }
         };
-        let a_events = 10 + rng.below(40);
-        let b_delay = rng.micros(60_000);
+        let a_events = 10 + rng.below(100);
+        // In two thirds of the seeds A is cut off from the store for 20-120 ms while it goes
+        // on appending, snapshotting and retaining locally (its local log drops events it
+        // never shipped: it comes back through the skip path, uploading late).
+        let partition = (rng.below(3) != 0)
+            .then(|| (rng.micros(60_000), Duration::from_millis(20) + rng.micros(100_000)));
+        let mut b_delay = rng.micros(60_000);
+        if let Some((at, len)) = partition {
+            // B's claim during A's partition, in half of those seeds.
+            if rng.below(2) == 0 {
+                b_delay = at + rng.micros(len.as_micros() as u64);
+            }
+        }
         let c_delay = if rng.below(3) == 0 {
-            Some(if rng.below(2) == 0 {
-                b_delay
-            } else {
-                rng.micros(60_000)
+            Some(match partition {
+                // A claim racing A's late uploads as it heals.
+                Some((at, len)) if rng.below(2) == 0 => {
+                    (at + len + rng.micros(10_000)).saturating_sub(Duration::from_millis(5))
+                }
+                _ if rng.below(2) == 0 => b_delay,
+                _ => rng.micros(60_000),
             })
         } else {
             None
@@ -300,6 +448,14 @@ fn run_seed(seed: u64) -> Tally {
             tokio::time::sleep(down_for).await;
             store.set_down(false);
         };
+        let cut_off = async {
+            if let Some((at, len)) = partition {
+                tokio::time::sleep(at).await;
+                store_a.set_down(true);
+                tokio::time::sleep(len).await;
+                store_a.set_down(false);
+            }
+        };
         // In half the seeds A, once done, takes the guild back into its own directory (its
         // copy is set aside when a newer owner took the guild meanwhile).
         let started = tokio::time::Instant::now();
@@ -307,7 +463,7 @@ fn run_seed(seed: u64) -> Tally {
         let mut rng_a2 = Rng(rng.next());
         let a = async {
             run_owner(
-                &remote,
+                &remote_a,
                 &mut journal_a,
                 &mut writer_a,
                 owners_a,
@@ -322,7 +478,7 @@ fn run_seed(seed: u64) -> Tally {
                     // Around B's claim: before it (A still owns the guild: nothing to do),
                     // during it, or after it.
                     tokio::time::sleep_until(at).await;
-                    run_claimer(&remote, "a2", 4, Duration::ZERO, &mut rng_a2, Some(&mut journal_a))
+                    run_claimer(&remote_a, "a2", 4, Duration::ZERO, &mut rng_a2, Some(&mut journal_a))
                         .await
                 }
                 None => None,
@@ -335,11 +491,12 @@ fn run_seed(seed: u64) -> Tally {
                 None => None,
             }
         };
-        let ((), a2, b, c) = tokio::join!(outage, a, b, c);
+        let ((), (), a2, b, c) = tokio::join!(outage, cut_off, a, b, c);
         tally.taken_back = u64::from(a2.is_some());
 
         // The final claim, on a healthy store, into an empty directory.
         store.set_down(false);
+        store_a.set_down(false);
         store.set_faults(Faults::default());
         let dir_z = scratch();
         let mut journal_z = Journal::open(dir_z.path(), config()).unwrap();
@@ -377,6 +534,30 @@ fn run_seed(seed: u64) -> Tally {
         owners.extend(b);
         owners.extend(c);
         owners.sort_by_key(|l| l.epoch);
+        // No claim builds on a snapshot its epoch's fenced log does not reach: each claim's
+        // history ends where some earlier epoch's stored log reaches (or at 0).
+        let reached_before = |epoch: u64| {
+            (1..epoch)
+                .filter_map(|e| recorder.reached(GUILD, e))
+                .max()
+                .unwrap_or(0)
+        };
+        for owner in &owners {
+            assert!(
+                owner.start <= reached_before(owner.epoch),
+                "seed {seed}: the claim of {} (epoch {}) built on seq {}, past every earlier epoch's stored log (reaching {})",
+                owner.name,
+                owner.epoch,
+                owner.start,
+                reached_before(owner.epoch)
+            );
+        }
+        assert!(
+            final_seq <= reached_before(claimed.epoch),
+            "seed {seed}: the final claim (epoch {}) built on seq {final_seq}, past every earlier epoch's stored log (reaching {})",
+            claimed.epoch,
+            reached_before(claimed.epoch)
+        );
         let mut history: Vec<&Event> = Vec::new();
         for (k, owner) in owners.iter().enumerate() {
             let end = owners.get(k + 1).map_or(final_seq, |next| next.start);
@@ -409,7 +590,11 @@ fn run_seed(seed: u64) -> Tally {
         tally.claims = owners.len() as u64 - 1;
         tally.final_seq = final_seq;
         let r = store.requests();
-        tally.requests = r.puts + r.gets + r.lists;
+        let ra = store_a.requests();
+        tally.requests = r.puts + r.gets + r.lists + ra.puts + ra.gets + ra.lists;
+        tally.partitioned = u64::from(partition.is_some());
+        tally.skip_uploads = recorder.skip_uploads.load(std::sync::atomic::Ordering::SeqCst);
+        tally.ghosts = store.ghosts_listed() + store_a.ghosts_listed();
         tally
     })
 }
@@ -440,6 +625,9 @@ fn no_acknowledged_event_is_lost_and_no_seq_has_two_owners() {
         total.acked += t.acked;
         total.claims += t.claims;
         total.taken_back += t.taken_back;
+        total.partitioned += t.partitioned;
+        total.skip_uploads += t.skip_uploads;
+        total.ghosts += t.ghosts;
         total.final_seq += t.final_seq;
         total.requests += t.requests;
     }
@@ -456,6 +644,12 @@ fn no_acknowledged_event_is_lost_and_no_seq_has_two_owners() {
         "the simulation hands guilds over: {total:?}"
     );
     assert!(handovers_with_acks > 0);
+    if seeds >= 24 {
+        assert!(
+            total.partitioned > 0 && total.skip_uploads > 0 && total.ghosts > 0,
+            "owners are cut off, upload late through the skip path, and listings show ghosts: {total:?}"
+        );
+    }
     assert!(
         total.taken_back >= seeds / 8,
         "old owners take guilds back: {total:?}"

@@ -17,7 +17,7 @@
 //!               +24   8  last seq, u64 LE
 //!               +32   1  kind: 0 = chunk (events first..=last, segment format),
 //!                          1 = skip (events first..=last are held by the snapshot
-//!                              `snap/<last>-<epoch>` and by no chunk)
+//!                              `snap/<last>-<epoch>.skip` and by no chunk)
 //!               +33   3  zero
 //!               +36   4  chunk length n (0 for a skip), u32 LE
 //!               +40   n  the chunk: a segment header with first_seq = first, then the

@@ -14,6 +14,9 @@
 //!   claim/<epoch:020>                       who claimed the guild at that epoch, with the
 //!                                           writer log and position its events start at
 //!   snap/<seq:020>-<epoch:020>.snap         a snapshot file, uploaded by that epoch's owner
+//!                                           once the epoch's history reaches it
+//!   snap/<seq:020>-<epoch:020>.skip         the same, uploaded on the skip path before the
+//!                                           skip entry naming it (history only through it)
 //! ```
 //!
 //! Every object is created once and never rewritten. A writer creates its log's positions
@@ -502,6 +505,17 @@ impl Remote {
     pub fn snapshot_key(&self, guild: GuildId, seq: Seq, epoch: u64) -> ObjectPath {
         self.key(&format!(
             "guilds/{}/snap/{seq:020}-{epoch:020}.snap",
+            guild.0
+        ))
+    }
+
+    /// The key of the snapshot of `guild` at `seq` that the owner of `epoch` uploaded on the
+    /// skip path (its local log had dropped the events before it): it stands only for the
+    /// skip entry of that epoch's log that names it, and is never a claim's base by itself
+    /// (the skip entry may have met a fence, and then the epoch's history never reached it).
+    pub fn skip_snapshot_key(&self, guild: GuildId, seq: Seq, epoch: u64) -> ObjectPath {
+        self.key(&format!(
+            "guilds/{}/snap/{seq:020}-{epoch:020}.skip",
             guild.0
         ))
     }
@@ -1158,6 +1172,17 @@ impl Remote {
                         .iter_mut()
                         .find(|m| m.guild.0 == guild && m.epoch == epoch)
                     {
+                        // The refused batch's skip entry for this guild never became part
+                        // of the history: its snapshot is beyond the epoch's head for good.
+                        // Removed (a claim never takes it as a base anyway).
+                        for e in &b.entries {
+                            if e.guild == guild && e.epoch == epoch && e.kind == EntryKind::Skip {
+                                let key = self.skip_snapshot_key(me.guild, e.last, epoch);
+                                if let Err(err) = self.delete(&key).await {
+                                    tracing::warn!("reprise: could not remove {key}: {err}");
+                                }
+                            }
+                        }
                         me.fenced_by = Some((fenced_by, owner.clone()));
                         let _ = note_fenced::<()>(
                             journal,
@@ -1249,8 +1274,10 @@ impl Remote {
         let path = layout::snapshot_path(journal.dir(), guild, s);
         let bytes = read_snapshot_checked(journal, guild, s, &path)?;
         let len = bytes.len();
+        // Under the skip name: until the skip entry is stored before any fence, the epoch's
+        // history does not reach `s`, and no claim may take this snapshot as its base.
         if self
-            .create(&self.snapshot_key(guild, s, me.epoch), bytes)
+            .create(&self.skip_snapshot_key(guild, s, me.epoch), bytes)
             .await?
         {
             report.add(len);
@@ -1313,15 +1340,30 @@ impl Remote {
         Ok(report)
     }
 
-    /// The guild's snapshots in the remote: (seq, uploader's epoch).
+    /// The guild's snapshots in the remote: (seq, uploader's epoch). Skip-path uploads
+    /// (`.skip`) are not among them: see [`Remote::skip_snapshot_key`].
     async fn snapshots(&self, guild: GuildId) -> Result<Vec<(Seq, u64)>> {
+        Ok(self
+            .snapshot_objects(guild)
+            .await?
+            .into_iter()
+            .filter(|&(_, _, skip)| !skip)
+            .map(|(s, e, _)| (s, e))
+            .collect())
+    }
+
+    /// Every snapshot object of the guild: (seq, uploader's epoch, uploaded on the skip path).
+    async fn snapshot_objects(&self, guild: GuildId) -> Result<Vec<(Seq, u64, bool)>> {
         let (names, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
         Ok(names
             .iter()
             .filter_map(|n| {
-                let stem = n.strip_suffix(".snap")?;
+                let (stem, skip) = match n.strip_suffix(".snap") {
+                    Some(stem) => (stem, false),
+                    None => (n.strip_suffix(".skip")?, true),
+                };
                 let (s, e) = stem.split_once('-')?;
-                Some((parse_num(s)?, parse_num(e)?))
+                Some((parse_num(s)?, parse_num(e)?, skip))
             })
             .collect())
     }
@@ -1436,8 +1478,17 @@ impl Remote {
             if me.fenced_by.is_some() || me.snapshot_stored <= me.snapshot_retained {
                 continue;
             }
-            for (s, e) in self.snapshots(me.guild).await? {
-                if e == me.epoch && s < me.snapshot_stored {
+            for (s, e, skip) in self.snapshot_objects(me.guild).await? {
+                if e != me.epoch {
+                    continue;
+                }
+                // A skip-path upload is needed only while no snapshot of the epoch at or
+                // after it is stored under the ordinary name (a claim reading its skip entry
+                // then starts from that one).
+                if skip && s <= me.snapshot_stored {
+                    self.delete(&self.skip_snapshot_key(me.guild, s, e)).await?;
+                    deleted += 1;
+                } else if !skip && s < me.snapshot_stored {
                     self.delete(&self.snapshot_key(me.guild, s, e)).await?;
                     deleted += 1;
                 }
@@ -1710,44 +1761,64 @@ impl Remote {
             .filter(|&(_, e)| epochs.binary_search(&e).is_ok())
             .collect();
         candidates.sort_unstable_by(|a, b| b.cmp(a));
-        // The epochs to read: from the newest snapshot's epoch on (older ones are held by
-        // the snapshot), and further back while the events after the snapshot start before
-        // the oldest epoch read (a snapshot of history its uploader inherited).
-        let base = candidates.first().copied();
-        let mut lo = base.map_or(0, |(_, e)| epochs.partition_point(|&x| x < e));
+        let mut rejected: BTreeSet<(Seq, u64)> = BTreeSet::new();
         let mut claims: BTreeMap<u64, ClaimRecord> = BTreeMap::new();
         let mut logs: BTreeMap<u64, EpochLog> = BTreeMap::new();
-        loop {
-            for &e in &epochs[lo..] {
-                if logs.contains_key(&e) {
-                    continue;
+        let base = loop {
+            // The epochs to read: from the newest snapshot's epoch on (older ones are held by
+            // the snapshot), and further back while the events after the snapshot start
+            // before the oldest epoch read (a snapshot of history its uploader inherited).
+            let base = candidates.first().copied();
+            let mut lo = base.map_or(0, |(_, e)| epochs.partition_point(|&x| x < e));
+            loop {
+                for &e in &epochs[lo..] {
+                    if logs.contains_key(&e) {
+                        continue;
+                    }
+                    let c = self.read_claim(guild, e).await?;
+                    let log = self.close_epoch(guild, &c, fence, cache, notices).await?;
+                    if log.vanished {
+                        return Err(History::Vanished(None));
+                    }
+                    claims.insert(e, c);
+                    logs.insert(e, log);
                 }
-                let c = self.read_claim(guild, e).await?;
-                let log = self.close_epoch(guild, &c, fence, cache, notices).await?;
-                if log.vanished {
-                    return Err(History::Vanished(None));
+                let Some((s, _)) = base else { break };
+                // An epoch's snapshots never predate its chain start (see `ship_snapshots`),
+                // so only data from before that rule sends the reading further back.
+                let reaches = epochs.get(lo).is_some_and(|e| {
+                    let parts = &logs[e].parts;
+                    parts.is_empty() || parts.iter().any(|(_, entry)| entry.first <= s + 1)
+                });
+                if reaches || lo == 0 {
+                    break;
                 }
-                claims.insert(e, c);
-                logs.insert(e, log);
+                lo -= 1;
             }
-            let Some((s, _)) = base else { break };
-            // An epoch's snapshots never predate its chain start (see `ship_snapshots`), so
-            // only data from before that rule sends the reading further back.
-            let reaches = epochs.get(lo).is_some_and(|e| {
-                let parts = &logs[e].parts;
-                parts.is_empty() || parts.iter().any(|(_, entry)| entry.first <= s + 1)
-            });
-            if reaches || lo == 0 {
-                break;
+            // A base must be history: its epoch's (fenced) log reaches it. One it does not
+            // reach holds events no owner stored in the history (uploaded past the epoch's
+            // head, against the rules): it is passed over, with a warning.
+            match base {
+                Some((s, e)) if !log_reaches(&logs[&e], s) => {
+                    tracing::warn!(
+                        "reprise: claim: {} is past the history of epoch {e}; not used",
+                        self.snapshot_key(guild, s, e)
+                    );
+                    rejected.insert((s, e));
+                    candidates.remove(0);
+                }
+                _ => break base,
             }
-            lo -= 1;
-        }
+        };
         // Retention deletes batches only once a snapshot holding them is stored: a snapshot
         // newer than the base, stored while the logs were read, may stand for entries that
         // are gone now. Listing again shows it; then read again from it.
         let newest_now = self
-            .newest_snapshot(guild, |e| epochs.binary_search(&e).is_ok())
-            .await?;
+            .snapshots(guild)
+            .await?
+            .into_iter()
+            .filter(|&(s, e)| epochs.binary_search(&e).is_ok() && !rejected.contains(&(s, e)))
+            .max();
         if newest_now.map(|(s, _)| s) > base.map(|(s, _)| s) {
             return Err(History::Vanished(None));
         }
@@ -1842,6 +1913,8 @@ impl Remote {
     ) -> std::result::Result<(Seq, Vec<(PathBuf, Vec<u8>)>), History> {
         let keys = journal.config().keys.as_ref();
         let mut next = base.map_or(1, |(s, _)| s + 1);
+        // The base came from a skip entry (its snapshot has the skip name).
+        let mut base_skip = false;
         let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         let mut segment: Option<(Seq, Vec<u8>)> = None;
         let segment_max = journal.config().segment_bytes_max as usize;
@@ -1875,6 +1948,7 @@ impl Remote {
                     // (uploaded before this entry, perhaps after the snapshots were listed):
                     // it becomes the base, and what came before it is not needed.
                     base = Some((entry.last, e));
+                    base_skip = true;
                     files.clear();
                     segment = None;
                     next = entry.last + 1;
@@ -1911,7 +1985,11 @@ impl Remote {
             files.push((layout::segment_path(journal.dir(), guild, first), bytes));
         }
         if let Some((s, e)) = base {
-            let key = self.snapshot_key(guild, s, e);
+            let key = if base_skip {
+                self.skip_snapshot_key(guild, s, e)
+            } else {
+                self.snapshot_key(guild, s, e)
+            };
             // Missing: deleted by the owner's retention after it was listed (a newer one
             // stands in for it: read again), or lost (reported once reading again does not
             // help).
@@ -1927,6 +2005,16 @@ impl Remote {
         }
         Ok((next - 1, files))
     }
+}
+
+/// True when the (fenced) log of an epoch reaches event `s`: an entry of the epoch ends at
+/// or after it, or the epoch's own events all start after it (a snapshot of the history the
+/// epoch inherited), or retention left none of them. False when the epoch stored events up
+/// to `s` and its history ends before `s`.
+fn log_reaches(log: &EpochLog, s: Seq) -> bool {
+    log.parts.is_empty()
+        || log.parts.iter().any(|(_, entry)| entry.last >= s)
+        || log.parts.iter().all(|(_, entry)| entry.first > s)
 }
 
 /// Why reading a claim's history stopped.
