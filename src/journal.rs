@@ -831,17 +831,7 @@ impl Journal {
             .map(|(g, l)| (*g, l))
             .collect();
         let synced: Result<()> = storage::in_parallel(threads, work, |(guild, log)| {
-            let dir = layout::guild_dir(root, guild);
-            match storage.sync_dir(&dir) {
-                Ok(()) => {
-                    log.dir_unsynced = false;
-                    Ok(())
-                }
-                Err(e) => {
-                    log.poisoned = Some("fsync directory");
-                    Err(Error::io("fsync directory", dir, e))
-                }
-            }
+            sync_guild_dir(root, storage, guild, log)
         })
         .into_iter()
         .collect();
@@ -2240,20 +2230,40 @@ fn sync_segment(
         return Ok(());
     }
     if let Some(meta) = log.segments.last() {
+        let path = layout::segment_path(root, guild, meta.first_seq);
         let synced = match log.active.as_mut() {
             Some(file) => file.sync_data(),
             None => storage
-                .open_append(&layout::segment_path(root, guild, meta.first_seq))
+                .open_append(&path)
                 .and_then(|mut file| file.sync_data()),
         };
         if let Err(e) = synced {
             log.poisoned = Some("fsync");
             log.active = None;
-            let path = layout::segment_path(root, guild, meta.first_seq);
             return Err(Error::io("fsync", path, e));
         }
     }
     log.unsynced = false;
+    Ok(())
+}
+
+/// fsyncs the guild's directory if it has an entry not durable yet (a new segment, snapshot or
+/// the directory's first files). A failure poisons the guild (fsyncgate).
+fn sync_guild_dir(
+    root: &Path,
+    storage: &dyn Storage,
+    guild: GuildId,
+    log: &mut GuildLog,
+) -> Result<()> {
+    if !log.dir_unsynced {
+        return Ok(());
+    }
+    let dir = layout::guild_dir(root, guild);
+    if let Err(e) = storage.sync_dir(&dir) {
+        log.poisoned = Some("fsync directory");
+        return Err(Error::io("fsync directory", dir, e));
+    }
+    log.dir_unsynced = false;
     Ok(())
 }
 
@@ -2825,14 +2835,7 @@ impl Ctx<'_> {
         }
         self.flush_guild(guild, log)?;
         sync_segment(self.root, self.storage, guild, log)?;
-        if log.dir_unsynced {
-            let dir = layout::guild_dir(self.root, guild);
-            if let Err(e) = self.storage.sync_dir(&dir) {
-                log.poisoned = Some("fsync directory");
-                return Err(Error::io("fsync directory", dir, e));
-            }
-            log.dir_unsynced = false;
-        }
+        sync_guild_dir(self.root, self.storage, guild, log)?;
         if log.parent_unsynced {
             let dir = layout::guilds_dir(self.root);
             if let Err(e) = self.storage.sync_dir(&dir) {

@@ -10,26 +10,7 @@ use std::process::{Command, Stdio};
 use reprise::session::{Rng, State};
 use serde_json::Value;
 
-use reprise::session::{apply, Workload, HISTORY_MAX_DEFAULT};
-use support::reprise;
-
-fn stream(seed: u64, n: usize) -> (Vec<reprise::Event>, Vec<State>) {
-    let mut w = Workload::new(seed);
-    let mut state = State::new(HISTORY_MAX_DEFAULT);
-    let mut events = Vec::with_capacity(n);
-    let mut states = vec![state.clone()];
-    for _ in 0..n {
-        let e = w.next_event(&state);
-        apply(&mut state, &e);
-        events.push(e);
-        states.push(state.clone());
-    }
-    (events, states)
-}
-
-fn jsonl(events: &[reprise::Event]) -> String {
-    events.iter().map(|e| e.to_json() + "\n").collect()
-}
+use support::{jsonl, reprise, stream};
 
 /// `state` output minus the `guild`/`seq` envelope, as the library's state JSON.
 fn state_of(dir: &Path, guild: &str) -> (u64, Value) {

@@ -20,40 +20,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use reprise::session::{apply, Rng, State, Workload, HISTORY_MAX_DEFAULT};
+use reprise::session::{Rng, State};
 use serde_json::Value;
-use support::{kill_after_acks, ok, reprise, stdout_json, stdout_lines};
+use support::{copy_dir, jsonl, kill_after_acks, ok, reprise, stdout_json, stdout_lines, stream};
 
 const GUILD: &str = "4242";
 const SECTOR: usize = 512;
 const PAGE: usize = 4096;
-
-fn stream(seed: u64, n: usize) -> (Vec<String>, Vec<State>) {
-    let mut w = Workload::new(seed);
-    let mut state = State::new(HISTORY_MAX_DEFAULT);
-    let mut events = Vec::with_capacity(n);
-    let mut states = vec![state.clone()];
-    for _ in 0..n {
-        let e = w.next_event(&state);
-        apply(&mut state, &e);
-        events.push(e.to_json() + "\n");
-        states.push(state.clone());
-    }
-    (events, states)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// The commit logs of `dir`, oldest first.
 fn commit_logs(dir: &Path) -> Vec<PathBuf> {
@@ -113,7 +86,7 @@ fn generation(log: &Path) -> u64 {
 fn check_opens(
     dir: &Path,
     acked: u64,
-    events: &[String],
+    events: &[reprise::Event],
     states: &[State],
     torn: (&Path, u64),
     what: &str,
@@ -155,7 +128,7 @@ fn check_opens(
     let next = reprise(
         dir,
         &["apply", "--guild", GUILD, "--durability", "always"],
-        Some(&events[seq as usize]),
+        Some(&jsonl(&events[seq as usize..=seq as usize])),
     );
     let acks = stdout_lines(&next);
     assert_eq!(
@@ -193,7 +166,7 @@ fn killed_apply_then_torn_commit_log_writes_lose_no_acknowledged_event() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
     let (events, states) = stream(1313, 2001);
-    let input: String = events[..2000].concat();
+    let input = jsonl(&events[..2000]);
     for round in 0..rounds {
         let mut rng = Rng::new(0x7042 + round);
         let tmp = tempfile::tempdir().unwrap();

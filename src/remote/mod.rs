@@ -876,7 +876,7 @@ impl Remote {
         // Batches this epoch's snapshots made obsolete may be gone ([`Remote::retain`]): the
         // newest of them says how far the epoch got too.
         let snapshot_stored = self
-            .newest_snapshot(guild, |e| e == record.epoch)
+            .newest_snapshot(guild, |_, e| e == record.epoch)
             .await?
             .map_or(0, |(s, _)| s);
         Ok(Owner {
@@ -1368,18 +1368,18 @@ impl Remote {
             .collect())
     }
 
-    /// The guild's newest snapshot in the remote among those of the epochs `keep` accepts:
+    /// The guild's newest snapshot in the remote among those `keep` accepts (by seq and epoch):
     /// (seq, epoch).
     async fn newest_snapshot(
         &self,
         guild: GuildId,
-        keep: impl Fn(u64) -> bool,
+        keep: impl Fn(Seq, u64) -> bool,
     ) -> Result<Option<(Seq, u64)>> {
         Ok(self
             .snapshots(guild)
             .await?
             .into_iter()
-            .filter(|&(_, e)| keep(e))
+            .filter(|&(s, e)| keep(s, e))
             .max())
     }
 
@@ -1443,7 +1443,7 @@ impl Remote {
             if !writer.index.contains_key(&key) {
                 continue;
             }
-            let newer = self.newest_snapshot(me.guild, |e| e > me.epoch).await?;
+            let newer = self.newest_snapshot(me.guild, |_, e| e > me.epoch).await?;
             if let Some((s, _)) = newer {
                 covered.insert(key, s);
             }
@@ -1814,11 +1814,10 @@ impl Remote {
         // newer than the base, stored while the logs were read, may stand for entries that
         // are gone now. Listing again shows it; then read again from it.
         let newest_now = self
-            .snapshots(guild)
-            .await?
-            .into_iter()
-            .filter(|&(s, e)| epochs.binary_search(&e).is_ok() && !rejected.contains(&(s, e)))
-            .max();
+            .newest_snapshot(guild, |s, e| {
+                epochs.binary_search(&e).is_ok() && !rejected.contains(&(s, e))
+            })
+            .await?;
         if newest_now.map(|(s, _)| s) > base.map(|(s, _)| s) {
             return Err(History::Vanished(None));
         }

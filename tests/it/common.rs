@@ -53,3 +53,19 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Where the simulated-storage tests keep their journal.
+pub const SIM_ROOT: &str = "/srv/reprise";
+
+/// Opens the journal at [`SIM_ROOT`] on `storage`, read-write.
+pub fn open_sim(
+    storage: &std::sync::Arc<reprise::storage::sim::SimStorage>,
+    config: &Config,
+) -> reprise::Result<Journal> {
+    Journal::open_with(
+        SIM_ROOT,
+        config.clone(),
+        reprise::OpenMode::ReadWrite,
+        std::sync::Arc::clone(storage) as std::sync::Arc<dyn reprise::storage::Storage>,
+    )
+}

@@ -40,12 +40,12 @@ use reprise::storage::sim::{
 };
 use reprise::storage::Storage;
 use reprise::{
-    Config, Corruption, CorruptionKind, Durability, Error, Event, GuildId, Journal, OpenMode, Seq,
+    Config, Corruption, CorruptionKind, Durability, Error, Event, GuildId, Journal, Seq,
 };
 
 /// Where the journal lives in the simulated file system (created durably before each run:
 /// the journal directory itself is the caller's).
-const ROOT: &str = "/srv/reprise";
+use crate::common::{open_sim as open, SIM_ROOT as ROOT};
 
 /// What an offered `syncfs` may do.
 const SYNCFS_MODES: [SyncfsMode; 3] = [
@@ -435,15 +435,6 @@ fn fresh_storage(seed: u64) -> Arc<SimStorage> {
     s.sync_dir(std::path::Path::new("/srv")).unwrap();
     s.sync_dir(std::path::Path::new("/")).unwrap();
     Arc::new(s)
-}
-
-fn open(storage: &Arc<SimStorage>, config: &Config) -> reprise::Result<Journal> {
-    Journal::open_with(
-        ROOT,
-        config.clone(),
-        OpenMode::ReadWrite,
-        Arc::clone(storage) as Arc<dyn Storage>,
-    )
 }
 
 impl Run {

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use reprise::session::State;
 use reprise::storage::sim::{CrashMode, Fault, InjectedError, OpKind, SimStorage, EIO, ENOSPC};
 use reprise::storage::Storage;
-use reprise::{Config, CorruptionKind, Durability, Error, Event, GuildId, Journal, OpenMode};
+use reprise::{Config, CorruptionKind, Durability, Error, Event, GuildId, Journal};
 
 use crate::common::stream;
 
-const ROOT: &str = "/srv/reprise";
+use crate::common::{open_sim as open, SIM_ROOT as ROOT};
 const A: GuildId = GuildId(1);
 const B: GuildId = GuildId(613_425_648_685_547_541);
 
@@ -39,15 +39,6 @@ struct Harness {
     config: Config,
     journal: Option<Journal>,
     models: Vec<Model>,
-}
-
-fn open(storage: &Arc<SimStorage>, config: &Config) -> reprise::Result<Journal> {
-    Journal::open_with(
-        ROOT,
-        config.clone(),
-        OpenMode::ReadWrite,
-        Arc::clone(storage) as Arc<dyn Storage>,
-    )
 }
 
 /// `(op, path, errno)` of an [`Error::Io`].

@@ -16,9 +16,9 @@ use reprise::safe_restore::{restore_state, restore_target, restore_to, safe_rest
 use reprise::session::{apply, State, Track, TrackFields, Workload, HISTORY_MAX_DEFAULT};
 use reprise::storage::sim::{Capture, CrashMode, Fault, InjectedError, OpKind, SimStorage};
 use reprise::storage::Storage;
-use reprise::{Config, Durability, Error, Event, GuildId, GuildState, Journal, OpenMode};
+use reprise::{Config, Durability, Error, Event, GuildId, GuildState, Journal};
 
-const ROOT: &str = "/srv/reprise";
+use crate::common::{open_sim as open, SIM_ROOT as ROOT};
 const GUILD: GuildId = GuildId(613_425_648_685_547_541);
 
 fn root() -> &'static Path {
@@ -37,15 +37,6 @@ fn fresh_storage(seed: u64) -> Arc<SimStorage> {
     s.sync_dir(Path::new("/srv")).unwrap();
     s.sync_dir(Path::new("/")).unwrap();
     Arc::new(s)
-}
-
-fn open(storage: &Arc<SimStorage>, config: &Config) -> reprise::Result<Journal> {
-    Journal::open_with(
-        ROOT,
-        config.clone(),
-        OpenMode::ReadWrite,
-        Arc::clone(storage) as Arc<dyn Storage>,
-    )
 }
 
 /// The state after `n` workload events of `seed`.

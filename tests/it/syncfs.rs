@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use reprise::storage::sim::{CrashMode, OpKind, SimStorage, SyncfsMode, EIO};
 use reprise::storage::Storage;
-use reprise::{Config, Durability, Error, GuildId, Journal, OpenMode};
+use reprise::{Config, Durability, Error, GuildId};
 
 use crate::common::stream;
 
-const ROOT: &str = "/srv/reprise";
+use crate::common::{open_sim as open, SIM_ROOT as ROOT};
 
 const MODES: [SyncfsMode; 3] = [
     SyncfsMode::Flushes,
@@ -29,15 +29,6 @@ fn storage(mode: SyncfsMode, threads: usize) -> Arc<SimStorage> {
     s.set_syncfs_mode(mode);
     s.set_sync_parallelism(threads);
     Arc::new(s)
-}
-
-fn open(storage: &Arc<SimStorage>, config: &Config) -> reprise::Result<Journal> {
-    Journal::open_with(
-        ROOT,
-        config.clone(),
-        OpenMode::ReadWrite,
-        Arc::clone(storage) as Arc<dyn Storage>,
-    )
 }
 
 /// `guilds` guilds, `per_guild` events each acknowledged with `always`, then a close: returns

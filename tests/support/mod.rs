@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use reprise::session::{apply, State, Workload, HISTORY_MAX_DEFAULT};
 use serde_json::Value;
 
 /// Runs the `reprise` binary on the journal `dir` with `args`, feeding `stdin` if given.
@@ -115,4 +116,39 @@ pub fn at_once(mut a: Command, mut b: Command) -> (Output, Output) {
     };
     let (a, b) = (start(&mut a), start(&mut b));
     (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+}
+
+/// `n` events of the seeded workload and the state after each prefix (`states[k]` is the fold
+/// of the first `k` events).
+pub fn stream(seed: u64, n: usize) -> (Vec<reprise::Event>, Vec<State>) {
+    let mut w = Workload::new(seed);
+    let mut state = State::new(HISTORY_MAX_DEFAULT);
+    let mut events = Vec::with_capacity(n);
+    let mut states = vec![state.clone()];
+    for _ in 0..n {
+        let e = w.next_event(&state);
+        apply(&mut state, &e);
+        events.push(e);
+        states.push(state.clone());
+    }
+    (events, states)
+}
+
+/// The events as `apply`'s input: one JSON object per line.
+pub fn jsonl(events: &[reprise::Event]) -> String {
+    events.iter().map(|e| e.to_json() + "\n").collect()
+}
+
+/// Copies the directory tree `from` to `to` (created).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
