@@ -28,6 +28,8 @@
 //! Every length is bounded before it is used, and every chunk is scanned completely (frame
 //! checksums, sequence, guild) by [`decode`], so a decoded batch is fully checked.
 
+use std::collections::HashSet;
+
 use crate::format::segment::{self, ScanEnd};
 
 /// The batch magic.
@@ -45,6 +47,10 @@ pub const TRAILER_LEN: usize = 4;
 pub const BATCH_LEN_MAX: u64 = 256 << 20;
 /// Largest number of entries in one batch.
 pub const ENTRIES_MAX: u32 = 1 << 20;
+const _: () = assert!(
+    BATCH_LEN_MAX < u32::MAX as u64,
+    "chunk lengths fit their u32 field"
+);
 
 const OFF_VERSION: usize = 8;
 const OFF_COUNT: usize = 12;
@@ -104,9 +110,28 @@ pub fn encoded_len(entries: &[Entry]) -> usize {
         + TRAILER_LEN
 }
 
-/// Encodes a batch.
-pub fn encode(batch: &Batch) -> Vec<u8> {
-    let mut out = Vec::with_capacity(encoded_len(&batch.entries));
+/// Encodes a batch, refusing one no reader would accept: longer than [`BATCH_LEN_MAX`],
+/// more than [`ENTRIES_MAX`] entries, a guild twice, or an entry [`decode`] refuses on its
+/// own (an empty range, epoch 0, a skip with a chunk). Chunks are not scanned here.
+///
+/// # Errors
+/// [`BatchFault`] naming the offset the refused part would have had.
+pub fn encode(batch: &Batch) -> Result<Vec<u8>, BatchFault> {
+    let len = encoded_len(&batch.entries);
+    if len as u64 > BATCH_LEN_MAX {
+        return Err(fault(
+            0,
+            format!("{len} bytes, longer than any reader accepts ({BATCH_LEN_MAX})"),
+        ));
+    }
+    if batch.entries.len() > ENTRIES_MAX as usize {
+        return Err(fault(
+            OFF_COUNT,
+            format!("{} entries, more than {ENTRIES_MAX}", batch.entries.len()),
+        ));
+    }
+    let mut guilds = HashSet::with_capacity(batch.entries.len());
+    let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(batch.entries.len() as u32).to_le_bytes());
@@ -114,6 +139,16 @@ pub fn encode(batch: &Batch) -> Vec<u8> {
     out.extend_from_slice(&batch.writer);
     out.extend_from_slice(&batch.incarnation);
     for e in &batch.entries {
+        let at = out.len();
+        if e.first == 0 || e.last < e.first || e.epoch == 0 {
+            return Err(fault(at, "entry with an empty range or epoch 0"));
+        }
+        if !guilds.insert(e.guild) {
+            return Err(fault(at, format!("guild {} twice in one batch", e.guild)));
+        }
+        if e.kind == EntryKind::Skip && !e.chunk.is_empty() {
+            return Err(fault(at + 36, "a skip with a chunk"));
+        }
         out.extend_from_slice(&e.guild.to_le_bytes());
         out.extend_from_slice(&e.epoch.to_le_bytes());
         out.extend_from_slice(&e.first.to_le_bytes());
@@ -123,12 +158,13 @@ pub fn encode(batch: &Batch) -> Vec<u8> {
             EntryKind::Skip => 1,
         });
         out.extend_from_slice(&[0; 3]);
+        // Fits: the whole batch is at most BATCH_LEN_MAX < 4 GiB.
         out.extend_from_slice(&(e.chunk.len() as u32).to_le_bytes());
         out.extend_from_slice(&e.chunk);
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    out
+    Ok(out)
 }
 
 /// Why bytes are not a valid batch: the offset and what is wrong there.
@@ -139,6 +175,14 @@ pub struct BatchFault {
     /// What is wrong.
     pub detail: String,
 }
+
+impl std::fmt::Display for BatchFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at byte offset {}: {}", self.offset, self.detail)
+    }
+}
+
+impl std::error::Error for BatchFault {}
 
 fn fault(offset: usize, detail: impl Into<String>) -> BatchFault {
     BatchFault {
@@ -198,6 +242,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, BatchFault> {
     let mut incarnation = [0; 16];
     incarnation.copy_from_slice(&bytes[OFF_INCARNATION..OFF_INCARNATION + 16]);
     let mut entries = Vec::with_capacity(count as usize);
+    let mut guilds = HashSet::with_capacity(count as usize);
     let mut at = HEADER_LEN;
     for _ in 0..count {
         if body_end - at < ENTRY_HEADER_LEN {
@@ -223,7 +268,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, BatchFault> {
         if first == 0 || last < first || epoch == 0 {
             return Err(fault(at, "entry with an empty range or epoch 0"));
         }
-        if entries.iter().any(|e: &Entry| e.guild == guild) {
+        if !guilds.insert(guild) {
             return Err(fault(at, "a guild twice in one batch"));
         }
         let chunk = &bytes[chunk_at..chunk_at + len];
@@ -299,7 +344,7 @@ mod tests {
             incarnation: [9; 16],
             entries: vec![skip(1), skip(2)],
         };
-        let bytes = encode(&batch);
+        let bytes = encode(&batch).unwrap();
         assert_eq!(bytes.len(), encoded_len(&batch.entries));
         assert_eq!(decode(&bytes).unwrap(), batch);
         for i in 0..bytes.len() {
@@ -320,7 +365,7 @@ mod tests {
             incarnation: [0; 16],
             entries: vec![],
         };
-        let mut bytes = encode(&batch);
+        let mut bytes = encode(&batch).unwrap();
         bytes[OFF_COUNT..OFF_COUNT + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         let body_end = bytes.len() - TRAILER_LEN;
         let crc = crc32fast::hash(&bytes[..body_end]);
@@ -336,6 +381,54 @@ mod tests {
             incarnation: [0; 16],
             entries: vec![skip(1), skip(1)],
         };
-        assert!(decode(&encode(&batch)).is_err());
+        assert!(encode(&batch).is_err(), "the writer refuses it");
+        let mut bytes = encode(&Batch {
+            entries: vec![skip(1), skip(2)],
+            ..batch
+        })
+        .unwrap();
+        // The second entry's guild made the first's: the reader refuses it too.
+        let second = HEADER_LEN + ENTRY_HEADER_LEN;
+        bytes[second..second + 8].copy_from_slice(&1u64.to_le_bytes());
+        let body_end = bytes.len() - TRAILER_LEN;
+        let crc = crc32fast::hash(&bytes[..body_end]);
+        bytes[body_end..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&bytes).unwrap_err().offset, second as u64);
+    }
+
+    #[test]
+    fn the_largest_entry_count_round_trips() {
+        // 2^20 skips of distinct guilds (40 MiB): decoding checks repeated guilds in linear
+        // time, so this is a few hundred milliseconds.
+        let batch = Batch {
+            position: 7,
+            writer: [1; 16],
+            incarnation: [2; 16],
+            entries: (0..u64::from(ENTRIES_MAX)).map(skip).collect(),
+        };
+        let bytes = encode(&batch).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), batch);
+        let mut more = batch;
+        more.entries.push(skip(u64::MAX));
+        assert_eq!(encode(&more).unwrap_err().offset, OFF_COUNT as u64);
+    }
+
+    #[test]
+    fn a_batch_longer_than_any_reader_accepts_is_refused() {
+        let mut chunky = skip(1);
+        chunky.kind = EntryKind::Chunk;
+        chunky.chunk = vec![0; BATCH_LEN_MAX as usize];
+        let batch = Batch {
+            position: 1,
+            writer: [0; 16],
+            incarnation: [0; 16],
+            entries: vec![chunky],
+        };
+        let err = encode(&batch).unwrap_err();
+        assert_eq!(err.offset, 0);
+        assert!(
+            err.detail.contains("longer than any reader accepts"),
+            "{err}"
+        );
     }
 }

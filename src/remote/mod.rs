@@ -54,8 +54,36 @@ pub const CHUNK_LEN_MAX: u64 =
     crate::config::SEGMENT_BYTES_MAX_MAX + frame::HEADER_LEN as u64 + frame::PAYLOAD_LEN_MAX as u64;
 
 /// A shipping round stops adding guilds to its batch once it holds this many bytes (the
-/// rest goes in the next round); a single guild's chunk is at most one local segment.
+/// rest goes in the next round).
 pub const BATCH_BYTES_TARGET: usize = 16 << 20;
+
+/// A guild's chunk stops before the frame that would take it past this many bytes (its
+/// first frame always goes in; the rest of the segment goes in the next round), so a chunk
+/// is at most [`CHUNK_BYTES_MAX`] however large the local segment is.
+pub const CHUNK_BYTES_TARGET: usize = 16 << 20;
+
+/// Largest chunk a shipping round builds: the target, or one frame of the largest payload
+/// after a segment header.
+pub const CHUNK_BYTES_MAX: usize = {
+    let one_frame = segment::HEADER_LEN + frame::HEADER_LEN + frame::PAYLOAD_LEN_MAX as usize;
+    if one_frame > CHUNK_BYTES_TARGET {
+        one_frame
+    } else {
+        CHUNK_BYTES_TARGET
+    }
+};
+
+// A batch holds less than BATCH_BYTES_TARGET before its last entry, then that entry: every
+// batch a shipping round builds is one every reader accepts (issue 13 item 6).
+const _: () = assert!(
+    (batch::HEADER_LEN
+        + BATCH_BYTES_TARGET
+        + batch::ENTRY_HEADER_LEN
+        + CHUNK_BYTES_MAX
+        + batch::TRAILER_LEN) as u64
+        <= BATCH_LEN_MAX
+);
+const _: () = assert!(BATCH_BYTES_TARGET / batch::ENTRY_HEADER_LEN < batch::ENTRIES_MAX as usize);
 
 /// Longest wait between two shipping rounds after failures.
 pub const SHIP_RETRY_DELAY_MAX: Duration = Duration::from_secs(30);
@@ -1125,9 +1153,13 @@ impl Remote {
                 incarnation: writer.incarnation,
                 entries,
             };
-            let encoded = batch::encode(&b);
-            let len = encoded.len();
             let key = self.writer_key(&writer.name, position);
+            let encoded = batch::encode(&b).map_err(|f| Error::Remote {
+                op: "encode",
+                key: key.to_string(),
+                source: Box::new(f),
+            })?;
+            let len = encoded.len();
             if self.create(&key, encoded).await? {
                 report.add(len);
                 writer.head = position;
@@ -1220,7 +1252,8 @@ impl Remote {
         if let Some(c) = me.cursor {
             let path = layout::segment_path(journal.dir(), guild, c.first);
             if let Ok(tail) = storage.read_from(&path, c.offset, CHUNK_LEN_MAX) {
-                if let Some(built) = build_chunk(c.header, &tail, c.offset, &path, next, last)? {
+                let built = build_chunk(c.header, &tail, c.offset, &path, next, last)?;
+                if let Some(built) = built {
                     return Ok(Some(chunk_entry(me, next, c, built)));
                 }
             }
@@ -2097,8 +2130,10 @@ fn note_fenced<T>(journal: &LocalDir, guild: GuildId, result: Result<T>) -> Resu
 /// A chunk of the events `from..=to` (as many as the segment holds) out of a local segment:
 /// its `header` with `first_seq = from`, then the frames byte for byte. `bytes` are the
 /// segment's bytes from file offset `base` on (a frame boundary); frames before `from` are
-/// stepped over. Returns the chunk, the file offset after its last frame and its last event,
-/// or `None` when these bytes do not hold `from`.
+/// stepped over. The chunk stops before the frame that would take it past
+/// [`CHUNK_BYTES_TARGET`] (its first frame always goes in). Returns the chunk, the file
+/// offset after its last frame and its last event, or `None` when these bytes do not hold
+/// `from`.
 fn build_chunk(
     header: SegmentHeader,
     bytes: &[u8],
@@ -2133,6 +2168,9 @@ fn build_chunk(
                     .values(next, f.seq)
                     .into(),
             );
+        }
+        if next > from && out.len() + f.len_total() > CHUNK_BYTES_TARGET {
+            break;
         }
         out.extend_from_slice(&rest[..f.len_total()]);
         offset += f.len_total();
