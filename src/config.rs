@@ -141,6 +141,51 @@ pub struct Config {
     /// this often (the remote lags the local log by at most this much with `always`,
     /// `batched` and `none`; `remote` appends ship at once).
     pub ship_interval: std::time::Duration,
+    /// How long the copies a remote claim set aside (`remote/superseded/`) are kept: every
+    /// claim that sets one aside, and `reprise cleanup`, remove those past this rule.
+    pub superseded_retention: SupersededRetention,
+}
+
+/// Which superseded copies are kept. A remote claim that takes a guild back from a newer
+/// owner moves this directory's own copy of it to
+/// `remote/superseded/<guild>-<epoch>-<unix_ms>/` (it may hold events acknowledged only
+/// locally, which the store's history replaced). Nothing reads such a copy; it is there for
+/// an operator. A copy is removed when it was set aside longer than `age_max` ago, or when
+/// its guild has `per_guild_max` newer copies (see
+/// [`crate::journal_admin::superseded_to_remove`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SupersededRetention {
+    /// Copies set aside longer ago than this are removed (`None`: never by age).
+    pub age_max: Option<std::time::Duration>,
+    /// The newest copies kept per guild (at least 1); older ones are removed (`usize::MAX`:
+    /// all).
+    pub per_guild_max: usize,
+}
+
+/// Default [`SupersededRetention::age_max`]: 7 days.
+pub const SUPERSEDED_AGE_MAX_DEFAULT: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 60 * 60);
+/// Default [`SupersededRetention::per_guild_max`].
+pub const SUPERSEDED_PER_GUILD_MAX_DEFAULT: usize = 3;
+
+impl Default for SupersededRetention {
+    /// Kept 7 days, at most 3 per guild.
+    fn default() -> Self {
+        SupersededRetention {
+            age_max: Some(SUPERSEDED_AGE_MAX_DEFAULT),
+            per_guild_max: SUPERSEDED_PER_GUILD_MAX_DEFAULT,
+        }
+    }
+}
+
+impl SupersededRetention {
+    /// Keeps every copy (nothing is ever removed).
+    pub fn keep_all() -> Self {
+        SupersededRetention {
+            age_max: None,
+            per_guild_max: usize::MAX,
+        }
+    }
 }
 
 /// Default [`Config::ship_interval`].
@@ -163,6 +208,7 @@ impl Default for Config {
             snapshot_age_max: None,
             keys: None,
             ship_interval: SHIP_INTERVAL_DEFAULT,
+            superseded_retention: SupersededRetention::default(),
         }
     }
 }
@@ -226,6 +272,12 @@ impl Config {
     /// Sets [`Config::snapshot_age_max`] (Sonora's cleanup of snapshots older than N days).
     pub fn with_snapshot_age_max(mut self, age: Option<std::time::Duration>) -> Self {
         self.snapshot_age_max = age;
+        self
+    }
+
+    /// Sets [`Config::superseded_retention`].
+    pub fn with_superseded_retention(mut self, retention: SupersededRetention) -> Self {
+        self.superseded_retention = retention;
         self
     }
 

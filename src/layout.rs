@@ -17,7 +17,8 @@
 //!       <guild>.snap                      the guild's state at the checkpoint (snapshot format)
 //!   remote/
 //!     <guild>.owner                       the remote epoch this directory holds for the guild
-//!     superseded/<guild>-<epoch>-<ms>/    a copy of the guild a claim replaced (kept, unread)
+//!     superseded/<guild>-<epoch>-<ms>/    a copy of the guild a claim replaced (unread; removed
+//!                                         by the rule of `SupersededRetention`)
 //! ```
 //! Sequence numbers are zero-padded to 20 digits (u64::MAX has 20) so names sort numerically.
 
@@ -185,11 +186,29 @@ pub fn remote_owner_path(root: &Path, guild: GuildId) -> PathBuf {
 
 /// Where a claim puts this directory's superseded copy of `guild` (the files it held under
 /// `epoch`, 0 when it held no epoch) before it writes the store's history in its place:
-/// `remote/superseded/<guild>-<epoch>-<unix_ms>/`. Nothing reads or removes it.
+/// `remote/superseded/<guild>-<epoch>-<unix_ms>/`. Nothing reads it; the rule of
+/// [`crate::SupersededRetention`] removes it.
 pub fn superseded_dir(root: &Path, guild: GuildId, epoch: u64, unix_ms: u64) -> PathBuf {
-    root.join(REMOTE_DIR)
-        .join("superseded")
-        .join(format!("{}-{epoch}-{unix_ms}", guild.0))
+    superseded_root(root).join(format!("{}-{epoch}-{unix_ms}", guild.0))
+}
+
+/// The directory holding every superseded copy: `remote/superseded/`.
+pub fn superseded_root(root: &Path) -> PathBuf {
+    root.join(REMOTE_DIR).join("superseded")
+}
+
+/// Parses a superseded copy's directory name: (guild, epoch, unix ms it was set aside).
+pub fn parse_superseded_name(name: &str) -> Option<(GuildId, u64, u64)> {
+    let mut parts = name.split('-');
+    let mut num = || -> Option<u64> {
+        let p = parts.next()?;
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse().ok()
+    };
+    let parsed = (GuildId(num()?), num()?, num()?);
+    parts.next().is_none().then_some(parsed)
 }
 
 #[cfg(test)]
@@ -218,5 +237,22 @@ mod tests {
         assert_eq!(parse_guild_dir("42"), Some(g));
         assert_eq!(parse_guild_dir("042"), None);
         assert_eq!(parse_guild_dir("../x"), None);
+    }
+
+    #[test]
+    fn superseded_names_round_trip_and_nothing_else_parses() {
+        let root = Path::new("/j");
+        let dir = superseded_dir(root, GuildId(42), 3, 1_700_000_000_000);
+        assert_eq!(dir.parent().unwrap(), superseded_root(root));
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert_eq!(
+            parse_superseded_name(name),
+            Some((GuildId(42), 3, 1_700_000_000_000))
+        );
+        for bad in [
+            "", "42", "42-3", "42-3-", "42-3-x", "42-3-1-9", "-3-1", "+4-3-1", "42.tmp",
+        ] {
+            assert_eq!(parse_superseded_name(bad), None, "{bad:?}");
+        }
     }
 }

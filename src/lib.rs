@@ -58,7 +58,7 @@ pub mod telemetry;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use config::{BatchPolicy, Config, Durability};
+pub use config::{BatchPolicy, Config, Durability, SupersededRetention};
 pub use error::{Corruption, CorruptionKind, Error, Result};
 pub use ids::{GuildId, Seq};
 pub use journal::{

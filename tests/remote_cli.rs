@@ -605,6 +605,35 @@ fn the_fenced_old_owner_claims_the_guild_back_and_keeps_its_own_copy_aside() {
         (again["epoch"].as_u64(), again["seq"].as_u64()),
         (Some(3), Some(131))
     );
+
+    // `cleanup` removes the copy once it is older than --superseded-max-age (a dry run
+    // first: it says so and removes nothing); the journal is untouched.
+    let before_cleanup = state(&a, &store);
+    let dry: Value = serde_json::from_str(&ok(&run_local(
+        &a,
+        &["cleanup", "--superseded-max-age", "0", "--dry-run"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(dry["superseded_removed"], 1, "{dry}");
+    assert_eq!(dry["superseded"][0]["epoch"], 1, "{dry}");
+    assert!(kept[0].exists());
+    let kept_by_default: Value =
+        serde_json::from_str(&ok(&run_local(&a, &["cleanup"], None))).unwrap();
+    assert_eq!(
+        kept_by_default["superseded_removed"], 0,
+        "kept 7 days by default"
+    );
+    let removed: Value = serde_json::from_str(&ok(&run_local(
+        &a,
+        &["cleanup", "--superseded-max-age", "0"],
+        None,
+    )))
+    .unwrap();
+    assert_eq!(removed["superseded_removed"], 1, "{removed}");
+    assert!(!kept[0].exists());
+    assert_eq!(state(&a, &store), before_cleanup);
+    ok(&run(&a, &store, &["verify"], None));
 }
 
 /// Copies the files of `from` into `to` (created).

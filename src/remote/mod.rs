@@ -29,7 +29,7 @@ pub mod batch;
 pub mod faulty;
 mod objects;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +121,14 @@ pub const NOTICE_FENCE_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// on. The margin over the window bounds the clock skew tolerated between a writer and the
 /// store.
 pub const NOTICE_AGE_MAX: Duration = Duration::from_secs(60 * 60);
+
+/// Batches of a previous process (below what this one read or wrote) that one retention
+/// round reads, newest first, to judge their entries.
+pub const RETAIN_SWEEP_BATCHES_MAX: usize = 64;
+
+/// Guilds held by no owner of this process (moved away, before or since it started) whose
+/// stored snapshots one retention round lists, round robin.
+pub const RETAIN_FOREIGN_GUILDS_MAX: usize = 64;
 
 /// How many times a claim reads the history again when an object it listed was deleted
 /// meanwhile (retention by the live owner).
@@ -254,6 +262,12 @@ pub struct Writer {
     /// The positions up to which `index` is complete for entries at or after a position
     /// (everything from `indexed_from` to `head` has been read or written by this process).
     indexed_from: u64,
+    /// The positions below `indexed_from` that existed when retention first listed them,
+    /// not read yet (a previous process's batches): [`Remote::retain`] reads a few per round,
+    /// newest first, so their entries are judged too. `None` until listed.
+    unswept: Option<Vec<u64>>,
+    /// Where [`Remote::retain`]'s round-robin over guilds held by no owner here resumes.
+    foreign_next: u64,
 }
 
 impl Writer {
@@ -801,6 +815,8 @@ impl Remote {
             head,
             index: BTreeMap::new(),
             indexed_from: head + 1,
+            unswept: None,
+            foreign_next: 0,
         })
     }
 
@@ -1416,14 +1432,52 @@ impl Remote {
             .max())
     }
 
+    /// Reads up to [`RETAIN_SWEEP_BATCHES_MAX`] of the batches below what this process has
+    /// read or written (listed once), newest first, into the writer's index, lowering
+    /// `indexed_from` as it goes (the index stays complete from there to the head).
+    async fn sweep_log(&self, writer: &mut Writer) -> Result<()> {
+        if writer.indexed_from <= 1 {
+            return Ok(());
+        }
+        let mut unswept = match writer.unswept.take() {
+            Some(u) => u,
+            None => {
+                let below = writer.indexed_from;
+                let mut all = self.positions_after(&writer.name, 0).await?;
+                all.retain(|&p| p < below);
+                all
+            }
+        };
+        let name = writer.name.clone();
+        let mut cache = HashMap::new();
+        for _ in 0..RETAIN_SWEEP_BATCHES_MAX {
+            let Some(p) = unswept.pop() else {
+                break;
+            };
+            if let Some(LogObject::Batch(b)) = self.read_log_object(&name, p, &mut cache).await? {
+                writer.note_batch(&b);
+            }
+            writer.indexed_from = writer.indexed_from.min(p);
+        }
+        if unswept.is_empty() {
+            writer.indexed_from = 1;
+        } else {
+            writer.unswept = Some(unswept);
+        }
+        Ok(())
+    }
+
     /// Remote retention, which follows local retention: deletes this writer's batch objects
     /// whose every entry is held by a newer snapshot in the remote (its owner's,
-    /// [`Owner::snapshot_stored`]; for a guild a newer owner claimed, one of any newer epoch),
-    /// and each guild's older snapshots of the same epoch. Nothing is deleted while a claim's
+    /// [`Owner::snapshot_stored`]; for a guild-epoch no owner here holds — a guild that moved,
+    /// before or since this process started — a snapshot of that epoch or a newer one), and
+    /// each guild's older snapshots of the same epoch. Nothing is deleted while a claim's
     /// notice for this writer is younger than [`NOTICE_AGE_MAX`] (older ones are removed).
-    /// Only objects this process wrote or read are considered, the newest position is kept
-    /// (it tells the next process where the log goes on), and fences are never deleted.
-    /// Returns the objects deleted.
+    /// The batches a previous process wrote are read [`RETAIN_SWEEP_BATCHES_MAX`] per round
+    /// (newest first) until all were judged; the snapshots of at most
+    /// [`RETAIN_FOREIGN_GUILDS_MAX`] guilds no owner here holds are listed per round (round
+    /// robin). The newest position is kept (it tells the next process where the log goes
+    /// on), and fences are never deleted. Returns the objects deleted.
     ///
     /// A claim reading the log meanwhile sees an object vanish and reads again; it never
     /// needs a deleted object, since it starts from the newest snapshot.
@@ -1462,24 +1516,46 @@ impl Remote {
             self.delete(&key).await?;
             deleted += 1;
         }
+        self.sweep_log(writer).await?;
         let mut covered: HashMap<(u64, u64), Seq> = owners
             .iter()
             .filter(|me| me.fenced_by.is_none() && me.snapshot_stored > 0)
             .map(|me| ((me.guild.0, me.epoch), me.snapshot_stored))
             .collect();
-        // A fenced epoch's entries before its fence are all in the guild's history, so a
-        // snapshot of a newer epoch at or after an entry's last event holds it too (a claim
-        // starts from the newest snapshot, and reads again when one appears while it reads).
-        // Without this, the batches holding a moved guild's last entries would stay forever.
-        for me in owners.iter().filter(|me| me.fenced_by.is_some()) {
-            let key = (me.guild.0, me.epoch);
-            if !writer.index.contains_key(&key) {
-                continue;
+        // The entries of a guild-epoch no owner here holds (fenced since, moved before this
+        // process started, or an epoch this directory held before it claimed the guild
+        // again) all precede the epoch's fence in this log (the writer stops at it), so they
+        // are in the guild's history: a snapshot under the ordinary name of that epoch or a
+        // newer one, at or after an entry's last event, holds it (a claim starts from the
+        // newest snapshot, and reads again when one appears while it reads). Without this,
+        // the batches holding a moved guild's last entries would stay forever.
+        let live: HashSet<(u64, u64)> = owners
+            .iter()
+            .filter(|me| me.fenced_by.is_none())
+            .map(|me| (me.guild.0, me.epoch))
+            .collect();
+        let mut foreign: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for &(g, e) in writer.index.keys() {
+            if !live.contains(&(g, e)) {
+                foreign.entry(g).or_default().push(e);
             }
-            let newer = self.newest_snapshot(me.guild, |_, e| e > me.epoch).await?;
-            if let Some((s, _)) = newer {
-                covered.insert(key, s);
+        }
+        let next = writer.foreign_next;
+        let turn: Vec<u64> = foreign
+            .range(next..)
+            .chain(foreign.range(..next))
+            .take(RETAIN_FOREIGN_GUILDS_MAX)
+            .map(|(&g, _)| g)
+            .collect();
+        for g in turn {
+            let snapshots = self.snapshots(GuildId(g)).await?;
+            for &e in &foreign[&g] {
+                let newest = snapshots.iter().filter(|&&(_, ep)| ep >= e).max();
+                if let Some(&(s, _)) = newest {
+                    covered.insert((g, e), s);
+                }
             }
+            writer.foreign_next = g.wrapping_add(1);
         }
         // Position → every (guild, epoch) entry there, with its last event.
         type Entries = Vec<((u64, u64), Seq)>;
@@ -1682,7 +1758,13 @@ impl Remote {
             Some(old_epoch) => {
                 let seq = journal.state(guild).ok().map(|s| s.seq);
                 let path = layout::superseded_dir(journal.dir(), guild, old_epoch, now_unix_ms());
-                (journal.set_aside(guild, &path)? > 0).then_some(Superseded {
+                let moved = journal.set_aside(guild, &path)?;
+                // The copies past the journal's rule go now (this one, the newest, stays).
+                let rule = journal.config().superseded_retention;
+                if let Err(e) = journal.remove_superseded(&rule, None, now_unix_ms(), false) {
+                    tracing::warn!("reprise: claim: could not remove old superseded copies: {e}");
+                }
+                (moved > 0).then_some(Superseded {
                     path,
                     epoch: old_epoch,
                     seq,

@@ -144,6 +144,11 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// The OS error.
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    ///
+    /// # Errors
+    /// The OS error (a directory that is not empty is an error).
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
     /// Makes the entries of a directory durable (fsync of the directory).
     ///
     /// # Errors
@@ -424,6 +429,10 @@ impl Storage for FsStorage {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         fs::remove_file(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir(path)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

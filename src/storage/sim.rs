@@ -130,7 +130,7 @@ pub enum OpKind {
     Truncate,
     /// [`Storage::rename`].
     Rename,
-    /// [`Storage::remove`].
+    /// [`Storage::remove`] and [`Storage::remove_dir`].
     Remove,
     /// [`Storage::sync_dir`].
     SyncDir,
@@ -1341,6 +1341,31 @@ impl Storage for SimStorage {
             .ok_or_else(|| err(io::ErrorKind::NotFound, "no such file", path))?;
         if matches!(g.fs.nodes.get(&ino), Some(Node::Dir(_))) {
             return Err(err(io::ErrorKind::IsADirectory, "is a directory", path));
+        }
+        g.fs.dir_live(dir).remove(&name);
+        g.fs.pending.push(DirOp::Unlink { dir, name });
+        Ok(())
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut g = self.inner();
+        g.begin(OpKind::Remove, path).map_err(Stop::into_io)?;
+        let (dir, name) = g.fs.parent(path)?;
+        let ino = *g
+            .fs
+            .dir_live(dir)
+            .get(&name)
+            .ok_or_else(|| err(io::ErrorKind::NotFound, "no such directory", path))?;
+        match g.fs.nodes.get(&ino) {
+            Some(Node::Dir(d)) if d.live.is_empty() => {}
+            Some(Node::Dir(_)) => {
+                return Err(err(
+                    io::ErrorKind::DirectoryNotEmpty,
+                    "directory not empty",
+                    path,
+                ))
+            }
+            _ => return Err(err(io::ErrorKind::NotADirectory, "not a directory", path)),
         }
         g.fs.dir_live(dir).remove(&name);
         g.fs.pending.push(DirOp::Unlink { dir, name });

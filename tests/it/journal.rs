@@ -214,6 +214,9 @@ impl reprise::storage::Storage for CountingStorage {
     fn remove(&self, p: &std::path::Path) -> std::io::Result<()> {
         reprise::storage::FsStorage.remove(p)
     }
+    fn remove_dir(&self, p: &std::path::Path) -> std::io::Result<()> {
+        reprise::storage::FsStorage.remove_dir(p)
+    }
     fn sync_dir(&self, d: &std::path::Path) -> std::io::Result<()> {
         reprise::storage::FsStorage.sync_dir(d)
     }

@@ -22,6 +22,10 @@ mod journal;
 /// proptest: recovered state equals the in-memory fold, across snapshots, segment sizes and
 /// reopen points; `state_at` equals the fold of the prefix.
 mod model;
+/// Batch objects every reader accepts, however large a guild's segment is.
+mod remote_batch;
+/// Remote retention of what a process wrote before it restarted, for guilds that moved.
+mod remote_retention;
 /// Restores as one event: safe restore with a fault or a crash at every operation, restore to a
 /// seq or a time, named checkpoints and paced rollbacks.
 mod restore;

@@ -1,17 +1,19 @@
-//! `reprise cleanup [--max-age DAYS] [--keep N] [--guild G] [--dry-run]`: retention on demand
-//! (see `reprise::journal_admin` for the rule; defaults: keep the journal's default of 2
-//! snapshots per guild, no age limit).
+//! `reprise cleanup [--max-age DAYS] [--keep N] [--guild G] [--superseded-max-age DAYS]
+//! [--superseded-keep N] [--dry-run]`: retention on demand (see `reprise::journal_admin` for
+//! the rules; defaults: keep the journal's default of 2 snapshots per guild, no age limit;
+//! superseded copies kept 7 days, at most 3 per guild).
 //!
 //! Output: one JSON object:
 //! `{"guilds": N, "snapshots_removed": N, "segments_removed": N, "bytes_removed": B,
 //!   "dry_run": bool, "removed": [{"guild", "snapshots": [seq...], "segments": [first_seq...],
-//!   "bytes"}], "skipped": [{"guild", "reason"}]}`.
+//!   "bytes"}], "skipped": [{"guild", "reason"}], "superseded_removed": N,
+//!   "superseded": [{"guild", "epoch", "set_aside_unix_ms", "path"}]}`.
 
 use std::path::Path;
 use std::time::Duration;
 
-use reprise::journal_admin::{CleanupReport, RetentionPolicy};
-use reprise::{GuildId, Journal};
+use reprise::journal_admin::{CleanupReport, RetentionPolicy, SupersededCopy};
+use reprise::{GuildId, Journal, SupersededRetention};
 use serde_json::{json, Value};
 
 use crate::output::{print_json_line, Out};
@@ -21,7 +23,7 @@ use crate::Failure;
 const DAY_MS: f64 = 86_400_000.0;
 
 /// The JSON object described in the module docs.
-fn report_json(report: &CleanupReport) -> Value {
+fn report_json(report: &CleanupReport, superseded: &[SupersededCopy]) -> Value {
     let removed: Vec<Value> = report
         .removed
         .iter()
@@ -32,6 +34,17 @@ fn report_json(report: &CleanupReport) -> Value {
         .iter()
         .map(|s| json!({"guild": s.guild.0, "reason": s.reason}))
         .collect();
+    let copies: Vec<Value> = superseded
+        .iter()
+        .map(|c| {
+            json!({
+                "guild": c.guild.0,
+                "epoch": c.epoch,
+                "set_aside_unix_ms": c.set_aside_unix_ms,
+                "path": c.path.display().to_string(),
+            })
+        })
+        .collect();
     json!({
         "guilds": report.guilds,
         "snapshots_removed": report.snapshots_removed(),
@@ -40,35 +53,59 @@ fn report_json(report: &CleanupReport) -> Value {
         "dry_run": report.dry_run,
         "removed": removed,
         "skipped": skipped,
+        "superseded_removed": superseded.len(),
+        "superseded": copies,
     })
 }
 
+/// The arguments of `cleanup`.
+pub(crate) struct Args {
+    /// `--max-age`.
+    pub max_age_days: Option<f64>,
+    /// `--keep`.
+    pub keep: Option<u32>,
+    /// `--guild`.
+    pub guild: Option<GuildId>,
+    /// `--superseded-max-age`.
+    pub superseded_max_age_days: Option<f64>,
+    /// `--superseded-keep`.
+    pub superseded_keep: Option<usize>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+}
+
+/// A number of days as a duration; `flag` names it in the error.
+fn days(flag: &str, days: f64) -> Result<Duration, Failure> {
+    if days.is_finite() && days >= 0.0 {
+        Ok(Duration::from_millis(
+            (days * DAY_MS).min(u64::MAX as f64) as u64
+        ))
+    } else {
+        Err(Failure::new(
+            1,
+            format!("{flag} must be a number of days >= 0, not {days}"),
+        ))
+    }
+}
+
 /// Runs `cleanup`.
-pub(crate) fn run(
-    dir: &Path,
-    max_age_days: Option<f64>,
-    keep: Option<u32>,
-    guild: Option<GuildId>,
-    dry_run: bool,
-    out: &mut Out,
-) -> Result<(), Failure> {
-    let age_max = match max_age_days {
-        None => None,
-        Some(days) if days.is_finite() && days >= 0.0 => Some(Duration::from_millis(
-            (days * DAY_MS).min(u64::MAX as f64) as u64,
-        )),
-        Some(days) => {
-            return Err(Failure::new(
-                1,
-                format!("--max-age must be a number of days >= 0, not {days}"),
-            ))
-        }
-    };
+pub(crate) fn run(dir: &Path, args: &Args, out: &mut Out) -> Result<(), Failure> {
     let mut policy = RetentionPolicy::default();
-    if let Some(keep) = keep {
+    if let Some(keep) = args.keep {
         policy.keep = keep.max(1);
     }
-    policy.age_max = age_max;
+    policy.age_max = args
+        .max_age_days
+        .map(|d| days("--max-age", d))
+        .transpose()?;
+    let mut superseded_rule = SupersededRetention::default();
+    if let Some(d) = args.superseded_max_age_days {
+        superseded_rule.age_max = Some(days("--superseded-max-age", d)?);
+    }
+    if let Some(keep) = args.superseded_keep {
+        superseded_rule.per_guild_max = keep.max(1);
+    }
+    let dry_run = args.dry_run;
     let mut journal = if dry_run {
         Journal::open_read_only(dir, crate::base_config())?
     } else {
@@ -77,15 +114,16 @@ pub(crate) fn run(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let report = journal.cleanup(&policy, guild, now, dry_run)?;
+    let report = journal.cleanup(&policy, args.guild, now, dry_run)?;
     for skipped in &report.skipped {
         eprintln!(
             "reprise: warning: guild {} left alone: {}",
             skipped.guild, skipped.reason
         );
     }
+    let superseded = journal.remove_superseded(&superseded_rule, args.guild, now, dry_run)?;
     if !dry_run {
         journal.close()?;
     }
-    print_json_line(out, &report_json(&report))
+    print_json_line(out, &report_json(&report, &superseded))
 }

@@ -214,6 +214,13 @@ enum Command {
         /// Only this guild.
         #[arg(long)]
         guild: Option<u64>,
+        /// Remove copies set aside by remote claims (remote/superseded/) more than this many
+        /// days ago (default 7).
+        #[arg(long, value_name = "DAYS")]
+        superseded_max_age: Option<f64>,
+        /// Keep this many superseded copies per guild, the newest (default 3; at least 1).
+        #[arg(long, value_name = "N")]
+        superseded_keep: Option<usize>,
         /// Report what would be removed; remove nothing.
         #[arg(long)]
         dry_run: bool,
@@ -670,8 +677,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             max_age,
             keep,
             guild,
+            superseded_max_age,
+            superseded_keep,
             dry_run,
-        } => cleanup::run(&dir, max_age, keep, guild.map(GuildId), dry_run, &mut out),
+        } => cleanup::run(
+            &dir,
+            &cleanup::Args {
+                max_age_days: max_age,
+                keep,
+                guild: guild.map(GuildId),
+                superseded_max_age_days: superseded_max_age,
+                superseded_keep,
+                dry_run,
+            },
+            &mut out,
+        ),
         Command::Restore {
             guild,
             to,
