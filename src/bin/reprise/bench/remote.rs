@@ -28,10 +28,10 @@ use reprise::session::events_for_state;
 use reprise::{Config, Durability, Journal, Reprise};
 use serde_json::json;
 
-use super::{
-    bench_guilds, concurrent_appends, snapshot_state, Guarantee, Plan, Row, Samples, Scratch,
-    Stream, CLAIM, FLOOR_RECORD_BYTES, GUILDS, REPRISE_REMOTE_64, S3_PUT_FLOOR,
-};
+use super::reprise_rows::{bench_guilds, concurrent_appends, snapshot_state};
+use super::row::{Guarantee, Row, Samples, CLAIM, REPRISE_REMOTE_64, S3_PUT_FLOOR};
+use super::stream::Stream;
+use super::{Plan, Scratch, FLOOR_RECORD_BYTES, GUILDS};
 use crate::Failure;
 
 /// Untimed PUTs before the `s3 PUT floor` row's clock starts (connection set-up).

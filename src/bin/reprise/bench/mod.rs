@@ -1,0 +1,265 @@
+//! `reprise bench`: the side-by-side benchmark of CONTRACT §4.
+//!
+//! Every row runs in this one process, one after the other, in a temporary directory under
+//! `--dir` (`<dir>/bench-<pid>`, removed afterwards), so every peer writes to the same disk in
+//! the same run and the ratios compare like with like. Every appending row consumes the same
+//! pre-generated stream of realistic events ([`Workload`](reprise::session::Workload),
+//! generated before any clock starts), after the same untimed warm-up prefix of
+//! [`WARMUP_EVENTS`] events.
+//!
+//! Latencies are per acknowledged event as the caller sees it: the time from the call that
+//! hands the event over to the moment the caller may report it as stored (for the 64-guild
+//! row, the end of the sync that covered it). `ops_per_s` is the events acknowledged divided
+//! by the wall time of the timed loop. See [`ratio_baseline`](row::ratio_baseline) for the
+//! meaning of `ratio_to_reprise` and `ratio_to_floor`. A row that exceeds its time budget (a
+//! slow disk) stops early and reports what it completed; `samples` says how many.
+//!
+//! With `--remote URL`, three rows against that object store follow, in the same run
+//! (`s3 PUT floor`, `reprise remote 64 guilds`, `claim`; CONTRACT §5): see [`remote`]. Without
+//! it the report is the nine local rows alone.
+//!
+//! The files of this folder:
+//! - `mod.rs`: the run ([`run`]) — the plan of each mode, the scratch directory, the order of
+//!   the rows;
+//! - [`row`]: what a row is — its name, its latency samples and how they are taken, its
+//!   guarantee and baseline;
+//! - [`stream`]: the pre-generated event stream every appending row consumes;
+//! - [`reprise_rows`]: reprise's own local rows (durable, none, replay, snapshot);
+//! - [`peers`]: the rows reprise is compared with (fdatasync floor, SQLite, Sonora JSON);
+//! - [`machine`]: the machine description the report names;
+//! - [`report`]: how a run prints (JSON object or table with its legend);
+//! - [`remote`]: the rows of `--remote` against an object store.
+
+mod machine;
+mod peers;
+mod remote;
+mod report;
+mod reprise_rows;
+mod row;
+mod stream;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reprise::{Error, GuildId};
+
+use crate::output::{print_json_line, print_line, Out};
+use crate::Failure;
+use machine::machine_description;
+use peers::{floor_row, sonora_json_row, sqlite_full_row, sqlite_normal_row};
+use report::Report;
+use reprise_rows::{
+    replay_row, reprise_durable_1_row, reprise_durable_64_row, reprise_none_row, snapshot_row,
+};
+use row::{
+    Row, CLAIM, FLOOR, REPLAY, REPRISE_DURABLE_1, REPRISE_DURABLE_64, REPRISE_NONE,
+    REPRISE_REMOTE_64, S3_PUT_FLOOR, SNAPSHOT, SONORA_JSON, SQLITE_FULL, SQLITE_NORMAL,
+};
+use stream::{Stream, WARMUP_EVENTS};
+
+/// Guilds of the `reprise durable 64 guilds` row.
+const GUILDS: usize = 64;
+/// Bytes per record of the `fdatasync floor` row (about one small reprise frame).
+const FLOOR_RECORD_BYTES: usize = 128;
+/// The guild of the single-guild rows (a realistic snowflake).
+const BENCH_GUILD: GuildId = GuildId(601_988_503_601_311_691);
+
+/// How much each row measures.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// `"quick"` or `"full"`.
+    label: &'static str,
+    /// Timed events of each sequential durable row (floor, reprise 1 guild, sqlite FULL, sonora).
+    durable_events: usize,
+    /// Timed events of the 64-guild row (a multiple of [`GUILDS`]).
+    guild_events: usize,
+    /// Timed events of the in-memory-acknowledged rows (reprise none, sqlite NORMAL).
+    memory_events: usize,
+    /// Events in the replayed log.
+    replay_events: usize,
+    /// Timed recoveries of that log.
+    replay_runs: usize,
+    /// Timed snapshot writes.
+    snapshot_runs: usize,
+    /// Wall time after which a sequential row stops early and reports what it completed (a
+    /// slow disk shortens the run instead of stretching it).
+    row_budget: Duration,
+    /// Timed PUTs of the `s3 PUT floor` row (`--remote`).
+    put_events: usize,
+    /// Guilds claimed by the `claim` row (`--remote`).
+    claim_guilds: usize,
+}
+
+impl Plan {
+    /// `--quick`: well under a minute on a small, busy machine.
+    const QUICK: Plan = Plan {
+        label: "quick",
+        durable_events: 2_000,
+        guild_events: 256 * GUILDS,
+        memory_events: 20_000,
+        replay_events: 50_000,
+        replay_runs: 5,
+        snapshot_runs: 50,
+        row_budget: Duration::from_secs(8),
+        put_events: 500,
+        claim_guilds: 5,
+    };
+    /// The default: a few minutes.
+    const FULL: Plan = Plan {
+        label: "full",
+        durable_events: 10_000,
+        guild_events: 1024 * GUILDS,
+        memory_events: 200_000,
+        replay_events: 200_000,
+        replay_runs: 10,
+        snapshot_runs: 300,
+        row_budget: Duration::from_secs(45),
+        put_events: 3_000,
+        claim_guilds: 20,
+    };
+
+    /// Events the shared stream needs after its warm-up prefix.
+    fn stream_events(&self) -> usize {
+        self.durable_events
+            .max(self.guild_events / GUILDS)
+            .max(self.memory_events)
+            .max(self.replay_events)
+            .max(self.put_events)
+    }
+}
+
+/// Removes the benchmark directory when dropped (and `--dir` too if the benchmark created it
+/// and it is empty again).
+struct Scratch {
+    /// `<dir>/bench-<pid>`.
+    path: PathBuf,
+    /// `--dir`, when it did not exist before.
+    created_parent: Option<PathBuf>,
+}
+
+impl Scratch {
+    /// Creates `<dir>/bench-<pid>`, replacing a leftover of the same name.
+    fn create(dir: &Path) -> Result<Scratch, Failure> {
+        let created_parent = (!dir.exists()).then(|| dir.to_path_buf());
+        let path = dir.join(format!("bench-{}", std::process::id()));
+        if path.exists() {
+            fs::remove_dir_all(&path).map_err(|e| io_failure("remove", &path, e))?;
+        }
+        fs::create_dir_all(&path).map_err(|e| io_failure("create directory", &path, e))?;
+        Ok(Scratch {
+            path,
+            created_parent,
+        })
+    }
+
+    /// A fresh subdirectory for one row.
+    fn sub(&self, name: &str) -> Result<PathBuf, Failure> {
+        let path = self.path.join(name);
+        fs::create_dir_all(&path).map_err(|e| io_failure("create directory", &path, e))?;
+        Ok(path)
+    }
+}
+
+impl Drop for Scratch {
+    /// Best effort: a failure to clean up must not hide the benchmark's result.
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+        if let Some(parent) = &self.created_parent {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
+/// An I/O failure (exit code 4) naming the operation and the path.
+fn io_failure(op: &str, path: &Path, e: std::io::Error) -> Failure {
+    Failure::new(4, format!("{op} {}: {e}", path.display()))
+}
+
+/// A failure of [`write_atomic`](reprise::storage::write_atomic) as the library's I/O error.
+fn atomic_failure((op, path, source): (&'static str, PathBuf, std::io::Error)) -> Failure {
+    Failure::from(Error::Io { op, path, source })
+}
+
+/// Seconds since the Unix epoch (Sonora's `timestamp`).
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Runs `reprise bench` in `dir` and prints the table (or one JSON object with `json`). With
+/// `remote` (`--remote URL`), the remote rows follow the local ones (see [`remote`]).
+pub(crate) fn run(
+    dir: &Path,
+    quick: bool,
+    json: bool,
+    remote: Option<&str>,
+) -> Result<(), Failure> {
+    let plan = if quick { Plan::QUICK } else { Plan::FULL };
+    // Opened first: a URL that does not work fails before the local rows run.
+    let remote = remote.map(remote::RemoteBench::open).transpose()?;
+    let scratch = Scratch::create(dir)?;
+    let machine = machine_description(dir);
+    let started = Instant::now();
+    eprintln!(
+        "reprise: bench ({}) in {}: generating {} events",
+        plan.label,
+        scratch.path.display(),
+        WARMUP_EVENTS + plan.stream_events()
+    );
+    let stream = Stream::generate(plan.stream_events());
+    let mut rows = Vec::with_capacity(9);
+    let steps: [(&str, RowFn); 9] = [
+        (FLOOR, floor_row),
+        (REPRISE_DURABLE_1, reprise_durable_1_row),
+        (REPRISE_DURABLE_64, reprise_durable_64_row),
+        (REPRISE_NONE, reprise_none_row),
+        (SQLITE_FULL, sqlite_full_row),
+        (SQLITE_NORMAL, sqlite_normal_row),
+        (SONORA_JSON, sonora_json_row),
+        (REPLAY, replay_row),
+        (SNAPSHOT, snapshot_row),
+    ];
+    for (name, step) in steps {
+        eprintln!("reprise: bench: {name}");
+        rows.push(step(&scratch, &stream, &plan)?);
+    }
+    if let Some(bench) = &remote {
+        let steps: [(&str, remote::RemoteRowFn); 3] = [
+            (S3_PUT_FLOOR, remote::s3_put_floor_row),
+            (REPRISE_REMOTE_64, remote::reprise_remote_64_row),
+            (CLAIM, remote::claim_row),
+        ];
+        for (name, step) in steps {
+            eprintln!("reprise: bench: {name} ({})", bench.url());
+            rows.push(step(bench, &scratch, &stream, &plan)?);
+        }
+    }
+    let remote_url = remote.as_ref().map(|r| r.url().to_owned());
+    // Deletes the run's objects (best effort), then the local directory.
+    drop(remote);
+    drop(scratch);
+    eprintln!(
+        "reprise: bench finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let report = Report {
+        machine,
+        plan,
+        rows,
+        remote: remote_url,
+    };
+    let mut out = Out::stdout();
+    if json {
+        print_json_line(&mut out, &report.to_json())
+    } else {
+        for line in report.table() {
+            print_line(&mut out, &line)?;
+        }
+        Ok(())
+    }
+}
+
+/// One row of the benchmark: measures and returns it.
+type RowFn = fn(&Scratch, &Stream, &Plan) -> Result<Row, Failure>;
