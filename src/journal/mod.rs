@@ -18,6 +18,8 @@
 //!   and local retention.
 //! - `verify.rs`: [`Journal::verify`] and [`Journal::inspect`].
 //! - `events.rs`: iterating a guild's logged events ([`Journal::events`]).
+//! - `tests.rs`: unit tests of the pure helpers (the journal's behaviour is tested through its
+//!   public API in `tests/it/`).
 //!
 //! Statistics, on-demand retention and point-in-time reads by clock are in
 //! [`crate::journal_admin`].
@@ -46,6 +48,9 @@ mod retire;
 mod snapshots;
 mod verify;
 mod write;
+
+#[cfg(test)]
+mod tests;
 
 pub use events::{EventIter, LoggedEvent};
 pub use snapshots::SnapshotJob;

@@ -673,7 +673,7 @@ pub(super) fn sync_guild_dir(
 }
 
 /// Queues `frame` (the guild's next event) for the guild's active segment, in memory.
-fn queue_frame(log: &mut GuildLog, frame: &[u8]) {
+pub(super) fn queue_frame(log: &mut GuildLog, frame: &[u8]) {
     if let Some(meta) = log.segments.last_mut() {
         meta.len += frame.len() as u64;
         meta.last_seq += 1;
@@ -684,7 +684,7 @@ fn queue_frame(log: &mut GuildLog, frame: &[u8]) {
 
 /// Takes back the `count` frames of `len` bytes in all just queued for the guild's active
 /// segment (an append that did not take effect).
-fn unwrite_frames(log: &mut GuildLog, len: usize, count: u64) {
+pub(super) fn unwrite_frames(log: &mut GuildLog, len: usize, count: u64) {
     let keep = log.pending.len().saturating_sub(len);
     log.pending.truncate(keep);
     if let Some(meta) = log.segments.last_mut() {
