@@ -41,8 +41,10 @@ use crate::ids::{GuildId, Seq};
 use crate::journal::{now_unix_ms, GuildState, Journal, LoggedEvent, OpenMode, SnapshotJob};
 use crate::remote::{Claimed, LocalDir, Remote};
 use crate::session::Event;
-use crate::shipper::{ShipMsg, ShipNote, Shipper};
 use crate::storage::{FsStorage, Storage};
+use shipper::{ShipMsg, ShipNote, Shipper};
+
+mod shipper;
 
 /// Most commands the writer takes in one group before it commits.
 const GROUP_COMMANDS_MAX: usize = 4096;
