@@ -48,7 +48,6 @@ pub mod restore;
 pub mod runtime;
 pub mod safe_restore;
 pub mod session;
-mod shipper;
 pub mod sonora;
 pub mod storage;
 pub mod telemetry;

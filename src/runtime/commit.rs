@@ -1,0 +1,186 @@
+//! Group commit: an append goes into the journal at once (not yet durable), waits in
+//! [`Pending`] with its reply, and one fsync of the shared commit log then acknowledges every
+//! waiting append of the group (`Always` at once, `Batched` by its policy, `Remote` after the
+//! store too).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::actor::Actor;
+use super::shipper::ShipMsg;
+use super::shipping::no_remote;
+use super::Reply;
+use crate::config::Durability;
+use crate::error::{Error, Result};
+use crate::ids::{GuildId, Seq};
+use crate::journal::{now_unix_ms, LoggedEvent};
+use crate::session::Event;
+
+/// An append waiting for its group commit.
+pub(super) struct Pending {
+    guild: GuildId,
+    seqs: Vec<Seq>,
+    logged: Vec<Arc<LoggedEvent>>,
+    reply: Reply<Vec<Seq>>,
+    /// `Remote` durability: after the commit, the reply waits for the store.
+    remote: bool,
+}
+
+impl Actor {
+    pub(super) fn append(
+        &mut self,
+        guild: GuildId,
+        events: Vec<Event>,
+        durability: Option<Durability>,
+        reply: Reply<Vec<Seq>>,
+    ) {
+        let durability = durability
+            .or_else(|| self.durability_by_guild.get(&guild).copied())
+            .unwrap_or(self.config.durability);
+        if durability == Durability::Remote && self.shipping.is_none() {
+            let _ = reply.send(Err(no_remote()));
+            return;
+        }
+        if let Err(e) = self.check_fenced(guild) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        // All or nothing (see `Journal::append_many`): on an error none of the batch is in the
+        // journal, nothing of it is published, shipped or acknowledged.
+        let at = now_unix_ms();
+        let seqs = match self
+            .journal
+            .append_many_at(guild, &events, Durability::None, at)
+        {
+            Ok(seqs) => seqs,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let logged: Vec<Arc<LoggedEvent>> = seqs
+            .iter()
+            .zip(events)
+            .map(|(&seq, event)| {
+                Arc::new(LoggedEvent {
+                    seq,
+                    at_unix_ms: at,
+                    event,
+                })
+            })
+            .collect();
+        self.dirty_since.entry(guild).or_insert_with(Instant::now);
+        if let (Some(s), Some(&last)) = (self.shipping.as_mut(), seqs.last()) {
+            s.unshipped.insert(guild, last);
+        }
+        self.snapshot_by_size(guild);
+        match durability {
+            Durability::None => {
+                self.publish(guild, &logged);
+                let _ = reply.send(Ok(seqs));
+            }
+            Durability::Always | Durability::Remote => {
+                self.pending_always = true;
+                self.pending.push(Pending {
+                    guild,
+                    seqs,
+                    logged,
+                    reply,
+                    remote: durability == Durability::Remote,
+                });
+            }
+            Durability::Batched(policy) => {
+                self.pending_batched += seqs.len() as u64;
+                self.batched_events_max = self.batched_events_max.min(policy.events_max);
+                let due = tokio::time::Instant::now() + policy.delay_max;
+                self.deadline = Some(self.deadline.map_or(due, |d| d.min(due)));
+                self.pending.push(Pending {
+                    guild,
+                    seqs,
+                    logged,
+                    reply,
+                    remote: false,
+                });
+            }
+        }
+    }
+
+    pub(super) fn maybe_commit(&mut self) {
+        if self.pending.is_empty() {
+            self.deadline = None;
+            return;
+        }
+        let due = self.pending_always
+            || self.stopping
+            || self.pending_batched >= u64::from(self.batched_events_max)
+            || self
+                .deadline
+                .is_some_and(|d| d <= tokio::time::Instant::now());
+        if due {
+            let _ = self.commit();
+        }
+    }
+
+    /// One group commit: one fsync of the commit log, then every waiting acknowledgement.
+    pub(super) fn commit(&mut self) -> Result<()> {
+        let result = self.journal.sync();
+        let pending = std::mem::take(&mut self.pending);
+        self.last_group = pending.len();
+        if !pending.is_empty() {
+            metrics::histogram!(crate::telemetry::BATCH_EVENTS).record(pending.len() as f64);
+        }
+        self.pending_always = false;
+        self.pending_batched = 0;
+        self.batched_events_max = u32::MAX;
+        self.deadline = None;
+        if result.is_ok() && pending.iter().any(|p| p.remote) {
+            self.ship_durable(false);
+        }
+        for p in pending {
+            match &result {
+                Ok(()) if p.remote => {
+                    self.publish(p.guild, &p.logged);
+                    let seq = p.seqs.last().copied().unwrap_or(0);
+                    match &self.shipping {
+                        Some(s) => s.send(ShipMsg::Wait {
+                            guild: p.guild,
+                            seq,
+                            seqs: p.seqs,
+                            reply: p.reply,
+                        }),
+                        None => {
+                            let _ = p.reply.send(Err(no_remote()));
+                        }
+                    }
+                }
+                Ok(()) => {
+                    self.publish(p.guild, &p.logged);
+                    let _ = p.reply.send(Ok(p.seqs));
+                }
+                Err(e) => {
+                    let _ = p.reply.send(Err(Error::Poisoned {
+                        guild: p.guild,
+                        op: if matches!(e, Error::Poisoned { .. }) {
+                            "commit log write"
+                        } else {
+                            "fsync"
+                        },
+                    }));
+                }
+            }
+        }
+        result
+    }
+
+    fn publish(&mut self, guild: GuildId, logged: &[Arc<LoggedEvent>]) {
+        if let Some(tx) = self.subscribers.get(&guild) {
+            if tx.receiver_count() == 0 {
+                self.subscribers.remove(&guild);
+                return;
+            }
+            for e in logged {
+                let _ = tx.send(Arc::clone(e));
+            }
+        }
+    }
+}
