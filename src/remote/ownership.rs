@@ -163,7 +163,7 @@ fn random16() -> [u8; 16] {
 }
 
 impl Remote {
-    // ---- claims -----------------------------------------------------------------------
+    // ---- claim records ----------------------------------------------------------------
 
     /// Epochs claimed for `guild`, ascending.
     pub(super) async fn claim_epochs(&self, guild: GuildId) -> Result<Vec<u64>> {

@@ -38,8 +38,6 @@ pub(super) fn local_io(op: &'static str, path: &Path, e: std::io::Error) -> Erro
 }
 
 impl Remote {
-    // ---- store primitives -------------------------------------------------------------
-
     /// One level of names under `rel` (objects and sub-prefixes, last path segment only).
     pub(super) async fn list(&self, rel: &str) -> Result<(Vec<String>, Vec<String>)> {
         let key = self.key(rel);
