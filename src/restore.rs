@@ -40,7 +40,7 @@
 //! is returned as is; recovery gives one of the two states.
 //!
 //! ```
-//! use reprise::safe_restore::{restore_to, safe_restore};
+//! use reprise::restore::{restore_to, safe_restore};
 //! use reprise::{Config, Durability, Event, GuildId, Journal};
 //!
 //! # fn main() -> Result<(), reprise::Error> {

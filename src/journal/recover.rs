@@ -109,7 +109,7 @@ impl Journal {
 
     /// The guild's newest state rebuilt from its files alone (snapshot and log, as a fresh
     /// recovery would), not from memory: buffered frames are written to the segment first.
-    /// A restore ([`crate::safe_restore`]) uses it to check that what reached the files is what
+    /// A restore ([`crate::restore`]) uses it to check that what reached the files is what
     /// it appended.
     ///
     /// # Errors
