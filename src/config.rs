@@ -25,7 +25,7 @@ pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 4 << 20;
 /// Two lets recovery fall back to the previous snapshot when the newest is damaged.
 pub const SNAPSHOTS_RETAINED_DEFAULT: u32 = 2;
 
-/// Default size at which the commit log is checkpointed (guild segments fsynced, the log
+/// Default size at which the commit logs are retired (guild segments fsynced, the log
 /// dropped and a new one started).
 pub const COMMIT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 

@@ -86,19 +86,20 @@ impl Journal {
     }
 
     /// Reports a job whose [`SnapshotJob::write_to`] failed. A failed seal fsync poisons the
-    /// guild's log and checkpoints (fsyncgate); a failed snapshot write changes nothing (the
-    /// next snapshot tries again).
+    /// guild's log and commit-log retirement (fsyncgate); a failed snapshot write changes nothing
+    /// (the next snapshot tries again).
     pub fn snapshot_failed(&mut self, job: &SnapshotJob) {
         self.seal_returned(job);
         if job.seal_failed {
             if let Some(log) = self.guilds.get_mut(&job.guild) {
                 log.poisoned = Some("fsync");
             }
-            self.checkpoint_poisoned = Some("fsync");
+            self.retirement_poisoned = Some("fsync");
         }
     }
 
-    /// A job from [`Journal::snapshot_begin`] came back: its seal no longer holds checkpoints.
+    /// A job from [`Journal::snapshot_begin`] came back: its seal no longer holds commit-log
+    /// retirement back.
     fn seal_returned(&mut self, job: &SnapshotJob) {
         if job.seal_counted {
             self.seals_in_flight = self.seals_in_flight.saturating_sub(1);
