@@ -152,7 +152,7 @@ pub struct Config {
 /// locally, which the store's history replaced). Nothing reads such a copy; it is there for
 /// an operator. A copy is removed when it was set aside longer than `age_max` ago, or when
 /// its guild has `per_guild_max` newer copies (see
-/// [`crate::journal_admin::superseded_to_remove`]).
+/// [`crate::journal::superseded_to_remove`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SupersededRetention {
     /// Copies set aside longer ago than this are removed (`None`: never by age).

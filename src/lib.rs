@@ -40,7 +40,6 @@ pub mod format;
 pub mod ids;
 pub mod import;
 pub mod journal;
-pub mod journal_admin;
 pub mod lavalink;
 pub mod layout;
 pub mod recovery;

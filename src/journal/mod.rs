@@ -16,13 +16,17 @@
 //!   durable on their own, then the commit logs removed.
 //! - `snapshots.rs`: snapshots (in place, or as a [`SnapshotJob`] written off the append path)
 //!   and local retention.
+//! - `retention.rs`: the retention rule, pure ([`retention_plan`], [`retention_decision`]),
+//!   which local retention and `cleanup` both apply.
+//! - `cleanup.rs`: retention on demand ([`Journal::cleanup`], `reprise cleanup`).
+//! - `stats.rs`: analytics ([`Journal::stats`], `reprise stats`).
+//! - `superseded.rs`: the copies remote claims set aside ([`superseded_to_remove`],
+//!   [`Journal::remove_superseded`]).
+//! - `at_time.rs`: point in time by the clock ([`Journal::state_at_time`]).
 //! - `verify.rs`: [`Journal::verify`] and [`Journal::inspect`].
 //! - `events.rs`: iterating a guild's logged events ([`Journal::events`]).
 //! - `tests.rs`: unit tests of the pure helpers (the journal's behaviour is tested through its
 //!   public API in `tests/it/`).
-//!
-//! Statistics, on-demand retention and point-in-time reads by clock are in
-//! [`crate::journal_admin`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -41,19 +45,30 @@ use crate::layout;
 use crate::session::State;
 use crate::storage::{self, AppendFile, DirLock, FsStorage, LockFailure, Storage};
 
+mod at_time;
+mod cleanup;
 mod events;
 mod recover;
 mod repair;
+mod retention;
 mod retire;
 mod snapshots;
+mod stats;
+mod superseded;
 mod verify;
 mod write;
 
 #[cfg(test)]
 mod tests;
 
+pub use cleanup::{CleanupReport, GuildCleanup, Skipped};
 pub use events::{EventIter, LoggedEvent};
+pub use retention::{
+    retention_decision, retention_plan, RetentionPlan, RetentionPolicy, SegmentSpan, SnapshotStat,
+};
 pub use snapshots::SnapshotJob;
+pub use stats::{GuildSnapshot, GuildStats, Stats};
+pub use superseded::{superseded_to_remove, SupersededCopy};
 pub use verify::{FileInfo, Finding, GuildInfo, VerifyReport};
 
 use snapshots::Seal;
