@@ -1,5 +1,5 @@
-//! `Journal::close` of a journal with 20,000 dirty guilds: the checkpoint that makes every
-//! segment written since the last one durable before the commit log goes.
+//! `Journal::close` of a journal with 20,000 dirty guilds: the commit-log retirement that makes
+//! every segment written since the last one durable before the commit log goes.
 //!
 //! Plain timing (no criterion: one sample takes seconds to set up). Each variant appends one
 //! event to each of `REPRISE_BENCH_GUILDS` guilds (default 20,000), then times `close()`; it
@@ -7,7 +7,7 @@
 //! time the appends took (where the open-file cap's closes happen). Variants:
 //!
 //! - `new guilds`: every guild new (a segment, a guild directory each), the default cap on
-//!   open files (most segments closed before the checkpoint);
+//!   open files (most segments closed before the retirement);
 //! - `many files open`: the same with a cap of 10,000 open files;
 //! - `existing guilds`: the guilds exist already (reopened), one new event each.
 //!

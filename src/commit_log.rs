@@ -5,8 +5,8 @@
 //! Rules (DESIGN.md, "Group commit"):
 //! - every appended event goes to its guild segment *and* to the commit log;
 //! - an event is durable once the commit log is synced past it;
-//! - a commit log file is removed only by a checkpoint, after every guild it mentions has been
-//!   recovered and its segments fsynced (so nothing it holds is needed any more).
+//! - a commit log file is removed only by a commit-log retirement, after every guild it mentions
+//!   has been recovered and its segments fsynced (so nothing it holds is needed any more).
 
 use std::collections::HashMap;
 use std::io;

@@ -25,7 +25,7 @@ pub const SNAPSHOT_EVERY_BYTES_DEFAULT: u64 = 4 << 20;
 /// Two lets recovery fall back to the previous snapshot when the newest is damaged.
 pub const SNAPSHOTS_RETAINED_DEFAULT: u32 = 2;
 
-/// Default size at which the commit log is checkpointed (guild segments fsynced, the log
+/// Default size at which the commit logs are retired (guild segments fsynced, the log
 /// dropped and a new one started).
 pub const COMMIT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 
@@ -152,7 +152,7 @@ pub struct Config {
 /// locally, which the store's history replaced). Nothing reads such a copy; it is there for
 /// an operator. A copy is removed when it was set aside longer than `age_max` ago, or when
 /// its guild has `per_guild_max` newer copies (see
-/// [`crate::journal_admin::superseded_to_remove`]).
+/// [`crate::journal::superseded_to_remove`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SupersededRetention {
     /// Copies set aside longer ago than this are removed (`None`: never by age).

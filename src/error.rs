@@ -112,7 +112,7 @@ pub enum Error {
         /// The ids of the keys given (empty: none).
         given: Vec<crate::crypto::KeyId>,
     },
-    /// A restore ([`crate::safe_restore`]) appended its `state_restored` event, but the state
+    /// A restore ([`crate::restore`]) appended its `state_restored` event, but the state
     /// read back was not the one it restored (or could not be read back). The restore was undone
     /// by a second `state_restored` holding the state before it, when that append succeeded.
     #[error("guild {guild}: the restore appended as seq {seq} did not verify ({reason}); {}", match rollback_seq { Some(s) => format!("undone by seq {s}: the state before the restore is current again"), None => format!("it could not be undone: the restored state is durable; reopen the journal and restore seq {previous_seq} to undo it") })]
@@ -145,7 +145,7 @@ pub enum Error {
         /// event.
         oldest_unix_ms: Option<u64>,
     },
-    /// A named checkpoint ([`crate::deploy`]) cannot be used as asked: it does not exist, it
+    /// A named checkpoint ([`crate::checkpoints`]) cannot be used as asked: it does not exist, it
     /// exists already, it is incomplete, or its label is not a valid name.
     #[error("checkpoint {label:?}: {reason}")]
     Checkpoint {

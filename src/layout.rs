@@ -12,7 +12,7 @@
 //!       <seq:020>.snap                    snapshot of the state after event <seq>
 //!       <name>.tmp                        a file being written by write_atomic (crash leftover)
 //!   checkpoints/
-//!     <label>/                            a named checkpoint (deployments: crate::deploy)
+//!     <label>/                            a named checkpoint (deployments: crate::checkpoints)
 //!       MANIFEST                          guild -> seq, written last (format::manifest)
 //!       <guild>.snap                      the guild's state at the checkpoint (snapshot format)
 //!   remote/

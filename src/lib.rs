@@ -31,22 +31,21 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod checkpoints;
 mod commit_log;
 pub mod config;
 pub mod crypto;
-pub mod deploy;
 pub mod error;
 pub mod format;
 pub mod ids;
 pub mod import;
 pub mod journal;
-pub mod journal_admin;
+pub mod lavalink;
 pub mod layout;
 pub mod recovery;
 pub mod remote;
 pub mod restore;
 pub mod runtime;
-pub mod safe_restore;
 pub mod session;
 pub mod sonora;
 pub mod storage;

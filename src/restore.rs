@@ -1,588 +1,267 @@
-//! Restoring a guild's player on Lavalink v4 after a restart (contract §2 `reprise lavalink`).
+//! Restores as a transaction: make a recorded state current again, crash-consistently, with a
+//! check and an undo.
 //!
-//! [`plan`] turns a recovered [`GuildState`] into a [`Restore`]: the body of Lavalink v4's
-//! `PATCH /v4/sessions/{sessionId}/players/{guildId}` ([`PlayerPatch`]) plus what the bot keeps
-//! on its own side (the queue and the autoplay settings), which Lavalink does not hold. Pure: the
-//! current time is a parameter.
+//! A restore is **one** `state_restored` event ([`Event::StateRestored`]) appended to the guild's
+//! log, so recovery after a crash at any moment gives either the state before the restore or
+//! the restored one, never a mix (a multi-event rebuild, as `import` does, could stop halfway).
+//! History is never rewritten: the events before the restore stay in the log, and `dump` shows
+//! the restore as an event like any other.
 //!
-//! # The body
+//! [`restore_state`] (and its short form [`safe_restore`], Sonora's `safe_snapshot_restore`
+//! done right) runs these steps:
 //!
-//! | field | from | notes |
-//! | --- | --- | --- |
-//! | `track` | `queue.current` | `{"encoded": "<blob>"}`; `{"encoded": null}` when there is no current track (Lavalink: "stops the player"), see [`RestoreStatus`] |
-//! | `position` | `player.position_ms` | extrapolated, see below; absent without a current track |
-//! | `volume` | `player.volume` | `0..=1000` |
-//! | `paused` | `player.paused` | |
-//! | `filters` | `filters.config` | Lavalink v4's names: `volume`, `equalizer` `[{band, gain}]`, `karaoke` `{level, monoLevel, filterBand, filterWidth}`, `timescale` `{speed, pitch, rate}`, `tremolo` / `vibrato` `{frequency, depth}`, `rotation` `{rotationHz}`, `distortion` `{sinOffset, ...}`, `channelMix` `{leftToLeft, ...}`, `lowPass` `{smoothing}`; only the filters that are set. `{}` when none (Lavalink: a `filters` object replaces all filters, so `{}` clears them) |
-//! | `voice` | `player.voice` | `{token, endpoint, sessionId, channelId}`; absent unless the token and endpoint are known (Lavalink requires all three; a Sonora import has only the session id). `channelId` is absent when unknown (the `0` a Sonora import records) |
+//! 1. **Validate**: the target must be a state the fold could reach (every range and limit of
+//!    contract §1, entry ids, history within the guild's `history_max`) and its event must fit
+//!    in one frame. A refused target writes nothing ([`Error::InvalidEvent`],
+//!    [`Error::EventTooLarge`]).
+//! 2. **Record the restore point**: a snapshot of the current state ([`Journal::snapshot_now`]),
+//!    so the pre-restore state is a file of its own, readable with `state --at` even after
+//!    compaction drops older log.
+//! 3. **Apply**: append the `state_restored` event with [`Durability::Always`].
+//! 4. **Verify**: the guild's state in memory, and the state rebuilt from the files
+//!    ([`Journal::state_from_files`]: the restore point and the appended record, read back from
+//!    storage), must both equal what the event was meant to produce.
+//! 5. **Undo on failure**: when step 4 fails, a second `state_restored` holding the state from
+//!    before the restore is appended (label [`UNDO_LABEL`]) and [`Error::RestoreFailed`] is
+//!    returned, naming both sequence numbers. When the failure poisoned the guild's log
+//!    (verification first writes the buffered record to its segment: a write that cannot be
+//!    cut back, or a failed fsync, poisons it), the log refuses the undo: the error says so
+//!    (`rollback_seq: None`); the restore itself was acknowledged, so the restored state stays
+//!    current until the caller reopens the journal and restores `previous_seq`.
 //!
-//! # Position
+//! Crash argument: steps 1 and 2 do not change the guild's state (a snapshot is the state it
+//! already has). Step 3 is one append: until its commit record is durable recovery returns the
+//! pre-restore state, afterwards the restored one. Step 4 only reads (and writes the record it
+//! already made durable to its segment). Step 5 is one append of the pre-restore state: before
+//! it is durable recovery gives the restored state, afterwards the pre-restore one again. So a
+//! crash at any storage operation recovers exactly one of the two states
+//! (`tests/it/restore.rs` checks every operation). When the append of step 3 itself fails (an
+//! I/O error: the guild is then poisoned), nothing can be undone in this process and the error
+//! is returned as is; recovery gives one of the two states.
 //!
-//! The state's position is either exact (after `seeked` or a track change: anchor `None`) or a
-//! report (`position_reported`: `position_ms` true at `at_unix_ms`). A report is extrapolated to
-//! `now` **only while playing** — a current track and not paused:
-//! `position_ms + (now - at_unix_ms) × speed × rate`, where `speed` and `rate` are the
-//! timescale filter's (1.0 when unset: both make the track advance faster than the wall
-//! clock; `pitch` does not), rounded down, with a clock that went backwards counting as no
-//! time. The result is clamped to the track's length (Lavalink then ends the track at once and
-//! the bot's track-end handling moves on). An exact position and a paused player are not
-//! extrapolated. A live stream (`is_stream`) or a track that cannot seek (`is_seekable` false)
-//! restores at position 0: Lavalink cannot start those anywhere else. A track of unknown length
-//! (0) is extrapolated without a clamp.
+//! ```
+//! use reprise::restore::{restore_to, safe_restore};
+//! use reprise::{Config, Durability, Event, GuildId, Journal};
 //!
-//! # Stopped sessions
+//! # fn main() -> Result<(), reprise::Error> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut journal = Journal::open(dir.path(), Config::default())?;
+//! let guild = GuildId(1);
+//! journal.append(guild, &Event::VolumeSet { volume: 80 }, Durability::Always)?;
+//! let before = journal.state(guild)?.clone();
+//! journal.append(guild, &Event::VolumeSet { volume: 5 }, Durability::Always)?;
+//! // Back to seq 1, as one event (seq 3); seqs 1 and 2 stay in the log.
+//! let restored = restore_to(&mut journal, guild, before.seq, Some("too quiet"))?;
+//! assert_eq!((restored.seq, restored.restored_from_seq), (3, Some(1)));
+//! assert_eq!(journal.state(guild)?.state.player.volume, 80);
+//! // Any valid state can be restored the same way.
+//! let seq = safe_restore(&mut journal, guild, &reprise::State::default(), None)?;
+//! assert_eq!((seq, journal.state(guild)?.state.player.volume), (4, 100));
+//! # Ok(()) }
+//! ```
 //!
-//! A session that was stopped (`session_ended`, or `track_ended` with `stopped`) has no current
-//! track, and a restore must not start one: the body then carries `"track": {"encoded": null}`
-//! and no `position`, which leaves (or makes) the Lavalink player idle while still restoring its
-//! volume, pause flag and filters. [`RestoreStatus`] says which case applies.
-//!
-//! # Selective restore
-//!
-//! [`Sections`] (`--only`): `player` gives `track`, `position`, `volume`, `paused` and `voice`;
-//! `filters` gives `filters`; `queue` and `autoplay` give the client-side [`Restore::queue`] and
-//! [`Restore::autoplay`]. A section left out is left out of the body (Lavalink leaves the
-//! player's value as it is).
+//! [`restore_to`] makes a past state of the guild current: its target is
+//! [`restore_target`] of the state at that seq, which drops the position anchor (the recorded
+//! position is restored exactly instead of being extrapolated across the time since) and keeps
+//! entry ids growing.
 
-use serde::Serialize;
-use serde_json::Value;
-
+use crate::config::Durability;
+use crate::crypto::SEAL_OVERHEAD;
+use crate::error::{Error, Result};
+use crate::format::{self, frame};
 use crate::ids::{GuildId, Seq};
-use crate::journal::GuildState;
-use crate::session::{Autoplay, FilterConfig, LoopMode, QueueEntry, Snowflake, State, Track};
-use crate::sonora::{Sections, UNKNOWN_CHANNEL_ID};
+use crate::journal::Journal;
+use crate::session::{self, Event, State};
 
-/// What a restore does with the player.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestoreStatus {
-    /// A current track, not paused: it plays on from the extrapolated position.
-    Playing,
-    /// A current track, paused: it is loaded at its position and stays paused.
-    Paused,
-    /// No current track, but upcoming tracks wait: the player stays idle, and the bot starts
-    /// the next track (with `track_started`) as it would after a track end.
-    Idle,
-    /// No current track and nothing upcoming (an explicit stop, `session_ended`, or a queue that
-    /// ran out): nothing is played.
-    Stopped,
-}
+/// The label of the event that undoes a restore that did not verify.
+pub const UNDO_LABEL: &str = "undo";
 
-impl RestoreStatus {
-    /// The snake_case name, as in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestoreStatus::Playing => "playing",
-            RestoreStatus::Paused => "paused",
-            RestoreStatus::Idle => "idle",
-            RestoreStatus::Stopped => "stopped",
-        }
-    }
-}
-
-/// The `track` object of the PATCH body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PatchTrack {
-    /// The base64 track blob; `null` stops the player.
-    pub encoded: Option<String>,
-}
-
-/// The `voice` object of the PATCH body (Lavalink v4 `VoiceState`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PatchVoice {
-    /// The Discord voice token.
-    pub token: String,
-    /// The Discord voice server endpoint.
-    pub endpoint: String,
-    /// The Discord voice session id.
-    pub session_id: String,
-    /// The voice channel id, as a string (absent when unknown).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub channel_id: Option<String>,
-}
-
-/// The body of Lavalink v4's `PATCH /v4/sessions/{sessionId}/players/{guildId}`: only the
-/// fields that are set are written.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct PlayerPatch {
-    /// The track to play (`{"encoded": null}`: none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub track: Option<PatchTrack>,
-    /// Where to start the track, in milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub position: Option<u64>,
-    /// The player volume, `0..=1000`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub volume: Option<u16>,
-    /// Whether the player is paused.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub paused: Option<bool>,
-    /// The filters, in Lavalink v4's JSON form ([`lavalink_filters`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub filters: Option<Value>,
-    /// The voice connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub voice: Option<PatchVoice>,
-}
-
-/// The queue the bot keeps on its side (Lavalink plays one track at a time).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ClientQueue {
-    /// The current track (also in the body's `track`), if any.
-    pub current: Option<Track>,
-    /// The tracks to play next, in order.
-    pub upcoming: Vec<Track>,
-    /// The tracks played, oldest first.
-    pub history: Vec<Track>,
-    /// The loop mode.
-    pub loop_mode: LoopMode,
-    /// Whether shuffle is on.
-    pub shuffle: bool,
-    /// The shuffle seed, if any.
-    pub shuffle_seed: Option<u64>,
-}
-
-/// Everything needed to put a guild's session back: the Lavalink PATCH body and the client-side
-/// parts.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Restore {
+/// What a restore did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restored {
     /// The guild.
-    #[serde(serialize_with = "guild_number")]
     pub guild: GuildId,
-    /// The sequence number of the state restored.
+    /// The sequence number of the `state_restored` event.
     pub seq: Seq,
-    /// What the restore does with the player.
-    pub status: RestoreStatus,
-    /// The sections restored.
-    #[serde(serialize_with = "sections_string")]
-    pub sections: Sections,
-    /// How many milliseconds the position was moved forward from the recorded one.
-    pub extrapolated_ms: u64,
-    /// The player has voice data, but not enough for Lavalink (token or endpoint unknown): the
-    /// bot must rejoin the channel to get a fresh voice server update.
-    pub voice_incomplete: bool,
-    /// The PATCH body.
-    pub patch: PlayerPatch,
-    /// The client-side queue (with `queue` in the sections).
-    pub queue: Option<ClientQueue>,
-    /// The autoplay settings (with `autoplay` in the sections).
-    pub autoplay: Option<Autoplay>,
+    /// The guild's sequence number right before the restore (its state is the restore point,
+    /// snapshotted unless it is 0).
+    pub previous_seq: Seq,
+    /// The sequence number whose state was restored, when it came from the guild's own log.
+    pub restored_from_seq: Option<Seq>,
 }
 
-/// Serializes a [`GuildId`] as its number.
-fn guild_number<S: serde::Serializer>(guild: &GuildId, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(guild.0)
+/// Makes `target` the guild's current state as one `state_restored` event, with a restore
+/// point, a check and an undo; returns the event's sequence number. See the module docs.
+///
+/// # Errors
+/// As [`restore_state`].
+pub fn safe_restore(
+    journal: &mut Journal,
+    guild: GuildId,
+    target: &State,
+    label: Option<&str>,
+) -> Result<Seq> {
+    restore_state(journal, guild, target, None, label).map(|r| r.seq)
 }
 
-/// Serializes [`Sections`] as its comma-separated form.
-fn sections_string<S: serde::Serializer>(sections: &Sections, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&sections.to_string())
-}
-
-/// Whether `state` is playing, paused, idle or stopped (see [`RestoreStatus`]).
-pub fn status(state: &State) -> RestoreStatus {
-    match (&state.queue.current, state.player.paused) {
-        (Some(_), false) => RestoreStatus::Playing,
-        (Some(_), true) => RestoreStatus::Paused,
-        (None, _) if state.queue.upcoming.is_empty() => RestoreStatus::Stopped,
-        (None, _) => RestoreStatus::Idle,
-    }
-}
-
-/// The position to restore at `now_unix_ms`, and how far it was moved forward (see the module
-/// docs); `None` without a current track.
-pub fn position_at(state: &State, now_unix_ms: u64) -> Option<(u64, u64)> {
-    let track = &state.queue.current.as_ref()?.track;
-    if track.is_stream() || !track.is_seekable() {
-        return Some((0, 0));
-    }
-    let recorded = state.player.position_ms;
-    let mut position = recorded;
-    if let (Some(at), false) = (state.player.position_anchor_unix_ms, state.player.paused) {
-        let elapsed = now_unix_ms.saturating_sub(at);
-        let timescale = state.filters.config.timescale.as_ref();
-        let speed = timescale.and_then(|t| t.speed).unwrap_or(1.0);
-        let rate = timescale.and_then(|t| t.rate).unwrap_or(1.0);
-        // Validated filters are finite and > 0, so the product is finite and positive; the
-        // float-to-int cast saturates.
-        let advanced = (elapsed as f64 * speed * rate).floor() as u64;
-        position = recorded.saturating_add(advanced);
-    }
-    let length = track.length_ms();
-    if length > 0 {
-        position = position.min(length);
-    }
-    Some((position, position.saturating_sub(recorded)))
-}
-
-/// The filters in Lavalink v4's JSON form: the [`FilterConfig`] with its outer keys
-/// `channel_mix` / `low_pass` renamed `channelMix` / `lowPass` (the inner fields already use
-/// Lavalink's names), only the filters that are set.
-pub fn lavalink_filters(config: &FilterConfig) -> Value {
-    let mut value =
-        serde_json::to_value(config).unwrap_or_else(|_| Value::Object(Default::default()));
-    if let Value::Object(map) = &mut value {
-        for (snake, camel) in [("channel_mix", "channelMix"), ("low_pass", "lowPass")] {
-            if let Some(inner) = map.remove(snake) {
-                map.insert(camel.to_owned(), inner);
-            }
-        }
-    }
-    value
-}
-
-/// The Lavalink voice object, or `None` when the token or endpoint is unknown.
-fn patch_voice(state: &State) -> Option<PatchVoice> {
-    let voice = state.player.voice.as_ref()?;
-    let channel_id = match &voice.channel_id {
-        Snowflake::Number(UNKNOWN_CHANNEL_ID) => None,
-        other => Some(other.to_string()),
+/// [`safe_restore`], recording in the event the sequence number the target state came from.
+///
+/// # Errors
+/// [`Error::InvalidEvent`] / [`Error::EventTooLarge`] for a target that cannot be restored
+/// (nothing written); [`Error::RestoreFailed`] when the appended restore did not verify (undone
+/// when possible); the journal's errors ([`Error::Io`], [`Error::Poisoned`], recovery errors)
+/// from the snapshot or the append.
+pub fn restore_state(
+    journal: &mut Journal,
+    guild: GuildId,
+    target: &State,
+    from_seq: Option<Seq>,
+    label: Option<&str>,
+) -> Result<Restored> {
+    let before = journal.state(guild)?.clone();
+    let event = Event::StateRestored {
+        state: Box::new(target.clone()),
+        from_seq,
+        label: label.map(str::to_owned),
     };
-    Some(PatchVoice {
-        token: voice.token.clone()?,
-        endpoint: voice.endpoint.clone()?,
-        session_id: voice.session_id.clone(),
-        channel_id,
-    })
-}
+    session::validate(&before.state, &event)
+        .map_err(|source| Error::InvalidEvent { guild, source })?;
+    check_fits(guild, &event)?;
+    let mut expected = before.state.clone();
+    session::apply(&mut expected, &event);
 
-/// The restore plan for `guild_state` at `now_unix_ms`, with the sections in `only`.
-pub fn plan(guild_state: &GuildState, now_unix_ms: u64, only: Sections) -> Restore {
-    let state = &guild_state.state;
-    let status = status(state);
-    let mut patch = PlayerPatch::default();
-    let mut extrapolated_ms = 0;
-    let mut voice_incomplete = false;
-    if only.player {
-        patch.track = Some(PatchTrack {
-            encoded: state
-                .queue
-                .current
-                .as_ref()
-                .map(|e| e.track.encoded().into_owned()),
-        });
-        if let Some((position, moved)) = position_at(state, now_unix_ms) {
-            patch.position = Some(position);
-            extrapolated_ms = moved;
+    journal.snapshot_now(guild)?;
+    let seq = journal.append(guild, &event, Durability::Always)?;
+
+    match verify(journal, guild, seq, &expected) {
+        Ok(()) => Ok(Restored {
+            guild,
+            seq,
+            previous_seq: before.seq,
+            restored_from_seq: from_seq,
+        }),
+        Err((reason, source)) => {
+            let undo = Event::StateRestored {
+                state: Box::new(before.state.clone()),
+                from_seq: Some(before.seq),
+                label: Some(UNDO_LABEL.to_owned()),
+            };
+            let (rollback_seq, reason) = match journal.append(guild, &undo, Durability::Always) {
+                Ok(s) => (Some(s), reason),
+                Err(e) => (None, format!("{reason}; the undo failed too: {e}")),
+            };
+            Err(Error::RestoreFailed {
+                guild,
+                seq,
+                previous_seq: before.seq,
+                rollback_seq,
+                reason,
+                source: source.map(Box::new),
+            })
         }
-        patch.volume = Some(state.player.volume);
-        patch.paused = Some(state.player.paused);
-        patch.voice = patch_voice(state);
-        voice_incomplete = state.player.voice.is_some() && patch.voice.is_none();
-    }
-    if only.filters {
-        patch.filters = Some(lavalink_filters(&state.filters.config));
-    }
-    let tracks = |entries: &[QueueEntry]| entries.iter().map(|e| e.track.clone()).collect();
-    let queue = only.queue.then(|| ClientQueue {
-        current: state.queue.current.as_ref().map(|e| e.track.clone()),
-        upcoming: tracks(&state.queue.upcoming),
-        history: tracks(&state.queue.history),
-        loop_mode: state.queue.loop_mode,
-        shuffle: state.queue.shuffle,
-        shuffle_seed: state.queue.shuffle_seed,
-    });
-    Restore {
-        guild: guild_state.guild,
-        seq: guild_state.seq,
-        status,
-        sections: only,
-        extrapolated_ms,
-        voice_incomplete,
-        patch,
-        queue,
-        autoplay: only.autoplay.then(|| state.autoplay.clone()),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::session::{
-        apply_checked, ChannelMix, EndReason, EqualizerBand, Event, Karaoke, LowPass, Timescale,
-    };
-    use serde_json::json;
+/// Makes the guild's state as of event `seq` current again by appending one `state_restored`
+/// (target: [`restore_target`]), through [`restore_state`].
+///
+/// # Errors
+/// [`Error::SeqAhead`] / [`Error::Compacted`] when the log does not hold that state any more
+/// (nothing written); otherwise as [`restore_state`].
+pub fn restore_to(
+    journal: &mut Journal,
+    guild: GuildId,
+    seq: Seq,
+    label: Option<&str>,
+) -> Result<Restored> {
+    let past = journal.state_at(guild, seq)?;
+    let target = restore_target(&journal.state(guild)?.state, &past.state);
+    restore_state(journal, guild, &target, Some(seq), label)
+}
 
-    const NOW: u64 = 1_760_000_100_000;
+/// [`restore_to`] the state as of a point in time ([`Journal::state_at_time`]).
+///
+/// # Errors
+/// [`Error::TimeCompacted`] when the log no longer reaches back to that time; otherwise as
+/// [`restore_to`].
+pub fn restore_to_time(
+    journal: &mut Journal,
+    guild: GuildId,
+    at_unix_ms: u64,
+    label: Option<&str>,
+) -> Result<Restored> {
+    let seq = journal.state_at_time(guild, at_unix_ms)?.seq;
+    restore_to(journal, guild, seq, label)
+}
 
-    fn track(n: u32, length_ms: u64) -> Track {
-        let mut t = Track::new(format!("QAAAenc{n}"), format!("Track {n}")).fields();
-        t.length_ms = Some(length_ms);
-        Track::from(t)
-    }
+/// The state that restoring `past` onto a guild whose state is `current` sets:
+///
+/// - `past` as recorded (player, queue with its entry ids, filters, autoplay);
+/// - the position **exact**: a `position_reported` anchor is dropped, so a playing track resumes
+///   at the position recorded, not at one extrapolated across the time since (which could be
+///   days, and would end the track);
+/// - `next_entry_id` the larger of both, so an id handed out after `past` is never handed out
+///   again to another track;
+/// - the guild's `history_max`.
+pub fn restore_target(current: &State, past: &State) -> State {
+    let mut target = past.clone();
+    target.player.position_anchor_unix_ms = None;
+    target.next_entry_id = past.next_entry_id.max(current.next_entry_id);
+    target.history_max = current.history_max;
+    target
+}
 
-    fn gs(events: &[Event]) -> GuildState {
-        let mut state = State::new(50);
-        for event in events {
-            apply_checked(&mut state, event).unwrap();
-        }
-        GuildState {
-            guild: GuildId(42),
-            seq: events.len() as u64,
-            state,
-        }
-    }
-
-    fn playing() -> Vec<Event> {
-        vec![
-            Event::VoiceConnected {
-                session_id: "sess".into(),
-                channel_id: Snowflake::Text("1100000000000000001".into()),
-                endpoint: Some("rotterdam1234.discord.media:443".into()),
-                token: Some("tok".into()),
-            },
-            Event::TracksEnqueued {
-                tracks: vec![track(1, 200_000), track(2, 100_000)],
-                index: None,
-            },
-            Event::TrackStarted,
-            Event::VolumeSet { volume: 80 },
-            Event::PositionReported {
-                position_ms: 30_000,
-                at_unix_ms: NOW - 10_000,
-            },
-        ]
-    }
-
-    fn body(restore: &Restore) -> Value {
-        serde_json::to_value(&restore.patch).unwrap()
-    }
-
-    #[test]
-    fn a_playing_guild_restores_its_track_at_the_extrapolated_position() {
-        let restore = plan(&gs(&playing()), NOW, Sections::ALL);
-        assert_eq!(restore.status, RestoreStatus::Playing);
-        assert_eq!(
-            body(&restore),
-            json!({
-                "track": {"encoded": "QAAAenc1"},
-                "position": 40_000,
-                "volume": 80,
-                "paused": false,
-                "filters": {},
-                "voice": {
-                    "token": "tok",
-                    "endpoint": "rotterdam1234.discord.media:443",
-                    "sessionId": "sess",
-                    "channelId": "1100000000000000001"
-                }
-            })
-        );
-        assert_eq!(restore.extrapolated_ms, 10_000);
-        let queue = restore.queue.unwrap();
-        assert_eq!(queue.upcoming, vec![track(2, 100_000)]);
-        assert_eq!(queue.current, Some(track(1, 200_000)));
-        // A clock behind the anchor does not move the position back.
-        let early = plan(&gs(&playing()), NOW - 60_000, Sections::ALL);
-        assert_eq!(early.patch.position, Some(30_000));
-        // Far in the future: clamped to the track's length.
-        let late = plan(&gs(&playing()), NOW + 3_600_000, Sections::ALL);
-        assert_eq!(late.patch.position, Some(200_000));
-    }
-
-    #[test]
-    fn timescale_speed_and_rate_scale_the_extrapolation() {
-        let mut events = playing();
-        events.push(Event::FiltersSet {
-            active: vec!["nightcore".into()],
-            config: Box::new(FilterConfig {
-                timescale: Some(Timescale {
-                    speed: Some(1.25),
-                    pitch: Some(1.3),
-                    rate: Some(1.2),
-                }),
-                ..FilterConfig::default()
-            }),
+/// Refuses an event whose frame would exceed the payload limit (sealed, it grows by
+/// [`SEAL_OVERHEAD`]), before the restore point is written.
+fn check_fits(guild: GuildId, event: &Event) -> Result<()> {
+    let mut payload = Vec::new();
+    format::encode_event(event, &mut payload);
+    let len = (payload.len() + SEAL_OVERHEAD) as u64;
+    let len_max = u64::from(frame::PAYLOAD_LEN_MAX);
+    if len > len_max {
+        return Err(Error::EventTooLarge {
+            guild,
+            len,
+            len_max,
         });
-        let restore = plan(&gs(&events), NOW, Sections::ALL);
-        // 30 s + 10 s × 1.25 × 1.2 = 45 s; pitch plays no part.
-        assert_eq!(restore.patch.position, Some(45_000));
-        assert_eq!(
-            body(&restore)["filters"],
-            json!({"timescale": {"speed": 1.25, "pitch": 1.3, "rate": 1.2}})
-        );
     }
+    Ok(())
+}
 
-    #[test]
-    fn a_paused_guild_restores_paused_at_the_recorded_position() {
-        let mut events = playing();
-        events.push(Event::PausedSet { paused: true });
-        let restore = plan(&gs(&events), NOW + 500_000, Sections::ALL);
-        assert_eq!(restore.status, RestoreStatus::Paused);
-        let b = body(&restore);
-        assert_eq!(b["paused"], json!(true));
-        assert_eq!(b["position"], json!(30_000));
-        assert_eq!(b["track"]["encoded"], json!("QAAAenc1"));
-        assert_eq!(restore.extrapolated_ms, 0);
+/// Step 4: the state in memory and the state rebuilt from the files are both `expected` at
+/// `seq`. On failure: what did not verify, and the error behind it.
+fn verify(
+    journal: &mut Journal,
+    guild: GuildId,
+    seq: Seq,
+    expected: &State,
+) -> std::result::Result<(), (String, Option<Error>)> {
+    let live = journal
+        .state(guild)
+        .map_err(|e| ("the state could not be read".to_owned(), Some(e)))?;
+    if live.seq != seq || live.state != *expected {
+        return Err((
+            format!(
+                "the state in memory at seq {} is not the restored state",
+                live.seq
+            ),
+            None,
+        ));
     }
-
-    #[test]
-    fn an_exact_position_is_not_extrapolated() {
-        let mut events = playing();
-        events.push(Event::Seeked {
-            position_ms: 12_345,
-        });
-        let restore = plan(&gs(&events), NOW + 5_000, Sections::ALL);
-        assert_eq!(restore.patch.position, Some(12_345));
+    let reread = journal.state_from_files(guild).map_err(|e| {
+        (
+            "the state could not be read back from the files".to_owned(),
+            Some(e),
+        )
+    })?;
+    if reread.seq != seq || reread.state != *expected {
+        return Err((
+            format!(
+                "the state read back from the files at seq {} is not the restored state",
+                reread.seq
+            ),
+            None,
+        ));
     }
-
-    #[test]
-    fn streams_and_unseekable_tracks_restore_at_zero() {
-        let mut stream = Track::new("QAAAlive", "Radio").fields();
-        stream.is_stream = Some(true);
-        let mut fixed = track(3, 60_000).fields();
-        fixed.is_seekable = Some(false);
-        for t in [Track::from(stream), Track::from(fixed)] {
-            let events = vec![
-                Event::TracksEnqueued {
-                    tracks: vec![t],
-                    index: None,
-                },
-                Event::TrackStarted,
-                Event::PositionReported {
-                    position_ms: 5_000,
-                    at_unix_ms: NOW - 1_000,
-                },
-            ];
-            assert_eq!(
-                plan(&gs(&events), NOW, Sections::ALL).patch.position,
-                Some(0)
-            );
-        }
-        // Unknown length: extrapolated, not clamped.
-        let events = vec![
-            Event::TracksEnqueued {
-                tracks: vec![Track::new("QAAAx", "Unknown")],
-                index: None,
-            },
-            Event::TrackStarted,
-            Event::PositionReported {
-                position_ms: 5_000,
-                at_unix_ms: NOW - 1_000,
-            },
-        ];
-        assert_eq!(
-            plan(&gs(&events), NOW, Sections::ALL).patch.position,
-            Some(6_000)
-        );
-    }
-
-    #[test]
-    fn every_filter_uses_lavalink_names() {
-        let config = FilterConfig {
-            volume: Some(1.5),
-            equalizer: Some(vec![
-                EqualizerBand {
-                    band: 0,
-                    gain: 0.25,
-                },
-                EqualizerBand {
-                    band: 14,
-                    gain: -0.25,
-                },
-            ]),
-            karaoke: Some(Karaoke {
-                level: Some(1.0),
-                mono_level: Some(1.0),
-                filter_band: Some(220.0),
-                filter_width: Some(100.0),
-            }),
-            channel_mix: Some(ChannelMix {
-                left_to_left: Some(0.5),
-                left_to_right: Some(0.5),
-                right_to_left: Some(0.5),
-                right_to_right: Some(0.5),
-            }),
-            low_pass: Some(LowPass {
-                smoothing: Some(20.0),
-            }),
-            ..FilterConfig::default()
-        };
-        let mut events = playing();
-        events.push(Event::FiltersSet {
-            active: vec!["bassboost".into(), "karaoke".into()],
-            config: Box::new(config),
-        });
-        let restore = plan(&gs(&events), NOW, Sections::ALL);
-        assert_eq!(
-            body(&restore)["filters"],
-            json!({
-                "volume": 1.5,
-                "equalizer": [{"band": 0, "gain": 0.25}, {"band": 14, "gain": -0.25}],
-                "karaoke": {"level": 1.0, "monoLevel": 1.0, "filterBand": 220.0, "filterWidth": 100.0},
-                "channelMix": {"leftToLeft": 0.5, "leftToRight": 0.5, "rightToLeft": 0.5, "rightToRight": 0.5},
-                "lowPass": {"smoothing": 20.0}
-            })
-        );
-    }
-
-    #[test]
-    fn a_stopped_guild_is_not_restored() {
-        let mut events = playing();
-        events.push(Event::TrackEnded {
-            reason: EndReason::Stopped,
-        });
-        let restore = plan(&gs(&events), NOW, Sections::ALL);
-        assert_eq!(restore.status, RestoreStatus::Stopped);
-        let b = body(&restore);
-        assert_eq!(b["track"], json!({"encoded": null}));
-        assert!(b.get("position").is_none());
-        assert_eq!(b["volume"], json!(80));
-        let mut ended = playing();
-        ended.push(Event::SessionEnded);
-        let restore = plan(&gs(&ended), NOW, Sections::ALL);
-        assert_eq!(restore.status, RestoreStatus::Stopped);
-        assert_eq!(
-            body(&restore),
-            json!({"track": {"encoded": null}, "volume": 100, "paused": false, "filters": {}})
-        );
-        // Skipped with more to come: idle, the bot starts the next track.
-        let mut skipped = playing();
-        skipped.push(Event::TrackEnded {
-            reason: EndReason::Skipped,
-        });
-        assert_eq!(
-            plan(&gs(&skipped), NOW, Sections::ALL).status,
-            RestoreStatus::Idle
-        );
-    }
-
-    #[test]
-    fn only_restores_the_sections_asked_for() {
-        let restore = plan(&gs(&playing()), NOW, "filters".parse().unwrap());
-        assert_eq!(body(&restore), json!({"filters": {}}));
-        assert!(restore.queue.is_none() && restore.autoplay.is_none());
-        let restore = plan(&gs(&playing()), NOW, "queue,autoplay".parse().unwrap());
-        assert_eq!(body(&restore), json!({}));
-        assert!(restore.queue.is_some() && restore.autoplay.is_some());
-        let restore = plan(&gs(&playing()), NOW, "player".parse().unwrap());
-        let b = body(&restore);
-        assert!(b.get("filters").is_none());
-        assert_eq!(b["position"], json!(40_000));
-    }
-
-    #[test]
-    fn voice_without_token_or_endpoint_is_left_out() {
-        let events = vec![Event::VoiceConnected {
-            session_id: "sess".into(),
-            channel_id: Snowflake::Number(UNKNOWN_CHANNEL_ID),
-            endpoint: None,
-            token: None,
-        }];
-        let restore = plan(&gs(&events), NOW, Sections::ALL);
-        assert!(restore.patch.voice.is_none());
-        assert!(restore.voice_incomplete);
-        let events = vec![Event::VoiceConnected {
-            session_id: "sess".into(),
-            channel_id: Snowflake::Number(UNKNOWN_CHANNEL_ID),
-            endpoint: Some("e".into()),
-            token: Some("t".into()),
-        }];
-        let restore = plan(&gs(&events), NOW, Sections::ALL);
-        assert_eq!(
-            serde_json::to_value(restore.patch.voice.unwrap()).unwrap(),
-            json!({"token": "t", "endpoint": "e", "sessionId": "sess"})
-        );
-    }
+    Ok(())
 }

@@ -14,7 +14,7 @@
 //! | `reprise_snapshots_total` | counter | snapshots written |
 //! | `reprise_snapshot_seconds` | histogram | sealing, encoding and writing one snapshot |
 //! | `reprise_snapshot_bytes` | histogram | size of a snapshot file |
-//! | `reprise_checkpoints_total` | counter | checkpoints (commit logs dropped) |
+//! | `reprise_checkpoints_total` | counter | commit-log retirements (commit logs dropped) |
 //!
 //! Spans: `reprise.recovery` (field `guild`), `reprise.snapshot` (`guild`, `seq`),
 //! `reprise.checkpoint`.
@@ -39,5 +39,5 @@ pub const SNAPSHOTS_TOTAL: &str = "reprise_snapshots_total";
 pub const SNAPSHOT_SECONDS: &str = "reprise_snapshot_seconds";
 /// Size of a snapshot file.
 pub const SNAPSHOT_BYTES: &str = "reprise_snapshot_bytes";
-/// Checkpoints.
+/// Commit-log retirements ([`crate::Journal::retire_commit_logs`]).
 pub const CHECKPOINTS_TOTAL: &str = "reprise_checkpoints_total";

@@ -3,8 +3,8 @@
 //!
 //! Every appended event is written twice: its frame to the guild's active segment (page cache
 //! only) and a commit record holding the same frame to the commit log. Durability comes from
-//! syncing the commit log; a checkpoint later fsyncs the guild segments and drops the commit
-//! log. Recovery copies the frames that a guild's segments lost back from the commit log.
+//! syncing the commit log; a commit-log retirement later fsyncs the guild segments and drops the
+//! commit log. Recovery copies the frames that a guild's segments lost back from the commit log.
 //!
 //! File (`commit/<generation:020>.clog`): a 48-byte header, then records.
 //!
@@ -14,7 +14,7 @@
 //!      8    2 version         FORMAT_VERSION (1)
 //!     10    2 header_len      48
 //!     12    4 reserved        0
-//!     16    8 generation      the number in the file name (increases by one per checkpoint)
+//!     16    8 generation      the number in the file name (increases by one per retirement)
 //!     24    8 created_unix_ms when the file was created
 //!     32   12 reserved        0
 //!     44    4 crc             CRC-32 of bytes 0..44

@@ -85,8 +85,8 @@ pub fn encode_header(h: &SegmentHeader) -> [u8; HEADER_LEN] {
 /// True when the file is too short to hold a header, its header bytes are all zero with
 /// nothing after them, or its first sector is zeros ([`torn::header_sector_is_zero`]): the
 /// trace of a crash before the segment's first sync (only meaningful for the active segment;
-/// a checkpoint or a snapshot's seal syncs a segment before the commit log records of its
-/// frames are dropped, so its frames that were acknowledged are still in a commit log).
+/// a commit-log retirement or a snapshot's seal syncs a segment before the commit log records of
+/// its frames are dropped, so its frames that were acknowledged are still in a commit log).
 pub fn header_is_torn(bytes: &[u8]) -> bool {
     torn::header_sector_is_zero(bytes)
         || header_region_is_torn(

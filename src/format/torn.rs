@@ -408,7 +408,7 @@ mod tests {
     /// write cannot stop there (one append wrote the record, a disk writes whole sectors), so
     /// it is bit rot, not a zero-filled torn tail (found by `bit_rot_is_reported_or_harmless`
     /// with `REPRISE_EXHAUSTIVE=1`: the acknowledged last event of an active segment whose
-    /// commit log a checkpoint had dropped was cut as a torn tail, a silent loss).
+    /// commit log a retirement had dropped was cut as a torn tail, a silent loss).
     #[test]
     fn regression_bit_rot_to_zero_inside_a_sector_of_a_final_record_is_bit_rot() {
         let mut p = payload(40, 3);

@@ -12,17 +12,21 @@
 //!   ([`Journal::state`], [`Journal::state_at`]).
 //! - `repair.rs`: what an earlier process left: torn tails cut, events restored from its commit
 //!   logs, inherited files made durable before anything builds on them.
-//! - `retire.rs`: commit-log retirement ([`Journal::checkpoint`]): the guild files made durable
-//!   on their own, then the commit logs removed.
+//! - `retire.rs`: commit-log retirement ([`Journal::retire_commit_logs`]): the guild files made
+//!   durable on their own, then the commit logs removed.
 //! - `snapshots.rs`: snapshots (in place, or as a [`SnapshotJob`] written off the append path)
 //!   and local retention.
+//! - `retention.rs`: the retention rule, pure ([`retention_plan`], [`retention_decision`]),
+//!   which local retention and `cleanup` both apply.
+//! - `cleanup.rs`: retention on demand ([`Journal::cleanup`], `reprise cleanup`).
+//! - `stats.rs`: analytics ([`Journal::stats`], `reprise stats`).
+//! - `superseded.rs`: the copies remote claims set aside ([`superseded_to_remove`],
+//!   [`Journal::remove_superseded`]).
+//! - `at_time.rs`: point in time by the clock ([`Journal::state_at_time`]).
 //! - `verify.rs`: [`Journal::verify`] and [`Journal::inspect`].
 //! - `events.rs`: iterating a guild's logged events ([`Journal::events`]).
 //! - `tests.rs`: unit tests of the pure helpers (the journal's behaviour is tested through its
 //!   public API in `tests/it/`).
-//!
-//! Statistics, on-demand retention and point-in-time reads by clock are in
-//! [`crate::journal_admin`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -41,26 +45,37 @@ use crate::layout;
 use crate::session::State;
 use crate::storage::{self, AppendFile, DirLock, FsStorage, LockFailure, Storage};
 
+mod at_time;
+mod cleanup;
 mod events;
 mod recover;
 mod repair;
+mod retention;
 mod retire;
 mod snapshots;
+mod stats;
+mod superseded;
 mod verify;
 mod write;
 
 #[cfg(test)]
 mod tests;
 
+pub use cleanup::{CleanupReport, GuildCleanup, Skipped};
 pub use events::{EventIter, LoggedEvent};
+pub use retention::{
+    retention_decision, retention_plan, RetentionPlan, RetentionPolicy, SegmentSpan, SnapshotStat,
+};
 pub use snapshots::SnapshotJob;
+pub use stats::{GuildSnapshot, GuildStats, Stats};
+pub use superseded::{superseded_to_remove, SupersededCopy};
 pub use verify::{FileInfo, Finding, GuildInfo, VerifyReport};
 
 use snapshots::Seal;
 
 /// A guild's appended frames are written to its segment once this many bytes wait (and at every
-/// seal, snapshot, read of its files and checkpoint). Until then they live in memory and in the
-/// commit log: the acknowledgement path writes and fsyncs only the commit log.
+/// seal, snapshot, read of its files and commit-log retirement). Until then they live in memory and
+/// in the commit log: the acknowledgement path writes and fsyncs only the commit log.
 pub const GUILD_BUFFER_BYTES_MAX: usize = 64 << 10;
 
 /// All guilds' unwritten frames together are written out once they reach this many bytes.
@@ -110,10 +125,10 @@ pub struct Journal {
     guilds_dir_ready: bool,
     /// The commit log this process appends to (created at the first append).
     commit: Option<CommitLog>,
-    /// Commit logs left by earlier processes, until a checkpoint has made them unnecessary.
+    /// Commit logs left by earlier processes, until a retirement has made them unnecessary.
     recovered: CommitIndex,
-    /// A checkpoint's fsync failed: commit logs are never dropped by this process again.
-    checkpoint_poisoned: Option<&'static str>,
+    /// A retirement's fsync failed: commit logs are never dropped by this process again.
+    retirement_poisoned: Option<&'static str>,
     /// Bytes of frames waiting in guild buffers (see [`GUILD_BUFFER_BYTES_MAX`]).
     buffered: u64,
     /// Guild segments opened since the last count (an upper bound of those open).
@@ -131,7 +146,7 @@ pub struct Journal {
     fences_seen: u64,
     /// Snapshot jobs handed out by [`Journal::snapshot_begin`] whose sealed segment's fsync
     /// (carried by the job, on the descriptor that wrote it) may not have happened yet: until
-    /// they come back, a checkpoint cannot prove those segments durable.
+    /// they come back, a retirement cannot prove those segments durable.
     seals_in_flight: usize,
     _lock: Box<dyn DirLock>,
 }
@@ -291,7 +306,7 @@ impl Journal {
             guilds_dir_ready: false,
             commit: None,
             recovered,
-            checkpoint_poisoned: None,
+            retirement_poisoned: None,
             buffered: 0,
             open_files: 0,
             unclean,
@@ -353,9 +368,9 @@ impl Journal {
     /// the superseded epoch then, so the next claim sets the rest aside too.
     ///
     /// # Errors
-    /// As [`Journal::checkpoint`]; [`Error::Io`] naming the file that could not move.
+    /// As [`Journal::retire_commit_logs`]; [`Error::Io`] naming the file that could not move.
     pub(crate) fn set_aside(&mut self, guild: GuildId, to: &Path) -> Result<usize> {
-        self.checkpoint(false)?;
+        self.retire_commit_logs(false)?;
         if let Some(log) = self.guilds.remove(&guild) {
             if log.active.is_some() {
                 self.open_files = self.open_files.saturating_sub(1);
@@ -386,17 +401,17 @@ impl Journal {
         Ok(names.len())
     }
 
-    /// Makes everything durable in the guild segments (a checkpoint without a new commit log)
-    /// and releases the directory.
+    /// Makes everything durable in the guild segments (a commit-log retirement without a new commit
+    /// log) and releases the directory.
     ///
     /// # Errors
-    /// As [`Journal::checkpoint`].
+    /// As [`Journal::retire_commit_logs`].
     pub fn close(mut self) -> Result<()> {
         if self.mode == OpenMode::ReadOnly {
             return Ok(());
         }
         self.sync()?;
-        self.checkpoint(false)
+        self.retire_commit_logs(false)
     }
 
     fn writable(&self) -> Result<()> {

@@ -109,7 +109,7 @@ impl Journal {
 
     /// The guild's newest state rebuilt from its files alone (snapshot and log, as a fresh
     /// recovery would), not from memory: buffered frames are written to the segment first.
-    /// A restore ([`crate::safe_restore`]) uses it to check that what reached the files is what
+    /// A restore ([`crate::restore`]) uses it to check that what reached the files is what
     /// it appended.
     ///
     /// # Errors
@@ -175,7 +175,7 @@ impl Journal {
         // After an unclean shutdown (commit logs were left behind), an earlier process may have
         // left this guild's files written but not durable: they are made durable before the
         // first new event of the guild is acknowledged (so no acknowledgement rests on events
-        // that are durable nowhere), and by the next checkpoint at the latest.
+        // that are durable nowhere), and by the next commit-log retirement at the latest.
         let has_files = !scanned.segments.is_empty() || !scanned.snapshots.is_empty();
         let inherited = self.mode == OpenMode::ReadWrite
             && has_files

@@ -213,12 +213,12 @@ impl Journal {
 /// builds on them. Once per guild and process.
 ///
 /// Segments holding events from `rewritten_from` on (the first event an earlier process's
-/// commit log holds for the guild: written since that process's last checkpoint) are
+/// commit log holds for the guild: written since that process's last commit-log retirement) are
 /// *rewritten* into fresh files (`write_atomic`), not just fsynced. The earlier process may
 /// have seen an fsync of such a segment fail, and the kernel then drops the dirty pages while
 /// still serving them from the cache, so a later fsync of the same file succeeds without
 /// writing them (fsyncgate). Rewritten, their bytes are new dirty pages that the fsync of the
-/// fresh file does write. Older segments were made durable by a checkpoint that succeeded. A
+/// fresh file does write. Older segments were made durable by a retirement that succeeded. A
 /// segment that holds no event (only a header, written before any commit record) is rewritten
 /// as well.
 fn make_inherited_durable(

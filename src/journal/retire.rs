@@ -1,4 +1,4 @@
-//! Commit-log retirement ([`Journal::checkpoint`]): every guild segment written since the
+//! Commit-log retirement ([`Journal::retire_commit_logs`]): every guild segment written since the
 //! last retirement (and, after an unclean shutdown, every inherited one) is made durable by
 //! its own fsync, and only then are the commit logs that covered them removed. A failed fsync
 //! poisons retirement: the commit logs stay until a reopen restores from them.
@@ -14,14 +14,14 @@ use crate::ids::GuildId;
 use crate::layout::{self, GuildFile};
 use crate::storage;
 
-/// A checkpoint with at least this many dirty guilds starts with one `syncfs` (where offered) so
+/// A retirement with at least this many dirty guilds starts with one `syncfs` (where offered) so
 /// that the write-back of all of them starts at once; its per-file fsyncs remain the proof.
 const SYNCFS_PREPASS_MIN: usize = 64;
 
 impl Journal {
     /// Makes the guild segments durable on their own and drops the commit logs: every guild an
     /// earlier process's commit log mentions is recovered (repairing its segments), every guild
-    /// segment written since the last checkpoint is fsynced, and only then are the commit logs
+    /// segment written since the last retirement is fsynced, and only then are the commit logs
     /// removed. With `rotate`, a new commit log is started first; without, the next append
     /// starts one. Runs automatically when the commit log reaches
     /// [`Config::commit_bytes_max`] and at [`Journal::close`].
@@ -30,7 +30,7 @@ impl Journal {
     /// A recovery or I/O error; the commit logs are then kept (they are still needed).
     ///
     /// [`Config::commit_bytes_max`]: crate::config::Config::commit_bytes_max
-    pub fn checkpoint(&mut self, rotate: bool) -> Result<()> {
+    pub fn retire_commit_logs(&mut self, rotate: bool) -> Result<()> {
         self.writable()?;
         let _span = tracing::info_span!("reprise.checkpoint").entered();
         for guild in self.recovered.guilds() {
@@ -44,7 +44,7 @@ impl Journal {
             // segments are about to be), but a poisoned log must not be dropped silently.
             commit.write()?;
         }
-        if let Some(op) = self.checkpoint_poisoned {
+        if let Some(op) = self.retirement_poisoned {
             return Err(Error::io(
                 "checkpoint",
                 layout::commit_dir(&self.root),
@@ -79,7 +79,7 @@ impl Journal {
         // make_inherited_durable) before that commit log is dropped.
         for guild in self.recovered.guilds() {
             if let Err(e) = self.settle_inherited(guild) {
-                self.checkpoint_poisoned = Some("fsync");
+                self.retirement_poisoned = Some("fsync");
                 return Err(e);
             }
         }
@@ -127,22 +127,22 @@ impl Journal {
         Ok(())
     }
 
-    /// Makes every file and directory entry written since the last checkpoint durable, each by
-    /// its own `fsync`, so that the checkpoint's proof never rests on `syncfs` (a no-op on FUSE
+    /// Makes every file and directory entry written since the last retirement durable, each by
+    /// its own `fsync`, so that the retirement's proof never rests on `syncfs` (a no-op on FUSE
     /// file systems, and silent about write-back errors before Linux 5.8 or when another
     /// descriptor consumed them): an `fdatasync` of every dirty guild segment through the
     /// descriptor that wrote it (segments closed earlier were fsynced when closed), then an
     /// fsync of every guild directory with a new entry, then of `guilds/` and the root when a
     /// guild directory or `guilds/` is new. The fsyncs run on up to
     /// [`Storage::sync_parallelism`] threads. One `syncfs` goes first where the storage offers
-    /// it, only to start all the write-back at once. A failure poisons checkpointing
+    /// it, only to start all the write-back at once. A failure poisons retirement
     /// (fsyncgate: a retry could falsely succeed), so the commit logs stay until a reopen
     /// restores from them.
     ///
     /// [`Storage::sync_parallelism`]: crate::storage::Storage::sync_parallelism
     fn sync_segments(&mut self) -> Result<()> {
         if let Err(e) = self.flush_buffers(None) {
-            self.checkpoint_poisoned = Some("write");
+            self.retirement_poisoned = Some("write");
             return Err(e);
         }
         let dirty = self
@@ -159,7 +159,7 @@ impl Journal {
         // when there are many files to fsync.
         if dirty >= SYNCFS_PREPASS_MIN {
             if let Err(e) = self.storage.sync_filesystem(&self.root) {
-                self.checkpoint_poisoned = Some("syncfs");
+                self.retirement_poisoned = Some("syncfs");
                 return Err(Error::io("syncfs", &self.root, e));
             }
         }
@@ -177,7 +177,7 @@ impl Journal {
         .into_iter()
         .collect();
         if synced.is_err() {
-            self.checkpoint_poisoned = Some("fsync");
+            self.retirement_poisoned = Some("fsync");
             return synced;
         }
         let work: Vec<(GuildId, &mut GuildLog)> = self
@@ -192,14 +192,14 @@ impl Journal {
         .into_iter()
         .collect();
         if synced.is_err() {
-            self.checkpoint_poisoned = Some("fsync directory");
+            self.retirement_poisoned = Some("fsync directory");
             return synced;
         }
         if self.guilds.values().any(|l| l.parent_unsynced) {
             // `guilds/` itself may be new too: its entry is in the root.
             for dir in [layout::guilds_dir(root), root.to_path_buf()] {
                 if let Err(e) = storage.sync_dir(&dir) {
-                    self.checkpoint_poisoned = Some("fsync directory");
+                    self.retirement_poisoned = Some("fsync directory");
                     return Err(Error::io("fsync directory", dir, e));
                 }
             }
@@ -210,7 +210,7 @@ impl Journal {
         Ok(())
     }
 
-    /// The first checkpoint after an unclean shutdown cannot tell which guilds the dead process
+    /// The first retirement after an unclean shutdown cannot tell which guilds the dead process
     /// left written but not durable (a guild's frames may have reached its segment while their
     /// commit records were still buffered, so the old commit logs do not name it). Before those
     /// commit logs go, every guild's files are made durable by their own fsyncs, never by
@@ -225,7 +225,7 @@ impl Journal {
         let guilds = self.guilds()?;
         if guilds.len() >= SYNCFS_PREPASS_MIN {
             if let Err(e) = self.storage.sync_filesystem(&self.root) {
-                self.checkpoint_poisoned = Some("syncfs");
+                self.retirement_poisoned = Some("syncfs");
                 return Err(Error::io("syncfs", &self.root, e));
             }
         }
@@ -255,7 +255,7 @@ impl Journal {
             .collect();
         if let Err((op, e)) = synced {
             // A failed listing proves nothing lost; still, the commit logs stay.
-            self.checkpoint_poisoned = Some(if op == "list" { "fsync" } else { op });
+            self.retirement_poisoned = Some(if op == "list" { "fsync" } else { op });
             return Err(e);
         }
         for dir in [layout::guilds_dir(&self.root), self.root.clone()] {
@@ -263,7 +263,7 @@ impl Journal {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    self.checkpoint_poisoned = Some("fsync directory");
+                    self.retirement_poisoned = Some("fsync directory");
                     return Err(Error::io("fsync directory", dir, e));
                 }
             }

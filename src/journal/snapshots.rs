@@ -1,19 +1,19 @@
 //! Snapshots and local retention: a snapshot written in place ([`Journal::snapshot_now`], the
 //! automatic ones) or off the append path as a [`SnapshotJob`] (begin, write anywhere, finish);
 //! the sealed segments whose fsync travels with a job ([`Seal`]); and the retention applied
-//! after every snapshot (the rule itself is in [`crate::journal_admin`]).
+//! after every snapshot (the rule itself is in `retention.rs`).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::retention;
 use super::write::Ctx;
 use super::{now_unix_ms, unreachable_missing_guild, GuildLog, Journal};
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::format::snapshot;
 use crate::ids::{GuildId, Seq};
-use crate::journal_admin;
 use crate::layout;
 use crate::session::State;
 use crate::storage::{self, AppendFile, Storage};
@@ -86,19 +86,20 @@ impl Journal {
     }
 
     /// Reports a job whose [`SnapshotJob::write_to`] failed. A failed seal fsync poisons the
-    /// guild's log and checkpoints (fsyncgate); a failed snapshot write changes nothing (the
-    /// next snapshot tries again).
+    /// guild's log and commit-log retirement (fsyncgate); a failed snapshot write changes nothing
+    /// (the next snapshot tries again).
     pub fn snapshot_failed(&mut self, job: &SnapshotJob) {
         self.seal_returned(job);
         if job.seal_failed {
             if let Some(log) = self.guilds.get_mut(&job.guild) {
                 log.poisoned = Some("fsync");
             }
-            self.checkpoint_poisoned = Some("fsync");
+            self.retirement_poisoned = Some("fsync");
         }
     }
 
-    /// A job from [`Journal::snapshot_begin`] came back: its seal no longer holds checkpoints.
+    /// A job from [`Journal::snapshot_begin`] came back: its seal no longer holds commit-log
+    /// retirement back.
     fn seal_returned(&mut self, job: &SnapshotJob) {
         if job.seal_counted {
             self.seals_in_flight = self.seals_in_flight.saturating_sub(1);
@@ -199,7 +200,7 @@ impl Ctx<'_> {
         self.retain(guild, log)
     }
 
-    /// Applies the retention rule ([`journal_admin::retention_decision`], the one `cleanup`
+    /// Applies the retention rule ([`retention::retention_decision`], the one `cleanup`
     /// applies too) with [`Config::snapshots_retained`] and [`Config::snapshot_age_max`]: keeps
     /// the newest valid snapshots and the segments needed to replay from the oldest kept one,
     /// and removes the rest. A snapshot counts only once read back and verified here (a
@@ -209,11 +210,11 @@ impl Ctx<'_> {
     /// [`Config::snapshots_retained`]: crate::config::Config::snapshots_retained
     /// [`Config::snapshot_age_max`]: crate::config::Config::snapshot_age_max
     fn retain(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
-        let policy = journal_admin::RetentionPolicy::from_config(self.config);
-        let segments: Vec<journal_admin::SegmentSpan> = log
+        let policy = retention::RetentionPolicy::from_config(self.config);
+        let segments: Vec<retention::SegmentSpan> = log
             .segments
             .iter()
-            .map(|s| journal_admin::SegmentSpan {
+            .map(|s| retention::SegmentSpan {
                 first_seq: s.first_seq,
                 last_seq: s.last_seq,
             })
@@ -222,10 +223,10 @@ impl Ctx<'_> {
         if policy.age_max.is_none() {
             // Without an age limit, fewer valid snapshots never remove more: when even all of
             // them valid would remove nothing, nothing needs reading back.
-            let assumed: Vec<journal_admin::SnapshotStat> = log
+            let assumed: Vec<retention::SnapshotStat> = log
                 .snapshots
                 .iter()
-                .map(|&seq| journal_admin::SnapshotStat {
+                .map(|&seq| retention::SnapshotStat {
                     path: PathBuf::new(),
                     seq,
                     bytes: 0,
@@ -233,14 +234,14 @@ impl Ctx<'_> {
                     valid: true,
                 })
                 .collect();
-            if journal_admin::retention_plan(&assumed, &segments, &policy, now).is_empty() {
+            if retention::retention_plan(&assumed, &segments, &policy, now).is_empty() {
                 return Ok(());
             }
         }
         let mut snapshots = Vec::with_capacity(log.snapshots.len());
         for &seq in &log.snapshots {
             let path = layout::snapshot_path(self.root, guild, seq);
-            snapshots.push(journal_admin::read_snapshot_stat(
+            snapshots.push(retention::read_snapshot_stat(
                 self.storage,
                 &path,
                 guild,
@@ -248,8 +249,7 @@ impl Ctx<'_> {
                 self.config.keys.as_ref(),
             )?);
         }
-        let Ok(plan) = journal_admin::retention_decision(&snapshots, &segments, &policy, now)
-        else {
+        let Ok(plan) = retention::retention_decision(&snapshots, &segments, &policy, now) else {
             // The newest state could not be rebuilt without what would go: keep everything.
             return Ok(());
         };

@@ -2,7 +2,7 @@
 //! written, queued in the guild's buffer and in the commit log, acknowledged at the requested
 //! durability), the guild's active segment (continued, created, sealed), writing buffered
 //! frames out, group commit (`flush`, `sync`), and the upkeep an append triggers, run before
-//! the next append. Also the per-guild fsyncs that the checkpoint and the snapshots share.
+//! the next append. Also the per-guild fsyncs that commit-log retirement and the snapshots share.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -282,8 +282,8 @@ impl Journal {
 
     /// The upkeep an append may trigger, run before the next append (or [`Journal::sync`]) so
     /// that none of it can fail an append whose event has already taken effect: writing
-    /// buffered frames out, a checkpoint once the commit log is large, sealing the guild's full
-    /// segment, and its automatic snapshot.
+    /// buffered frames out, a commit-log retirement once the commit log is large, sealing the
+    /// guild's full segment, and its automatic snapshot.
     fn maintain(&mut self, guild: GuildId, now: u64) -> Result<()> {
         if self.buffered >= BUFFERED_BYTES_MAX {
             self.flush_buffers(None)?;
@@ -296,7 +296,7 @@ impl Journal {
                 .as_ref()
                 .is_some_and(|c| c.len() >= self.config.commit_bytes_max)
         {
-            self.checkpoint(true)?;
+            self.retire_commit_logs(true)?;
         }
         let (mut ctx, guilds) = self.split();
         let Some(log) = guilds.get_mut(&guild) else {
@@ -330,7 +330,7 @@ impl Journal {
     /// Keeps open guild segments under [`Config::open_files_max`]: when the count may have
     /// reached it, counts them and closes the least recently used quarter, after writing their
     /// buffered frames and fsyncing them (in parallel) through the descriptor that wrote them:
-    /// a checkpoint proves a segment durable only by an `fdatasync` on a descriptor that saw
+    /// a retirement proves a segment durable only by an `fdatasync` on a descriptor that saw
     /// its writes (one opened later may miss a write-back error), so none is closed dirty.
     /// A failed fsync poisons the guild (fsyncgate).
     fn make_room_for_file(&mut self) -> Result<()> {
@@ -554,8 +554,8 @@ impl Ctx<'_> {
     /// The commit log's queued records are written first, so that every frame in a segment file
     /// has its commit record in the commit log file (both perhaps only in the page cache): after
     /// an unclean shutdown the commit logs then name every segment that may hold bytes an
-    /// earlier process wrote since its last checkpoint, and those are rewritten before they are
-    /// built on (see `make_inherited_durable`).
+    /// earlier process wrote since its last commit-log retirement, and those are rewritten before
+    /// they are built on (see `make_inherited_durable`).
     ///
     /// The frames were already acknowledged (and are in the commit log), so a failed write
     /// cannot be taken back: the guild's log is poisoned, and a reopen restores the frames from

@@ -140,7 +140,7 @@ impl Remote {
         if superseding.is_some() {
             // Before the store is touched: a journal that cannot checkpoint (a poisoned log,
             // a full disk) cannot set the copy aside, and the owner stays unfenced.
-            journal.checkpoint(false)?;
+            journal.retire_commit_logs(false)?;
         }
         let claim = ClaimRecord {
             guild: guild.0,

@@ -341,7 +341,7 @@ impl Actor {
         let result = self
             .journal
             .sync()
-            .and_then(|()| self.journal.checkpoint(false));
+            .and_then(|()| self.journal.retire_commit_logs(false));
         let text = result.as_ref().err().map(ToString::to_string);
         for reply in self.shutdown.drain(..) {
             let _ = reply.send(match &text {

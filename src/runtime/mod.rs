@@ -492,10 +492,10 @@ impl Reprise {
     }
 
     /// Flushes every acknowledged and pending append, waits for snapshots in flight, writes
-    /// final snapshots when [`Config::snapshot_on_shutdown`] says so, checkpoints the journal
-    /// (everything durable in the guild segments), ships what the remote lacks (one last
-    /// round; a failure is logged, the events stay local for the next process), stops and
-    /// joins the writer, snapshot and shipping tasks. Later calls on any clone fail with [`Error::Closed`].
+    /// final snapshots when [`Config::snapshot_on_shutdown`] says so, retires the journal's commit
+    /// logs (everything durable in the guild segments), ships what the remote lacks (one last
+    /// round; a failure is logged, the events stay local for the next process), stops and joins the
+    /// writer, snapshot and shipping tasks. Later calls on any clone fail with [`Error::Closed`].
     ///
     /// # Errors
     /// The first error met while flushing or closing (the threads are joined regardless).

@@ -139,7 +139,7 @@ pub enum Event {
     /// After it the guild's state is exactly `state`, except `history_max`, which stays the
     /// guild's own (a fold parameter; `state.history_max` is kept in the event as recorded).
     /// Entry ids and `next_entry_id` are taken as given: the library's restores
-    /// ([`crate::safe_restore`]) keep ids growing by passing the larger `next_entry_id`.
+    /// ([`crate::restore`]) keep ids growing by passing the larger `next_entry_id`.
     StateRestored {
         /// The state the guild has after this event, in the JSON form `reprise state` prints
         /// (without `guild` and `seq`). Boxed: it is by far the largest payload.

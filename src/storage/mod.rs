@@ -164,8 +164,8 @@ pub trait Storage: Send + Sync + fmt::Debug {
         let _ = path;
         Ok(false)
     }
-    /// How many threads may issue the `fdatasync`s of one checkpoint at once (1: one after the
-    /// other, in a deterministic order).
+    /// How many threads may issue the `fdatasync`s of one commit-log retirement at once (1: one
+    /// after the other, in a deterministic order).
     fn sync_parallelism(&self) -> usize {
         1
     }
@@ -225,8 +225,8 @@ pub fn write_atomic(
 }
 
 /// Runs `f` on every item, on up to `threads` scoped threads that take the items one at a time
-/// (for the `fdatasync`s of a checkpoint, which the device serves in parallel); returns the
-/// results in the order of `items`. With one thread, or one item, everything runs on the
+/// (for the `fdatasync`s of a commit-log retirement, which the device serves in parallel); returns
+/// the results in the order of `items`. With one thread, or one item, everything runs on the
 /// calling thread, in order.
 pub(crate) fn in_parallel<T: Send, R: Send>(
     threads: usize,
@@ -265,8 +265,8 @@ pub(crate) fn in_parallel<T: Send, R: Send>(
     done.into_iter().map(|(_, r)| r).collect()
 }
 
-/// How many `fdatasync`s [`FsStorage`] lets a checkpoint issue at once: enough to keep a fast
-/// device's queue full while the file system batches their journal commits.
+/// How many `fdatasync`s [`FsStorage`] lets a commit-log retirement issue at once: enough to keep a
+/// fast device's queue full while the file system batches their journal commits.
 pub const SYNC_THREADS_MAX: usize = 64;
 
 /// The real file system.

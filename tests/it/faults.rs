@@ -359,7 +359,7 @@ fn enospc_while_a_checkpoint_starts_the_next_commit_log_is_typed_and_loses_nothi
         history(&mut h);
         h.journal().flush().unwrap();
         h.storage.set_fault(Fault::DiskFull { bytes_free: budget });
-        let r = h.journal().checkpoint(true);
+        let r = h.journal().retire_commit_logs(true);
         assert_io(&r, ENOSPC, "clog", &what);
         h.check_power_loss(&what);
         h.storage.clear_faults();
@@ -368,7 +368,7 @@ fn enospc_while_a_checkpoint_starts_the_next_commit_log_is_typed_and_loses_nothi
             h.append(i % 2, Durability::Always)
                 .unwrap_or_else(|e| panic!("{what}: append {i} after a restart: {e}"));
         }
-        h.journal().checkpoint(true).unwrap();
+        h.journal().retire_commit_logs(true).unwrap();
         h.append(0, Durability::Always).unwrap();
         h.journal.take().unwrap().close().unwrap();
         h.check_power_loss(&format!("{what}, after close"));
@@ -389,12 +389,12 @@ fn appends_work_again_after_a_checkpoint_could_not_start_the_next_commit_log() {
             let mut h = Harness::new(4, Config::default());
             history(&mut h);
             if earlier_checkpoint {
-                h.journal().checkpoint(true).unwrap();
+                h.journal().retire_commit_logs(true).unwrap();
                 history(&mut h);
             }
             h.journal().flush().unwrap();
             h.storage.set_fault(Fault::DiskFull { bytes_free: budget });
-            assert!(h.journal().checkpoint(true).is_err(), "{what}");
+            assert!(h.journal().retire_commit_logs(true).is_err(), "{what}");
             h.storage.clear_faults();
             h.storage.set_trace(true);
             for i in 0..4 {
@@ -415,7 +415,7 @@ fn appends_work_again_after_a_checkpoint_could_not_start_the_next_commit_log() {
                 "{what}: appended to {written:?}, commit logs {logs:?}"
             );
             h.check_power_loss(&format!("{what}, appends after"));
-            h.journal().checkpoint(true).unwrap();
+            h.journal().retire_commit_logs(true).unwrap();
             h.journal.take().unwrap().close().unwrap();
             h.check_power_loss(&format!("{what}, after close"));
         }
@@ -527,7 +527,7 @@ fn a_failed_fsync_poisons_the_affected_log_and_is_never_retried() {
                 r.is_err() || !matches!(which, FailedSync::Segment),
                 "{what}: snapshot of guild A: {r:?}"
             );
-            let r = h.journal().checkpoint(true);
+            let r = h.journal().retire_commit_logs(true);
             assert!(r.is_err(), "{what}: checkpoint: {r:?}");
             h.check_power_loss(&what);
             let r = h.journal.take().unwrap().close();

@@ -178,7 +178,7 @@ proptest! {
             match p.actions[i] {
                 1 => {
                     let k = p.picks[i] % states.len();
-                    let target = reprise::safe_restore::restore_target(&state, &states[k]);
+                    let target = reprise::restore::restore_target(&state, &states[k]);
                     let restore = Event::StateRestored {
                         state: Box::new(target.clone()),
                         from_seq: Some(k as u64),

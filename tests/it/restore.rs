@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use reprise::checkpoints::{self, Pacer, RollbackOptions, RollbackStatus};
 use reprise::crypto::{Key, Keyring};
-use reprise::deploy::{self, Pacer, RollbackOptions, RollbackStatus};
-use reprise::safe_restore::{restore_state, restore_target, restore_to, safe_restore, UNDO_LABEL};
+use reprise::restore::{restore_state, restore_target, restore_to, safe_restore, UNDO_LABEL};
 use reprise::session::{apply, State, Track, TrackFields, Workload, HISTORY_MAX_DEFAULT};
 use reprise::storage::sim::{Capture, CrashMode, Fault, InjectedError, OpKind, SimStorage};
 use reprise::storage::Storage;
@@ -490,7 +490,7 @@ fn state_at_time_is_the_last_state_at_or_before_the_time() {
     assert_eq!(at(&mut j, 4_500).unwrap().0, 4);
     assert_eq!(at(&mut j, 6_000).unwrap(), (7, back[1].state.clone()));
     // restore --to-time
-    let r = reprise::safe_restore::restore_to_time(&mut j, GUILD, 2_500, None).unwrap();
+    let r = reprise::restore::restore_to_time(&mut j, GUILD, 2_500, None).unwrap();
     assert_eq!(r.restored_from_seq, Some(3));
     assert_eq!(j.state(GUILD).unwrap().state.queue, states[2].state.queue);
     // An unknown guild at any time: the empty state.
@@ -550,7 +550,7 @@ fn rolling_batches_start_at_the_pace() {
     };
     let mut batches = Vec::new();
     let mut seen = Vec::new();
-    deploy::rolling(
+    checkpoints::rolling(
         &items,
         3,
         Duration::from_millis(100),
@@ -571,7 +571,7 @@ fn rolling_batches_start_at_the_pace() {
     let costs = [250u64, 30, 0, 0];
     let mut i = 0;
     let cell = std::cell::RefCell::new(FakePacer::default());
-    deploy::rolling(
+    checkpoints::rolling(
         &items,
         3,
         Duration::from_millis(100),
@@ -589,7 +589,7 @@ fn rolling_batches_start_at_the_pace() {
     // An error stops the batches.
     let mut p = FakePacer::default();
     let mut ran = 0;
-    let r = deploy::rolling(&items, 4, Duration::ZERO, &mut p, |k, _| {
+    let r = checkpoints::rolling(&items, 4, Duration::ZERO, &mut p, |k, _| {
         ran += 1;
         if k == 1 {
             Err("boom")
@@ -633,7 +633,7 @@ fn checkpoint_then_rollback_in_paced_batches() {
     for (i, g) in FLEET.iter().enumerate() {
         at_checkpoint.push(play(&mut j, *g, 100 + i as u64, 30 + 7 * i));
     }
-    let taken = deploy::checkpoint(&mut j, "v41").unwrap();
+    let taken = checkpoints::checkpoint(&mut j, "v41").unwrap();
     assert_eq!(
         taken.guilds,
         at_checkpoint
@@ -641,7 +641,7 @@ fn checkpoint_then_rollback_in_paced_batches() {
             .map(|s| (s.guild, s.seq))
             .collect::<Vec<_>>()
     );
-    let err = deploy::checkpoint(&mut j, "v41").unwrap_err();
+    let err = checkpoints::checkpoint(&mut j, "v41").unwrap_err();
     assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
     // The deployment goes wrong: every guild moves on, a new guild appears, and compaction
     // drops the log the checkpoint was taken at.
@@ -657,7 +657,7 @@ fn checkpoint_then_rollback_in_paced_batches() {
     j.close().unwrap();
 
     let mut j = Journal::open(dir.path(), config.clone()).unwrap();
-    let listed = deploy::checkpoints(&j).unwrap();
+    let listed = checkpoints::checkpoints(&j).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].label, "v41");
     assert_eq!(listed[0].guilds, taken.guilds);
@@ -668,7 +668,7 @@ fn checkpoint_then_rollback_in_paced_batches() {
     };
     let mut pacer = FakePacer::default();
     let mut streamed = Vec::new();
-    let done = deploy::rollback(&mut j, "v41", &options, &mut pacer, &mut |r| {
+    let done = checkpoints::rollback(&mut j, "v41", &options, &mut pacer, &mut |r| {
         streamed.push(*r)
     })
     .unwrap();
@@ -696,7 +696,7 @@ fn checkpoint_then_rollback_in_paced_batches() {
         "a new guild is untouched"
     );
     // Again: nothing left to do.
-    let again = deploy::rollback(
+    let again = checkpoints::rollback(
         &mut j,
         "v41",
         &options,
@@ -716,7 +716,7 @@ fn rollback_of_a_subset_and_of_damaged_checkpoints() {
     for (i, g) in FLEET.iter().enumerate() {
         at_checkpoint.push(play(&mut j, *g, 400 + i as u64, 20));
     }
-    deploy::checkpoint(&mut j, "blue").unwrap();
+    checkpoints::checkpoint(&mut j, "blue").unwrap();
     let moved: Vec<GuildState> = FLEET
         .iter()
         .enumerate()
@@ -727,7 +727,7 @@ fn rollback_of_a_subset_and_of_damaged_checkpoints() {
         batch: 10,
         pace: Duration::ZERO,
     };
-    let done = deploy::rollback(
+    let done = checkpoints::rollback(
         &mut j,
         "blue",
         &subset,
@@ -758,7 +758,7 @@ fn rollback_of_a_subset_and_of_damaged_checkpoints() {
             guilds,
             ..RollbackOptions::default()
         };
-        let err = deploy::rollback(
+        let err = checkpoints::rollback(
             &mut j,
             label,
             &options,
@@ -775,7 +775,7 @@ fn rollback_of_a_subset_and_of_damaged_checkpoints() {
     bytes[last] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
     let seqs: Vec<u64> = FLEET.iter().map(|g| j.state(*g).unwrap().seq).collect();
-    let err = deploy::rollback(
+    let err = checkpoints::rollback(
         &mut j,
         "blue",
         &RollbackOptions::default(),
@@ -788,10 +788,10 @@ fn rollback_of_a_subset_and_of_damaged_checkpoints() {
     let after: Vec<u64> = FLEET.iter().map(|g| j.state(*g).unwrap().seq).collect();
     assert_eq!(after, seqs, "nothing was restored");
     // Removing the checkpoint.
-    deploy::remove_checkpoint(&mut j, "blue").unwrap();
-    assert!(deploy::checkpoints(&j).unwrap().is_empty());
+    checkpoints::remove_checkpoint(&mut j, "blue").unwrap();
+    assert!(checkpoints::checkpoints(&j).unwrap().is_empty());
     assert!(!path.exists());
-    deploy::checkpoint(&mut j, "blue").unwrap();
+    checkpoints::checkpoint(&mut j, "blue").unwrap();
 }
 
 #[test]
@@ -814,7 +814,7 @@ fn an_encrypted_checkpoint_holds_no_secret_in_the_clear() {
             .unwrap();
     }
     let state = j.state(GUILD).unwrap().state.clone();
-    deploy::checkpoint(&mut j, "sealed").unwrap();
+    checkpoints::checkpoint(&mut j, "sealed").unwrap();
     for entry in std::fs::read_dir(reprise::layout::checkpoint_dir(dir.path(), "sealed")).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         for secret in [secret_title, secret_token] {
@@ -826,7 +826,7 @@ fn an_encrypted_checkpoint_holds_no_secret_in_the_clear() {
     }
     j.append(GUILD, &Event::SessionEnded, Durability::Always)
         .unwrap();
-    let done = deploy::rollback(
+    let done = checkpoints::rollback(
         &mut j,
         "sealed",
         &RollbackOptions::default(),
@@ -851,7 +851,7 @@ fn a_crash_while_a_checkpoint_is_taken_leaves_none_or_all_of_it() {
         states.push(play(&mut j, *g, 600 + i as u64, 15));
     }
     storage.set_capture(Capture::Every);
-    deploy::checkpoint(&mut j, "cut").unwrap();
+    checkpoints::checkpoint(&mut j, "cut").unwrap();
     let mut captures = storage.take_captures();
     captures.push(storage.capture_now());
     let (mut none, mut all) = (0, 0);
@@ -865,11 +865,11 @@ fn a_crash_while_a_checkpoint_is_taken_leaves_none_or_all_of_it() {
         ] {
             let crashed = Arc::new(captured.crash(mode));
             let mut j = open(&crashed, &Config::default()).unwrap();
-            let listed = deploy::checkpoints(&j).unwrap();
+            let listed = checkpoints::checkpoints(&j).unwrap();
             if listed.is_empty() {
                 none += 1;
                 // The interrupted attempt is simply taken again.
-                deploy::checkpoint(&mut j, "cut").unwrap();
+                checkpoints::checkpoint(&mut j, "cut").unwrap();
                 continue;
             }
             all += 1;
@@ -880,7 +880,7 @@ fn a_crash_while_a_checkpoint_is_taken_leaves_none_or_all_of_it() {
             for (g, _) in &listed[0].guilds {
                 play(&mut j, *g, 1, 3);
             }
-            let done = deploy::rollback(
+            let done = checkpoints::rollback(
                 &mut j,
                 "cut",
                 &RollbackOptions::default(),
@@ -897,7 +897,7 @@ fn a_crash_while_a_checkpoint_is_taken_leaves_none_or_all_of_it() {
     // Once checkpoint() has returned, a power loss keeps it.
     let crashed = Arc::new(storage.crash(CrashMode::DropUnsynced));
     let j = open(&crashed, &Config::default()).unwrap();
-    assert_eq!(deploy::checkpoints(&j).unwrap().len(), 1);
+    assert_eq!(checkpoints::checkpoints(&j).unwrap().len(), 1);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use reprise::journal_admin::RetentionPolicy;
+use reprise::journal::RetentionPolicy;
 use reprise::layout;
 use reprise::storage::sim::SimStorage;
 use reprise::storage::{AppendFile, Bytes, DirLock, LockFailure, Storage};

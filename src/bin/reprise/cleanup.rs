@@ -1,5 +1,5 @@
 //! `reprise cleanup [--max-age DAYS] [--keep N] [--guild G] [--superseded-max-age DAYS]
-//! [--superseded-keep N] [--dry-run]`: retention on demand (see `reprise::journal_admin` for
+//! [--superseded-keep N] [--dry-run]`: retention on demand (see `reprise::Journal::cleanup` for
 //! the rules; defaults: keep the journal's default of 2 snapshots per guild, no age limit;
 //! superseded copies kept 7 days, at most 3 per guild).
 //!
@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use reprise::journal_admin::{CleanupReport, RetentionPolicy, SupersededCopy};
+use reprise::journal::{CleanupReport, RetentionPolicy, SupersededCopy};
 use reprise::{GuildId, Journal, SupersededRetention};
 use serde_json::{json, Value};
 

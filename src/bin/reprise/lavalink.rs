@@ -1,6 +1,6 @@
 //! `reprise lavalink --guild G [--now-unix-ms T] [--only ...] [--plan]`: the Lavalink v4
 //! `PATCH /v4/sessions/{sessionId}/players/{guildId}` body that restores the guild's player
-//! (see `reprise::restore` for every rule).
+//! (see `reprise::lavalink` for every rule).
 //!
 //! Output: the body as one JSON object — `{"track": {"encoded": ...}, "position": ...,
 //! "volume": ..., "paused": ..., "filters": {...}, "voice": {...}}` — with only the fields of the
@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use reprise::restore;
+use reprise::lavalink;
 use reprise::sonora::Sections;
 use reprise::{GuildId, Journal};
 
@@ -37,7 +37,7 @@ pub(crate) fn run(
     let mut journal = Journal::open_read_only(dir, crate::base_config())?;
     crate::warn_findings(&mut journal, guild)?;
     let gs = journal.state(guild)?.clone();
-    let restore = restore::plan(&gs, now_unix_ms_arg.unwrap_or_else(now_unix_ms), only);
+    let restore = lavalink::plan(&gs, now_unix_ms_arg.unwrap_or_else(now_unix_ms), only);
     if restore.voice_incomplete {
         eprintln!(
             "reprise: note: guild {} has a voice session but no voice token/endpoint; the bot must rejoin the channel",

@@ -7,9 +7,9 @@
 
 mod apply;
 mod bench;
+mod checkpoints;
 mod cleanup;
 mod demo;
-mod deploy;
 mod import;
 mod lavalink;
 mod output;
@@ -701,8 +701,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let target = restore::Target::from_args(to, to_time.as_deref())?;
             restore::run(&dir, GuildId(guild), target, label.as_deref(), &mut out)
         }
-        Command::Checkpoint { label, remove } => deploy::checkpoint(&dir, &label, remove, &mut out),
-        Command::Checkpoints => deploy::list(&dir, &mut out),
+        Command::Checkpoint { label, remove } => {
+            checkpoints::checkpoint(&dir, &label, remove, &mut out)
+        }
+        Command::Checkpoints => checkpoints::list(&dir, &mut out),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "reprise", &mut script);
@@ -713,7 +715,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             guilds,
             batch,
             pace_ms,
-        } => deploy::rollback(&dir, &label, guilds, batch, pace_ms, &mut out),
+        } => checkpoints::rollback(&dir, &label, guilds, batch, pace_ms, &mut out),
         Command::Dump { guild } => {
             let guild = GuildId(guild);
             let mut journal = Journal::open_read_only(&dir, base_config())?;

@@ -62,7 +62,7 @@ pub(crate) fn ship(
     let mut journal = Journal::open(dir, crate::base_config())?;
     // Everything recovered from an earlier process is made durable before it is shipped: the
     // remote never holds an event the local disk could still lose.
-    journal.checkpoint(false)?;
+    journal.retire_commit_logs(false)?;
     let guilds = match guild {
         Some(g) => vec![g],
         None => journal.guilds()?,

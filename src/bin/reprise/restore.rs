@@ -1,5 +1,5 @@
 //! `reprise restore --guild G (--to SEQ | --to-time RFC3339) [--label L]`: makes a past state of
-//! the guild current by appending one `state_restored` event (see `reprise::safe_restore`:
+//! the guild current by appending one `state_restored` event (see `reprise::restore`:
 //! validated, restore point, verified, undone on failure). History is never rewritten.
 //!
 //! Output: one JSON object `{"guild": G, "seq": N, "restored_from_seq": S, "previous_seq": P}`:
@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use reprise::safe_restore;
+use reprise::restore;
 use reprise::{GuildId, Journal};
 use serde_json::json;
 
@@ -51,8 +51,8 @@ pub(crate) fn run(
     let mut journal = Journal::open(dir, crate::base_config())?;
     crate::warn_findings(&mut journal, guild)?;
     let restored = match target {
-        Target::Seq(seq) => safe_restore::restore_to(&mut journal, guild, seq, label)?,
-        Target::Time(at) => safe_restore::restore_to_time(&mut journal, guild, at, label)?,
+        Target::Seq(seq) => restore::restore_to(&mut journal, guild, seq, label)?,
+        Target::Time(at) => restore::restore_to_time(&mut journal, guild, at, label)?,
     };
     journal.close()?;
     print_json_line(

@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use reprise::journal_admin::{SnapshotStat, Stats};
+use reprise::journal::{SnapshotStat, Stats};
 use reprise::{GuildId, Journal};
 use serde_json::{json, Map, Value};
 

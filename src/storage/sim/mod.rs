@@ -328,7 +328,7 @@ impl SimStorage {
         self.inner().syncfs_mode = mode;
     }
 
-    /// How many threads the journal may use for the fsyncs of one checkpoint
+    /// How many threads the journal may use for the fsyncs of one commit-log retirement
     /// ([`Storage::sync_parallelism`]); 1 by default, which keeps the order of operations, and
     /// so every crash point, deterministic. More threads interleave the operations in an order
     /// that varies from run to run.

@@ -1,5 +1,5 @@
-//! Deployments: `reprise checkpoint LABEL [--remove]`, `reprise checkpoints` and
-//! `reprise rollback LABEL [--guild G...] [--batch N] [--pace-ms MS]` (see `reprise::deploy`).
+//! Named checkpoints: `reprise checkpoint LABEL [--remove]`, `reprise checkpoints` and
+//! `reprise rollback LABEL [--guild G...] [--batch N] [--pace-ms MS]` (see `reprise::checkpoints`).
 //!
 //! Output:
 //! - `checkpoint`: `{"label", "created_unix_ms", "created", "guilds": [{"guild", "seq"}],
@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use reprise::deploy::{self, Checkpoint, RollbackOptions, RollbackStatus, SystemPacer};
+use reprise::checkpoints::{self, Checkpoint, RollbackOptions, RollbackStatus, SystemPacer};
 use reprise::{GuildId, Journal};
 use serde_json::{json, Value};
 
@@ -45,11 +45,11 @@ pub(crate) fn checkpoint(
 ) -> Result<(), Failure> {
     let mut journal = Journal::open(dir, crate::base_config())?;
     if remove {
-        deploy::remove_checkpoint(&mut journal, label)?;
+        checkpoints::remove_checkpoint(&mut journal, label)?;
         journal.close()?;
         return print_json_line(out, &json!({"label": label, "removed": true}));
     }
-    let taken = deploy::checkpoint(&mut journal, label)?;
+    let taken = checkpoints::checkpoint(&mut journal, label)?;
     journal.close()?;
     eprintln!(
         "reprise: checkpoint {label:?}: {} guild(s), {} bytes",
@@ -62,7 +62,7 @@ pub(crate) fn checkpoint(
 /// Runs `checkpoints`.
 pub(crate) fn list(dir: &Path, out: &mut Out) -> Result<(), Failure> {
     let journal = Journal::open_read_only(dir, crate::base_config())?;
-    let all: Vec<Value> = deploy::checkpoints(&journal)?
+    let all: Vec<Value> = checkpoints::checkpoints(&journal)?
         .iter()
         .map(checkpoint_json)
         .collect();
@@ -88,7 +88,7 @@ pub(crate) fn rollback(
     };
     let mut journal = Journal::open(dir, crate::base_config())?;
     let mut printed: Result<(), Failure> = Ok(());
-    let result = deploy::rollback(&mut journal, label, &options, &mut SystemPacer, &mut |r| {
+    let result = checkpoints::rollback(&mut journal, label, &options, &mut SystemPacer, &mut |r| {
         if printed.is_ok() {
             printed = print_json_line(
                 out,

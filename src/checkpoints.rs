@@ -1,5 +1,5 @@
-//! Deployments: named checkpoints of every guild, and rollbacks to them in paced batches
-//! (Sonora's blue-green and rolling deployment examples, done with restore events).
+//! Named checkpoints of every guild, and rollbacks to them in paced batches (what deployments
+//! use: Sonora's blue-green and rolling deployment examples, done with restore events).
 //!
 //! - [`checkpoint`] records every guild's current state (every guild with at least one event)
 //!   as a named restore point: `DIR/checkpoints/<label>/<guild>.snap` (the snapshot format,
@@ -15,9 +15,9 @@
 //!   checkpoint is removed only by [`remove_checkpoint`]. It costs one compressed state per
 //!   guild.
 //! - [`rollback`] makes each guild's checkpointed state current again with one
-//!   `state_restored` event per guild (through [`crate::safe_restore::restore_state`]: validated,
+//!   `state_restored` event per guild (through [`crate::restore::restore_state`]: validated,
 //!   restore point, verified, undone on failure), target
-//!   [`crate::safe_restore::restore_target`]. Every selected state file is read and checked
+//!   [`crate::restore::restore_target`]. Every selected state file is read and checked
 //!   before the first guild is restored. Guilds already in the checkpointed state are left
 //!   alone (`unchanged`), so running a rollback again after an interruption finishes it without
 //!   appending twice. Guilds that are not in the checkpoint (new since) are not touched.
@@ -29,7 +29,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use reprise::deploy::{self, RollbackOptions, SystemPacer};
+//! use reprise::checkpoints::{self, RollbackOptions, SystemPacer};
 //! use reprise::{Config, Durability, Event, GuildId, Journal};
 //!
 //! # fn main() -> Result<(), reprise::Error> {
@@ -38,10 +38,11 @@
 //! for g in [1, 2, 3] {
 //!     journal.append(GuildId(g), &Event::VolumeSet { volume: 80 }, Durability::Always)?;
 //! }
-//! deploy::checkpoint(&mut journal, "before-v2")?;
+//! checkpoints::checkpoint(&mut journal, "before-v2")?;
 //! journal.append(GuildId(2), &Event::SessionEnded, Durability::Always)?; // the deploy goes wrong
 //! let options = RollbackOptions { guilds: None, batch: 2, pace: Duration::ZERO };
-//! let done = deploy::rollback(&mut journal, "before-v2", &options, &mut SystemPacer, &mut |r| {
+//! let mut pacer = SystemPacer;
+//! let done = checkpoints::rollback(&mut journal, "before-v2", &options, &mut pacer, &mut |r| {
 //!     println!("guild {}: {}", r.guild, r.status.as_str());
 //! })?;
 //! assert_eq!(done.len(), 3);
@@ -56,7 +57,7 @@ use crate::format::{manifest, snapshot};
 use crate::ids::{GuildId, Seq};
 use crate::journal::{now_unix_ms, Journal, OpenMode};
 use crate::layout;
-use crate::safe_restore::{restore_state, restore_target};
+use crate::restore::{restore_state, restore_target};
 use crate::session::State;
 use crate::storage::{self, Storage};
 
@@ -462,7 +463,7 @@ fn read_state(
 /// Before anything is written: [`Error::Checkpoint`] (no such checkpoint, a selected guild not
 /// in it, an invalid label), [`Error::Corrupt`] for a damaged manifest or state file,
 /// [`Error::KeyMismatch`]. While restoring: the first guild's error (as
-/// [`crate::safe_restore::restore_state`]); the guilds restored before it stay restored, and
+/// [`crate::restore::restore_state`]); the guilds restored before it stay restored, and
 /// running the rollback again finishes the rest.
 pub fn rollback(
     journal: &mut Journal,
