@@ -43,6 +43,7 @@ pub mod journal;
 pub mod journal_admin;
 pub mod layout;
 pub mod recovery;
+#[cfg(feature = "remote")]
 pub mod remote;
 pub mod restore;
 pub mod runtime;
@@ -64,5 +65,7 @@ pub use journal::{
     EventIter, FileInfo, Finding, GuildInfo, GuildState, Journal, LoggedEvent, OpenMode,
     SnapshotJob, VerifyReport,
 };
+#[cfg(feature = "remote")]
+pub use runtime::RemoteOptions;
 pub use runtime::{Reprise, Subscription, SubscriptionError};
 pub use session::{Event, EventError, State};

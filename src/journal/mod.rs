@@ -24,9 +24,12 @@
 //! Statistics, on-demand retention and point-in-time reads by clock are in
 //! [`crate::journal_admin`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+#[cfg(feature = "remote")]
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "remote")]
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -122,11 +125,14 @@ pub struct Journal {
     unclean: bool,
     /// Use counter for the least-recently-used order of open files.
     use_tick: u64,
+    #[cfg(feature = "remote")]
     /// Per guild, the newer owner the directory's ownership record says fenced it (read at the
     /// guild's first append, forgotten whenever a record is written through this journal).
     fences: HashMap<GuildId, Option<(u64, String)>>,
+    #[cfg(feature = "remote")]
     /// Bumped by every ownership record written through this journal's [`crate::remote::LocalDir`].
     owner_records_written: Arc<AtomicU64>,
+    #[cfg(feature = "remote")]
     /// The value of `owner_records_written` that `fences` reflects.
     fences_seen: u64,
     /// Snapshot jobs handed out by [`Journal::snapshot_begin`] whose sealed segment's fsync
@@ -296,8 +302,11 @@ impl Journal {
             open_files: 0,
             unclean,
             use_tick: 0,
+            #[cfg(feature = "remote")]
             fences: HashMap::new(),
+            #[cfg(feature = "remote")]
             owner_records_written: Arc::new(AtomicU64::new(0)),
+            #[cfg(feature = "remote")]
             fences_seen: 0,
             seals_in_flight: 0,
             _lock: lock,
@@ -354,6 +363,7 @@ impl Journal {
     ///
     /// # Errors
     /// As [`Journal::checkpoint`]; [`Error::Io`] naming the file that could not move.
+    #[cfg(feature = "remote")]
     pub(crate) fn set_aside(&mut self, guild: GuildId, to: &Path) -> Result<usize> {
         self.checkpoint(false)?;
         if let Some(log) = self.guilds.remove(&guild) {

@@ -26,6 +26,8 @@
 //! finds the fence, stops acknowledging that guild and goes on with its other guilds.
 
 pub mod batch;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
 pub mod faulty;
 mod objects;
 
