@@ -10,7 +10,8 @@ use std::io::{self, Read, Seek, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-/// The simulated file system of the crash tests (feature `testing`; not part of the API a bot uses).
+// The simulated file system of the crash tests (feature `testing`; not part of the API a bot
+// uses, hence hidden from the documentation).
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod sim;
