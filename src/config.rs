@@ -78,10 +78,10 @@ pub enum Durability {
     None,
     /// As `Always`, and acknowledged only once the event is stored in the remote object store
     /// too: it survives the loss of the whole machine (CONTRACT §3). Needs a runtime opened
-    /// with a remote ([`crate::Reprise::open_with_remote`]); concurrent `Remote` appends of
+    /// with a remote (`Reprise::open_with_remote`, feature `remote`); concurrent `Remote` appends of
     /// every guild share one object (group commit to the store). The synchronous
     /// [`crate::Journal`] has no store: it makes the event durable as `Always` and the caller
-    /// ships it ([`crate::remote::Remote::ship_events`], as `reprise apply` does).
+    /// ships it (`remote::Remote::ship_events`, as `reprise apply` does).
     Remote,
 }
 

@@ -175,8 +175,8 @@ pub fn checkpoint_state_path(root: &Path, label: &str, guild: GuildId) -> PathBu
     checkpoint_dir(root, label).join(format!("{}.{SNAPSHOT_EXT}", guild.0))
 }
 
-/// Name of the directory holding this directory's remote ownership records (see
-/// [`crate::remote`]).
+/// Name of the directory holding this directory's remote ownership records (see the `remote`
+/// module, feature `remote`).
 pub const REMOTE_DIR: &str = "remote";
 
 /// The record of which remote epoch this directory holds for `guild` (`remote/<guild>.owner`).

@@ -5,6 +5,19 @@
 //! the log periodically; recovery loads the newest valid snapshot and replays the log after it,
 //! so a restore gives exactly the acknowledged history.
 //!
+//! ## Where a bot starts
+//!
+//! - **[`Reprise`]**, for a bot on tokio: a cheap, cloneable handle to a journal owned by a
+//!   writer thread. Appends from many tasks share fsyncs (group commit), snapshots are written
+//!   in the background, and no file I/O runs on the bot's runtime. Open it once with
+//!   [`Reprise::open`], clone it into every task, [`Reprise::shutdown`] at exit.
+//! - **[`Journal`]**, for synchronous code (a script, a tool, a bot without an async runtime):
+//!   the same journal on the caller's thread, [`Journal::open`], `append`, `state`. The
+//!   `reprise` command-line tool is built on it.
+//!
+//! Both take a [`Config`] (segment size, snapshot policy, retention, encryption keys) and a
+//! [`Durability`] per call or per guild; every failure is a typed [`Error`].
+//!
 //! ```
 //! use reprise::{Config, Durability, Event, GuildId, Journal};
 //!
@@ -23,10 +36,46 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ```
+//! use reprise::{Config, Event, GuildId, Reprise};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), reprise::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let reprise = Reprise::open(dir.path(), Config::default()).await?;
+//! let guild = GuildId(613425648685547541);
+//! let seq = reprise.append(guild, Event::VolumeSet { volume: 80 }).await?; // durable now
+//! assert_eq!(reprise.state(guild).await?.seq, seq);
+//! reprise.shutdown().await?; // flushes, final snapshots, joins the threads
+//! # Ok(()) }
+//! ```
+//!
+//! Beyond the handles: [`sonora`] reads and writes Sonora 1.2.8 snapshot files and [`import`]
+//! turns them into events; [`lavalink`] builds the Lavalink v4 request that restores a player;
+//! [`restore`] makes a past state current as one event; [`checkpoints`] holds named
+//! checkpoints and rollbacks; [`journal`] also has statistics, retention on demand and the
+//! removal of superseded copies.
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | (none) | yes | everything above: both handles, events and state, Sonora files, Lavalink restore, restores and checkpoints, encryption at rest |
+//! | `remote` | no | shipping to an S3-compatible object store and taking guilds over between machines: the `remote` module, `Reprise::open_with_remote` with `RemoteOptions`, `Reprise::claim`, `Durability::Remote` acknowledgements (brings in `object_store` and its AWS client) |
+//! | `testing` | no | for tests, fuzz targets and benchmarks, not for bots: the simulated file system (`storage::sim`), the workload generator (`session::Workload`), and with `remote` a fault-injecting object store (`remote::faulty`); hidden from this documentation, no stability promise |
+//!
+//! ```toml
+//! [dependencies]
+//! reprise = "0.1"                                        # local journal only
+//! # reprise = { version = "0.1", features = ["remote"] } # and shipping to S3
+//! ```
+//!
+//! ## Inside
+//!
 //! The layers (see DESIGN.md for the byte layouts and the recovery table):
 //! [`session`] is the music domain and the pure fold; [`format`](mod@format) encodes and decodes files
 //! without I/O; [`storage`] is the only module touching the file system; [`recovery`] is a pure
-//! decision; [`Journal`] ties them together.
+//! decision; [`Journal`] ties them together; [`runtime`] is the async handle around it.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -43,6 +92,7 @@ pub mod journal;
 pub mod lavalink;
 pub mod layout;
 pub mod recovery;
+#[cfg(feature = "remote")]
 pub mod remote;
 pub mod restore;
 pub mod runtime;
@@ -63,5 +113,7 @@ pub use journal::{
     EventIter, FileInfo, Finding, GuildInfo, GuildState, Journal, LoggedEvent, OpenMode,
     SnapshotJob, VerifyReport,
 };
+#[cfg(feature = "remote")]
+pub use runtime::RemoteOptions;
 pub use runtime::{Reprise, Subscription, SubscriptionError};
 pub use session::{Event, EventError, State};

@@ -4,6 +4,8 @@
 //! before its batch meets the fence a newer owner's claim wrote. The snapshot holds events
 //! no owner acknowledged remotely, past the fenced epoch's history: no claim may build on it.
 
+#![cfg(feature = "remote")]
+
 use std::sync::Arc;
 
 use object_store::memory::InMemory;

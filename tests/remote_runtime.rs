@@ -4,6 +4,8 @@
 //! faults unless a test sets them), so request counts are exact. Driven by `ship_now()`, never
 //! by sleeping.
 
+#![cfg(feature = "remote")]
+
 use std::sync::Arc;
 
 use object_store::memory::InMemory;

@@ -14,6 +14,8 @@
 //!
 //! `REPRISE_REMOTE_SEEDS=N` runs N seeds (default 24); `REPRISE_REMOTE_SEED=S` runs seed S only.
 
+#![cfg(feature = "remote")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

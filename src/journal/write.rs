@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+#[cfg(feature = "remote")]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "remote")]
 use std::sync::Arc;
 
 use super::snapshots::discharge_seals;
@@ -106,6 +108,7 @@ impl Journal {
     ) -> Result<Seq> {
         self.writable()?;
         self.load(guild)?;
+        #[cfg(feature = "remote")]
         self.check_fence(guild)?;
         if let Some(op) = self.commit.as_ref().and_then(|c| c.poisoned) {
             return Err(Error::Poisoned { guild, op });
@@ -247,6 +250,7 @@ impl Journal {
         Ok(last)
     }
 
+    #[cfg(feature = "remote")]
     /// `Err(Fenced)` when the directory's ownership record of `guild` says a newer owner
     /// claimed it (as the CLI and the runtime check): nothing more is appended to the guild.
     fn check_fence(&mut self, guild: GuildId) -> Result<()> {
@@ -275,6 +279,7 @@ impl Journal {
         }
     }
 
+    #[cfg(feature = "remote")]
     /// The counter [`crate::remote::LocalDir`] bumps whenever it writes an ownership record.
     pub(crate) fn owner_records_written(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.owner_records_written)

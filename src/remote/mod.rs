@@ -41,6 +41,8 @@
 //! ```
 
 pub mod batch;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
 pub mod faulty;
 mod objects;
 

@@ -11,14 +11,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::commit::Pending;
+#[cfg(feature = "remote")]
 use super::shipper::{ShipMsg, ShipNote, Shipper};
-use super::shipping::{no_remote, Shipping};
+#[cfg(feature = "remote")]
+use super::shipping::no_remote;
+use super::shipping::Shipping;
+#[cfg(not(feature = "remote"))]
+use super::shipping::{RemoteOptions, ShipNote};
 use super::snapshots::Done;
-use super::{Command, RemoteOptions, Reply};
+#[cfg(feature = "remote")]
+use super::RemoteOptions;
+use super::{Command, Reply};
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
 use crate::ids::{GuildId, Seq};
 use crate::journal::{Journal, LoggedEvent, OpenMode, SnapshotJob};
+#[cfg(feature = "remote")]
 use crate::remote::LocalDir;
 use crate::storage::Storage;
 
@@ -83,7 +91,14 @@ pub(super) fn writer_main(
     if ready.send(Ok(())).is_err() {
         // Nobody waits for this runtime any more.
     }
-    let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+    let (notes_tx, notes_rx) = mpsc::unbounded_channel::<ShipNote>();
+    // Without the `remote` feature there is no shipper: nothing sends notes.
+    #[cfg(not(feature = "remote"))]
+    let shipping: Option<Shipping> = {
+        drop(notes_tx);
+        remote.map(|never| match never {})
+    };
+    #[cfg(feature = "remote")]
     let shipping = remote.map(|options| {
         let (tx, rx) = mpsc::unbounded_channel();
         let shipper = Shipper::new(
@@ -224,14 +239,21 @@ impl Actor {
             refuse(cmd);
         }
         // Dropping the sender makes the shipper run its last round and end.
-        let shipping = self.shipping.as_mut()?;
-        shipping.tx = None;
-        shipping.task.take()
+        #[cfg(feature = "remote")]
+        {
+            let shipping = self.shipping.as_mut()?;
+            shipping.tx = None;
+            shipping.task.take()
+        }
+        #[cfg(not(feature = "remote"))]
+        None
     }
 
     /// Commands that await the store (claims), then every other one.
+    #[cfg_attr(not(feature = "remote"), allow(unused_variables))]
     async fn handle_any(&mut self, cmd: Command, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
         match cmd {
+            #[cfg(feature = "remote")]
             Command::Claim { guild, reply } => {
                 // A claim may replace the guild's files: a snapshot being written into its
                 // directory finishes first.
@@ -296,6 +318,7 @@ impl Actor {
                 self.shutdown.push(reply);
                 self.stopping = true;
             }
+            #[cfg(feature = "remote")]
             Command::ShipNow { reply } => {
                 if self.shipping.is_none() {
                     let _ = reply.send(Err(no_remote()));
@@ -316,6 +339,7 @@ impl Actor {
                 }
             }
             // Handled by handle_any (it awaits the store).
+            #[cfg(feature = "remote")]
             Command::Claim { reply, .. } => {
                 let _ = reply.send(Err(Error::Closed));
             }
@@ -371,9 +395,14 @@ fn refuse(cmd: Command) {
         Command::Snapshot { reply, .. } => {
             let _ = reply.send(Err(Error::Closed));
         }
-        Command::Flush { reply } | Command::Shutdown { reply } | Command::ShipNow { reply } => {
+        Command::Flush { reply } | Command::Shutdown { reply } => {
             let _ = reply.send(Err(Error::Closed));
         }
+        #[cfg(feature = "remote")]
+        Command::ShipNow { reply } => {
+            let _ = reply.send(Err(Error::Closed));
+        }
+        #[cfg(feature = "remote")]
         Command::Claim { reply, .. } => {
             let _ = reply.send(Err(Error::Closed));
         }

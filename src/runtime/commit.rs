@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::actor::Actor;
+#[cfg(feature = "remote")]
 use super::shipper::ShipMsg;
 use super::shipping::no_remote;
 use super::Reply;
@@ -70,6 +71,7 @@ impl Actor {
             })
             .collect();
         self.dirty_since.entry(guild).or_insert_with(Instant::now);
+        #[cfg(feature = "remote")]
         if let (Some(s), Some(&last)) = (self.shipping.as_mut(), seqs.last()) {
             s.unshipped.insert(guild, last);
         }
@@ -138,6 +140,7 @@ impl Actor {
         }
         for p in pending {
             match &result {
+                #[cfg(feature = "remote")]
                 Ok(()) if p.remote => {
                     self.publish(p.guild, &p.logged);
                     let seq = p.seqs.last().copied().unwrap_or(0);

@@ -22,25 +22,29 @@
 //!   shutdown.
 //! - The channel is bounded ([`Config::channel_capacity`]): when the writer falls behind,
 //!   callers wait in `send` (back pressure) instead of growing a queue without limit.
-//! - **Remote** ([`Reprise::open_with_remote`]): a shipping task on the writer's runtime
+//! - **Remote** (`Reprise::open_with_remote`, feature `remote`): a shipping task on the writer's runtime
 //!   uploads every guild's durable events at [`Config::ship_interval`], all guilds of a round
 //!   in one object, and answers [`Durability::Remote`] appends once stored; see
 //!   `shipper.rs` and DESIGN.md ("Remote").
 //!
 //! The files of this module:
 //!
-//! - `mod.rs`: the handle ([`Reprise`], [`Subscription`], [`RemoteOptions`]) and the commands
+//! - `mod.rs`: the handle ([`Reprise`], [`Subscription`], `RemoteOptions`) and the commands
 //!   it sends to the writer thread.
 //! - `actor.rs`: the writer thread, its event loop and how it answers each command.
 //! - `commit.rs`: appends and group commit.
 //! - `snapshots.rs`: background snapshots (policy, scheduling, results).
 //! - `shipping.rs`: the actor's side of the remote: reports to the shipper, fencing, claims.
 //! - `shipper.rs`: the shipping task that uploads to the object store.
+//! - `no_remote.rs`: without the `remote` feature, what stands in for `shipping.rs` (nothing
+//!   ships; its types have no values).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+#[cfg(feature = "remote")]
+use std::time::Duration;
+use std::time::Instant;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -48,15 +52,24 @@ use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
 use crate::ids::{GuildId, Seq};
 use crate::journal::{GuildState, LoggedEvent};
+#[cfg(feature = "remote")]
 use crate::remote::{Claimed, Remote};
 use crate::session::Event;
 use crate::storage::{FsStorage, Storage};
 use actor::writer_main;
+#[cfg(feature = "remote")]
 use shipping::no_remote;
+#[cfg(not(feature = "remote"))]
+use shipping::RemoteOptions;
 
 mod actor;
 mod commit;
+#[cfg(feature = "remote")]
 mod shipper;
+#[cfg(feature = "remote")]
+mod shipping;
+#[cfg(not(feature = "remote"))]
+#[path = "no_remote.rs"]
 mod shipping;
 mod snapshots;
 
@@ -74,6 +87,7 @@ struct Inner {
     tx: mpsc::Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// The store, for listing guilds (`claim_shard`); the writer has its own clone.
+    #[cfg(feature = "remote")]
     remote: Option<Remote>,
 }
 
@@ -114,6 +128,7 @@ impl Subscription {
 type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// The object store a runtime ships to, and the owner name it claims guilds under.
+#[cfg(feature = "remote")]
 #[derive(Clone, Debug)]
 pub struct RemoteOptions {
     /// The store and prefix.
@@ -152,10 +167,12 @@ enum Command {
     Shutdown {
         reply: Reply<()>,
     },
+    #[cfg(feature = "remote")]
     Claim {
         guild: GuildId,
         reply: Reply<Claimed>,
     },
+    #[cfg(feature = "remote")]
     ShipNow {
         reply: Reply<()>,
     },
@@ -191,7 +208,7 @@ impl Reprise {
         Reprise::open_inner(dir.into(), config, None, storage).await
     }
 
-    /// [`Reprise::open`] with shipping to an object store: every guild's durable events are
+    /// [`Reprise::open`] with shipping to an object store (feature `remote`): every guild's durable events are
     /// uploaded at [`Config::ship_interval`] (all guilds of a round in one object),
     /// [`Durability::Remote`] appends are acknowledged once stored, and guilds can be taken
     /// over from other machines with [`Reprise::claim`]. A guild that a newer owner claimed
@@ -203,6 +220,7 @@ impl Reprise {
     ///
     /// # Cancel safety
     /// As [`Reprise::open`].
+    #[cfg(feature = "remote")]
     pub async fn open_with_remote(
         dir: impl Into<PathBuf>,
         config: Config,
@@ -219,6 +237,7 @@ impl Reprise {
     ) -> Result<Reprise> {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
+        #[cfg(feature = "remote")]
         let listing = remote.as_ref().map(|r| r.remote.clone());
         let writer = std::thread::Builder::new()
             .name("reprise-writer".into())
@@ -229,6 +248,7 @@ impl Reprise {
                 inner: Arc::new(Inner {
                     tx,
                     writer: Mutex::new(Some(writer)),
+                    #[cfg(feature = "remote")]
                     remote: listing,
                 }),
             }),
@@ -447,6 +467,7 @@ impl Reprise {
     ///
     /// # Cancel safety
     /// The claim runs to its end on the writer even if the future is dropped.
+    #[cfg(feature = "remote")]
     pub async fn claim(&self, guild: GuildId) -> Result<Claimed> {
         self.call(|reply| Command::Claim { guild, reply }).await
     }
@@ -462,6 +483,7 @@ impl Reprise {
     ///
     /// # Cancel safety
     /// Guilds claimed before the future is dropped stay claimed.
+    #[cfg(feature = "remote")]
     pub async fn claim_shard(
         &self,
         shard: u64,
@@ -487,6 +509,7 @@ impl Reprise {
     ///
     /// # Cancel safety
     /// Cancel safe: the round goes on without the caller.
+    #[cfg(feature = "remote")]
     pub async fn ship_now(&self) -> Result<()> {
         self.call(|reply| Command::ShipNow { reply }).await
     }

@@ -3,6 +3,7 @@
 //! thread, which writes it off the append path; the result comes back as [`Done`].
 
 use super::actor::Actor;
+#[cfg(feature = "remote")]
 use super::shipper::ShipMsg;
 use super::Reply;
 use crate::error::{Error, Result};
@@ -95,6 +96,7 @@ impl Actor {
                 Err(e)
             }
         };
+        #[cfg(feature = "remote")]
         if let (Ok(Some(seq)), Some(s)) = (&outcome, &self.shipping) {
             s.send(ShipMsg::Snapshot { guild, seq: *seq });
         }

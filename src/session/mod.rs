@@ -27,10 +27,11 @@
 //! - `fold.rs` — [`validate`], [`apply`], [`apply_checked`]; [`EventError`].
 //! - `decompose.rs` — [`events_for_state`]: the events that rebuild a given state.
 //! - `limits.rs` — every bound, as a named constant.
-//! - `workload.rs` — [`Workload`], a deterministic realistic bot, and [`arbitrary_event`].
+//! - `workload.rs` — `Workload`, a deterministic realistic bot, and `arbitrary_event` (feature
+//!   `testing`: for tests, fuzz targets, the demo and the bench).
 //!
 //! Invariants, stated as absences: nothing here does I/O, reads a clock or draws randomness
-//! outside [`Rng`]; [`apply`] never panics; a state reached by validated events never breaks
+//! outside `Rng`; [`apply`] never panics; a state reached by validated events never breaks
 //! [`State::check_invariants`]. This module depends on nothing else in the crate.
 
 mod decompose;
@@ -40,6 +41,7 @@ mod fold;
 pub mod limits;
 mod state;
 mod track;
+#[cfg(any(test, feature = "testing"))]
 mod workload;
 
 pub use decompose::{events_for_state, renumbered, ENQUEUE_BYTES_MAX};
@@ -59,4 +61,6 @@ pub use state::{
 };
 pub(crate) use track::decode_enqueued_shared;
 pub use track::{Track, TrackFields};
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
 pub use workload::{arbitrary_event, track, Rng, Workload};

@@ -10,6 +10,10 @@ use std::io::{self, Read, Seek, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+// The simulated file system of the crash tests (feature `testing`; not part of the API a bot
+// uses, hence hidden from the documentation).
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
 pub mod sim;
 
 /// Bytes read from storage: owned, or a read-only memory map of an immutable file.

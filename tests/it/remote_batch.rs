@@ -2,6 +2,8 @@
 //! `BATCH_LEN_MAX` (256 MiB), and a guild's segment may be up to 1 GiB, so a shipping round
 //! must never store a batch longer than that — else every later claim fails for good.
 
+#![cfg(feature = "remote")]
+
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;

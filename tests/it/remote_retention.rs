@@ -3,6 +3,8 @@
 //! covers them, whether or not the new process reads that part of its log for a guild it
 //! still owns.
 
+#![cfg(feature = "remote")]
+
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;

@@ -3,6 +3,8 @@
 //! what survived always gives the store's history, and the old copy (events acknowledged only
 //! locally included) is still whole across the superseded directories.
 
+#![cfg(feature = "remote")]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

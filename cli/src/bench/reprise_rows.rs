@@ -25,7 +25,7 @@ const SNAPSHOT_FIXTURE: &str = "guild_601988503601311691_1760000296.json";
 /// That file's text, built into the binary: the row measures the same state on any machine.
 const SNAPSHOT_FIXTURE_JSON: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/sonora-1.2.8/guild_601988503601311691_1760000296.json"
+    "/../tests/fixtures/sonora-1.2.8/guild_601988503601311691_1760000296.json"
 ));
 
 /// Appends `events` to `guild`, one call each at `durability`, timing every call (within

@@ -10,7 +10,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::{ok, reprise, stderr, stdout_json, stdout_lines};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sonora-1.2.8");
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/sonora-1.2.8"
+);
 
 fn fixtures() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(FIXTURES)
