@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod clock;
 mod commit_log;
 pub mod config;
 pub mod crypto;

@@ -7,7 +7,8 @@ use std::io;
 use std::path::PathBuf;
 
 use super::write::{sync_guild_dir, sync_segment};
-use super::{now_unix_ms, GuildLog, Journal};
+use super::{GuildLog, Journal};
+use crate::clock::now_unix_ms;
 use crate::commit_log::{CommitIndex, CommitLog};
 use crate::error::{Error, Result};
 use crate::ids::GuildId;

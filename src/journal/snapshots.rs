@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::write::Ctx;
-use super::{now_unix_ms, unreachable_missing_guild, GuildLog, Journal};
+use super::{unreachable_missing_guild, GuildLog, Journal};
+use crate::clock::now_unix_ms;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::format::snapshot;

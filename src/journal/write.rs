@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use super::snapshots::discharge_seals;
 use super::{
-    now_unix_ms, unreachable_missing_guild, GuildLog, Journal, OpenMode, SegmentMeta,
-    BUFFERED_BYTES_MAX, GUILD_BUFFER_BYTES_MAX,
+    unreachable_missing_guild, GuildLog, Journal, OpenMode, SegmentMeta, BUFFERED_BYTES_MAX,
+    GUILD_BUFFER_BYTES_MAX,
 };
+use crate::clock::now_unix_ms;
 use crate::commit_log::CommitLog;
 use crate::config::{Config, Durability};
 use crate::crypto::{KeyId, Keyring};

@@ -10,10 +10,11 @@ use super::actor::Actor;
 use super::shipper::ShipMsg;
 use super::shipping::no_remote;
 use super::Reply;
+use crate::clock::now_unix_ms;
 use crate::config::Durability;
 use crate::error::{Error, Result};
 use crate::ids::{GuildId, Seq};
-use crate::journal::{now_unix_ms, LoggedEvent};
+use crate::journal::LoggedEvent;
 use crate::session::Event;
 
 /// An append waiting for its group commit.
