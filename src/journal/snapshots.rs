@@ -38,7 +38,10 @@ impl Journal {
             return Ok(None);
         }
         if let Some(op) = log.poisoned {
-            return Err(Error::Poisoned { guild, op });
+            return Err(Error::Poisoned {
+                guild: Some(guild),
+                op,
+            });
         }
         ctx.snapshot(guild, log, now_unix_ms())?;
         Ok(Some(log.current.seq))
@@ -60,7 +63,10 @@ impl Journal {
             .get_mut(&guild)
             .ok_or_else(unreachable_missing_guild)?;
         if let Some(op) = log.poisoned {
-            return Err(Error::Poisoned { guild, op });
+            return Err(Error::Poisoned {
+                guild: Some(guild),
+                op,
+            });
         }
         let mut job = ctx.snapshot_begin(guild, log, now_unix_ms())?;
         if let Some(job) = job.as_mut().filter(|j| !j.seals.is_empty()) {

@@ -1854,7 +1854,7 @@ fn regression_a_checkpoint_keeps_the_commit_log_of_a_poisoned_guild() {
         storage.clear_faults();
         let closed = j.close();
         assert!(
-            matches!(closed, Err(Error::Poisoned { guild, .. }) if guild == g),
+            matches!(closed, Err(Error::Poisoned { guild, .. }) if guild == Some(g)),
             "syncfs {syncfs}: close of a journal with a poisoned guild: {closed:?}"
         );
         let crashed = Arc::new(storage.crash(CrashMode::DropUnsynced));

@@ -22,6 +22,9 @@ mod journal;
 /// proptest: recovered state equals the in-memory fold, across snapshots, segment sizes and
 /// reopen points; `state_at` equals the fold of the prefix.
 mod model;
+/// A poisoned log is `Error::Poisoned` from every call, naming the failed operation; one
+/// owner of what each durability level does.
+mod poison;
 /// Batch objects every reader accepts, however large a guild's segment is.
 mod remote_batch;
 /// Remote retention of what a process wrote before it restarted, for guilds that moved.
