@@ -52,10 +52,11 @@
 
 use std::time::Duration;
 
+use crate::clock::now_unix_ms;
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::{manifest, snapshot};
 use crate::ids::{GuildId, Seq};
-use crate::journal::{now_unix_ms, Journal, OpenMode};
+use crate::journal::{Journal, OpenMode};
 use crate::layout;
 use crate::restore::{restore_state, restore_target};
 use crate::session::State;

@@ -163,14 +163,9 @@ impl CommitLog {
         Ok(())
     }
 
+    /// The error every use of the log returns once it is poisoned.
     fn poisoned_error(&self, op: &'static str) -> Error {
-        Error::io(
-            "use the poisoned commit log",
-            &self.path,
-            io::Error::other(format!(
-                "an earlier {op} failed; reopen the journal to recover"
-            )),
-        )
+        Error::Poisoned { guild: None, op }
     }
 }
 

@@ -64,13 +64,17 @@ pub enum Error {
         /// The holder's pid, when it wrote one.
         holder_pid: Option<u32>,
     },
-    /// A write or fsync of this guild's log failed earlier; the log accepts nothing more until
-    /// the journal is reopened (recovery then decides what is on disk).
-    #[error("guild {guild}: log is poisoned after a failed {op}; no further write is accepted until the journal is reopened")]
+    /// A write or fsync of a log failed earlier (of this guild's segments, or of the commit log
+    /// all guilds share, or while retiring commit logs); the log accepts nothing more until the
+    /// journal is reopened (recovery then decides what is on disk). Every poisoned log is
+    /// reported as this error, whichever call finds it.
+    #[error("{}log is poisoned after a failed {op}; no further write is accepted until the journal is reopened", whose_log(guild))]
     Poisoned {
-        /// The guild whose log is poisoned.
-        guild: GuildId,
-        /// The operation that failed.
+        /// The guild whose log is poisoned, or `None` for the shared commit log (every guild's
+        /// appends are refused then).
+        guild: Option<GuildId>,
+        /// The operation that failed, as a verb ("write", "fsync", "fsync directory",
+        /// "syncfs", "list").
         op: &'static str,
     },
     /// The requested sequence number is older than what compaction kept.
@@ -387,5 +391,13 @@ impl CorruptionKind {
                 "checkpoint manifest or state file does not match (checksum, label, order)"
             }
         }
+    }
+}
+
+/// The start of [`Error::Poisoned`]'s message: which log is poisoned.
+fn whose_log(guild: &Option<GuildId>) -> String {
+    match guild {
+        Some(guild) => format!("guild {guild}: "),
+        None => "the shared commit ".to_owned(),
     }
 }

@@ -81,6 +81,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoints;
+pub mod clock;
 mod commit_log;
 pub mod config;
 pub mod crypto;

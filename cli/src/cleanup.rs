@@ -111,9 +111,7 @@ pub(crate) fn run(dir: &Path, args: &Args, out: &mut Out) -> Result<(), Failure>
     } else {
         Journal::open(dir, crate::base_config())?
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = reprise::clock::now_unix_ms();
     let report = journal.cleanup(&policy, args.guild, now, dry_run)?;
     for skipped in &report.skipped {
         eprintln!(

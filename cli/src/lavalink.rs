@@ -18,13 +18,6 @@ use reprise::{GuildId, Journal};
 use crate::output::{print_json_line, Out};
 use crate::Failure;
 
-/// The current time in Unix milliseconds.
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Runs `lavalink`.
 pub(crate) fn run(
     dir: &Path,
@@ -37,7 +30,11 @@ pub(crate) fn run(
     let mut journal = Journal::open_read_only(dir, crate::base_config())?;
     crate::warn_findings(&mut journal, guild)?;
     let gs = journal.state(guild)?.clone();
-    let restore = lavalink::plan(&gs, now_unix_ms_arg.unwrap_or_else(now_unix_ms), only);
+    let restore = lavalink::plan(
+        &gs,
+        now_unix_ms_arg.unwrap_or_else(reprise::clock::now_unix_ms),
+        only,
+    );
     if restore.voice_incomplete {
         eprintln!(
             "reprise: note: guild {} has a voice session but no voice token/endpoint; the bot must rejoin the channel",

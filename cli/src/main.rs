@@ -742,9 +742,7 @@ fn remote_ctx(url: &Option<String>, owner: Option<String>) -> Result<remote::Rem
 
 /// The Sonora file text of a guild's state, stamped with the current time.
 fn sonora_text(gs: &reprise::GuildState, only: reprise::sonora::Sections) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = reprise::clock::now_unix_secs();
     let file = reprise::sonora::from_state(gs.guild.0, now, &gs.state, only);
     reprise::sonora::to_json(&file)
 }

@@ -99,9 +99,7 @@ pub(crate) fn stats_json(dir: &Path, stats: &Stats) -> Value {
 
 /// Runs `stats`.
 pub(crate) fn run(dir: &Path, guild: Option<GuildId>, out: &mut Out) -> Result<(), Failure> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = reprise::clock::now_unix_ms();
     if !dir.exists() {
         // No journal yet: nothing to count (and nothing is created).
         let empty = Stats {

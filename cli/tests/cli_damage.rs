@@ -46,10 +46,6 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest event JSON the histories use.
 const EVENT_JSON_MAX: usize = 600;
 
-/// Work around the bug `bug_damage_before_commit_logged_events_is_named_by_file_and_offset`
-/// (counted as a known bug hit instead of failing); set to `false` once it is fixed.
-const WORKAROUND_GAP_NAMES_DIRECTORY: bool = false;
-
 /// In-process journals of this binary are opened only while no child is being spawned: a
 /// child briefly inherits the lock's descriptor between fork and exec.
 static SPAWN: RwLock<()> = RwLock::new(());
@@ -328,16 +324,6 @@ impl Image {
             .unwrap_or(0)
     }
 
-    /// The guild of `file` when `at` lies in the last frame of a segment and a later event of
-    /// that guild is held by another file (the commit log of a killed writer).
-    fn before_newer_events(&self, file: &FileInfo, at: usize) -> Option<u64> {
-        let Role::Segment { guild, frames } = &file.role else {
-            return None;
-        };
-        let last = frames.last()?;
-        (last.0 <= at && self.held_elsewhere(*guild, file) > last.2).then_some(*guild)
-    }
-
     /// The guild whose tail (the record holding its last event, with no later event of the
     /// guild in any other file) contains byte `at` of `file`, and that record's start.
     fn tail_of(&self, file: &FileInfo, at: usize) -> Option<(u64, usize)> {
@@ -356,14 +342,6 @@ impl Image {
         let h = self.guilds.iter().find(|h| h.id == guild)?;
         (seq == h.last() && self.held_elsewhere(guild, file) < seq).then_some((guild, start))
     }
-}
-
-/// The directory of `guild` under `root`, as the CLI prints it.
-fn guild_dir_of(root: &Path, guild: u64) -> String {
-    root.join("guilds")
-        .join(guild.to_string())
-        .display()
-        .to_string()
 }
 
 /// Runs `reprise apply --guild G` with `input`, waits for the acknowledgements of `seqs`, and
@@ -612,10 +590,9 @@ struct Flip {
     pattern: u8,
 }
 
-/// Counts over every flip: known bug hits, and each command's outcomes.
+/// Counts over every flip: each command's outcomes.
 #[derive(Default)]
 struct Tally {
-    known: AtomicUsize,
     outcomes: Mutex<BTreeMap<String, usize>>,
 }
 
@@ -631,7 +608,6 @@ struct Failure {
 /// Applies `flip` to a fresh copy of the image, runs every command and checks the rules of
 /// the module docs.
 fn check_flip(image: &Image, flip: Flip, failures: &Mutex<Vec<Failure>>, tally: &Tally) {
-    let known = &tally.known;
     let outcome = |what: String| *tally.outcomes.lock().unwrap().entry(what).or_default() += 1;
     let file = &image.files[flip.file];
     let describe = format!(
@@ -656,12 +632,6 @@ fn check_flip(image: &Image, flip: Flip, failures: &Mutex<Vec<Failure>>, tally: 
     let abs_str = abs.display().to_string();
     let offset_ok = |offset: u64| offset as usize <= flip.at.max(file.header_len());
     let tail = image.tail_of(file, flip.at);
-    // Bug `bug_damage_before_commit_logged_events_is_named_by_file_and_offset`: a damaged last
-    // frame of a segment whose guild has later events in the commit log is reported as a torn
-    // tail plus an `unrecoverable` gap naming the guild directory at offset 0.
-    let gap_guild = image.before_newer_events(file, flip.at);
-    let known_bug_gap = WORKAROUND_GAP_NAMES_DIRECTORY && gap_guild.is_some();
-    let gap_dir = gap_guild.map(|g| guild_dir_of(&root, g));
     let fail = |command: &str, problem: String, ran: Option<&Ran>| {
         failures.lock().unwrap().push(Failure {
             flip: describe.clone(),
@@ -700,16 +670,6 @@ fn check_flip(image: &Image, flip: Flip, failures: &Mutex<Vec<Failure>>, tally: 
             (0, Role::Lock) => Err("findings for a flip in LOCK".into()),
             (_, Role::Lock) => Err("a flip in LOCK is damage".into()),
             (2, _) if damage_here => Ok(()),
-            (2, _)
-                if known_bug_gap
-                    && torn_here
-                    && findings.iter().any(|(f, o, k)| {
-                        k == "unrecoverable" && *o == 0 && Some(f.clone()) == gap_dir
-                    }) =>
-            {
-                known.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
             (2, _) => Err(format!(
                 "exit 2 without a damage finding for {abs_str} at an offset <= {}",
                 flip.at.max(file.header_len())
@@ -750,10 +710,6 @@ fn check_flip(image: &Image, flip: Flip, failures: &Mutex<Vec<Failure>>, tally: 
             }
             match named_damage(&ran.stderr) {
                 Some((path, offset)) if path == abs_str && offset_ok(offset) => Ok(()),
-                Some((path, 0)) if known_bug_gap && path == guild_dir_of(&root, h.id) => {
-                    known.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
                 Some((path, offset)) => Err(format!(
                     "exit 2 names {path} at {offset}, not {abs_str} at or before {}",
                     flip.at.max(file.header_len())
@@ -897,11 +853,10 @@ fn every_byte_flip_is_reported_or_recovers_a_prefix() {
     let bytes: usize = image.files.iter().map(|f| f.bytes.len()).sum();
     eprintln!(
         "every_byte_flip: {} flips of {} files ({bytes} bytes), {} failures, \
-         known bug hits {}, {:.1?}; outcomes {:?}",
+         {:.1?}; outcomes {:?}",
         flips.len(),
         image.files.len(),
         failures.len(),
-        tally.known.load(Ordering::Relaxed),
         started.elapsed(),
         tally.outcomes.lock().unwrap()
     );

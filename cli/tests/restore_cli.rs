@@ -6,6 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Output;
 
+use reprise::clock::now_unix_ms;
 use serde_json::{json, Value};
 use support::{ok, reprise, stdout_json, stdout_lines};
 
@@ -50,13 +51,6 @@ fn restored_form(past: &Value, current_next_entry_id: &Value) -> Value {
         .max(current_next_entry_id.as_u64().unwrap());
     v["next_entry_id"] = json!(next);
     v
-}
-
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// Unix milliseconds as RFC 3339 with a `+01:30` offset (an independent formatter: the CLI's

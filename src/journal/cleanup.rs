@@ -222,7 +222,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (guild, state) = journal_with_snapshots(dir.path(), 5);
         let mut journal = Journal::open(dir.path(), Config::default()).unwrap();
-        let before = journal.stats(None, crate::journal::now_unix_ms()).unwrap();
+        let before = journal.stats(None, crate::clock::now_unix_ms()).unwrap();
         assert_eq!(before.snapshots(), 5);
         let segments_before = before.segments();
         let policy = RetentionPolicy {
@@ -279,7 +279,7 @@ mod tests {
             keep: 100,
             age_max: Some(Duration::from_secs(86_400)),
         };
-        let now = crate::journal::now_unix_ms();
+        let now = crate::clock::now_unix_ms();
         assert!(journal
             .cleanup(&policy, None, now, false)
             .unwrap()

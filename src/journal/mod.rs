@@ -36,7 +36,6 @@ use std::path::{Path, PathBuf};
 #[cfg(feature = "remote")]
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commit_log::{CommitIndex, CommitLog};
 use crate::config::{Config, SEGMENT_BYTES_MAX_MAX};
@@ -232,13 +231,6 @@ fn create_dir_durably(storage: &dyn Storage, dir: &Path) -> Result<()> {
             .map_err(|e| Error::io("fsync directory", parent, e))?;
     }
     Ok(())
-}
-
-pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Journal {

@@ -8,7 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::recover::{Scanned, ScannedSegment};
-use super::{now_unix_ms, GuildLog, Journal, SEGMENT_FILE_LEN_MAX};
+use super::{GuildLog, Journal, SEGMENT_FILE_LEN_MAX};
+use crate::clock::now_unix_ms;
 use crate::crypto::KeyId;
 use crate::error::{Error, Result};
 use crate::format::segment::{self, ScanEnd, SegmentHeader, SegmentScan};

@@ -7,7 +7,8 @@ use std::io;
 use std::path::PathBuf;
 
 use super::write::{sync_guild_dir, sync_segment};
-use super::{now_unix_ms, GuildLog, Journal};
+use super::{GuildLog, Journal};
+use crate::clock::now_unix_ms;
 use crate::commit_log::{CommitIndex, CommitLog};
 use crate::error::{Error, Result};
 use crate::ids::GuildId;
@@ -45,13 +46,8 @@ impl Journal {
             commit.write()?;
         }
         if let Some(op) = self.retirement_poisoned {
-            return Err(Error::io(
-                "checkpoint",
-                layout::commit_dir(&self.root),
-                io::Error::other(format!(
-                    "an earlier {op} failed; the commit logs are kept until the journal is reopened"
-                )),
-            ));
+            // The commit logs are kept until the journal is reopened.
+            return Err(Error::Poisoned { guild: None, op });
         }
         if self.seals_in_flight > 0 {
             return Err(Error::io(
@@ -72,7 +68,10 @@ impl Journal {
             .iter()
             .find_map(|(g, log)| log.poisoned.map(|op| (g, op)))
         {
-            return Err(Error::Poisoned { guild, op });
+            return Err(Error::Poisoned {
+                guild: Some(guild),
+                op,
+            });
         }
         self.sync_segments()?;
         // Guilds an earlier commit log names: their segments are rewritten (see
@@ -255,7 +254,7 @@ impl Journal {
             .collect();
         if let Err((op, e)) = synced {
             // A failed listing proves nothing lost; still, the commit logs stay.
-            self.retirement_poisoned = Some(if op == "list" { "fsync" } else { op });
+            self.retirement_poisoned = Some(op);
             return Err(e);
         }
         for dir in [layout::guilds_dir(&self.root), self.root.clone()] {

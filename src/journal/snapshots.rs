@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::retention;
 use super::write::Ctx;
-use super::{now_unix_ms, unreachable_missing_guild, GuildLog, Journal};
+use super::{unreachable_missing_guild, GuildLog, Journal};
+use crate::clock::now_unix_ms;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::format::snapshot;
@@ -37,7 +38,10 @@ impl Journal {
             return Ok(None);
         }
         if let Some(op) = log.poisoned {
-            return Err(Error::Poisoned { guild, op });
+            return Err(Error::Poisoned {
+                guild: Some(guild),
+                op,
+            });
         }
         ctx.snapshot(guild, log, now_unix_ms())?;
         Ok(Some(log.current.seq))
@@ -59,7 +63,10 @@ impl Journal {
             .get_mut(&guild)
             .ok_or_else(unreachable_missing_guild)?;
         if let Some(op) = log.poisoned {
-            return Err(Error::Poisoned { guild, op });
+            return Err(Error::Poisoned {
+                guild: Some(guild),
+                op,
+            });
         }
         let mut job = ctx.snapshot_begin(guild, log, now_unix_ms())?;
         if let Some(job) = job.as_mut().filter(|j| !j.seals.is_empty()) {

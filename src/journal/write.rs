@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use super::snapshots::discharge_seals;
 use super::{
-    now_unix_ms, unreachable_missing_guild, GuildLog, Journal, OpenMode, SegmentMeta,
-    BUFFERED_BYTES_MAX, GUILD_BUFFER_BYTES_MAX,
+    unreachable_missing_guild, GuildLog, Journal, OpenMode, SegmentMeta, BUFFERED_BYTES_MAX,
+    GUILD_BUFFER_BYTES_MAX,
 };
+use crate::clock::now_unix_ms;
 use crate::commit_log::CommitLog;
 use crate::config::{Config, Durability};
 use crate::crypto::{KeyId, Keyring};
@@ -53,7 +54,9 @@ impl Journal {
         durability: Durability,
         now: u64,
     ) -> Result<Seq> {
-        self.append_batch(guild, std::slice::from_ref(event), durability, now)
+        let seq = self.append_batch(guild, std::slice::from_ref(event), durability, now)?;
+        self.sync_for(durability)?;
+        Ok(seq)
     }
 
     /// Appends `events` to `guild` as its next events, all or nothing, and returns their
@@ -91,6 +94,24 @@ impl Journal {
         durability: Durability,
         now: u64,
     ) -> Result<Vec<Seq>> {
+        let seqs = self.append_unsynced(guild, events, durability, now)?;
+        self.sync_for(durability)?;
+        Ok(seqs)
+    }
+
+    /// [`Journal::append_many_at`] but for the fsync that `durability` asks for, which the
+    /// caller owes before acknowledging the events: the runtime's group commit, one
+    /// [`Journal::sync`] for every append waiting (answered with
+    /// [`Journal::group_commit_failure`] if it fails). Everything else `durability` asks of an
+    /// append happens here, as for [`Journal::append_many_at`]: the journal is the one owner of
+    /// what each durability level does.
+    pub(crate) fn append_unsynced(
+        &mut self,
+        guild: GuildId,
+        events: &[Event],
+        durability: Durability,
+        now: u64,
+    ) -> Result<Vec<Seq>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -98,7 +119,31 @@ impl Journal {
         Ok((last + 1 - events.len() as u64..=last).collect())
     }
 
-    /// Appends a non-empty batch, all or nothing; returns the seq of its last event.
+    /// The fsync an append at `durability` waits for before it returns: [`Journal::sync`] for
+    /// `Always` and `Remote` (a failure poisons the commit log: the events may or may not
+    /// survive a power loss, and nothing is acknowledged any more until the journal is
+    /// reopened); nothing for the others.
+    fn sync_for(&mut self, durability: Durability) -> Result<()> {
+        if writes_through(durability) {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// The answer owed to every append that waited for a group commit ([`Journal::sync`]) that
+    /// failed: [`Error::Poisoned`] for the commit log, naming the operation that failed (a
+    /// failed sync always poisons it).
+    pub(crate) fn group_commit_failure(&self) -> Error {
+        let op = self.commit.as_ref().and_then(|c| c.poisoned);
+        Error::Poisoned {
+            guild: None,
+            op: op.unwrap_or("write"),
+        }
+    }
+
+    /// Appends a non-empty batch, all or nothing; returns the seq of its last event. For
+    /// `Always` and `Remote` the records are written through to the commit log (not yet
+    /// synced: see [`Journal::sync_for`]).
     fn append_batch(
         &mut self,
         guild: GuildId,
@@ -111,7 +156,7 @@ impl Journal {
         #[cfg(feature = "remote")]
         self.check_fence(guild)?;
         if let Some(op) = self.commit.as_ref().and_then(|c| c.poisoned) {
-            return Err(Error::Poisoned { guild, op });
+            return Err(Error::Poisoned { guild: None, op });
         }
         // Maintenance due since the previous append runs first, so that its failure fails this
         // append before the event takes effect: an append that returns an error has not
@@ -145,9 +190,13 @@ impl Journal {
         let log = guilds
             .get_mut(&guild)
             .ok_or_else(unreachable_missing_guild)?;
-        let commit = commit_slot.as_ref().ok_or_else(unreachable_missing_guild)?;
-        if let Some(op) = log.poisoned.or(commit.poisoned) {
-            return Err(Error::Poisoned { guild, op });
+        // (The commit log's poison was checked above: the upkeep that ran since fails this
+        // append if it poisons it.)
+        if let Some(op) = log.poisoned {
+            return Err(Error::Poisoned {
+                guild: Some(guild),
+                op,
+            });
         }
         // The whole batch is validated before anything is written.
         let batch_state = match events {
@@ -198,9 +247,6 @@ impl Journal {
         if !log.pending.is_empty() && log.pending.len() + frame_buf.len() > GUILD_BUFFER_BYTES_MAX {
             ctx.flush_guild(guild, log)?;
         }
-        if log.segments.is_empty() {
-            return Err(unreachable_missing_guild());
-        }
         let commit = ctx.commit.as_mut().ok_or_else(unreachable_missing_guild)?;
         let queued = commit.queued();
         let history_max = log.current.state.history_max;
@@ -214,9 +260,7 @@ impl Journal {
         }
         // `Always`: the records reach the file before the events take effect, so a failed
         // write (a full disk) is taken back whole; likewise a full queue.
-        let written = if matches!(durability, Durability::Always | Durability::Remote)
-            || commit.queue_full()
-        {
+        let written = if writes_through(durability) || commit.queue_full() {
             commit.write()
         } else {
             Ok(())
@@ -239,11 +283,6 @@ impl Journal {
         log.current.seq = last;
         log.events_since_snapshot += events.len() as u64;
         log.bytes_since_snapshot += frame_buf.len() as u64;
-        if matches!(durability, Durability::Always | Durability::Remote) {
-            // A failed fsync poisons the commit log: the events may or may not survive a power
-            // loss, and nothing is acknowledged any more until the journal is reopened.
-            commit.sync(ctx.storage)?;
-        }
         self.buffered += frame_buf.len() as u64;
         metrics::counter!(crate::telemetry::APPENDS_TOTAL).increment(events.len() as u64);
         metrics::counter!(crate::telemetry::APPEND_BYTES_TOTAL).increment(frame_buf.len() as u64);
@@ -594,7 +633,10 @@ impl Ctx<'_> {
     /// fdatasync the active segment (and the directory entries created since the last sync).
     fn sync_guild(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
         if let Some(op) = log.poisoned {
-            return Err(Error::Poisoned { guild, op });
+            return Err(Error::Poisoned {
+                guild: Some(guild),
+                op,
+            });
         }
         self.flush_guild(guild, log)?;
         sync_segment(self.root, self.storage, guild, log)?;
@@ -701,4 +743,11 @@ pub(super) fn unwrite_frames(log: &mut GuildLog, len: usize, count: u64) {
 /// The id of the key that seals new files ([`KeyId::PLAINTEXT`] without keys).
 fn key_id_of(keys: Option<&Keyring>) -> KeyId {
     keys.map_or(KeyId::PLAINTEXT, Keyring::current)
+}
+
+/// Whether an append at `durability` writes its commit records through to the file before
+/// the events take effect (so a failed write, a full disk, takes the batch back whole) and
+/// then waits for an fsync before it is acknowledged.
+fn writes_through(durability: Durability) -> bool {
+    matches!(durability, Durability::Always | Durability::Remote)
 }

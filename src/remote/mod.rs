@@ -255,11 +255,7 @@ impl LocalDir {
     }
 }
 
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use crate::clock::now_unix_ms;
 
 impl Remote {
     /// A remote over `store`, with every key under `prefix` (may be empty).

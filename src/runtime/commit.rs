@@ -11,10 +11,11 @@ use super::actor::Actor;
 use super::shipper::ShipMsg;
 use super::shipping::no_remote;
 use super::Reply;
+use crate::clock::now_unix_ms;
 use crate::config::Durability;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ids::{GuildId, Seq};
-use crate::journal::{now_unix_ms, LoggedEvent};
+use crate::journal::LoggedEvent;
 use crate::session::Event;
 
 /// An append waiting for its group commit.
@@ -49,10 +50,9 @@ impl Actor {
         // All or nothing (see `Journal::append_many`): on an error none of the batch is in the
         // journal, nothing of it is published, shipped or acknowledged.
         let at = now_unix_ms();
-        let seqs = match self
-            .journal
-            .append_many_at(guild, &events, Durability::None, at)
-        {
+        // The journal does what `durability` asks of the append (for `Always`, the records
+        // reach the file first); the fsync it owes is the group commit's.
+        let seqs = match self.journal.append_unsynced(guild, &events, durability, at) {
             Ok(seqs) => seqs,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -160,15 +160,8 @@ impl Actor {
                     self.publish(p.guild, &p.logged);
                     let _ = p.reply.send(Ok(p.seqs));
                 }
-                Err(e) => {
-                    let _ = p.reply.send(Err(Error::Poisoned {
-                        guild: p.guild,
-                        op: if matches!(e, Error::Poisoned { .. }) {
-                            "commit log write"
-                        } else {
-                            "fsync"
-                        },
-                    }));
+                Err(_) => {
+                    let _ = p.reply.send(Err(self.journal.group_commit_failure()));
                 }
             }
         }

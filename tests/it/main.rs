@@ -1,8 +1,10 @@
 //! reprise's in-process integration tests: one binary, one module per concern.
 //!
-//! The black-box CLI tests live in their own binary (`tests/cli.rs`): they fork processes, and a
-//! forked child briefly shares this process's lock file descriptors, which would make the lock
-//! tests here flaky.
+//! Every test that spawns no process is here (`cargo test --release --test it <filter>`). The
+//! black-box CLI tests (`tests/cli*.rs`, `tests/remote_cli.rs`, `tests/remote_s3.rs`,
+//! `tests/restore_cli.rs`, `tests/sonora_cli.rs`) live in their own binaries: they fork
+//! processes, and a forked child briefly shares this process's lock file descriptors, which
+//! would make the lock tests here flaky.
 
 /// The shared commit log: restoring lost segment tails, rotation, damage.
 mod commit;
@@ -22,10 +24,21 @@ mod journal;
 /// proptest: recovered state equals the in-memory fold, across snapshots, segment sizes and
 /// reopen points; `state_at` equals the fold of the prefix.
 mod model;
+/// A poisoned log is `Error::Poisoned` from every call, naming the failed operation; one
+/// owner of what each durability level does.
+mod poison;
 /// Batch objects every reader accepts, however large a guild's segment is.
 mod remote_batch;
+/// Late uploads of a fenced owner: no claim builds on a snapshot past the fenced history.
+mod remote_fence;
 /// Remote retention of what a process wrote before it restarted, for guilds that moved.
 mod remote_retention;
+/// The async runtime with a remote: `remote` durability, background shipping, fencing, claims,
+/// a store that goes down.
+mod remote_runtime;
+/// Seeded simulation of ownership handover through a faulty object store
+/// (`REPRISE_REMOTE_SEEDS`, `REPRISE_REMOTE_SEED`).
+mod remote_sim;
 /// Restores as one event: safe restore with a fault or a crash at every operation, restore to a
 /// seq or a time, named checkpoints and paced rollbacks.
 mod restore;

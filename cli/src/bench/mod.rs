@@ -40,7 +40,7 @@ mod stream;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use reprise::{Error, GuildId};
 
@@ -179,13 +179,6 @@ fn io_failure(op: &str, path: &Path, e: std::io::Error) -> Failure {
 /// A failure of [`write_atomic`](reprise::storage::write_atomic) as the library's I/O error.
 fn atomic_failure((op, path, source): (&'static str, PathBuf, std::io::Error)) -> Failure {
     Failure::from(Error::Io { op, path, source })
-}
-
-/// Seconds since the Unix epoch (Sonora's `timestamp`).
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs `reprise bench` in `dir` and prints the table (or one JSON object with `json`). With

@@ -14,10 +14,9 @@ use serde_json::json;
 
 use super::row::{measure, Guarantee, Row, FLOOR, SONORA_JSON, SQLITE_FULL, SQLITE_NORMAL};
 use super::stream::Stream;
-use super::{
-    atomic_failure, io_failure, unix_secs, Plan, Scratch, BENCH_GUILD, FLOOR_RECORD_BYTES,
-};
+use super::{atomic_failure, io_failure, Plan, Scratch, BENCH_GUILD, FLOOR_RECORD_BYTES};
 use crate::Failure;
+use reprise::clock::now_unix_secs;
 
 /// `fdatasync floor`: one 128-byte record per event of the stream appended to one file, each
 /// followed by `fdatasync`, sequentially — the physical limit of a durable append stream on
@@ -145,7 +144,7 @@ pub(super) fn sonora_json_row(
         .join(format!("guild_{}.json", BENCH_GUILD.0));
     let mut state = State::new(HISTORY_MAX_DEFAULT);
     let write = |state: &State| -> Result<usize, Failure> {
-        let file = sonora::from_state(BENCH_GUILD.0, unix_secs(), state, Sections::ALL);
+        let file = sonora::from_state(BENCH_GUILD.0, now_unix_secs(), state, Sections::ALL);
         let text = sonora::to_json(&file);
         write_atomic(&FsStorage, &path, text.as_bytes()).map_err(atomic_failure)?;
         Ok(text.len())

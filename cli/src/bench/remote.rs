@@ -103,7 +103,11 @@ impl RemoteBench {
             .enable_all()
             .build()
             .map_err(|e| Failure::new(4, format!("starting the async runtime: {e}")))?;
-        let name = format!("bench-{}-{}", std::process::id(), super::unix_secs());
+        let name = format!(
+            "bench-{}-{}",
+            std::process::id(),
+            reprise::clock::now_unix_secs()
+        );
         let (url, prefix) = run_url(url, &name);
         let local_dir = url.strip_prefix("file://").map(PathBuf::from);
         let created_parent = local_dir

@@ -17,8 +17,9 @@ use super::row::{
     SNAPSHOT,
 };
 use super::stream::Stream;
-use super::{atomic_failure, io_failure, unix_secs, Plan, Scratch, BENCH_GUILD, GUILDS};
+use super::{atomic_failure, io_failure, Plan, Scratch, BENCH_GUILD, GUILDS};
 use crate::Failure;
+use reprise::clock::now_unix_secs;
 
 /// The Sonora 1.2.8 file whose 1,000-track queue the `snapshot` row stores (its name).
 const SNAPSHOT_FIXTURE: &str = "guild_601988503601311691_1760000296.json";
@@ -242,7 +243,7 @@ pub(super) fn snapshot_row(
     }
     let sonora_json_bytes = sonora::to_json(&sonora::from_state(
         BENCH_GUILD.0,
-        unix_secs(),
+        now_unix_secs(),
         &state,
         Sections::ALL,
     ))
@@ -250,7 +251,7 @@ pub(super) fn snapshot_row(
     let mut bytes = 0usize;
     let mut encode = Samples::with_capacity(plan.snapshot_runs);
     let samples = measure(&vec![(); plan.snapshot_runs], plan.row_budget, |()| {
-        let created = unix_secs().saturating_mul(1_000);
+        let created = now_unix_secs().saturating_mul(1_000);
         let t = Instant::now();
         let file = reprise::format::snapshot::encode(BENCH_GUILD.0, 1, created, &state, None)
             .map_err(|e| io_failure("encode snapshot", &path, e))?;
