@@ -13,6 +13,7 @@ pub mod commit;
 pub mod frame;
 pub mod keycheck;
 pub mod manifest;
+pub mod objects;
 pub mod segment;
 pub mod snapshot;
 pub mod torn;

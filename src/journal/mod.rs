@@ -28,12 +28,9 @@
 //! - `tests.rs`: unit tests of the pure helpers (the journal's behaviour is tested through its
 //!   public API in `tests/it/`).
 
-use std::collections::BTreeMap;
-#[cfg(feature = "remote")]
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-#[cfg(feature = "remote")]
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -72,6 +69,8 @@ pub use snapshots::SnapshotJob;
 pub use stats::{GuildSnapshot, GuildStats, Stats};
 pub use superseded::{superseded_to_remove, SupersededCopy};
 pub use verify::{FileInfo, Finding, GuildInfo, VerifyReport};
+#[cfg(feature = "remote")]
+pub(crate) use write::read_owner_record;
 
 use snapshots::Seal;
 
@@ -139,14 +138,11 @@ pub struct Journal {
     unclean: bool,
     /// Use counter for the least-recently-used order of open files.
     use_tick: u64,
-    #[cfg(feature = "remote")]
     /// Per guild, the newer owner the directory's ownership record says fenced it (read at the
     /// guild's first append, forgotten whenever a record is written through this journal).
     fences: HashMap<GuildId, Option<(u64, String)>>,
-    #[cfg(feature = "remote")]
     /// Bumped by every ownership record written through this journal's [`crate::remote::LocalDir`].
     owner_records_written: Arc<AtomicU64>,
-    #[cfg(feature = "remote")]
     /// The value of `owner_records_written` that `fences` reflects.
     fences_seen: u64,
     /// Snapshot jobs handed out by [`Journal::snapshot_begin`] whose sealed segment's fsync
@@ -309,11 +305,8 @@ impl Journal {
             open_files: 0,
             unclean,
             use_tick: 0,
-            #[cfg(feature = "remote")]
             fences: HashMap::new(),
-            #[cfg(feature = "remote")]
             owner_records_written: Arc::new(AtomicU64::new(0)),
-            #[cfg(feature = "remote")]
             fences_seen: 0,
             seals_in_flight: 0,
             _lock: lock,

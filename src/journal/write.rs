@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 #[cfg(feature = "remote")]
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 #[cfg(feature = "remote")]
 use std::sync::Arc;
 
@@ -153,7 +154,6 @@ impl Journal {
     ) -> Result<Seq> {
         self.writable()?;
         self.load(guild)?;
-        #[cfg(feature = "remote")]
         self.check_fence(guild)?;
         if let Some(op) = self.commit.as_ref().and_then(|c| c.poisoned) {
             return Err(Error::Poisoned { guild: None, op });
@@ -289,9 +289,9 @@ impl Journal {
         Ok(last)
     }
 
-    #[cfg(feature = "remote")]
     /// `Err(Fenced)` when the directory's ownership record of `guild` says a newer owner
-    /// claimed it (as the CLI and the runtime check): nothing more is appended to the guild.
+    /// claimed it (as the CLI and the runtime check): nothing more is appended to the guild,
+    /// with or without the `remote` feature (CONTRACT §3).
     fn check_fence(&mut self, guild: GuildId) -> Result<()> {
         let written = self.owner_records_written.load(Ordering::Acquire);
         if written != self.fences_seen {
@@ -301,9 +301,8 @@ impl Journal {
         let fence = match self.fences.get(&guild) {
             Some(fence) => fence.clone(),
             None => {
-                let local = crate::remote::LocalDir::of(self);
-                let fence =
-                    crate::remote::Remote::owner_record(&local, guild)?.and_then(|r| r.fenced_by);
+                let fence = read_owner_record(self.storage.as_ref(), &self.root, guild)?
+                    .and_then(|r| r.fenced_by);
                 self.fences.insert(guild, fence.clone());
                 fence
             }
@@ -750,4 +749,33 @@ fn key_id_of(keys: Option<&Keyring>) -> KeyId {
 /// then waits for an fsync before it is acknowledged.
 fn writes_through(durability: Durability) -> bool {
     matches!(durability, Durability::Always | Durability::Remote)
+}
+
+/// Reads the directory's ownership record of `guild` (`remote/<guild>.owner`, written by
+/// remote claims): `None` when there is none.
+///
+/// # Errors
+/// [`Error::Io`]; a damaged record, or one of another guild, is [`Error::Corrupt`].
+pub(crate) fn read_owner_record(
+    storage: &dyn crate::storage::Storage,
+    root: &std::path::Path,
+    guild: GuildId,
+) -> Result<Option<crate::format::objects::OwnerRecord>> {
+    use crate::error::{Corruption, CorruptionKind};
+    use crate::format::objects;
+    let path = crate::layout::remote_owner_path(root, guild);
+    let bytes = match storage.read(&path, objects::SMALL_OBJECT_LEN_MAX) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let record: objects::OwnerRecord = objects::decode(&bytes).map_err(|d| {
+        Error::from(Corruption::new(&path, 0, CorruptionKind::HeaderChecksum).detail(d))
+    })?;
+    if record.guild != guild.0 {
+        return Err(Corruption::new(&path, 0, CorruptionKind::HeaderMismatch)
+            .detail("ownership record of another guild")
+            .into());
+    }
+    Ok(Some(record))
 }

@@ -44,7 +44,7 @@ pub mod batch;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod faulty;
-mod objects;
+use crate::format::objects;
 
 mod claim;
 mod keys;

@@ -228,21 +228,7 @@ impl Remote {
     /// # Errors
     /// [`Error::Io`]; a damaged record is [`Error::Corrupt`].
     pub fn owner_record(journal: &LocalDir, guild: GuildId) -> Result<Option<OwnerRecord>> {
-        let path = layout::remote_owner_path(journal.dir(), guild);
-        let bytes = match journal.storage().read(&path, objects::SMALL_OBJECT_LEN_MAX) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(local_io("read", &path, e)),
-        };
-        let record: OwnerRecord = objects::decode(&bytes).map_err(|d| {
-            Error::from(Corruption::new(&path, 0, CorruptionKind::HeaderChecksum).detail(d))
-        })?;
-        if record.guild != guild.0 {
-            return Err(Corruption::new(&path, 0, CorruptionKind::HeaderMismatch)
-                .detail("ownership record of another guild")
-                .into());
-        }
-        Ok(Some(record))
+        crate::journal::read_owner_record(journal.storage().as_ref(), journal.dir(), guild)
     }
 
     fn write_local(journal: &LocalDir, path: &Path, bytes: &[u8]) -> Result<()> {

@@ -392,8 +392,8 @@ fn a_segment_covered_by_a_snapshot_is_not_appended_to_by_the_next_process() {
 
 /// Issue 13 item 7: the synchronous `Journal::append` (and `append_many`) refuses a guild the
 /// directory's ownership record says a newer owner claimed, with the typed `Fenced` error, as
-/// the CLI and the runtime do. (Ownership records exist only with the `remote` feature.)
-#[cfg(feature = "remote")]
+/// the CLI and the runtime do, with or without the `remote` feature (a directory a remote
+/// claim fenced stays fenced for a bot built without it).
 #[test]
 fn regression_journal_append_checks_the_local_fenced_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,7 +402,7 @@ fn regression_journal_append_checks_the_local_fenced_record() {
     let mut j = Journal::open(dir.path(), Config::default()).unwrap();
     j.append(g, &events[0], Durability::Always).unwrap();
     j.close().unwrap();
-    let record = reprise::remote::OwnerRecord {
+    let record = reprise::format::objects::OwnerRecord {
         guild: g.0,
         epoch: 1,
         owner: "old".into(),
