@@ -140,14 +140,9 @@ pub fn encode(batch: &Batch) -> Result<Vec<u8>, BatchFault> {
     out.extend_from_slice(&batch.incarnation);
     for e in &batch.entries {
         let at = out.len();
-        if e.first == 0 || e.last < e.first || e.epoch == 0 {
-            return Err(fault(at, "entry with an empty range or epoch 0"));
-        }
+        check_entry(at, e.first, e.last, e.epoch, e.kind, e.chunk.len())?;
         if !guilds.insert(e.guild) {
             return Err(fault(at, format!("guild {} twice in one batch", e.guild)));
-        }
-        if e.kind == EntryKind::Skip && !e.chunk.is_empty() {
-            return Err(fault(at + 36, "a skip with a chunk"));
         }
         out.extend_from_slice(&e.guild.to_le_bytes());
         out.extend_from_slice(&e.epoch.to_le_bytes());
@@ -265,18 +260,14 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, BatchFault> {
         if len > body_end - chunk_at {
             return Err(fault(at + 36, format!("chunk of {len} bytes past the end")));
         }
-        if first == 0 || last < first || epoch == 0 {
-            return Err(fault(at, "entry with an empty range or epoch 0"));
-        }
+        check_entry(at, first, last, epoch, kind, len)?;
         if !guilds.insert(guild) {
             return Err(fault(at, "a guild twice in one batch"));
         }
         let chunk = &bytes[chunk_at..chunk_at + len];
-        match kind {
-            EntryKind::Skip if len != 0 => return Err(fault(at + 36, "a skip with a chunk")),
-            EntryKind::Skip => {}
-            EntryKind::Chunk => check_chunk(chunk, guild, first, last)
-                .map_err(|(off, d)| fault(chunk_at + off as usize, d))?,
+        if kind == EntryKind::Chunk {
+            check_chunk(chunk, guild, first, last)
+                .map_err(|(off, d)| fault(chunk_at + off as usize, d))?;
         }
         entries.push(Entry {
             guild,
@@ -297,6 +288,26 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, BatchFault> {
         incarnation,
         entries,
     })
+}
+
+/// The rules an entry header obeys on its own, for the writer and the reader alike: a
+/// nonempty range from event 1 on, an epoch, and no chunk for a skip. `at` is the entry's
+/// offset in the batch.
+fn check_entry(
+    at: usize,
+    first: u64,
+    last: u64,
+    epoch: u64,
+    kind: EntryKind,
+    chunk_len: usize,
+) -> Result<(), BatchFault> {
+    if first == 0 || last < first || epoch == 0 {
+        return Err(fault(at, "entry with an empty range or epoch 0"));
+    }
+    if kind == EntryKind::Skip && chunk_len != 0 {
+        return Err(fault(at + 36, "a skip with a chunk"));
+    }
+    Ok(())
 }
 
 /// Checks a chunk: a segment of `guild` starting at `first` whose frames verify and run to

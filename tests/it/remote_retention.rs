@@ -47,6 +47,22 @@ async fn log_objects(store: &InMemory, remote: &Remote, writer: &str) -> Vec<(u6
     out
 }
 
+/// The writer's log objects, and the positions of the batches below its head.
+async fn batches_below_head(
+    store: &InMemory,
+    remote: &Remote,
+    writer: &str,
+) -> (Vec<(u64, bool)>, Vec<u64>) {
+    let left = log_objects(store, remote, writer).await;
+    let head = left.last().unwrap().0;
+    let batches = left
+        .iter()
+        .filter(|&&(p, is_batch)| is_batch && p != head)
+        .map(|&(p, _)| p)
+        .collect();
+    (left, batches)
+}
+
 /// A's first process ships `guilds` in several rounds (several batch positions), then
 /// stops. B claims MOVED, appends, snapshots and ships that snapshot. Returns the remote, A's
 /// directory and writer name.
@@ -120,13 +136,7 @@ async fn regression_batches_written_before_a_restart_for_a_moved_guild_are_retai
         ),
         "{shipped:?}"
     );
-    let left = log_objects(&store, &remote, &name).await;
-    let head = left.last().unwrap().0;
-    let batches: Vec<u64> = left
-        .iter()
-        .filter(|&&(p, is_batch)| is_batch && p != head)
-        .map(|&(p, _)| p)
-        .collect();
+    let (left, batches) = batches_below_head(&store, &remote, &name).await;
     assert_eq!(
         batches,
         Vec::<u64>::new(),
@@ -154,13 +164,7 @@ async fn regression_batches_before_a_restart_go_when_the_new_process_owns_none_o
     }
     let shipped = remote.ship(&mut a, &[NEW], "a").await;
     assert!(shipped.is_ok(), "{shipped:?}");
-    let left = log_objects(&store, &remote, &name).await;
-    let head = left.last().unwrap().0;
-    let batches: Vec<u64> = left
-        .iter()
-        .filter(|&&(p, is_batch)| is_batch && p != head)
-        .map(|&(p, _)| p)
-        .collect();
+    let (left, batches) = batches_below_head(&store, &remote, &name).await;
     assert_eq!(
         batches,
         Vec::<u64>::new(),

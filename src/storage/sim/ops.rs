@@ -195,45 +195,11 @@ impl Storage for SimStorage {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        let mut g = self.inner();
-        g.begin(OpKind::Remove, path).map_err(Stop::into_io)?;
-        let (dir, name) = g.fs.parent(path)?;
-        let ino = *g
-            .fs
-            .dir_live(dir)
-            .get(&name)
-            .ok_or_else(|| err(io::ErrorKind::NotFound, "no such file", path))?;
-        if matches!(g.fs.nodes.get(&ino), Some(Node::Dir(_))) {
-            return Err(err(io::ErrorKind::IsADirectory, "is a directory", path));
-        }
-        g.fs.dir_live(dir).remove(&name);
-        g.fs.pending.push(DirOp::Unlink { dir, name });
-        Ok(())
+        self.unlink(path, false)
     }
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        let mut g = self.inner();
-        g.begin(OpKind::Remove, path).map_err(Stop::into_io)?;
-        let (dir, name) = g.fs.parent(path)?;
-        let ino = *g
-            .fs
-            .dir_live(dir)
-            .get(&name)
-            .ok_or_else(|| err(io::ErrorKind::NotFound, "no such directory", path))?;
-        match g.fs.nodes.get(&ino) {
-            Some(Node::Dir(d)) if d.live.is_empty() => {}
-            Some(Node::Dir(_)) => {
-                return Err(err(
-                    io::ErrorKind::DirectoryNotEmpty,
-                    "directory not empty",
-                    path,
-                ))
-            }
-            _ => return Err(err(io::ErrorKind::NotADirectory, "not a directory", path)),
-        }
-        g.fs.dir_live(dir).remove(&name);
-        g.fs.pending.push(DirOp::Unlink { dir, name });
-        Ok(())
+        self.unlink(path, true)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -449,5 +415,40 @@ impl Drop for SimLock {
                 g.locks.remove(&self.key);
             }
         }
+    }
+}
+
+impl SimStorage {
+    /// [`Storage::remove`] (`dir` false: a file) and [`Storage::remove_dir`] (`dir` true: an
+    /// empty directory): the name goes now, the unlink becomes durable with its directory.
+    fn unlink(&self, path: &Path, dir: bool) -> io::Result<()> {
+        let mut g = self.inner();
+        g.begin(OpKind::Remove, path).map_err(Stop::into_io)?;
+        let (parent, name) = g.fs.parent(path)?;
+        let ino = *g.fs.dir_live(parent).get(&name).ok_or_else(|| {
+            let what = if dir {
+                "no such directory"
+            } else {
+                "no such file"
+            };
+            err(io::ErrorKind::NotFound, what, path)
+        })?;
+        match (g.fs.nodes.get(&ino), dir) {
+            (Some(Node::Dir(_)), false) => {
+                return Err(err(io::ErrorKind::IsADirectory, "is a directory", path))
+            }
+            (Some(Node::Dir(d)), true) if !d.live.is_empty() => {
+                return Err(err(
+                    io::ErrorKind::DirectoryNotEmpty,
+                    "directory not empty",
+                    path,
+                ))
+            }
+            (Some(Node::Dir(_)), true) | (_, false) => {}
+            (_, true) => return Err(err(io::ErrorKind::NotADirectory, "not a directory", path)),
+        }
+        g.fs.dir_live(parent).remove(&name);
+        g.fs.pending.push(DirOp::Unlink { dir: parent, name });
+        Ok(())
     }
 }
