@@ -5,7 +5,7 @@
 //!   as a named restore point: `DIR/checkpoints/<label>/<guild>.snap` (the snapshot format,
 //!   sealed like any snapshot when encryption is on) and, written last and atomically,
 //!   `DIR/checkpoints/<label>/MANIFEST` (guild → seq and the checksum of each state file; see
-//!   [`crate::format::manifest`]). A checkpoint exists exactly when its manifest does: a crash
+//!   the manifest format in DESIGN.md). A checkpoint exists exactly when its manifest does: a crash
 //!   while one is taken leaves no checkpoint (the leftover files are replaced by the next
 //!   attempt with that label). The journal is synced first, so a checkpoint never names an event
 //!   a power loss could still take back. All guilds are read by one journal that owns the

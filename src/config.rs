@@ -151,8 +151,8 @@ pub struct Config {
 /// `remote/superseded/<guild>-<epoch>-<unix_ms>/` (it may hold events acknowledged only
 /// locally, which the store's history replaced). Nothing reads such a copy; it is there for
 /// an operator. A copy is removed when it was set aside longer than `age_max` ago, or when
-/// its guild has `per_guild_max` newer copies (see
-/// [`crate::journal::superseded_to_remove`]).
+/// its guild has `per_guild_max` newer copies (the rule is
+/// `journal::superseded_to_remove`, one pure function).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SupersededRetention {
     /// Copies set aside longer ago than this are removed (`None`: never by age).

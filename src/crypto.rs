@@ -41,11 +41,11 @@ use zeroize::Zeroizing;
 /// Length of a key in bytes.
 pub const KEY_LEN: usize = 32;
 /// Length of the nonce stored in front of every sealed message.
-pub const NONCE_LEN: usize = 24;
+pub(crate) const NONCE_LEN: usize = 24;
 /// Length of the authentication tag stored after every sealed message.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Bytes sealing adds to a message (nonce and tag).
-pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 const _: () = assert!(SEAL_OVERHEAD == 40);
 
@@ -200,13 +200,24 @@ impl Keyring {
     pub fn new(current: Key, previous: impl IntoIterator<Item = Key>) -> std::io::Result<Keyring> {
         let mut nonce_prefix = [0u8; 16];
         getrandom::fill(&mut nonce_prefix).map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(Keyring::with_nonce_prefix(current, previous, nonce_prefix))
+        Ok(Keyring::with_prefix(current, previous, nonce_prefix))
     }
 
     /// [`Keyring::new`] with a given nonce prefix instead of a random one, so that a
     /// deterministic simulation writes the same bytes on every run. A prefix must never be
     /// used twice with the same key outside such a simulation: use [`Keyring::new`].
+    #[cfg(any(test, feature = "testing"))]
+    #[doc(hidden)]
     pub fn with_nonce_prefix(
+        current: Key,
+        previous: impl IntoIterator<Item = Key>,
+        nonce_prefix: [u8; 16],
+    ) -> Keyring {
+        Keyring::with_prefix(current, previous, nonce_prefix)
+    }
+
+    /// The keyring of `current` and `previous` with the given nonce prefix.
+    fn with_prefix(
         current: Key,
         previous: impl IntoIterator<Item = Key>,
         nonce_prefix: [u8; 16],
@@ -253,7 +264,7 @@ impl Keyring {
 
     /// A nonce never returned before by this keyring (or, but for a 2^-128 chance, by any
     /// other).
-    pub fn next_nonce(&self) -> [u8; NONCE_LEN] {
+    pub(crate) fn next_nonce(&self) -> [u8; NONCE_LEN] {
         let n = self.inner.nonce_counter.fetch_add(1, Ordering::Relaxed);
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..16].copy_from_slice(&self.inner.nonce_prefix);
@@ -263,7 +274,13 @@ impl Keyring {
 
     /// Seals `buf[at + NONCE_LEN..]` in place under the current key: writes `nonce` into
     /// `buf[at..at + NONCE_LEN]` (which the caller reserved) and appends the tag.
-    pub fn seal_in_place(&self, buf: &mut Vec<u8>, at: usize, nonce: [u8; NONCE_LEN], ad: &[u8]) {
+    pub(crate) fn seal_in_place(
+        &self,
+        buf: &mut Vec<u8>,
+        at: usize,
+        nonce: [u8; NONCE_LEN],
+        ad: &[u8],
+    ) {
         let cipher = match self.cipher(self.inner.current) {
             Some(c) => c,
             None => unreachable!("the current key is always in the keyring"),
@@ -288,7 +305,7 @@ impl Keyring {
     /// [`OpenFault::KeyUnknown`] when `id` is not in the keyring, [`OpenFault::Short`] when the
     /// message cannot hold a nonce and a tag, [`OpenFault::Authentication`] when the tag does not
     /// verify (the bytes or the associated data changed).
-    pub fn open(
+    pub(crate) fn open(
         &self,
         id: KeyId,
         sealed: &[u8],
@@ -365,7 +382,7 @@ fn cipher_of(key: &Key) -> XChaCha20Poly1305 {
 
 /// Why a sealed message could not be opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpenFault {
+pub(crate) enum OpenFault {
     /// The message was sealed under a key the keyring does not hold.
     KeyUnknown,
     /// The message is shorter than a nonce and a tag.
@@ -376,7 +393,7 @@ pub enum OpenFault {
 
 impl OpenFault {
     /// Words for this fault on data sealed under `key_id`.
-    pub fn detail(self, key_id: KeyId) -> String {
+    pub(crate) fn detail(self, key_id: KeyId) -> String {
         match self {
             OpenFault::KeyUnknown => format!("sealed with key {key_id}, which was not given"),
             OpenFault::Short => "sealed data shorter than a nonce and a tag".to_string(),
@@ -393,7 +410,7 @@ const AD_SNAPSHOT: &[u8; 16] = b"reprise snap v1\0";
 const AD_KEYCHECK: &[u8; 16] = b"reprise keychk1\0";
 
 /// Associated data of a log frame: its kind, guild, sequence number and append time.
-pub fn frame_ad(guild: u64, seq: u64, at_unix_ms: u64) -> [u8; 40] {
+pub(crate) fn frame_ad(guild: u64, seq: u64, at_unix_ms: u64) -> [u8; 40] {
     let mut ad = [0u8; 40];
     ad[..16].copy_from_slice(AD_FRAME);
     ad[16..24].copy_from_slice(&guild.to_le_bytes());
@@ -404,7 +421,7 @@ pub fn frame_ad(guild: u64, seq: u64, at_unix_ms: u64) -> [u8; 40] {
 
 /// Associated data of a snapshot body: its kind and the snapshot's header fields before the
 /// body length (magic, version, codec, key id, guild, seq, creation time, state length).
-pub fn snapshot_ad(header_prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn snapshot_ad(header_prefix: &[u8]) -> Vec<u8> {
     let mut ad = Vec::with_capacity(16 + header_prefix.len());
     ad.extend_from_slice(AD_SNAPSHOT);
     ad.extend_from_slice(header_prefix);
@@ -412,7 +429,7 @@ pub fn snapshot_ad(header_prefix: &[u8]) -> Vec<u8> {
 }
 
 /// Associated data of the key check stored in the directory's key file.
-pub fn keycheck_ad(id: KeyId) -> [u8; 20] {
+pub(crate) fn keycheck_ad(id: KeyId) -> [u8; 20] {
     let mut ad = [0u8; 20];
     ad[..16].copy_from_slice(AD_KEYCHECK);
     ad[16..].copy_from_slice(&id.0.to_le_bytes());

@@ -53,7 +53,7 @@ pub enum Error {
         guild: GuildId,
         /// Encoded size.
         len: u64,
-        /// The limit ([`crate::format::frame::PAYLOAD_LEN_MAX`]).
+        /// The limit (16 MiB, a frame's largest payload).
         len_max: u64,
     },
     /// Another live process holds the journal directory.
@@ -173,7 +173,7 @@ pub enum Error {
         /// The guild.
         guild: GuildId,
         /// The newer owner's epoch.
-        epoch: u64,
+        epoch: crate::ids::Epoch,
         /// The newer owner's name.
         owner: String,
     },

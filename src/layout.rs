@@ -24,7 +24,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ids::{GuildId, Seq};
+use crate::ids::{Epoch, GuildId, Seq};
 
 /// Name of the lock file in the journal directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -184,11 +184,12 @@ pub fn remote_owner_path(root: &Path, guild: GuildId) -> PathBuf {
     root.join(REMOTE_DIR).join(format!("{}.owner", guild.0))
 }
 
+#[cfg(any(feature = "remote", feature = "testing", test))]
 /// Where a claim puts this directory's superseded copy of `guild` (the files it held under
 /// `epoch`, 0 when it held no epoch) before it writes the store's history in its place:
 /// `remote/superseded/<guild>-<epoch>-<unix_ms>/`. Nothing reads it; the rule of
 /// [`crate::SupersededRetention`] removes it.
-pub fn superseded_dir(root: &Path, guild: GuildId, epoch: u64, unix_ms: u64) -> PathBuf {
+pub fn superseded_dir(root: &Path, guild: GuildId, epoch: Epoch, unix_ms: u64) -> PathBuf {
     superseded_root(root).join(format!("{}-{epoch}-{unix_ms}", guild.0))
 }
 
@@ -198,7 +199,7 @@ pub fn superseded_root(root: &Path) -> PathBuf {
 }
 
 /// Parses a superseded copy's directory name: (guild, epoch, unix ms it was set aside).
-pub fn parse_superseded_name(name: &str) -> Option<(GuildId, u64, u64)> {
+pub fn parse_superseded_name(name: &str) -> Option<(GuildId, Epoch, u64)> {
     let mut parts = name.split('-');
     let mut num = || -> Option<u64> {
         let p = parts.next()?;
@@ -207,7 +208,7 @@ pub fn parse_superseded_name(name: &str) -> Option<(GuildId, u64, u64)> {
         }
         p.parse().ok()
     };
-    let parsed = (GuildId(num()?), num()?, num()?);
+    let parsed = (GuildId(num()?), Epoch(num()?), num()?);
     parts.next().is_none().then_some(parsed)
 }
 
@@ -242,12 +243,12 @@ mod tests {
     #[test]
     fn superseded_names_round_trip_and_nothing_else_parses() {
         let root = Path::new("/j");
-        let dir = superseded_dir(root, GuildId(42), 3, 1_700_000_000_000);
+        let dir = superseded_dir(root, GuildId(42), Epoch(3), 1_700_000_000_000);
         assert_eq!(dir.parent().unwrap(), superseded_root(root));
         let name = dir.file_name().unwrap().to_str().unwrap();
         assert_eq!(
             parse_superseded_name(name),
-            Some((GuildId(42), 3, 1_700_000_000_000))
+            Some((GuildId(42), Epoch(3), 1_700_000_000_000))
         );
         for bad in [
             "", "42", "42-3", "42-3-", "42-3-x", "42-3-1-9", "-3-1", "+4-3-1", "42.tmp",

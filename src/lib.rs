@@ -62,7 +62,7 @@
 //! | --- | --- | --- |
 //! | (none) | yes | everything above: both handles, events and state, Sonora files, Lavalink restore, restores and checkpoints, encryption at rest |
 //! | `remote` | no | shipping to an S3-compatible object store and taking guilds over between machines: the `remote` module, `Reprise::open_with_remote` with `RemoteOptions`, `Reprise::claim`, `Durability::Remote` acknowledgements (brings in `object_store` and its AWS client) |
-//! | `testing` | no | for tests, fuzz targets and benchmarks, not for bots: the simulated file system (`storage::sim`), the workload generator (`session::Workload`), and with `remote` a fault-injecting object store (`remote::faulty`); hidden from this documentation, no stability promise |
+//! | `testing` | no | for tests, fuzz targets and benchmarks, not for bots: the internal layers made public (codecs, the storage trait and the simulated file system `storage::sim`, the file layout, the recovery decision), the workload generator (`session::Workload`), `Journal::open_with` / `Reprise::open_with_storage` over any storage, and with `remote` a fault-injecting object store (`remote::faulty`) and the batch format; hidden from this documentation, no stability promise |
 //!
 //! ```toml
 //! [dependencies]
@@ -72,10 +72,12 @@
 //!
 //! ## Inside
 //!
-//! The layers (see DESIGN.md for the byte layouts and the recovery table):
-//! [`session`] is the music domain and the pure fold; [`format`](mod@format) encodes and decodes files
-//! without I/O; [`storage`] is the only module touching the file system; [`recovery`] is a pure
-//! decision; [`Journal`] ties them together; [`runtime`] is the async handle around it.
+//! The layers (DESIGN.md has the code map, the byte layouts and the recovery table): [`session`]
+//! is the music domain and the pure fold; the codecs encode and decode files without I/O; one
+//! storage module is the only code touching the file system; recovery is a pure decision over
+//! what was found on disk; [`Journal`] ties them together; [`runtime`] is the async handle around
+//! it. The codecs, the storage trait, the file layout and the recovery decision are internal:
+//! tests, fuzz targets and the bench reach them through the `testing` feature.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -86,21 +88,40 @@ mod commit_log;
 pub mod config;
 pub mod crypto;
 pub mod error;
-pub mod format;
 pub mod ids;
 pub mod import;
 pub mod journal;
 pub mod lavalink;
-pub mod layout;
-pub mod recovery;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod restore;
 pub mod runtime;
 pub mod session;
 pub mod sonora;
-pub mod storage;
 pub mod telemetry;
+
+// The internal layers. A bot never names them; with the `testing` feature (tests, fuzz targets,
+// the CLI's bench) they are public but hidden from the documentation, with no stability promise.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod format;
+#[cfg(not(feature = "testing"))]
+mod format;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod layout;
+#[cfg(not(feature = "testing"))]
+mod layout;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod recovery;
+#[cfg(not(feature = "testing"))]
+mod recovery;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod storage;
+#[cfg(not(feature = "testing"))]
+mod storage;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
@@ -109,7 +130,7 @@ pub struct ReadmeDoctests;
 
 pub use config::{BatchPolicy, Config, Durability, SupersededRetention};
 pub use error::{Corruption, CorruptionKind, Error, Result};
-pub use ids::{GuildId, Seq};
+pub use ids::{Epoch, GuildId, LogPosition, Seq};
 pub use journal::{
     EventIter, FileInfo, Finding, GuildInfo, GuildState, Journal, LoggedEvent, OpenMode,
     SnapshotJob, VerifyReport,

@@ -218,7 +218,7 @@ pub fn decode_checked(buf: &[u8]) -> Option<Frame<'_>> {
 ///
 /// # Errors
 /// Why the sealed payload does not open (see [`Keyring::open`]).
-pub fn open_payload<'a>(
+pub(crate) fn open_payload<'a>(
     frame: &Frame<'a>,
     key_id: KeyId,
     guild: u64,

@@ -63,7 +63,7 @@ pub fn decode(bytes: &[u8]) -> Result<KeyId, Fault> {
 /// # Errors
 /// [`OpenFault::KeyUnknown`] when the keyring has no key of that id,
 /// [`OpenFault::Authentication`] when its key of that id is not the one that wrote the file.
-pub fn prove(bytes: &[u8], keys: &Keyring) -> Result<(), OpenFault> {
+pub(crate) fn prove(bytes: &[u8], keys: &Keyring) -> Result<(), OpenFault> {
     let id = KeyId(read_u32(bytes, KEY_ID_OFFSET));
     let sealed = bytes
         .get(SEALED_OFFSET..SEALED_OFFSET + SEAL_OVERHEAD)

@@ -4,9 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::Epoch;
+#[cfg(any(feature = "remote", feature = "testing", test))]
+use crate::ids::LogPosition;
+
 /// Largest small object (claim, marker, ownership record) reprise reads.
 pub const SMALL_OBJECT_LEN_MAX: u64 = 4096;
 
+#[cfg(any(feature = "remote", feature = "testing", test))]
 /// A claim object `claim/<epoch:020>`: who took the guild at that epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,7 +19,7 @@ pub struct ClaimRecord {
     /// The guild.
     pub guild: u64,
     /// The epoch (also the object's name).
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The owner's name (`--owner`).
     pub owner: String,
     /// A random token only the claiming directory knows (it tells a claim whose answer was
@@ -23,11 +28,12 @@ pub struct ClaimRecord {
     /// The claiming directory's writer (its log is `writers/<writer>/`).
     pub writer: String,
     /// The first position of that log that can hold this epoch's events.
-    pub start: u64,
+    pub start: LogPosition,
     /// When the claim was written (Unix milliseconds).
     pub claimed_unix_ms: u64,
 }
 
+#[cfg(any(feature = "remote", feature = "testing", test))]
 /// A non-batch object at a position of a writer's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "marker", rename_all = "snake_case")]
@@ -38,9 +44,9 @@ pub enum Marker {
         /// The guild.
         guild: u64,
         /// The fenced epoch.
-        epoch: u64,
+        epoch: Epoch,
         /// The claim that wrote it.
-        fenced_by: u64,
+        fenced_by: Epoch,
         /// That claim's owner.
         owner: String,
     },
@@ -53,7 +59,7 @@ pub struct OwnerRecord {
     /// The guild.
     pub guild: u64,
     /// The epoch this directory claimed.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The owner name it claimed under.
     pub owner: String,
     /// The token of its claim object.
@@ -63,9 +69,10 @@ pub struct OwnerRecord {
     /// Set once this directory has seen a newer owner: that owner's epoch and name. From then
     /// on every append to the guild fails, with or without the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fenced_by: Option<(u64, String)>,
+    pub fenced_by: Option<(Epoch, String)>,
 }
 
+#[cfg(any(feature = "remote", feature = "testing", test))]
 /// A new random claim token (128 bits, hex).
 pub fn new_token() -> String {
     let mut bytes = [0u8; 16];
@@ -73,6 +80,7 @@ pub fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+#[cfg(any(feature = "remote", feature = "testing", test))]
 /// Encodes a small object: the JSON line and its checksum line.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let json = serde_json::to_string(value).unwrap_or_else(|e| panic!("serializing: {e}"));
@@ -115,8 +123,8 @@ mod tests {
     fn round_trip_and_every_flip_is_caught() {
         let m = Marker::Fence {
             guild: 7,
-            epoch: 2,
-            fenced_by: 3,
+            epoch: Epoch(2),
+            fenced_by: Epoch(3),
             owner: "b".into(),
         };
         let bytes = encode(&m);

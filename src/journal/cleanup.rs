@@ -62,7 +62,7 @@ impl CleanupReport {
 
 impl Journal {
     /// Applies `policy` now to every guild (or `only` one), removing the snapshots and log
-    /// segments it makes obsolete (the rule: [`super::retention_plan`]); with `dry_run`, only
+    /// segments it makes obsolete (the rule: `retention_plan`, shared with automatic retention); with `dry_run`, only
     /// reports what it would remove. Never removes what the newest state needs: a guild whose
     /// newest state cannot be rebuilt, or would be rebuilt differently, is skipped and reported.
     ///

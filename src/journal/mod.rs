@@ -16,11 +16,11 @@
 //!   durable on their own, then the commit logs removed.
 //! - `snapshots.rs`: snapshots (in place, or as a [`SnapshotJob`] written off the append path)
 //!   and local retention.
-//! - `retention.rs`: the retention rule, pure ([`retention_plan`], [`retention_decision`]),
+//! - `retention.rs`: the retention rule, pure (`retention_plan`, `retention_decision`),
 //!   which local retention and `cleanup` both apply.
 //! - `cleanup.rs`: retention on demand ([`Journal::cleanup`], `reprise cleanup`).
 //! - `stats.rs`: analytics ([`Journal::stats`], `reprise stats`).
-//! - `superseded.rs`: the copies remote claims set aside ([`superseded_to_remove`],
+//! - `superseded.rs`: the copies remote claims set aside (`superseded_to_remove`,
 //!   [`Journal::remove_superseded`]).
 //! - `at_time.rs`: point in time by the clock ([`Journal::state_at_time`]).
 //! - `verify.rs`: [`Journal::verify`] and [`Journal::inspect`].
@@ -62,12 +62,10 @@ mod tests;
 
 pub use cleanup::{CleanupReport, GuildCleanup, Skipped};
 pub use events::{EventIter, LoggedEvent};
-pub use retention::{
-    retention_decision, retention_plan, RetentionPlan, RetentionPolicy, SegmentSpan, SnapshotStat,
-};
+pub use retention::{RetentionPolicy, SnapshotStat};
 pub use snapshots::SnapshotJob;
 pub use stats::{GuildSnapshot, GuildStats, Stats};
-pub use superseded::{superseded_to_remove, SupersededCopy};
+pub use superseded::SupersededCopy;
 pub use verify::{FileInfo, Finding, GuildInfo, VerifyReport};
 #[cfg(feature = "remote")]
 pub(crate) use write::read_owner_record;
@@ -140,7 +138,7 @@ pub struct Journal {
     use_tick: u64,
     /// Per guild, the newer owner the directory's ownership record says fenced it (read at the
     /// guild's first append, forgotten whenever a record is written through this journal).
-    fences: HashMap<GuildId, Option<(u64, String)>>,
+    fences: HashMap<GuildId, Option<(crate::ids::Epoch, String)>>,
     /// Bumped by every ownership record written through this journal's [`crate::remote::LocalDir`].
     owner_records_written: Arc<AtomicU64>,
     /// The value of `owner_records_written` that `fences` reflects.
@@ -239,7 +237,7 @@ impl Journal {
     /// [`Error::Locked`] when another process owns the directory; [`Error::Io`] when it cannot be
     /// created or locked.
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Journal> {
-        Self::open_with(dir, config, OpenMode::ReadWrite, Arc::new(FsStorage))
+        Self::open_on(dir, config, OpenMode::ReadWrite, Arc::new(FsStorage))
     }
 
     /// Opens the journal in `dir` for reading only (a shared lock: several readers may coexist,
@@ -248,14 +246,12 @@ impl Journal {
     /// # Errors
     /// As [`Journal::open`].
     pub fn open_read_only(dir: impl AsRef<Path>, config: Config) -> Result<Journal> {
-        Self::open_with(dir, config, OpenMode::ReadOnly, Arc::new(FsStorage))
+        Self::open_on(dir, config, OpenMode::ReadOnly, Arc::new(FsStorage))
     }
 
-    /// Opens the journal in `dir` through any [`Storage`] implementation.
-    ///
-    /// # Errors
-    /// As [`Journal::open`].
-    pub fn open_with(
+    /// Opens the journal in `dir` through any storage implementation (the file system, or the
+    /// simulated one of the crash tests through [`Journal::open_with`]).
+    pub(crate) fn open_on(
         dir: impl AsRef<Path>,
         config: Config,
         mode: OpenMode,
@@ -341,8 +337,8 @@ impl Journal {
         Ok(ids)
     }
 
-    /// The storage this journal writes through (for [`SnapshotJob::write_to`]).
-    pub fn storage(&self) -> Arc<dyn Storage> {
+    /// The storage this journal writes through.
+    pub(crate) fn storage(&self) -> Arc<dyn Storage> {
         Arc::clone(&self.storage)
     }
 
@@ -462,4 +458,23 @@ fn unreachable_missing_guild() -> Error {
         PathBuf::new(),
         io::Error::other("guild missing right after loading"),
     )
+}
+
+/// The entry point of the crash tests and the bench (feature `testing`; not for bots).
+#[cfg(any(test, feature = "testing"))]
+impl Journal {
+    /// Opens the journal in `dir` through any storage implementation (the simulated file system
+    /// of the crash tests, say).
+    ///
+    /// # Errors
+    /// As [`Journal::open`].
+    #[doc(hidden)]
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        config: Config,
+        mode: OpenMode,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Journal> {
+        Self::open_on(dir, config, mode, storage)
+    }
 }

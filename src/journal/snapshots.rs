@@ -49,7 +49,7 @@ impl Journal {
 
     /// The first half of [`Journal::snapshot_now`], for writing snapshots off the append path:
     /// makes the log up to the current seq durable (sealing the active segment) and captures
-    /// the state. Write the returned job anywhere ([`SnapshotJob::write_to`]), then hand it back
+    /// the state. Write the returned job anywhere ([`SnapshotJob::write`]), then hand it back
     /// to [`Journal::snapshot_finish`] (or [`Journal::snapshot_failed`]). Appends may continue in between.
     ///
     /// # Errors
@@ -76,7 +76,7 @@ impl Journal {
         Ok(job)
     }
 
-    /// The second half: registers a snapshot written by [`SnapshotJob::write_to`] and drops what
+    /// The second half: registers a snapshot written by [`SnapshotJob::write`] and drops what
     /// retention no longer needs.
     ///
     /// # Errors
@@ -92,7 +92,7 @@ impl Journal {
         ctx.snapshot_finish(job.guild, log, job.seq)
     }
 
-    /// Reports a job whose [`SnapshotJob::write_to`] failed. A failed seal fsync poisons the
+    /// Reports a job whose [`SnapshotJob::write`] failed. A failed seal fsync poisons the
     /// guild's log and commit-log retirement (fsyncgate); a failed snapshot write changes nothing
     /// (the next snapshot tries again).
     pub fn snapshot_failed(&mut self, job: &SnapshotJob) {
@@ -132,7 +132,7 @@ impl Ctx<'_> {
             (log.events_since_snapshot, log.bytes_since_snapshot) = since;
         }
         if let Some(mut job) = begun? {
-            if let Err(e) = job.write_to(self.storage) {
+            if let Err(e) = job.write() {
                 if job.seal_failed {
                     log.poisoned = Some("fsync");
                 }
@@ -196,6 +196,7 @@ impl Ctx<'_> {
             seal_failed: false,
             seal_counted: false,
             keys: self.config.keys.clone(),
+            storage: Arc::clone(self.storage),
         }))
     }
 
@@ -249,7 +250,7 @@ impl Ctx<'_> {
         for &seq in &log.snapshots {
             let path = layout::snapshot_path(self.root, guild, seq);
             snapshots.push(retention::read_snapshot_stat(
-                self.storage,
+                self.storage.as_ref(),
                 &path,
                 guild,
                 seq,
@@ -318,6 +319,8 @@ pub struct SnapshotJob {
     seal_counted: bool,
     /// The keys that seal the snapshot (encryption at rest).
     keys: Option<Keyring>,
+    /// The journal's storage, which the job writes through.
+    storage: Arc<dyn Storage>,
 }
 
 impl SnapshotJob {
@@ -336,20 +339,22 @@ impl SnapshotJob {
         &self.path
     }
 
-    /// Whether [`SnapshotJob::write_to`] failed to make the sealed segment durable.
+    /// Whether [`SnapshotJob::write`] failed to make the sealed segment durable.
     pub fn seal_failed(&self) -> bool {
         self.seal_failed
     }
 
     /// Makes the sealed segments durable (oldest first), then encodes the snapshot and writes
     /// it with `write_atomic` (temporary file, fsync, rename, fsync directory) through
-    /// `storage`; returns the file's size.
+    /// the journal's storage; returns the file's size.
     ///
     /// # Errors
     /// [`Error::Io`]; nothing is left behind but a temporary file the next writer removes.
     /// When the seal's fsync failed ([`SnapshotJob::seal_failed`]), hand the job to
     /// [`Journal::snapshot_failed`].
-    pub fn write_to(&mut self, storage: &dyn Storage) -> Result<u64> {
+    pub fn write(&mut self) -> Result<u64> {
+        let storage = Arc::clone(&self.storage);
+        let storage = storage.as_ref();
         let _span =
             tracing::info_span!("reprise.snapshot", guild = self.guild.0, seq = self.seq).entered();
         let started = std::time::Instant::now();

@@ -19,7 +19,7 @@ pub struct SupersededCopy {
     /// The guild.
     pub guild: GuildId,
     /// The epoch this directory held when the copy was set aside (0: none).
-    pub epoch: u64,
+    pub epoch: crate::ids::Epoch,
     /// When it was set aside (from its name), Unix milliseconds.
     pub set_aside_unix_ms: u64,
 }
@@ -87,7 +87,7 @@ impl Journal {
         Ok(copies)
     }
 
-    /// Removes the superseded copies `rule` does not keep ([`superseded_to_remove`]), of
+    /// Removes the superseded copies `rule` does not keep (the rule of [`crate::SupersededRetention`]), of
     /// every guild or `only` one, and returns them (in a dry run, what would be removed;
     /// nothing is). Each copy's files go
     /// first, then its directory; a crash part-way leaves a copy that the next run removes.
@@ -144,6 +144,7 @@ mod tests {
     use super::*;
 
     fn copy(guild: u64, epoch: u64, ms: u64) -> SupersededCopy {
+        let epoch = crate::ids::Epoch(epoch);
         SupersededCopy {
             path: PathBuf::from(format!("/j/remote/superseded/{guild}-{epoch}-{ms}")),
             guild: GuildId(guild),

@@ -9,7 +9,6 @@ use std::path::Path;
 #[cfg(feature = "remote")]
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
-#[cfg(feature = "remote")]
 use std::sync::Arc;
 
 use super::snapshots::discharge_seals;
@@ -235,7 +234,7 @@ impl Journal {
         }
         let mut ctx = Ctx {
             root,
-            storage: storage.as_ref(),
+            storage,
             config,
             guilds_dir_ready,
             commit: commit_slot,
@@ -452,7 +451,7 @@ impl Journal {
         } = self;
         let ctx = Ctx {
             root,
-            storage: &**storage,
+            storage,
             config,
             guilds_dir_ready,
             commit,
@@ -514,7 +513,7 @@ impl Journal {
 /// The file-writing half of the journal, borrowed apart from the guild map.
 pub(super) struct Ctx<'a> {
     pub(super) root: &'a Path,
-    pub(super) storage: &'a dyn Storage,
+    pub(super) storage: &'a Arc<dyn Storage>,
     pub(super) config: &'a Config,
     pub(super) guilds_dir_ready: &'a mut bool,
     /// This process's commit log: its queued records are written before any guild frame
@@ -638,8 +637,8 @@ impl Ctx<'_> {
             });
         }
         self.flush_guild(guild, log)?;
-        sync_segment(self.root, self.storage, guild, log)?;
-        sync_guild_dir(self.root, self.storage, guild, log)?;
+        sync_segment(self.root, self.storage.as_ref(), guild, log)?;
+        sync_guild_dir(self.root, self.storage.as_ref(), guild, log)?;
         if log.parent_unsynced {
             let dir = layout::guilds_dir(self.root);
             if let Err(e) = self.storage.sync_dir(&dir) {

@@ -31,6 +31,7 @@
 use std::collections::HashSet;
 
 use crate::format::segment::{self, ScanEnd};
+use crate::ids::{Epoch, LogPosition};
 
 /// The batch magic.
 pub const MAGIC: [u8; 8] = *b"RPRBATCH";
@@ -76,7 +77,7 @@ pub struct Entry {
     /// The guild.
     pub guild: u64,
     /// The epoch of the guild's owner that shipped it.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// First event.
     pub first: u64,
     /// Last event.
@@ -91,7 +92,7 @@ pub struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {
     /// Its position in the writer's log.
-    pub position: u64,
+    pub position: LogPosition,
     /// The writer (directory) that uploaded it.
     pub writer: [u8; 16],
     /// The process that uploaded it.
@@ -135,7 +136,7 @@ pub fn encode(batch: &Batch) -> Result<Vec<u8>, BatchFault> {
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(batch.entries.len() as u32).to_le_bytes());
-    out.extend_from_slice(&batch.position.to_le_bytes());
+    out.extend_from_slice(&batch.position.get().to_le_bytes());
     out.extend_from_slice(&batch.writer);
     out.extend_from_slice(&batch.incarnation);
     for e in &batch.entries {
@@ -145,7 +146,7 @@ pub fn encode(batch: &Batch) -> Result<Vec<u8>, BatchFault> {
             return Err(fault(at, format!("guild {} twice in one batch", e.guild)));
         }
         out.extend_from_slice(&e.guild.to_le_bytes());
-        out.extend_from_slice(&e.epoch.to_le_bytes());
+        out.extend_from_slice(&e.epoch.get().to_le_bytes());
         out.extend_from_slice(&e.first.to_le_bytes());
         out.extend_from_slice(&e.last.to_le_bytes());
         out.push(match e.kind {
@@ -244,7 +245,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, BatchFault> {
             return Err(fault(at, "entry header past the end"));
         }
         let guild = u64_at(bytes, at);
-        let epoch = u64_at(bytes, at + 8);
+        let epoch = Epoch(u64_at(bytes, at + 8));
         let first = u64_at(bytes, at + 16);
         let last = u64_at(bytes, at + 24);
         let kind = match bytes[at + 32] {
@@ -283,7 +284,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, BatchFault> {
         return Err(fault(at, "bytes after the last entry"));
     }
     Ok(Batch {
-        position: u64_at(bytes, OFF_POSITION),
+        position: LogPosition(u64_at(bytes, OFF_POSITION)),
         writer,
         incarnation,
         entries,
@@ -297,11 +298,11 @@ fn check_entry(
     at: usize,
     first: u64,
     last: u64,
-    epoch: u64,
+    epoch: Epoch,
     kind: EntryKind,
     chunk_len: usize,
 ) -> Result<(), BatchFault> {
-    if first == 0 || last < first || epoch == 0 {
+    if first == 0 || last < first || epoch == Epoch::NONE {
         return Err(fault(at, "entry with an empty range or epoch 0"));
     }
     if kind == EntryKind::Skip && chunk_len != 0 {
@@ -339,7 +340,7 @@ mod tests {
     fn skip(guild: u64) -> Entry {
         Entry {
             guild,
-            epoch: 3,
+            epoch: Epoch(3),
             first: 5,
             last: 9,
             kind: EntryKind::Skip,
@@ -350,7 +351,7 @@ mod tests {
     #[test]
     fn round_trip_and_every_flip_is_caught() {
         let batch = Batch {
-            position: 42,
+            position: LogPosition(42),
             writer: [7; 16],
             incarnation: [9; 16],
             entries: vec![skip(1), skip(2)],
@@ -371,7 +372,7 @@ mod tests {
     #[test]
     fn a_huge_count_is_refused_before_allocating() {
         let batch = Batch {
-            position: 1,
+            position: LogPosition(1),
             writer: [0; 16],
             incarnation: [0; 16],
             entries: vec![],
@@ -387,7 +388,7 @@ mod tests {
     #[test]
     fn a_guild_twice_is_refused() {
         let batch = Batch {
-            position: 1,
+            position: LogPosition(1),
             writer: [0; 16],
             incarnation: [0; 16],
             entries: vec![skip(1), skip(1)],
@@ -412,7 +413,7 @@ mod tests {
         // 2^20 skips of distinct guilds (40 MiB): decoding checks repeated guilds in linear
         // time, so this is a few hundred milliseconds.
         let batch = Batch {
-            position: 7,
+            position: LogPosition(7),
             writer: [1; 16],
             incarnation: [2; 16],
             entries: (0..u64::from(ENTRIES_MAX)).map(skip).collect(),
@@ -430,7 +431,7 @@ mod tests {
         chunky.kind = EntryKind::Chunk;
         chunky.chunk = vec![0; BATCH_LEN_MAX as usize];
         let batch = Batch {
-            position: 1,
+            position: LogPosition(1),
             writer: [0; 16],
             incarnation: [0; 16],
             entries: vec![chunky],

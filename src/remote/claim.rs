@@ -9,7 +9,7 @@ use object_store::path::Path as ObjectPath;
 use crate::error::{Error, Result};
 use crate::format::segment::{self, SegmentHeader};
 use crate::format::snapshot;
-use crate::ids::{GuildId, Seq};
+use crate::ids::{Epoch, GuildId, LogPosition, Seq};
 use crate::journal::Journal;
 use crate::layout;
 use crate::storage;
@@ -93,7 +93,7 @@ impl Remote {
         let local = LocalDir::of(journal);
         let record = Remote::owner_record(&local, guild)?;
         let epochs = self.claim_epochs(guild).await?;
-        let newest = epochs.last().copied().unwrap_or(0);
+        let newest = epochs.last().copied().unwrap_or(Epoch::NONE);
         // The epoch of the copy of the guild this directory holds, when a newer owner's
         // history is to replace it (0: a copy without an epoch).
         let mut superseding = None;
@@ -112,7 +112,7 @@ impl Remote {
                     superseded: None,
                 });
             }
-            if newest == 0 {
+            if newest == Epoch::NONE {
                 // A guild this directory started and never shipped: its first claim keeps
                 // the local history (the next shipping round uploads it).
                 let mut writer = self.writer(&local).await?;
@@ -127,7 +127,7 @@ impl Remote {
             // An older owner's copy (this directory was fenced, or crashed mid-claim): the
             // store's history replaces it once verified; the copy is kept aside, since it may
             // hold events acknowledged locally that never reached the store.
-            superseding = Some(record.as_ref().map_or(0, |r| r.epoch));
+            superseding = Some(record.as_ref().map_or(Epoch::NONE, |r| r.epoch));
         }
         let writer = self.writer(&local).await?;
         let epoch = newest + 1;
@@ -253,9 +253,9 @@ impl Remote {
         &self,
         journal: &Journal,
         guild: GuildId,
-        epochs: &[u64],
+        epochs: &[Epoch],
         fence: Option<&ClaimRecord>,
-        cache: &mut HashMap<(String, u64), LogObject>,
+        cache: &mut HashMap<(String, LogPosition), LogObject>,
         notices: &mut Notices,
     ) -> Result<(Seq, Vec<(PathBuf, Vec<u8>)>)> {
         let mut attempt = 0;
@@ -287,22 +287,22 @@ impl Remote {
         &self,
         journal: &Journal,
         guild: GuildId,
-        epochs: &[u64],
+        epochs: &[Epoch],
         fence: Option<&ClaimRecord>,
-        cache: &mut HashMap<(String, u64), LogObject>,
+        cache: &mut HashMap<(String, LogPosition), LogObject>,
         notices: &mut Notices,
     ) -> std::result::Result<(Seq, Vec<(PathBuf, Vec<u8>)>), History> {
         // Snapshots, newest first: (seq, epoch).
-        let mut candidates: Vec<(Seq, u64)> = self
+        let mut candidates: Vec<(Seq, Epoch)> = self
             .snapshots(guild)
             .await?
             .into_iter()
             .filter(|&(_, e)| epochs.binary_search(&e).is_ok())
             .collect();
         candidates.sort_unstable_by(|a, b| b.cmp(a));
-        let mut rejected: BTreeSet<(Seq, u64)> = BTreeSet::new();
-        let mut claims: BTreeMap<u64, ClaimRecord> = BTreeMap::new();
-        let mut logs: BTreeMap<u64, EpochLog> = BTreeMap::new();
+        let mut rejected: BTreeSet<(Seq, Epoch)> = BTreeSet::new();
+        let mut claims: BTreeMap<Epoch, ClaimRecord> = BTreeMap::new();
+        let mut logs: BTreeMap<Epoch, EpochLog> = BTreeMap::new();
         let base = loop {
             // The epochs to read: from the newest snapshot's epoch on (older ones are held by
             // the snapshot), and further back while the events after the snapshot start
@@ -370,7 +370,7 @@ impl Remote {
         guild: GuildId,
         claim: &ClaimRecord,
         fence: Option<&ClaimRecord>,
-        cache: &mut HashMap<(String, u64), LogObject>,
+        cache: &mut HashMap<(String, LogPosition), LogObject>,
         notices: &mut Notices,
     ) -> Result<EpochLog> {
         let writer = claim.writer.as_str();
@@ -445,9 +445,9 @@ impl Remote {
         &self,
         journal: &Journal,
         guild: GuildId,
-        claims: &BTreeMap<u64, ClaimRecord>,
-        logs: &BTreeMap<u64, EpochLog>,
-        mut base: Option<(Seq, u64)>,
+        claims: &BTreeMap<Epoch, ClaimRecord>,
+        logs: &BTreeMap<Epoch, EpochLog>,
+        mut base: Option<(Seq, Epoch)>,
     ) -> std::result::Result<(Seq, Vec<(PathBuf, Vec<u8>)>), History> {
         let keys = journal.config().keys.as_ref();
         let mut next = base.map_or(1, |(s, _)| s + 1);

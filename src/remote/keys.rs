@@ -3,7 +3,7 @@
 
 use object_store::path::Path as ObjectPath;
 
-use crate::ids::{GuildId, Seq};
+use crate::ids::{Epoch, GuildId, LogPosition, Seq};
 
 use super::Remote;
 
@@ -24,18 +24,18 @@ impl Remote {
     }
 
     /// The key of the claim of `guild` at `epoch`.
-    pub fn claim_key(&self, guild: GuildId, epoch: u64) -> ObjectPath {
+    pub fn claim_key(&self, guild: GuildId, epoch: Epoch) -> ObjectPath {
         self.key(&format!("guilds/{}/claim/{epoch:020}", guild.0))
     }
 
     /// The key of position `position` of the log of writer `writer`.
-    pub fn writer_key(&self, writer: &str, position: u64) -> ObjectPath {
+    pub fn writer_key(&self, writer: &str, position: LogPosition) -> ObjectPath {
         self.key(&format!("writers/{writer}/{position:020}"))
     }
 
     /// The key of the notice the claim of epoch `by` leaves for writer `writer` before it
     /// reads that writer's log to fence `epoch` of `guild` (see [`Remote::retain`]).
-    pub fn notice_key(&self, writer: &str, guild: GuildId, epoch: u64, by: u64) -> ObjectPath {
+    pub fn notice_key(&self, writer: &str, guild: GuildId, epoch: Epoch, by: Epoch) -> ObjectPath {
         self.key(&format!(
             "notices/{writer}/{:020}-{epoch:020}-{by:020}",
             guild.0
@@ -43,7 +43,7 @@ impl Remote {
     }
 
     /// The key of the snapshot of `guild` at `seq` uploaded by the owner of `epoch`.
-    pub fn snapshot_key(&self, guild: GuildId, seq: Seq, epoch: u64) -> ObjectPath {
+    pub fn snapshot_key(&self, guild: GuildId, seq: Seq, epoch: Epoch) -> ObjectPath {
         self.key(&format!(
             "guilds/{}/snap/{seq:020}-{epoch:020}.snap",
             guild.0
@@ -54,7 +54,7 @@ impl Remote {
     /// skip path (its local log had dropped the events before it): it stands only for the
     /// skip entry of that epoch's log that names it, and is never a claim's base by itself
     /// (the skip entry may have met a fence, and then the epoch's history never reached it).
-    pub fn skip_snapshot_key(&self, guild: GuildId, seq: Seq, epoch: u64) -> ObjectPath {
+    pub fn skip_snapshot_key(&self, guild: GuildId, seq: Seq, epoch: Epoch) -> ObjectPath {
         self.key(&format!(
             "guilds/{}/snap/{seq:020}-{epoch:020}.skip",
             guild.0

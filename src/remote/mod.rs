@@ -40,7 +40,11 @@
 //! faulty.rs     fault-injecting store for tests and the simulation
 //! ```
 
+#[cfg(feature = "testing")]
+#[doc(hidden)]
 pub mod batch;
+#[cfg(not(feature = "testing"))]
+mod batch;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod faulty;
@@ -61,32 +65,42 @@ use object_store::ObjectStore;
 
 use crate::error::{Error, Result};
 use crate::format::{frame, segment};
-use crate::ids::{GuildId, Seq};
+use crate::ids::{Epoch, GuildId, Seq};
 use crate::journal::Journal;
 use crate::storage::{self, Storage};
 
 use store::local_io;
 
-pub use batch::{Batch, Entry, EntryKind, BATCH_LEN_MAX};
-pub use objects::{ClaimRecord, Marker, OwnerRecord};
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use batch::BATCH_LEN_MAX;
+#[cfg(not(feature = "testing"))]
+use batch::BATCH_LEN_MAX;
+use batch::{Batch, Entry, EntryKind};
+pub use objects::OwnerRecord;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use objects::{ClaimRecord, Marker};
+#[cfg(not(feature = "testing"))]
+use objects::{ClaimRecord, Marker};
 pub use ownership::{check_not_fenced, Owner, Writer};
 
 /// Largest local segment a shipping round reads (the largest segment plus one frame).
-pub const CHUNK_LEN_MAX: u64 =
+pub(crate) const CHUNK_LEN_MAX: u64 =
     crate::config::SEGMENT_BYTES_MAX_MAX + frame::HEADER_LEN as u64 + frame::PAYLOAD_LEN_MAX as u64;
 
 /// A shipping round stops adding guilds to its batch once it holds this many bytes (the
 /// rest goes in the next round).
-pub const BATCH_BYTES_TARGET: usize = 16 << 20;
+pub(crate) const BATCH_BYTES_TARGET: usize = 16 << 20;
 
 /// A guild's chunk stops before the frame that would take it past this many bytes (its
 /// first frame always goes in; the rest of the segment goes in the next round), so a chunk
 /// is at most [`CHUNK_BYTES_MAX`] however large the local segment is.
-pub const CHUNK_BYTES_TARGET: usize = 16 << 20;
+pub(crate) const CHUNK_BYTES_TARGET: usize = 16 << 20;
 
 /// Largest chunk a shipping round builds: the target, or one frame of the largest payload
 /// after a segment header.
-pub const CHUNK_BYTES_MAX: usize = {
+pub(crate) const CHUNK_BYTES_MAX: usize = {
     let one_frame = segment::HEADER_LEN + frame::HEADER_LEN + frame::PAYLOAD_LEN_MAX as usize;
     if one_frame > CHUNK_BYTES_TARGET {
         one_frame
@@ -139,11 +153,11 @@ pub const NOTICE_AGE_MAX: Duration = Duration::from_secs(60 * 60);
 
 /// Batches of a previous process (below what this one read or wrote) that one retention
 /// round reads, newest first, to judge their entries.
-pub const RETAIN_SWEEP_BATCHES_MAX: usize = 64;
+pub(crate) const RETAIN_SWEEP_BATCHES_MAX: usize = 64;
 
 /// Guilds held by no owner of this process (moved away, before or since it started) whose
 /// stored snapshots one retention round lists, round robin.
-pub const RETAIN_FOREIGN_GUILDS_MAX: usize = 64;
+pub(crate) const RETAIN_FOREIGN_GUILDS_MAX: usize = 64;
 
 /// Objects and bytes uploaded by a shipping round.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -172,7 +186,7 @@ pub struct Claimed {
     /// The guild.
     pub guild: GuildId,
     /// The epoch this directory now holds.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The guild's last sequence number after recovery (the next append takes `seq + 1`).
     pub seq: Seq,
     /// The copy of the guild this directory held before, when the claim replaced it.
@@ -188,7 +202,7 @@ pub struct Superseded {
     /// Where the copy's files are now (`remote/superseded/<guild>-<epoch>-<unix_ms>/`).
     pub path: PathBuf,
     /// The epoch the copy was written under (0: the directory held no epoch).
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The copy's last event, when it recovered (a copy left damaged by a crash may not).
     pub seq: Option<Seq>,
 }

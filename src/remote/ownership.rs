@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::error::{Corruption, CorruptionKind, Error, Result};
-use crate::ids::{GuildId, Seq};
+use crate::ids::{Epoch, GuildId, LogPosition, Seq};
 use crate::layout;
 use crate::storage;
 
@@ -19,7 +19,7 @@ use super::{
 };
 
 /// Where a guild's entry is in a writer's log: (position, first event, last event).
-type Part = (u64, Seq, Seq);
+type Part = (LogPosition, Seq, Seq);
 
 /// This directory's log in the store: its id, the process's incarnation, and the last
 /// position known to exist. Made by [`Remote::writer`]; one per open journal.
@@ -29,17 +29,17 @@ pub struct Writer {
     pub(super) name: String,
     pub(super) incarnation: [u8; 16],
     /// The last position known to exist in the log (0: none).
-    pub(super) head: u64,
+    pub(super) head: LogPosition,
     /// The entries of this log's batches that this process wrote or read: (guild, epoch) →
     /// (position, first, last), so that finding where a guild's epoch stands needs no reads.
-    pub(super) index: BTreeMap<(u64, u64), Vec<Part>>,
+    pub(super) index: BTreeMap<(u64, Epoch), Vec<Part>>,
     /// The positions up to which `index` is complete for entries at or after a position
     /// (everything from `indexed_from` to `head` has been read or written by this process).
-    pub(super) indexed_from: u64,
+    pub(super) indexed_from: LogPosition,
     /// The positions below `indexed_from` that existed when retention first listed them,
     /// not read yet (a previous process's batches): [`Remote::retain`] reads a few per round,
     /// newest first, so their entries are judged too. `None` until listed.
-    pub(super) unswept: Option<Vec<u64>>,
+    pub(super) unswept: Option<Vec<LogPosition>>,
     /// Where [`Remote::retain`]'s round-robin over guilds held by no owner here resumes.
     pub(super) foreign_next: u64,
 }
@@ -51,7 +51,7 @@ impl Writer {
     }
 
     /// The last position known to exist in the writer's log.
-    pub fn head(&self) -> u64 {
+    pub fn head(&self) -> LogPosition {
         self.head
     }
 
@@ -75,14 +75,14 @@ pub struct Owner {
     /// The guild.
     pub guild: GuildId,
     /// The epoch this directory holds.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The owner name.
     pub owner: String,
     /// The last event stored in the remote (by this epoch or before it).
     pub head: Seq,
     /// Set once a shipping round found this epoch fenced: the newer epoch and its owner.
     /// Nothing more is shipped or acknowledged for the guild.
-    pub fenced_by: Option<(u64, String)>,
+    pub fenced_by: Option<(Epoch, String)>,
     /// The first event of this epoch (the history before it was claimed).
     pub chain_start: Seq,
     /// The newest snapshot this epoch stored in the remote (0: none): the remote history up
@@ -97,10 +97,10 @@ pub struct Owner {
 
 impl Owner {
     /// The state of a guild found fenced at its first contact (nothing is shipped for it).
-    pub(crate) fn fenced(guild: GuildId, epoch: u64, owner: String) -> Owner {
+    pub(crate) fn fenced(guild: GuildId, epoch: Epoch, owner: String) -> Owner {
         Owner {
             guild,
-            epoch: 0,
+            epoch: Epoch::NONE,
             owner: String::new(),
             head: 0,
             fenced_by: Some((epoch, owner)),
@@ -131,11 +131,11 @@ impl Owner {
 #[derive(Debug, Default)]
 pub(super) struct EpochLog {
     /// The guild's entries of this epoch, in position order: (position, entry).
-    pub(super) parts: Vec<(u64, Entry)>,
+    pub(super) parts: Vec<(LogPosition, Entry)>,
     /// The position of the fence that closes the epoch, if there is one.
-    pub(super) fence: Option<u64>,
+    pub(super) fence: Option<LogPosition>,
     /// The last position the listing showed (or the scan start minus one).
-    pub(super) last_position: u64,
+    pub(super) last_position: LogPosition,
     /// An object listed and then gone (deleted by retention while it was read).
     pub(super) vanished: bool,
 }
@@ -166,14 +166,18 @@ impl Remote {
     // ---- claim records ----------------------------------------------------------------
 
     /// Epochs claimed for `guild`, ascending.
-    pub(super) async fn claim_epochs(&self, guild: GuildId) -> Result<Vec<u64>> {
+    pub(super) async fn claim_epochs(&self, guild: GuildId) -> Result<Vec<Epoch>> {
         let (objects, _) = self.list(&format!("guilds/{}/claim", guild.0)).await?;
-        let mut epochs: Vec<u64> = objects.iter().filter_map(|n| parse_num(n)).collect();
+        let mut epochs: Vec<Epoch> = objects
+            .iter()
+            .filter_map(|n| parse_num(n))
+            .map(Epoch)
+            .collect();
         epochs.sort_unstable();
         Ok(epochs)
     }
 
-    pub(super) async fn read_claim(&self, guild: GuildId, epoch: u64) -> Result<ClaimRecord> {
+    pub(super) async fn read_claim(&self, guild: GuildId, epoch: Epoch) -> Result<ClaimRecord> {
         let key = self.claim_key(guild, epoch);
         let bytes = self
             .get(&key, objects::SMALL_OBJECT_LEN_MAX)
@@ -189,7 +193,7 @@ impl Remote {
         if claim.guild != guild.0 || claim.epoch != epoch {
             return Err(corrupt(&key, None, "claim names another guild or epoch"));
         }
-        if parse_hex16(&claim.writer).is_none() || claim.start == 0 {
+        if parse_hex16(&claim.writer).is_none() || claim.start == LogPosition::NONE {
             return Err(corrupt(
                 &key,
                 None,
@@ -199,18 +203,7 @@ impl Remote {
         Ok(claim)
     }
 
-    /// The newest claim of `guild`, if any.
-    ///
-    /// # Errors
-    /// [`Error::Remote`], [`Error::RemoteCorrupt`].
-    pub async fn newest_claim(&self, guild: GuildId) -> Result<Option<ClaimRecord>> {
-        match self.claim_epochs(guild).await?.last() {
-            Some(&e) => Ok(Some(self.read_claim(guild, e).await?)),
-            None => Ok(None),
-        }
-    }
-
-    pub(super) async fn fenced_by_claim(&self, guild: GuildId, epoch: u64) -> Error {
+    pub(super) async fn fenced_by_claim(&self, guild: GuildId, epoch: Epoch) -> Error {
         match self.read_claim(guild, epoch).await {
             Ok(c) => Error::Fenced {
                 guild,
@@ -281,11 +274,11 @@ impl Remote {
         };
         let name = hex(&id);
         let head = self
-            .positions_after(&name, 0)
+            .positions_after(&name, LogPosition::NONE)
             .await?
             .last()
             .copied()
-            .unwrap_or(0);
+            .unwrap_or(LogPosition::NONE);
         Ok(Writer {
             id,
             name,
@@ -334,7 +327,7 @@ impl Remote {
             // first, so a claim whose answer was lost (or that never reached the store) is
             // recognised, or made again, as this directory's own.
             let r = match record {
-                Some(r) if r.epoch == 1 => r,
+                Some(r) if r.epoch == Epoch(1) => r,
                 Some(r) => {
                     return Err(corrupt(
                         &self.claim_key(guild, r.epoch),
@@ -345,7 +338,7 @@ impl Remote {
                 None => {
                     let r = OwnerRecord {
                         guild: guild.0,
-                        epoch: 1,
+                        epoch: Epoch(1),
                         owner: owner.to_string(),
                         token: objects::new_token(),
                         chain_start: 1,
@@ -357,14 +350,14 @@ impl Remote {
             };
             let claim = ClaimRecord {
                 guild: guild.0,
-                epoch: 1,
+                epoch: Epoch(1),
                 owner: r.owner.clone(),
                 token: r.token.clone(),
                 writer: writer.name.clone(),
                 start: writer.head + 1,
                 claimed_unix_ms: now_unix_ms(),
             };
-            self.create(&self.claim_key(guild, 1), objects::encode(&claim))
+            self.create(&self.claim_key(guild, Epoch(1)), objects::encode(&claim))
                 .await?;
             record = Some(r);
         }
@@ -459,10 +452,10 @@ impl Remote {
     async fn fence_error(
         &self,
         writer: &str,
-        position: u64,
+        position: LogPosition,
         guild: GuildId,
-        epoch: u64,
-        cache: &mut HashMap<(String, u64), LogObject>,
+        epoch: Epoch,
+        cache: &mut HashMap<(String, LogPosition), LogObject>,
     ) -> Error {
         match self.read_log_object(writer, position, cache).await {
             Ok(Some(LogObject::Marker(Marker::Fence {
@@ -487,12 +480,12 @@ impl Remote {
         &self,
         writer: &str,
         guild: GuildId,
-        epoch: u64,
-        start: u64,
-        cache: &mut HashMap<(String, u64), LogObject>,
+        epoch: Epoch,
+        start: LogPosition,
+        cache: &mut HashMap<(String, LogPosition), LogObject>,
     ) -> Result<EpochLog> {
         let mut log = EpochLog {
-            last_position: start - 1,
+            last_position: LogPosition(start.get() - 1),
             ..EpochLog::default()
         };
         self.read_epoch_from(writer, guild, epoch, &mut log, cache)
@@ -505,9 +498,9 @@ impl Remote {
         &self,
         writer: &str,
         guild: GuildId,
-        epoch: u64,
+        epoch: Epoch,
         log: &mut EpochLog,
-        cache: &mut HashMap<(String, u64), LogObject>,
+        cache: &mut HashMap<(String, LogPosition), LogObject>,
     ) -> Result<()> {
         let positions = self.positions_after(writer, log.last_position).await?;
         for p in positions {

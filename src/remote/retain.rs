@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 
 use crate::error::Result;
-use crate::ids::{GuildId, Seq};
+use crate::ids::{Epoch, GuildId, LogPosition, Seq};
 
 use super::store::remote_err;
 use super::{
@@ -20,14 +20,16 @@ impl Remote {
     /// read or written (listed once), newest first, into the writer's index, lowering
     /// `indexed_from` as it goes (the index stays complete from there to the head).
     async fn sweep_log(&self, writer: &mut Writer) -> Result<()> {
-        if writer.indexed_from <= 1 {
+        if writer.indexed_from <= LogPosition(1) {
             return Ok(());
         }
         let mut unswept = match writer.unswept.take() {
             Some(u) => u,
             None => {
                 let below = writer.indexed_from;
-                let mut all = self.positions_after(&writer.name, 0).await?;
+                let mut all = self
+                    .positions_after(&writer.name, LogPosition::NONE)
+                    .await?;
                 all.retain(|&p| p < below);
                 all
             }
@@ -44,7 +46,7 @@ impl Remote {
             writer.indexed_from = writer.indexed_from.min(p);
         }
         if unswept.is_empty() {
-            writer.indexed_from = 1;
+            writer.indexed_from = LogPosition(1);
         } else {
             writer.unswept = Some(unswept);
         }
@@ -101,7 +103,7 @@ impl Remote {
             deleted += 1;
         }
         self.sweep_log(writer).await?;
-        let mut covered: HashMap<(u64, u64), Seq> = owners
+        let mut covered: HashMap<(u64, Epoch), Seq> = owners
             .iter()
             .filter(|me| me.fenced_by.is_none() && me.snapshot_stored > 0)
             .map(|me| ((me.guild.0, me.epoch), me.snapshot_stored))
@@ -113,12 +115,12 @@ impl Remote {
         // newer one, at or after an entry's last event, holds it (a claim starts from the
         // newest snapshot, and reads again when one appears while it reads). Without this,
         // the batches holding a moved guild's last entries would stay forever.
-        let live: HashSet<(u64, u64)> = owners
+        let live: HashSet<(u64, Epoch)> = owners
             .iter()
             .filter(|me| me.fenced_by.is_none())
             .map(|me| (me.guild.0, me.epoch))
             .collect();
-        let mut foreign: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let mut foreign: BTreeMap<u64, Vec<Epoch>> = BTreeMap::new();
         for &(g, e) in writer.index.keys() {
             if !live.contains(&(g, e)) {
                 foreign.entry(g).or_default().push(e);
@@ -142,14 +144,14 @@ impl Remote {
             writer.foreign_next = g.wrapping_add(1);
         }
         // Position → every (guild, epoch) entry there, with its last event.
-        type Entries = Vec<((u64, u64), Seq)>;
-        let mut by_position: BTreeMap<u64, Entries> = BTreeMap::new();
+        type Entries = Vec<((u64, Epoch), Seq)>;
+        let mut by_position: BTreeMap<LogPosition, Entries> = BTreeMap::new();
         for (&key, parts) in &writer.index {
             for &(position, _, last) in parts {
                 by_position.entry(position).or_default().push((key, last));
             }
         }
-        let obsolete: Vec<u64> = by_position
+        let obsolete: Vec<LogPosition> = by_position
             .iter()
             .filter(|(&p, entries)| {
                 p < head

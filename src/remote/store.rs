@@ -11,7 +11,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::{Error, Result};
-use crate::ids::{GuildId, Seq};
+use crate::ids::{Epoch, GuildId, LogPosition, Seq};
 
 use super::keys::parse_num;
 use super::ownership::hex;
@@ -54,9 +54,13 @@ impl Remote {
     }
 
     /// The positions of writer `writer`'s log after `after`, ascending.
-    pub(super) async fn positions_after(&self, writer: &str, after: u64) -> Result<Vec<u64>> {
+    pub(super) async fn positions_after(
+        &self,
+        writer: &str,
+        after: LogPosition,
+    ) -> Result<Vec<LogPosition>> {
         let prefix = self.key(&format!("writers/{writer}"));
-        let listed: Vec<object_store::ObjectMeta> = if after == 0 {
+        let listed: Vec<object_store::ObjectMeta> = if after == LogPosition::NONE {
             self.store.list(Some(&prefix)).try_collect().await
         } else {
             let offset = self.writer_key(writer, after);
@@ -66,9 +70,9 @@ impl Remote {
                 .await
         }
         .map_err(|e| remote_err("list", &prefix, e))?;
-        let mut positions: Vec<u64> = listed
+        let mut positions: Vec<LogPosition> = listed
             .iter()
-            .filter_map(|o| parse_num(o.location.filename()?))
+            .filter_map(|o| parse_num(o.location.filename()?).map(LogPosition))
             .filter(|&p| p > after)
             .collect();
         positions.sort_unstable();
@@ -130,8 +134,8 @@ impl Remote {
     pub(super) async fn read_log_object(
         &self,
         writer: &str,
-        position: u64,
-        cache: &mut HashMap<(String, u64), LogObject>,
+        position: LogPosition,
+        cache: &mut HashMap<(String, LogPosition), LogObject>,
     ) -> Result<Option<LogObject>> {
         if let Some(o) = cache.get(&(writer.to_string(), position)) {
             return Ok(Some(o.clone()));
@@ -146,7 +150,7 @@ impl Remote {
     }
     /// The guild's snapshots in the remote: (seq, uploader's epoch). Skip-path uploads
     /// (`.skip`) are not among them: see [`Remote::skip_snapshot_key`].
-    pub(super) async fn snapshots(&self, guild: GuildId) -> Result<Vec<(Seq, u64)>> {
+    pub(super) async fn snapshots(&self, guild: GuildId) -> Result<Vec<(Seq, Epoch)>> {
         Ok(self
             .snapshot_objects(guild)
             .await?
@@ -157,7 +161,7 @@ impl Remote {
     }
 
     /// Every snapshot object of the guild: (seq, uploader's epoch, uploaded on the skip path).
-    pub(super) async fn snapshot_objects(&self, guild: GuildId) -> Result<Vec<(Seq, u64, bool)>> {
+    pub(super) async fn snapshot_objects(&self, guild: GuildId) -> Result<Vec<(Seq, Epoch, bool)>> {
         let (names, _) = self.list(&format!("guilds/{}/snap", guild.0)).await?;
         Ok(names
             .iter()
@@ -167,7 +171,7 @@ impl Remote {
                     None => (n.strip_suffix(".skip")?, true),
                 };
                 let (s, e) = stem.split_once('-')?;
-                Some((parse_num(s)?, parse_num(e)?, skip))
+                Some((parse_num(s)?, Epoch(parse_num(e)?), skip))
             })
             .collect())
     }
@@ -177,8 +181,8 @@ impl Remote {
     pub(super) async fn newest_snapshot(
         &self,
         guild: GuildId,
-        keep: impl Fn(Seq, u64) -> bool,
-    ) -> Result<Option<(Seq, u64)>> {
+        keep: impl Fn(Seq, Epoch) -> bool,
+    ) -> Result<Option<(Seq, Epoch)>> {
         Ok(self
             .snapshots(guild)
             .await?
@@ -189,7 +193,12 @@ impl Remote {
 }
 
 /// Checks an object of a writer's log and says what it is.
-fn classify(key: &ObjectPath, writer: &str, position: u64, bytes: &[u8]) -> Result<LogObject> {
+fn classify(
+    key: &ObjectPath,
+    writer: &str,
+    position: LogPosition,
+    bytes: &[u8],
+) -> Result<LogObject> {
     if batch::is_batch(bytes) {
         let b = batch::decode(bytes).map_err(|f| corrupt(key, Some(f.offset), f.detail))?;
         if b.position != position || hex(&b.writer) != writer {

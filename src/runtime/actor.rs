@@ -61,7 +61,7 @@ pub(super) fn writer_main(
     };
     // The journal's own inline snapshot policy is replaced by the runtime's background one.
     let journal_config = config.clone().without_auto_snapshots();
-    let journal = match Journal::open_with(&dir, journal_config, OpenMode::ReadWrite, storage) {
+    let journal = match Journal::open_on(&dir, journal_config, OpenMode::ReadWrite, storage) {
         Ok(j) => j,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -70,12 +70,11 @@ pub(super) fn writer_main(
     };
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (job_tx, job_rx) = std::sync::mpsc::channel::<SnapshotJob>();
-    let storage = journal.storage();
     let snapshotter = std::thread::Builder::new()
         .name("reprise-snapshot".into())
         .spawn(move || {
             for mut job in job_rx {
-                let result = job.write_to(storage.as_ref());
+                let result = job.write();
                 if done_tx.send((job, result)).is_err() {
                     return;
                 }

@@ -192,22 +192,6 @@ impl Reprise {
         Reprise::open_inner(dir.into(), config, None, Arc::new(FsStorage)).await
     }
 
-    /// [`Reprise::open`] through any [`Storage`] implementation (the simulated file system of
-    /// the crash tests, say).
-    ///
-    /// # Errors
-    /// As [`Reprise::open`].
-    ///
-    /// # Cancel safety
-    /// As [`Reprise::open`].
-    pub async fn open_with_storage(
-        dir: impl Into<PathBuf>,
-        config: Config,
-        storage: Arc<dyn Storage>,
-    ) -> Result<Reprise> {
-        Reprise::open_inner(dir.into(), config, None, storage).await
-    }
-
     /// [`Reprise::open`] with shipping to an object store (feature `remote`): every guild's durable events are
     /// uploaded at [`Config::ship_interval`] (all guilds of a round in one object),
     /// [`Durability::Remote`] appends are acknowledged once stored, and guilds can be taken
@@ -551,5 +535,26 @@ async fn join_off_runtime(handle: JoinHandle<()>) -> Result<()> {
             PathBuf::from("reprise-writer"),
             std::io::Error::other("the writer thread panicked"),
         )),
+    }
+}
+
+/// The entry point of the crash tests (feature `testing`; not for bots).
+#[cfg(any(test, feature = "testing"))]
+impl Reprise {
+    /// [`Reprise::open`] through any storage implementation (the simulated file system of the
+    /// crash tests, say).
+    ///
+    /// # Errors
+    /// As [`Reprise::open`].
+    ///
+    /// # Cancel safety
+    /// As [`Reprise::open`].
+    #[doc(hidden)]
+    pub async fn open_with_storage(
+        dir: impl Into<PathBuf>,
+        config: Config,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Reprise> {
+        Reprise::open_inner(dir.into(), config, None, storage).await
     }
 }

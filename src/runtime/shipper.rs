@@ -55,7 +55,7 @@ pub(crate) enum ShipNote {
     /// A newer owner claimed `guild`.
     Fenced {
         guild: GuildId,
-        epoch: u64,
+        epoch: crate::ids::Epoch,
         owner: String,
     },
 }

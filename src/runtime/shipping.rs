@@ -21,7 +21,7 @@ pub(super) struct Shipping {
     /// Guilds with events appended since they were last reported durable: last seq.
     pub(super) unshipped: HashMap<GuildId, Seq>,
     /// Guilds a newer owner claimed.
-    pub(super) fenced: HashMap<GuildId, (u64, String)>,
+    pub(super) fenced: HashMap<GuildId, (crate::ids::Epoch, String)>,
     /// Guilds whose local ownership record was read.
     pub(super) checked: HashSet<GuildId>,
 }

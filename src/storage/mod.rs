@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
@@ -106,6 +106,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// The OS error, or `InvalidData` for an oversized file.
     fn read(&self, path: &Path, len_max: u64) -> io::Result<Bytes>;
+    #[cfg(any(feature = "remote", feature = "testing", test))]
     /// Reads the file from byte `offset` to its end, refusing files longer than `len_max`
     /// bytes in all (past the end: empty). For reading on where an earlier read stopped.
     ///
@@ -375,6 +376,7 @@ impl Storage for FsStorage {
         Ok(Bytes::Owned(buf))
     }
 
+    #[cfg(any(feature = "remote", feature = "testing", test))]
     fn read_from(&self, path: &Path, offset: u64, len_max: u64) -> io::Result<Bytes> {
         let mut file = File::open(path)?;
         let len = file.metadata()?.len();
@@ -384,7 +386,7 @@ impl Storage for FsStorage {
         if offset >= len {
             return Ok(Bytes::Owned(Vec::new()));
         }
-        file.seek(io::SeekFrom::Start(offset))?;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(offset))?;
         let mut buf = Vec::with_capacity((len - offset) as usize);
         Read::by_ref(&mut file)
             .take(len_max - offset)

@@ -404,11 +404,11 @@ fn regression_journal_append_checks_the_local_fenced_record() {
     j.close().unwrap();
     let record = reprise::format::objects::OwnerRecord {
         guild: g.0,
-        epoch: 1,
+        epoch: reprise::Epoch(1),
         owner: "old".into(),
         token: "00".into(),
         chain_start: 1,
-        fenced_by: Some((2, "new".into())),
+        fenced_by: Some((reprise::Epoch(2), "new".into())),
     };
     let json = serde_json::to_string(&record).unwrap();
     let bytes = format!("{json}\ncrc32={:08x}\n", crc32fast::hash(json.as_bytes()));
@@ -418,7 +418,7 @@ fn regression_journal_append_checks_the_local_fenced_record() {
     let mut j = Journal::open(dir.path(), Config::default()).unwrap();
     let fenced = j.append(g, &events[1], Durability::Always);
     assert!(
-        matches!(&fenced, Err(Error::Fenced { epoch: 2, owner, .. }) if owner == "new"),
+        matches!(&fenced, Err(Error::Fenced { epoch: reprise::Epoch(2), owner, .. }) if owner == "new"),
         "{fenced:?}"
     );
     let fenced = j.append_many(g, &events[1..3], Durability::Always);

@@ -87,7 +87,7 @@ async fn late_upload_after_a_fence() -> (Remote, tempfile::TempDir, Journal, ser
     let dir_b = tempfile::tempdir().unwrap();
     let mut b = Journal::open(dir_b.path(), config()).unwrap();
     let claimed = remote.claim(&mut b, GUILD, "b").await.unwrap();
-    assert_eq!((claimed.epoch, claimed.seq), (2, 5));
+    assert_eq!((claimed.epoch.get(), claimed.seq), (2, 5));
     let local_b = LocalDir::of(&b);
     let mut writer_b = remote.writer(&local_b).await.unwrap();
     let mut owners_b = vec![remote
@@ -110,7 +110,13 @@ async fn late_upload_after_a_fence() -> (Remote, tempfile::TempDir, Journal, ser
         .await;
     assert!(shipped.is_ok(), "{shipped:?}");
     assert!(
-        matches!(owners_a[0].check(), Err(Error::Fenced { epoch: 2, .. })),
+        matches!(
+            owners_a[0].check(),
+            Err(Error::Fenced {
+                epoch: reprise::Epoch(2),
+                ..
+            })
+        ),
         "A met B's fence"
     );
 
@@ -165,7 +171,10 @@ async fn regression_claim_base_is_a_snapshot_its_epochs_fenced_log_reaches() {
     let bytes = std::fs::read(&path).unwrap();
     remote
         .store()
-        .put(&remote.snapshot_key(GUILD, 15, 1), bytes.into())
+        .put(
+            &remote.snapshot_key(GUILD, 15, reprise::Epoch(1)),
+            bytes.into(),
+        )
         .await
         .unwrap();
     assert_eq!(claim_fresh(&remote).await, (8, b_state));

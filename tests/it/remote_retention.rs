@@ -103,7 +103,7 @@ async fn moved_while_a_was_down(
     let dir_b = tempfile::tempdir().unwrap();
     let mut b = Journal::open(dir_b.path(), config()).unwrap();
     let claimed = remote.claim(&mut b, MOVED, "b").await.unwrap();
-    assert_eq!((claimed.epoch, claimed.seq), (2, 20));
+    assert_eq!((claimed.epoch.get(), claimed.seq), (2, 20));
     for i in 21..=25 {
         b.append(MOVED, &event(i), Durability::Always).unwrap();
     }
@@ -130,7 +130,7 @@ async fn regression_batches_written_before_a_restart_for_a_moved_guild_are_retai
             shipped,
             Err(Error::Fenced {
                 guild: MOVED,
-                epoch: 2,
+                epoch: reprise::Epoch(2),
                 ..
             })
         ),

@@ -91,7 +91,16 @@ async fn remote_appends_of_64_guilds_share_objects_and_survive_the_machine() {
         .append_with(GuildId(1000), volume(1), Durability::Remote)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Fenced { epoch: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Fenced {
+                epoch: reprise::Epoch(2),
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = rt.append(GuildId(1000), volume(1)).await.unwrap_err();
     assert!(matches!(err, Error::Fenced { .. }), "{err}");
     let seq = rt
@@ -134,7 +143,7 @@ async fn background_shipping_and_claim_through_the_runtime() {
         .await
         .unwrap();
     let claimed = rt_b.claim(guild).await.unwrap();
-    assert_eq!((claimed.epoch, claimed.seq), (2, 50));
+    assert_eq!((claimed.epoch.get(), claimed.seq), (2, 50));
     // Claiming it again is a no-op (this directory holds the newest epoch); a shard claim
     // takes the guilds of its shard only.
     assert_eq!(rt_b.claim(guild).await.unwrap(), claimed);
@@ -163,7 +172,7 @@ async fn background_shipping_and_claim_through_the_runtime() {
     rt_a.ship_now().await.unwrap();
     let err = rt_a.append(guild, volume(2)).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Fenced { epoch: 2, owner, .. } if owner == "b"),
+        matches!(&err, Error::Fenced { epoch: reprise::Epoch(2), owner, .. } if owner == "b"),
         "{err}"
     );
     rt_a.shutdown().await.unwrap();
@@ -177,9 +186,9 @@ async fn background_shipping_and_claim_through_the_runtime() {
     // The guild moves back: A's copy (with its event 51 the store never had) is set aside
     // and B's history takes its place.
     let back = rt_a.claim(guild).await.unwrap();
-    assert_eq!((back.epoch, back.seq), (3, 51));
+    assert_eq!((back.epoch.get(), back.seq), (3, 51));
     let old = back.superseded.expect("A's copy was set aside");
-    assert_eq!((old.epoch, old.seq), (1, Some(51)));
+    assert_eq!((old.epoch.get(), old.seq), (1, Some(51)));
     assert!(old.path.starts_with(a.path()) && old.path.is_dir());
     let state_a = rt_a.state(guild).await.unwrap();
     assert_eq!(state_a.state, rt_b.state(guild).await.unwrap().state);
@@ -193,7 +202,16 @@ async fn background_shipping_and_claim_through_the_runtime() {
     rt_b.append(guild, volume(8)).await.unwrap();
     rt_b.ship_now().await.unwrap();
     let err = rt_b.append(guild, volume(9)).await.unwrap_err();
-    assert!(matches!(err, Error::Fenced { epoch: 3, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Fenced {
+                epoch: reprise::Epoch(3),
+                ..
+            }
+        ),
+        "{err}"
+    );
     rt_a.shutdown().await.unwrap();
     rt_b.shutdown().await.unwrap();
 
@@ -343,7 +361,7 @@ async fn a_notice_stops_retention_until_it_is_older_than_a_claim_can_take() {
     assert_eq!(batches.len(), 3, "{batches:?}");
     // The notice of a claim that died before it fenced anything (epoch 2 never came).
     let name = batches[0].split('/').nth(2).unwrap();
-    let notice = remote.notice_key(name, guild, 1, 2);
+    let notice = remote.notice_key(name, guild, reprise::Epoch(1), reprise::Epoch(2));
     store
         .put_opts(&notice, Vec::<u8>::new().into(), Default::default())
         .await

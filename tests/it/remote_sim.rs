@@ -99,7 +99,7 @@ impl ObjectStore for Recorder {
             let decoded = batch::decode(&bytes).expect("a stored batch decodes");
             let mut reached = self.reached.lock().unwrap();
             for e in decoded.entries {
-                let r = reached.entry((e.guild, e.epoch)).or_insert(0);
+                let r = reached.entry((e.guild, e.epoch.get())).or_insert(0);
                 *r = (*r).max(e.last);
             }
         }
@@ -295,7 +295,7 @@ async fn run_claimer(
         };
         let claimed = match remote.claim(journal, GUILD, name).await {
             // Taking a guild back that was never taken: nothing to own anew.
-            Ok(c) if c.epoch == 1 => return None,
+            Ok(c) if c.epoch == reprise::Epoch(1) => return None,
             Ok(c) => c,
             // A claim that lost a race to another: one taking its guild back tries again.
             Err(Error::Fenced { .. }) if into.is_some() => {
@@ -308,7 +308,7 @@ async fn run_claimer(
         };
         let mut ledger = Ledger {
             name: name.to_string(),
-            epoch: claimed.epoch,
+            epoch: claimed.epoch.get(),
             start: claimed.seq,
             ..Ledger::default()
         };
@@ -321,7 +321,10 @@ async fn run_claimer(
             };
             match found.await {
                 Ok((mut writer, me)) => {
-                    assert_eq!((me.epoch, me.head), (claimed.epoch, claimed.seq));
+                    assert_eq!(
+                        (me.epoch.get(), me.head),
+                        (claimed.epoch.get(), claimed.seq)
+                    );
                     run_owner(
                         remote,
                         journal,
@@ -555,10 +558,10 @@ fn run_seed(seed: u64) -> Tally {
             );
         }
         assert!(
-            final_seq <= reached_before(claimed.epoch),
+            final_seq <= reached_before(claimed.epoch.get()),
             "seed {seed}: the final claim (epoch {}) built on seq {final_seq}, past every earlier epoch's stored log (reaching {})",
             claimed.epoch,
-            reached_before(claimed.epoch)
+            reached_before(claimed.epoch.get())
         );
         let mut history: Vec<&Event> = Vec::new();
         for (k, owner) in owners.iter().enumerate() {

@@ -466,7 +466,7 @@ fn regression_a_later_snapshot_job_makes_the_earlier_seal_durable_first() {
             j.append(g, e, Durability::Always).unwrap();
         }
         let mut second = j.snapshot_begin(g).unwrap().expect("a job");
-        second.write_to(storage.as_ref()).unwrap();
+        second.write().unwrap();
         j.snapshot_finish(&second).unwrap();
         for e in &events[80..] {
             j.append(g, e, Durability::Always).unwrap();

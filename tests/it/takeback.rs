@@ -141,7 +141,7 @@ fn a_power_loss_anywhere_in_taking_a_guild_back_loses_nothing() {
         let b = Arc::new(SimStorage::new(8));
         let mut journal_b = open(&b, "/srv/b");
         let claimed = remote.claim(&mut journal_b, GUILD, "b").await.unwrap();
-        assert_eq!((claimed.epoch, claimed.seq), (2, 30));
+        assert_eq!((claimed.epoch.get(), claimed.seq), (2, 30));
         let more: Vec<Event> = (900..905).map(volume).collect();
         append_and_ship(&remote, &mut journal_b, "b", &more).await;
         let history = journal_b.state(GUILD).unwrap().clone();
@@ -150,7 +150,7 @@ fn a_power_loss_anywhere_in_taking_a_guild_back_loses_nothing() {
         // A takes it back, every state of its storage recorded.
         a.set_capture(Capture::Every);
         let back = remote.claim(&mut journal_a, GUILD, "a").await.unwrap();
-        assert_eq!((back.epoch, back.seq), (3, 35));
+        assert_eq!((back.epoch.get(), back.seq), (3, 35));
         assert_eq!(back.superseded.as_ref().unwrap().seq, Some(40));
         assert!(journal_a.state(GUILD).unwrap().state == history.state);
         let captures = a.take_captures();
