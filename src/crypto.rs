@@ -19,7 +19,7 @@
 //! frames between files, and a sequence number can be written twice after a crash cut an
 //! unacknowledged tail — none of which can make a nonce repeat.
 //!
-//! The associated data binds a message to where it belongs ([`frame_ad`], [`snapshot_ad`]):
+//! The associated data binds a message to where it belongs (`frame_ad`, `snapshot_ad`):
 //! the kind of file, the guild and the sequence number, so a record cannot be moved to another
 //! guild, another position or another kind of file without failing authentication.
 //!

@@ -59,9 +59,9 @@ impl Remote {
     /// before or since this process started — a snapshot of that epoch or a newer one), and
     /// each guild's older snapshots of the same epoch. Nothing is deleted while a claim's
     /// notice for this writer is younger than [`NOTICE_AGE_MAX`] (older ones are removed).
-    /// The batches a previous process wrote are read [`RETAIN_SWEEP_BATCHES_MAX`] per round
+    /// The batches a previous process wrote are read `RETAIN_SWEEP_BATCHES_MAX` (64) per round
     /// (newest first) until all were judged; the snapshots of at most
-    /// [`RETAIN_FOREIGN_GUILDS_MAX`] guilds no owner here holds are listed per round (round
+    /// `RETAIN_FOREIGN_GUILDS_MAX` (64) guilds no owner here holds are listed per round (round
     /// robin). The newest position is kept (it tells the next process where the log goes
     /// on), and fences are never deleted. Returns the objects deleted.
     ///
