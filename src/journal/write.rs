@@ -469,6 +469,7 @@ impl Journal {
                 &self.root,
                 generation,
                 now,
+                self.config.commit_prealloc_bytes,
             )?);
         }
         Ok(())
