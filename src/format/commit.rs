@@ -480,6 +480,22 @@ mod tests {
             scan(&damaged, true).unwrap().end,
             ScanEnd::Corrupt(_)
         ));
+        // Regression (cli_damage, a 0xff flip in a length byte): a damaged length field that
+        // declares a record reaching into the preallocated zeros is damage, not a hole (the
+        // zeros after the last written byte are the file's unwritten end): the valid records
+        // after it are reported, never dropped as a torn tail.
+        let middle = scan(&file, true).unwrap().records[1] as usize;
+        for byte in RECORD_FRAME_LEN_OFFSET..RECORD_FRAME_LEN_OFFSET + 3 {
+            let mut bad = file.clone();
+            bad[middle + byte] ^= 0xff;
+            let s = scan(&bad, true).unwrap();
+            assert_eq!(s.records.len(), 1, "length byte {byte}");
+            assert!(
+                matches!(s.end, ScanEnd::Corrupt(_)),
+                "length byte {byte}: {:?}",
+                s.end
+            );
+        }
         // A flag this version does not know is refused, never guessed at.
         let mut unknown = encode_header(3, 9, 2).to_vec();
         unknown.resize(4096, 0);
