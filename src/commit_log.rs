@@ -6,7 +6,12 @@
 //! - every appended event goes to its guild segment *and* to the commit log;
 //! - an event is durable once the commit log is synced past it;
 //! - a commit log file is removed only by a commit-log retirement, after every guild it mentions
-//!   has been recovered and its segments fsynced (so nothing it holds is needed any more).
+//!   has been recovered and its segments fsynced (so nothing it holds is needed any more);
+//! - with preallocation ([`crate::Config::commit_prealloc_bytes`]) the file is extended with
+//!   zeros ahead of its records, a chunk at a time, and its header says so
+//!   ([`commit::FLAG_PREALLOCATED`]): the zeros after the last record are its end. An
+//!   extension that fails (a full disk) is not an error: the records go on growing the file,
+//!   and the next chunk boundary tries again.
 
 use std::collections::HashMap;
 use std::io;
@@ -32,8 +37,12 @@ pub(crate) struct CommitLog {
     pub(crate) generation: u64,
     pub(crate) path: PathBuf,
     file: Box<dyn AppendFile>,
-    /// Bytes written to the file (header included).
+    /// Bytes written to the file (header included): its logical length.
     len: u64,
+    /// Preallocation chunk (0: off).
+    prealloc_step: u64,
+    /// The file's length as far as this writer extended it (at least `len`).
+    allocated: u64,
     /// Records not yet written to the file.
     buf: Vec<u8>,
     /// Written bytes not yet fsynced.
@@ -45,12 +54,14 @@ pub(crate) struct CommitLog {
 }
 
 impl CommitLog {
-    /// Creates `commit/<generation>.clog` with its header (not yet synced).
+    /// Creates `commit/<generation>.clog` with its header (not yet synced), extended to
+    /// `prealloc_step` bytes when that is not 0.
     pub(crate) fn create(
         storage: &dyn Storage,
         root: &std::path::Path,
         generation: u64,
         now: u64,
+        prealloc_step: u64,
     ) -> Result<CommitLog> {
         let dir = layout::commit_dir(root);
         storage
@@ -60,22 +71,48 @@ impl CommitLog {
         let mut file = storage
             .create_new(&path)
             .map_err(|e| Error::io("create commit log", &path, e))?;
-        let header = commit::encode_header(generation, now);
+        let flags = if prealloc_step > 0 {
+            commit::FLAG_PREALLOCATED
+        } else {
+            0
+        };
+        let header = commit::encode_header(generation, now, flags);
         if let Err(e) = file.append(&header) {
             drop(file);
             let _ = storage.remove(&path);
             return Err(Error::io("write commit log header", &path, e));
         }
-        Ok(CommitLog {
+        let len = header.len() as u64;
+        let mut log = CommitLog {
             generation,
             path,
             file,
-            len: header.len() as u64,
+            len,
+            prealloc_step,
+            allocated: len,
             buf: Vec::with_capacity(64 << 10),
             unsynced: true,
             dir_unsynced: true,
             poisoned: None,
-        })
+        };
+        log.extend_for(0);
+        Ok(log)
+    }
+
+    /// With preallocation, extends the file to the next multiple of the chunk when writing
+    /// `pending` more bytes would pass its length. A failure is no error (the write grows the
+    /// file instead); the next try is at the next chunk boundary.
+    fn extend_for(&mut self, pending: usize) {
+        let step = self.prealloc_step;
+        let needed = self.len + pending as u64;
+        if step == 0 || needed < self.allocated {
+            return;
+        }
+        let target = (needed / step + 1) * step;
+        if let Err(e) = self.file.preallocate(target) {
+            tracing::debug!(path = %self.path.display(), error = %e, "commit log preallocation failed");
+        }
+        self.allocated = target;
     }
 
     /// Queues the record of one appended frame without writing anything (see
@@ -114,13 +151,16 @@ impl CommitLog {
         if self.buf.is_empty() {
             return Ok(());
         }
+        self.extend_for(self.buf.len());
         if let Err(e) = self.file.append(&self.buf) {
             // A partial record may be in the file: cut it back, keep the records queued, and
             // the next write retries them (disk full, then space again). If the cut fails,
-            // nothing after the partial record could be recovered: poisoned.
+            // nothing after the partial record could be recovered: poisoned. The cut drops the
+            // preallocated zeros too: the next write extends the file again.
             if self.file.truncate(self.len).is_err() {
                 self.poisoned = Some("write");
             }
+            self.allocated = self.len;
             return Err(Error::io("append to", &self.path, e));
         }
         self.len += self.buf.len() as u64;

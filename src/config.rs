@@ -29,6 +29,15 @@ pub const SNAPSHOTS_RETAINED_DEFAULT: u32 = 2;
 /// dropped and a new one started).
 pub const COMMIT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 
+/// Default [`Config::commit_prealloc_bytes`]: the commit log is extended 1 MiB at a time.
+///
+/// An extension is a change of the file's size, which the next `fdatasync` commits to the
+/// file system's journal; inside the extension an acknowledged append is an overwrite whose
+/// `fdatasync` flushes data only (DESIGN.md, "The cost of an acknowledged append"). 1 MiB is
+/// one extension per several thousand small events, and at most 1 MiB of zeros for recovery
+/// to read past the end of a commit log.
+pub const COMMIT_PREALLOC_BYTES_DEFAULT: u64 = 1 << 20;
+
 /// How long and how many events a [`Durability::Batched`] append may wait for its group commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BatchPolicy {
@@ -117,6 +126,10 @@ pub struct Config {
     pub history_max: u32,
     /// Checkpoint the shared commit log once it holds this many bytes.
     pub commit_bytes_max: u64,
+    /// Extend the commit log with zeros this many bytes at a time ahead of its records, so
+    /// that an acknowledged append does not change the file's size (0: no preallocation, the
+    /// file grows with every write, as before).
+    pub commit_prealloc_bytes: u64,
     /// Async runtime: snapshot every guild with new events at least this often (Sonora's
     /// `auto_snapshot_interval`; `None`: never by time). Idle guilds are never rewritten.
     pub snapshot_interval: Option<std::time::Duration>,
@@ -200,6 +213,7 @@ impl Default for Config {
             snapshots_retained: SNAPSHOTS_RETAINED_DEFAULT,
             history_max: HISTORY_MAX_DEFAULT,
             commit_bytes_max: COMMIT_BYTES_MAX_DEFAULT,
+            commit_prealloc_bytes: COMMIT_PREALLOC_BYTES_DEFAULT,
             snapshot_interval: Some(SNAPSHOT_INTERVAL_DEFAULT),
             snapshot_on_shutdown: true,
             channel_capacity: CHANNEL_CAPACITY_DEFAULT,
@@ -248,6 +262,17 @@ impl Config {
     /// Sets [`Config::commit_bytes_max`] (at least 64 KiB).
     pub fn with_commit_bytes_max(mut self, bytes: u64) -> Self {
         self.commit_bytes_max = bytes.max(64 << 10);
+        self
+    }
+
+    /// Sets [`Config::commit_prealloc_bytes`] (0 turns preallocation off; otherwise at least
+    /// 4 KiB, at most 64 MiB).
+    pub fn with_commit_prealloc_bytes(mut self, bytes: u64) -> Self {
+        self.commit_prealloc_bytes = if bytes == 0 {
+            0
+        } else {
+            bytes.clamp(4 << 10, 64 << 20)
+        };
         self
     }
 

@@ -149,8 +149,8 @@ enum Command {
         #[arg(long)]
         guild: u64,
     },
-    /// Benchmark reprise side by side with the fdatasync floor, SQLite (WAL) and Sonora's JSON
-    /// files, on the disk of --dir, and print a table (or JSON). With --remote, also against
+    /// Benchmark reprise side by side with the fdatasync floor (preallocated, and appending),
+    /// SQLite (WAL), Sonora's JSON files, redb and fjall, on the disk of --dir, and print a table (or JSON). With --remote, also against
     /// that object store (under a fresh key prefix, deleted afterwards): the S3 PUT floor, 64
     /// guilds with `remote` durability, and claims of a guild with a 1,000-track queue.
     Bench {

@@ -271,8 +271,8 @@ fn export_sonora_round_trips_through_the_sonora_parser() {
     assert_eq!(printed["data"], exported["data"]);
 }
 
-/// Contract §5 with a `file://` remote: `bench --remote` adds its three rows after the nine
-/// local ones and removes what it stored (the run's key prefix, and the URL's directory that
+/// Contract §4 and §5 with a `file://` remote: `bench --remote` prints every local row of §4
+/// (the added ones included), then its three remote rows, and removes what it stored (the run's key prefix, and the URL's directory that
 /// it created), as it removes its local directory.
 #[test]
 fn bench_quick_with_a_file_remote_adds_the_remote_rows_and_cleans_up() {
@@ -292,19 +292,56 @@ fn bench_quick_with_a_file_remote_adds_the_remote_rows_and_cleans_up() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = report["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let local = names
+        .iter()
+        .position(|n| *n == "s3 PUT floor")
+        .unwrap_or_else(|| panic!("no remote rows: {names:?}"));
     assert_eq!(
-        names[9..],
+        names[local..],
         ["s3 PUT floor", "reprise remote 64 guilds", "claim"],
         "{names:?}"
     );
-    for row in &rows[9..] {
+    for name in [
+        "fdatasync floor",
+        "fdatasync append",
+        "reprise durable 1 guild",
+        "reprise durable 64 guilds",
+        "reprise none",
+        "sqlite WAL FULL",
+        "sqlite WAL NORMAL",
+        "sonora JSON",
+        "redb 1 guild",
+        "fjall 1 guild",
+        "redb 64 guilds",
+        "fjall 64 guilds",
+        "replay",
+        "snapshot",
+    ] {
+        let row = rows[..local]
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no row {name}: {names:?}"));
+        assert!(row["ops_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    // The durable rows' floor is the faster of the two floor rows.
+    let ops = |name: &str| {
+        rows.iter().find(|r| r["name"] == name).unwrap()["ops_per_s"]
+            .as_f64()
+            .unwrap()
+    };
+    let floor = ops("fdatasync floor").max(ops("fdatasync append"));
+    let redb = rows.iter().find(|r| r["name"] == "redb 1 guild").unwrap();
+    let expected = ops("redb 1 guild") / floor;
+    let reported = redb["ratio_to_floor"].as_f64().unwrap();
+    assert!((reported - expected).abs() < 0.002, "{redb} vs {expected}");
+    for row in &rows[local..] {
         assert!(row["ops_per_s"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["p50_us"].as_f64().unwrap() > 0.0, "{row}");
     }
     assert!(
-        rows[10]["ratio_to_floor"].as_f64().unwrap() > 0.0,
+        rows[local + 1]["ratio_to_floor"].as_f64().unwrap() > 0.0,
         "{}",
-        rows[10]
+        rows[local + 1]
     );
     assert!(report["remote"]
         .as_str()

@@ -45,11 +45,23 @@ fn garbage(rng: &mut Rng, n: usize) -> Vec<u8> {
     (0..n).map(|_| (rng.below(255) + 1) as u8).collect()
 }
 
-/// (a): zeros from the end of `log` to a sector boundary inside the last page, then garbage up
-/// to a random point of that page.
-fn append_holed_torn_record(log: &Path, rng: &mut Rng) {
+/// Where the records of the commit log `log` end: its logical length (the log is
+/// preallocated, zeros follow).
+fn records_end(log: &Path) -> u64 {
+    let bytes = fs::read(log).unwrap();
+    reprise::format::commit::scan(&bytes, true).map_or(bytes.len() as u64, |s| s.valid_len)
+}
+
+/// (a): zeros from the end of what was written to `log` (its valid records, or a torn record
+/// the kill left after them) to a sector boundary inside the last page, then garbage up to a
+/// random point of that page, written over the preallocated zeros (the file keeps its length,
+/// or grows when it was shorter).
+fn append_holed_torn_record(log: &Path, valid_end: u64, rng: &mut Rng) {
     let mut bytes = fs::read(log).unwrap();
-    let end = bytes.len();
+    let written = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let end = written.max(valid_end as usize);
+    let len = bytes.len();
+    bytes.truncate(end);
     // The page the torn write ends in: room for at least one zero sector share and garbage.
     let page_end = (end + SECTOR + 16).div_ceil(PAGE) * PAGE;
     let first_boundary = end.div_ceil(SECTOR) * SECTOR;
@@ -63,6 +75,9 @@ fn append_holed_torn_record(log: &Path, rng: &mut Rng) {
     let garbage_end = rng.range(hole_end as u64 + 1, page_end as u64 + 1) as usize;
     bytes.resize(hole_end, 0);
     bytes.extend(garbage(rng, garbage_end - hole_end));
+    if bytes.len() < len {
+        bytes.resize(len, 0);
+    }
     fs::write(log, bytes).unwrap();
 }
 
@@ -220,9 +235,9 @@ fn killed_apply_then_torn_commit_log_writes_lose_no_acknowledged_event() {
         // SIGKILL may cut a multi-page write() short (the kernel stops between pages): the
         // log may end in part of an unacknowledged record already, and `verify` on the
         // untouched copy says where its valid bytes end.
-        let valid_end = torn_offset(&a, &a.join(&rel))
-            .unwrap_or_else(|| fs::metadata(a.join(&rel)).unwrap().len());
-        append_holed_torn_record(&a.join(&rel), &mut rng);
+        let valid_end =
+            torn_offset(&a, &a.join(&rel)).unwrap_or_else(|| records_end(&a.join(&rel)));
+        append_holed_torn_record(&a.join(&rel), valid_end, &mut rng);
         check_opens(
             &a,
             acked,

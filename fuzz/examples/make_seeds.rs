@@ -16,7 +16,7 @@ use std::path::Path;
 
 use tempfile::TempDir;
 
-use reprise::format::{encode_event, frame, segment, snapshot};
+use reprise::format::{commit, encode_event, frame, segment, snapshot};
 use reprise::layout;
 use reprise::session::{apply, Workload};
 use reprise::{Config, Durability, Event, GuildId, Journal, State};
@@ -37,6 +37,7 @@ fn main() {
         "snapshot_decode",
         "recover_dir",
         "event_json",
+        "commit_decode",
     ] {
         let dir = seeds.join(target);
         if dir.exists() {
@@ -82,6 +83,28 @@ fn main() {
     put(&seg, "torn_tail.wal", &torn(&a_seg9));
     put(&seg, "zero_tail.wal", &zero_tail(&b_seg11));
     put(&seg, "header_only.wal", &header_only);
+
+    // commit_decode: the first byte selects the header flag (bit 0: preallocated) and the
+    // zeros appended (the rest times 64 bytes); the commit log holds the frames of journal A's
+    // 1.wal as records, as the writer wrote them.
+    let commit_seeds = seeds.join("commit_decode");
+    let mut log = commit::encode_header(1, T0, commit::FLAG_PREALLOCATED).to_vec();
+    let scan = segment::scan(&a_seg1, false).expect("a segment");
+    for (at, f) in segment::frames(&a_seg1, scan.valid_len) {
+        let (at, len) = (at as usize, f.len_total());
+        commit::encode_record(
+            &mut log,
+            GUILD,
+            50,
+            reprise::crypto::KeyId::PLAINTEXT,
+            &a_seg1[at..at + len],
+        );
+    }
+    let selected = |selector: u8, bytes: &[u8]| [&[selector][..], bytes].concat();
+    put(&commit_seeds, "preallocated_zero_tail.clog", &selected(1 | 16 << 1, &log));
+    put(&commit_seeds, "preallocated_at_its_end.clog", &selected(1, &log));
+    put(&commit_seeds, "older_zero_tail.clog", &selected(8 << 1, &log));
+    put(&commit_seeds, "torn_record_then_zeros.clog", &selected(1 | 8 << 1, &log[..log.len() - 9]));
 
     // snapshot_decode: snapshots of three states, and the empty state.
     let snap = seeds.join("snapshot_decode");
@@ -211,6 +234,7 @@ fn main() {
         "snapshot_decode",
         "recover_dir",
         "event_json",
+        "commit_decode",
     ] {
         let dir = seeds.join(target);
         let (count, bytes) = fs::read_dir(&dir)

@@ -13,7 +13,8 @@
 //!      0    8 magic           b"REPRCLG\0"
 //!      8    2 version         FORMAT_VERSION (1)
 //!     10    2 header_len      48
-//!     12    4 reserved        0
+//!     12    4 flags           bit 0: PREALLOCATED (the file is extended with zeros ahead of
+//!                             its records); other bits 0 (a set one is a decode error)
 //!     16    8 generation      the number in the file name (increases by one per retirement)
 //!     24    8 created_unix_ms when the file was created
 //!     32   12 reserved        0
@@ -31,6 +32,19 @@
 //!     20    4 key_id      key sealing the frame's payload (0: not encrypted)
 //!     24    . frame       the guild frame exactly as written to the segment (see frame.rs)
 //! ```
+//!
+//! **Preallocated logs** ([`FLAG_PREALLOCATED`]): the writer extends the file with zeros ahead
+//! of its records (so that an acknowledged append is an overwrite inside the file, whose
+//! `fdatasync` commits no new size), and the records end where the zeros begin. Zeros are
+//! never a record: a record's `frame_len` is at least 25, so a zero length field is out of
+//! bounds, and the checksum covers the length. In such a log, the bytes after the last valid
+//! record being all zeros to the end of the file is the log's *clean end* ([`ScanEnd::Clean`],
+//! `valid_len` the logical length); anything else there (a torn record, garbage, a hole before
+//! persisted bytes, one flipped bit) is judged by [`torn::classify_tail`] exactly as in a log
+//! that is not preallocated. A log without the flag (written before preallocation existed, or
+//! with preallocation off) reads as before: a zero-filled tail is a torn tail.
+//!
+//! [`ScanEnd::Clean`]: super::segment::ScanEnd::Clean
 
 use crate::crypto::KeyId;
 use crate::error::CorruptionKind;
@@ -46,8 +60,10 @@ pub const MAGIC: [u8; 8] = *b"REPRCLG\0";
 pub const VERSION_OFFSET: usize = MAGIC.len();
 /// Offset of the header length.
 pub const HEADER_LEN_OFFSET: usize = VERSION_OFFSET + 2;
+/// Offset of the flags.
+pub const FLAGS_OFFSET: usize = HEADER_LEN_OFFSET + 2;
 /// Offset of the generation.
-pub const GENERATION_OFFSET: usize = HEADER_LEN_OFFSET + 2 + 4;
+pub const GENERATION_OFFSET: usize = FLAGS_OFFSET + 4;
 /// Offset of the creation time.
 pub const CREATED_OFFSET: usize = GENERATION_OFFSET + 8;
 /// Offset of the header checksum.
@@ -77,12 +93,17 @@ pub const RECORD_SHAPE: Shape = Shape {
     len_max: FRAME_LEN_MAX,
 };
 
-const _: () = assert!(HEADER_LEN == 48);
+/// Header flag: the writer preallocates the file, so zeros after the last record are its end.
+pub const FLAG_PREALLOCATED: u32 = 1;
+/// Every flag this version knows.
+const FLAGS_KNOWN: u32 = FLAG_PREALLOCATED;
+
+const _: () = assert!(HEADER_LEN == 48 && FLAGS_OFFSET == 12);
 const _: () = assert!(RECORD_CRC_OFFSET == 0 && RECORD_FRAME_LEN_OFFSET == 4);
 const _: () = assert!(RECORD_HEADER_LEN == 24);
 
-/// Encodes a commit log header.
-pub fn encode_header(generation: u64, created_unix_ms: u64) -> [u8; HEADER_LEN] {
+/// Encodes a commit log header (`flags`: [`FLAG_PREALLOCATED`] or 0).
+pub fn encode_header(generation: u64, created_unix_ms: u64, flags: u32) -> [u8; HEADER_LEN] {
     let mut b = [0u8; HEADER_LEN];
     put_header_start(&mut b, &MAGIC);
     put(
@@ -90,17 +111,34 @@ pub fn encode_header(generation: u64, created_unix_ms: u64) -> [u8; HEADER_LEN] 
         HEADER_LEN_OFFSET,
         &(HEADER_LEN as u16).to_le_bytes(),
     );
+    put(&mut b, FLAGS_OFFSET, &flags.to_le_bytes());
     put(&mut b, GENERATION_OFFSET, &generation.to_le_bytes());
     put(&mut b, CREATED_OFFSET, &created_unix_ms.to_le_bytes());
     put_header_crc(&mut b, HEADER_CRC_OFFSET);
     b
 }
 
-/// Decodes and checks a commit log header; returns the generation.
+/// A decoded commit log header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitHeader {
+    /// The generation (the number in the file name).
+    pub generation: u64,
+    /// The header's flags ([`FLAG_PREALLOCATED`]).
+    pub flags: u32,
+}
+
+impl CommitHeader {
+    /// Whether the writer preallocated the file (zeros after the last record are its end).
+    pub fn preallocated(&self) -> bool {
+        self.flags & FLAG_PREALLOCATED != 0
+    }
+}
+
+/// Decodes and checks a commit log header.
 ///
 /// # Errors
-/// A [`Fault`] naming the bad field.
-pub fn decode_header(bytes: &[u8]) -> Result<u64, Fault> {
+/// A [`Fault`] naming the bad field (an unknown flag is `UnsupportedVersion`).
+pub fn decode_header(bytes: &[u8]) -> Result<CommitHeader, Fault> {
     check_header(bytes, &MAGIC, HEADER_LEN, HEADER_CRC_OFFSET)?;
     let header_len = read_u16(bytes, HEADER_LEN_OFFSET);
     if usize::from(header_len) != HEADER_LEN {
@@ -109,7 +147,18 @@ pub fn decode_header(bytes: &[u8]) -> Result<u64, Fault> {
                 .values(HEADER_LEN as u64, u64::from(header_len)),
         );
     }
-    Ok(read_u64(bytes, GENERATION_OFFSET))
+    let flags = read_u32(bytes, FLAGS_OFFSET);
+    if flags & !FLAGS_KNOWN != 0 {
+        return Err(
+            Fault::new(FLAGS_OFFSET as u64, CorruptionKind::UnsupportedVersion)
+                .values(u64::from(FLAGS_KNOWN), u64::from(flags))
+                .detail("unknown commit log flags"),
+        );
+    }
+    Ok(CommitHeader {
+        generation: read_u64(bytes, GENERATION_OFFSET),
+        flags,
+    })
 }
 
 /// Appends one record embedding `guild_frame` (a complete encoded guild frame).
@@ -224,9 +273,12 @@ pub fn is_torn_tail(rest: &[u8]) -> bool {
 pub struct CommitScan {
     /// The generation in the header.
     pub generation: u64,
+    /// Whether the writer preallocated the file ([`FLAG_PREALLOCATED`]).
+    pub preallocated: bool,
     /// Offsets of the valid records, in order.
     pub records: Vec<u64>,
-    /// Byte offset just past the last valid record.
+    /// Byte offset just past the last valid record: the log's logical length (a preallocated
+    /// file's zeros after it are not counted).
     pub valid_len: u64,
     /// How the records end.
     pub end: super::segment::ScanEnd,
@@ -247,13 +299,16 @@ pub fn header_is_torn(bytes: &[u8]) -> bool {
 }
 
 /// Checks the header and every record of a commit log. Only the newest commit log may end in
-/// a torn tail (`newest`); where the records end is decided by [`torn::classify_tail`].
+/// a torn tail (`newest`); where the records end is decided by [`torn::classify_tail`], except
+/// that in a preallocated log zeros from the last valid record to the end of the file are its
+/// clean end (see the module docs).
 ///
 /// # Errors
 /// A [`Fault`] when the header is invalid.
 pub fn scan(bytes: &[u8], newest: bool) -> Result<CommitScan, Fault> {
     use super::segment::ScanEnd;
-    let generation = decode_header(bytes)?;
+    let header = decode_header(bytes)?;
+    let preallocated = header.preallocated();
     let mut offset = HEADER_LEN;
     let mut records = Vec::new();
     let end = loop {
@@ -265,6 +320,7 @@ pub fn scan(bytes: &[u8], newest: bool) -> Result<CommitScan, Fault> {
                 records.push(offset as u64);
                 offset += r.len_total();
             }
+            Err(_) if preallocated && rest.iter().all(|b| *b == 0) => break ScanEnd::Clean,
             Err(fault) => {
                 let decision = torn::classify_tail(
                     bytes,
@@ -278,7 +334,8 @@ pub fn scan(bytes: &[u8], newest: bool) -> Result<CommitScan, Fault> {
         }
     };
     Ok(CommitScan {
-        generation,
+        generation: header.generation,
+        preallocated,
         records,
         valid_len: offset as u64,
         end,
@@ -292,7 +349,11 @@ mod tests {
     use crate::session::Event;
 
     fn log(n: u64) -> Vec<u8> {
-        let mut b = encode_header(3, 9).to_vec();
+        log_with(n, 0)
+    }
+
+    fn log_with(n: u64, flags: u32) -> Vec<u8> {
+        let mut b = encode_header(3, 9, flags).to_vec();
         let ev = Event::from_json(r#"{"type":"paused_set","paused":false}"#).unwrap();
         for seq in 1..=n {
             let mut f = Vec::new();
@@ -347,5 +408,97 @@ mod tests {
         torn[30] ^= 4;
         torn.extend([0u8; 40]);
         assert!(header_is_torn(&torn));
+    }
+
+    /// A preallocated log: zeros from the last record to the end of the file are its clean
+    /// end (logical length = the records' end), while everything else past the records is
+    /// judged as in a log that is not preallocated: a torn record before the zeros is a torn
+    /// tail, garbage before a valid record is damage, one flipped bit of the zeros is a torn
+    /// tail (no valid record after it), and the same bytes without the flag read as before.
+    #[test]
+    fn preallocated_zero_tail_is_the_clean_end() {
+        let records = log_with(4, FLAG_PREALLOCATED);
+        let end = records.len();
+        let mut file = records.clone();
+        file.resize(64 << 10, 0);
+        let s = scan(&file, true).unwrap();
+        assert!(s.preallocated);
+        assert_eq!(
+            (s.records.len(), s.valid_len, s.end),
+            (4, end as u64, ScanEnd::Clean)
+        );
+        // Only the flag makes zeros the end: a log without it reads them as a torn tail.
+        let mut plain = log(4);
+        plain.resize(64 << 10, 0);
+        let s = scan(&plain, true).unwrap();
+        assert!(!s.preallocated);
+        assert_eq!(s.end, ScanEnd::TornTail { offset: end as u64 });
+        // No record at all: the header, then zeros.
+        let mut empty = encode_header(3, 9, FLAG_PREALLOCATED).to_vec();
+        empty.resize(8192, 0);
+        let s = scan(&empty, true).unwrap();
+        assert_eq!((s.records.len(), s.end), (0, ScanEnd::Clean));
+        // A last record torn at a sector boundary (where a disk stops), zeros after it: torn
+        // at its start. None of it on disk: nothing was written there, the clean end.
+        let long = log_with(40, FLAG_PREALLOCATED);
+        let offsets = scan(&long, true).unwrap().records;
+        let spanning = (0..offsets.len() - 1)
+            .find(|&i| offsets[i] < 1024 && offsets[i + 1] > 1024)
+            .expect("a record across the sector boundary at 1024");
+        let (start, next) = (offsets[spanning] as usize, offsets[spanning + 1] as usize);
+        assert!(start < 1024 && next > 1024);
+        let mut torn = long[..next].to_vec();
+        torn[1024..].fill(0);
+        torn.resize(64 << 10, 0);
+        let s = scan(&torn, true).unwrap();
+        assert_eq!(s.records.len(), spanning);
+        assert_eq!(
+            s.end,
+            ScanEnd::TornTail {
+                offset: start as u64
+            }
+        );
+        torn[start..1024].fill(0);
+        let s = scan(&torn, true).unwrap();
+        assert_eq!((s.records.len(), s.valid_len), (spanning, start as u64));
+        assert_eq!(s.end, ScanEnd::Clean);
+        // Garbage in the zeros, no valid record after it: torn at the records' end.
+        let mut garbage = file.clone();
+        garbage[end + 3000..end + 3100].fill(0xA5);
+        assert_eq!(
+            scan(&garbage, true).unwrap().end,
+            ScanEnd::TornTail { offset: end as u64 }
+        );
+        // Garbage, then a valid record: damage, as in any log.
+        let mut damaged = file.clone();
+        let second = scan(&file, true).unwrap().records[1] as usize;
+        let tail = records[second..].to_vec();
+        damaged[end..end + tail.len()].copy_from_slice(&tail);
+        damaged[second + 2] ^= 0x10;
+        damaged[end..end + 8].fill(0x77);
+        assert!(matches!(
+            scan(&damaged, true).unwrap().end,
+            ScanEnd::Corrupt(_)
+        ));
+        // Regression (cli_damage, a 0xff flip in a length byte): a damaged length field that
+        // declares a record reaching into the preallocated zeros is damage, not a hole (the
+        // zeros after the last written byte are the file's unwritten end): the valid records
+        // after it are reported, never dropped as a torn tail.
+        let middle = scan(&file, true).unwrap().records[1] as usize;
+        for byte in RECORD_FRAME_LEN_OFFSET..RECORD_FRAME_LEN_OFFSET + 3 {
+            let mut bad = file.clone();
+            bad[middle + byte] ^= 0xff;
+            let s = scan(&bad, true).unwrap();
+            assert_eq!(s.records.len(), 1, "length byte {byte}");
+            assert!(
+                matches!(s.end, ScanEnd::Corrupt(_)),
+                "length byte {byte}: {:?}",
+                s.end
+            );
+        }
+        // A flag this version does not know is refused, never guessed at.
+        let mut unknown = encode_header(3, 9, 2).to_vec();
+        unknown.resize(4096, 0);
+        assert!(scan(&unknown, true).is_err());
     }
 }

@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | 1 | flipping one bit of `r` (its declared extent, or its length field) makes it valid, and that bit does not read as 0 inside zeros a torn write explains (zeros from it to `r`'s end that start at a sector boundary or at `r`'s start, or its whole sector share of `r`) | [`TailDecision::BitRot`]: damage, with the byte |
 //! | 2 | every byte from `c` to the end of the file is zero | [`TailDecision::Torn`] |
-//! | 3 | a hole: some sector's share of `r`'s extent is all zeros | [`TailDecision::Torn`] |
+//! | 3 | a hole: some sector's share of `r`'s extent is all zeros, with a non-zero byte after it in the file | [`TailDecision::Torn`] |
 //! | 4 | no valid record starts anywhere after `c` | [`TailDecision::Torn`] |
 //! | 5 | otherwise (a valid record follows, no hole) | [`TailDecision::Damage`] |
 //!
@@ -145,7 +145,13 @@ pub fn has_hole(file: &[u8], cut: usize, shape: Shape) -> bool {
     let Some(rest) = file.get(cut..).filter(|r| !r.is_empty()) else {
         return false;
     };
-    let end = cut + extent(rest, shape);
+    // A hole is a zero sector with persisted bytes after it: zeros after the last non-zero
+    // byte of the file are its unwritten end (a preallocated extension, or a size that
+    // reached the disk before the data), never a hole. Without this cut, a record whose
+    // length field was damaged would reach into a preallocated log's zeros and take its
+    // damage for a hole, dropping the valid records after it.
+    let data_end = file.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let end = (cut + extent(rest, shape)).min(data_end);
     let mut start = cut;
     while start < end {
         let share_end = ((start / SECTOR_LEN + 1) * SECTOR_LEN).min(end);

@@ -95,6 +95,7 @@ impl Journal {
                     &self.root,
                     current.generation + 1,
                     now_unix_ms(),
+                    self.config.commit_prealloc_bytes,
                 )?;
                 if let Err(e) = next.sync(self.storage.as_ref()) {
                     let _ = self.storage.remove(&next.path);

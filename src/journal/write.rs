@@ -468,6 +468,7 @@ impl Journal {
                 &self.root,
                 generation,
                 now,
+                self.config.commit_prealloc_bytes,
             )?);
         }
         Ok(())

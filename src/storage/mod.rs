@@ -41,22 +41,39 @@ impl fmt::Debug for Bytes {
     }
 }
 
-/// A file opened for appending (a log segment or a temporary file).
+/// A file opened for appending (a log segment, a commit log or a temporary file).
+///
+/// Appends go to the file's *written end*: the end of the file when it was opened, moved by
+/// each append and by [`AppendFile::truncate`]. [`AppendFile::preallocate`] extends the file
+/// with zeros beyond the written end without moving it, so the appends that follow overwrite
+/// those zeros instead of growing the file.
 pub trait AppendFile: Send + fmt::Debug {
-    /// Appends all of `buf` at the end of the file.
+    /// Writes all of `buf` at the written end and moves the written end past it.
     ///
     /// # Errors
     /// The OS error; the file may then hold a prefix of `buf`.
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Extends the file with zeros to `len` bytes (nothing when it is that long already),
+    /// leaving the written end where it is. The new length is file metadata: it becomes
+    /// durable with the next [`AppendFile::sync_data`] (which then commits it), not before.
+    /// [`FsStorage`] uses `fallocate(2)` (blocks reserved, reading as zeros), falling back to
+    /// `ftruncate` where the file system does not support it (see DESIGN.md, "The cost of an
+    /// acknowledged append").
+    ///
+    /// # Errors
+    /// The OS error (a full disk). Nothing written is lost: the caller may go on appending
+    /// to a file that grows with each append.
+    fn preallocate(&mut self, len: u64) -> io::Result<()>;
     /// Makes everything appended so far durable (`fdatasync`).
     ///
     /// # Errors
     /// The OS error. After an error the caller must not assume anything appended is durable and
     /// must not retry on this file (fsyncgate): it poisons the log instead.
     fn sync_data(&mut self) -> io::Result<()>;
-    /// Cuts the file back to `len` bytes: undoes an append that failed part-way (a failed
-    /// *write* loses no page-cache data, unlike a failed fsync, so the file can be restored and
-    /// the write redone later).
+    /// Cuts the file back to `len` bytes, which becomes the written end (and the end of the
+    /// file: a preallocated extension beyond `len` is gone): undoes an append that failed
+    /// part-way (a failed *write* loses no page-cache data, unlike a failed fsync, so the file
+    /// can be restored and the write redone later).
     ///
     /// # Errors
     /// The OS error; the caller then poisons the log.
@@ -281,11 +298,66 @@ pub struct FsStorage;
 #[derive(Debug)]
 struct FsFile {
     file: File,
+    /// Where the next append writes.
+    end: u64,
+    /// The file's length as this handle last set or saw it (at least `end`).
+    len: u64,
+}
+
+impl FsFile {
+    fn new(file: File) -> io::Result<FsFile> {
+        let len = file.metadata()?.len();
+        Ok(FsFile {
+            file,
+            end: len,
+            len,
+        })
+    }
 }
 
 impl AppendFile for FsFile {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file.write_all_at(buf, self.end)?;
+        }
+        #[cfg(not(unix))]
+        {
+            self.file.seek(io::SeekFrom::Start(self.end))?;
+            self.file.write_all(buf)?;
+        }
+        self.end += buf.len() as u64;
+        self.len = self.len.max(self.end);
+        Ok(())
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        if len <= self.len {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::fs::{fallocate, FallocateFlags};
+            match fallocate(
+                &self.file,
+                FallocateFlags::empty(),
+                self.len,
+                len - self.len,
+            ) {
+                Ok(()) => {
+                    self.len = len;
+                    return Ok(());
+                }
+                // Not offered by this file system (some FUSE and network ones): a longer
+                // length reads as zeros all the same.
+                Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.file.set_len(len)?;
+        self.len = len;
+        Ok(())
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -293,7 +365,10 @@ impl AppendFile for FsFile {
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        self.end = len;
+        self.len = len;
+        Ok(())
     }
 }
 
@@ -314,9 +389,11 @@ fn too_large(path: &Path, len: u64, len_max: u64) -> io::Error {
     )
 }
 
+/// Write access without `O_APPEND` (which would make every write go to the end of the file,
+/// past a preallocated extension): [`FsFile`] writes at its written end.
 fn options_new() -> OpenOptions {
     let mut o = OpenOptions::new();
-    o.append(true).create_new(true);
+    o.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -415,12 +492,17 @@ impl Storage for FsStorage {
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
         let file = options_new().open(path)?;
-        Ok(Box::new(FsFile { file }))
+        // A new file: empty.
+        Ok(Box::new(FsFile {
+            file,
+            end: 0,
+            len: 0,
+        }))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        let file = OpenOptions::new().append(true).open(path)?;
-        Ok(Box::new(FsFile { file }))
+        let file = OpenOptions::new().write(true).open(path)?;
+        Ok(Box::new(FsFile::new(file)?))
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {

@@ -118,7 +118,10 @@ fn commit_log_damage_is_reported() {
     // A torn tail of the commit log, on the other hand, is harmless.
     let mut bytes = fs::read(&path).unwrap();
     bytes[100] ^= 0x40;
-    let len = bytes.len();
+    // The records' end (the log is preallocated: zeros follow it), then 7 bytes less.
+    let len = reprise::format::commit::scan(&bytes, true)
+        .unwrap()
+        .valid_len as usize;
     fs::write(&path, &bytes[..len - 7]).unwrap();
     drop(r);
     let mut r = Journal::open_read_only(dir.path(), Config::default()).unwrap();
@@ -131,4 +134,71 @@ fn commit_log_damage_is_reported() {
         .findings
         .iter()
         .all(|f| f.corruption.kind == CorruptionKind::TornTail));
+}
+
+/// The commit log is preallocated: an acknowledged append does not grow the file (it is
+/// extended a chunk at a time, ahead of the records), its header says so, and a killed
+/// writer's log, zeros after its records, recovers every acknowledged event with nothing
+/// reported (the zeros are the log's end, not a torn tail). A log written without
+/// preallocation, as every version before it wrote them, still recovers (its guild segments
+/// cut, so the records are needed), and a journal holding both kinds reads both.
+#[test]
+fn preallocated_and_older_commit_logs_recover() {
+    use reprise::format::commit;
+    let guild = GuildId(9);
+    let (events, states) = stream(91, 80);
+    let dir = tempfile::tempdir().unwrap();
+    let step = 64 << 10;
+    let append = |config: Config, range: std::ops::Range<usize>| {
+        let mut j = Journal::open(dir.path(), config).unwrap();
+        for e in &events[range] {
+            j.append(guild, e, Durability::Always).unwrap();
+        }
+        // No close: killed, the commit log holding the events.
+        drop(j);
+    };
+    // An older writer (no preallocation), then a current one.
+    append(Config::default().with_commit_prealloc_bytes(0), 0..30);
+    append(Config::default().with_commit_prealloc_bytes(step), 30..80);
+    let logs = commit_files(dir.path());
+    assert_eq!(logs.len(), 2);
+    let (old, new) = (fs::read(&logs[0]).unwrap(), fs::read(&logs[1]).unwrap());
+    let (old_scan, new_scan) = (
+        commit::scan(&old, true).unwrap(),
+        commit::scan(&new, true).unwrap(),
+    );
+    assert!(!old_scan.preallocated && new_scan.preallocated);
+    assert_eq!(
+        old_scan.valid_len,
+        old.len() as u64,
+        "an older log ends at its records"
+    );
+    assert_eq!(
+        new.len() as u64,
+        step,
+        "the log was extended ahead of its 50 records"
+    );
+    assert!(
+        new_scan.valid_len < step && new[new_scan.valid_len as usize..].iter().all(|b| *b == 0)
+    );
+    assert_eq!((old_scan.records.len(), new_scan.records.len()), (30, 50));
+    // The guild's segment lost everything after its header: only the commit logs hold events.
+    for seg in guild_files(dir.path(), guild) {
+        let bytes = fs::read(&seg).unwrap();
+        fs::write(&seg, &bytes[..48.min(bytes.len())]).unwrap();
+    }
+    {
+        let mut r = Journal::open_read_only(dir.path(), Config::default()).unwrap();
+        let s = r.state(guild).unwrap();
+        assert_eq!((s.seq, &s.state), (80, &states[80]));
+        let report = r.verify().unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+    }
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    assert_eq!(j.state(guild).unwrap().state, states[80]);
+    assert_eq!(j.append(guild, &events[0], Durability::Always).unwrap(), 81);
+    j.close().unwrap();
+    assert!(commit_files(dir.path()).is_empty());
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    assert_eq!(j.state(guild).unwrap().seq, 81);
 }

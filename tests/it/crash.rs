@@ -31,6 +31,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use reprise::config::COMMIT_PREALLOC_BYTES_DEFAULT;
 use reprise::session::{apply, Rng, State, Workload};
 use reprise::storage::sim::{
     Capture, Captured, CrashMode, Fault, InjectedError, OpKind, SimStorage, SyncfsMode, EIO, ENOSPC,
@@ -254,6 +255,11 @@ impl Plan {
         let syncfs = rng.chance(500);
         // Drawn apart, so that every seed's workload stays what it was before the modes.
         let syncfs_mode = SYNCFS_MODES[Rng::new(seed ^ 0x0005_F5F5).below(3) as usize];
+        // The commit log preallocated in small chunks (extended many times per generation),
+        // in the default 1 MiB chunks, or not at all (the format before preallocation).
+        let prealloc = [4 << 10, 16 << 10, COMMIT_PREALLOC_BYTES_DEFAULT, 0]
+            [Rng::new(seed ^ 0x0A11_0C8E).below(4) as usize];
+        config = config.with_commit_prealloc_bytes(prealloc);
         // Half the workloads are encrypted at rest (a deterministic nonce prefix keeps a seed's
         // bytes the same on every run).
         if rng.chance(500) {
@@ -862,7 +868,9 @@ fn exhaustive_plan(syncfs: bool, syncfs_mode: SyncfsMode) -> Plan {
             .with_segment_bytes_max(4096)
             .with_snapshot_every(Some(9), None)
             .with_snapshots_retained(2)
-            .with_commit_bytes_max(64 << 10),
+            .with_commit_bytes_max(64 << 10)
+            // Preallocated in 4 KiB chunks: each generation is extended many times.
+            .with_commit_prealloc_bytes(4 << 10),
         steps: 90,
         syncfs,
         syncfs_mode,

@@ -45,7 +45,10 @@ fn write(acked: usize, unacked: usize) -> Written {
     let mut commit_acked_len = 0;
     for (i, e) in events.iter().enumerate() {
         if i == acked && acked > 0 {
-            commit_acked_len = fs::metadata(commit_log(dir.path())).unwrap().len() as usize;
+            // The records' end, not the file's length: the log is preallocated.
+            let log = fs::read(commit_log(dir.path())).unwrap();
+            commit_acked_len =
+                reprise::format::commit::scan(&log, true).unwrap().valid_len as usize;
         }
         j.append(GUILD, e, Durability::Always).unwrap();
     }

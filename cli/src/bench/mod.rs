@@ -16,7 +16,7 @@
 //!
 //! With `--remote URL`, three rows against that object store follow, in the same run
 //! (`s3 PUT floor`, `reprise remote 64 guilds`, `claim`; CONTRACT §5): see [`remote`]. Without
-//! it the report is the nine local rows alone.
+//! it the report is the fourteen local rows alone.
 //!
 //! The files of this folder:
 //! - `mod.rs`: the run ([`run`]) — the plan of each mode, the scratch directory, the order of
@@ -25,7 +25,9 @@
 //!   guarantee and baseline;
 //! - [`stream`]: the pre-generated event stream every appending row consumes;
 //! - [`reprise_rows`]: reprise's own local rows (durable, none, replay, snapshot);
-//! - [`peers`]: the rows reprise is compared with (fdatasync floor, SQLite, Sonora JSON);
+//! - [`peers`]: the rows reprise is compared with (the fdatasync floor and append, SQLite,
+//!   Sonora JSON);
+//! - [`stores`]: the embedded Rust stores a bot author would pick instead (redb, fjall);
 //! - [`machine`]: the machine description the report names;
 //! - [`report`]: how a run prints (JSON object or table with its legend);
 //! - [`remote`]: the rows of `--remote` against an object store.
@@ -36,6 +38,7 @@ mod remote;
 mod report;
 mod reprise_rows;
 mod row;
+mod stores;
 mod stream;
 
 use std::fs;
@@ -47,15 +50,17 @@ use reprise::{Error, GuildId};
 use crate::output::{print_json_line, print_line, Out};
 use crate::Failure;
 use machine::machine_description;
-use peers::{floor_row, sonora_json_row, sqlite_full_row, sqlite_normal_row};
+use peers::{floor_append_row, floor_row, sonora_json_row, sqlite_full_row, sqlite_normal_row};
 use report::Report;
 use reprise_rows::{
     replay_row, reprise_durable_1_row, reprise_durable_64_row, reprise_none_row, snapshot_row,
 };
 use row::{
-    Row, CLAIM, FLOOR, REPLAY, REPRISE_DURABLE_1, REPRISE_DURABLE_64, REPRISE_NONE,
-    REPRISE_REMOTE_64, S3_PUT_FLOOR, SNAPSHOT, SONORA_JSON, SQLITE_FULL, SQLITE_NORMAL,
+    Row, CLAIM, FJALL_1, FJALL_64, FLOOR, FLOOR_APPEND, REDB_1, REDB_64, REPLAY, REPRISE_DURABLE_1,
+    REPRISE_DURABLE_64, REPRISE_NONE, REPRISE_REMOTE_64, S3_PUT_FLOOR, SNAPSHOT, SONORA_JSON,
+    SQLITE_FULL, SQLITE_NORMAL,
 };
+use stores::{fjall_1_row, fjall_64_row, redb_1_row, redb_64_row};
 use stream::{Stream, WARMUP_EVENTS};
 
 /// Guilds of the `reprise durable 64 guilds` row.
@@ -202,15 +207,20 @@ pub(crate) fn run(
         WARMUP_EVENTS + plan.stream_events()
     );
     let stream = Stream::generate(plan.stream_events());
-    let mut rows = Vec::with_capacity(9);
-    let steps: [(&str, RowFn); 9] = [
+    let mut rows = Vec::with_capacity(14);
+    let steps: [(&str, RowFn); 14] = [
         (FLOOR, floor_row),
+        (FLOOR_APPEND, floor_append_row),
         (REPRISE_DURABLE_1, reprise_durable_1_row),
         (REPRISE_DURABLE_64, reprise_durable_64_row),
         (REPRISE_NONE, reprise_none_row),
         (SQLITE_FULL, sqlite_full_row),
         (SQLITE_NORMAL, sqlite_normal_row),
         (SONORA_JSON, sonora_json_row),
+        (REDB_1, redb_1_row),
+        (FJALL_1, fjall_1_row),
+        (REDB_64, redb_64_row),
+        (FJALL_64, fjall_64_row),
         (REPLAY, replay_row),
         (SNAPSHOT, snapshot_row),
     ];

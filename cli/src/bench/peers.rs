@@ -1,9 +1,11 @@
 //! The peers `reprise bench` measures reprise against, on the same disk in the same run: the
-//! raw `fdatasync` floor, SQLite in WAL mode (`FULL` and `NORMAL`), and the Sonora-JSON bot
-//! that rewrites its guild file atomically for every event.
+//! raw `fdatasync` floor (records written inside a preallocated file, and appended to a
+//! growing one), SQLite in WAL mode (`FULL` and `NORMAL`), and the Sonora-JSON bot that
+//! rewrites its guild file atomically for every event.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use reprise::session::{apply, State, HISTORY_MAX_DEFAULT};
@@ -12,35 +14,79 @@ use reprise::storage::{write_atomic, FsStorage};
 use reprise::Event;
 use serde_json::json;
 
-use super::row::{measure, Guarantee, Row, FLOOR, SONORA_JSON, SQLITE_FULL, SQLITE_NORMAL};
+use super::row::{
+    measure, Guarantee, Row, FLOOR, FLOOR_APPEND, SONORA_JSON, SQLITE_FULL, SQLITE_NORMAL,
+};
 use super::stream::Stream;
 use super::{atomic_failure, io_failure, Plan, Scratch, BENCH_GUILD, FLOOR_RECORD_BYTES};
 use crate::Failure;
 use reprise::clock::now_unix_secs;
 
-/// `fdatasync floor`: one 128-byte record per event of the stream appended to one file, each
-/// followed by `fdatasync`, sequentially — the physical limit of a durable append stream on
-/// this disk.
+/// How far the `fdatasync floor` file is extended before the timed writes: more than the
+/// longest run writes (10,000 + 200 records of 128 bytes), so no write changes its size.
+const FLOOR_PREALLOC_BYTES: u64 = 4 << 20;
+
+/// `fdatasync floor`: one 128-byte record per event of the stream written sequentially inside
+/// a file extended ahead of the writes (`fallocate`, made durable with `fsync` before the
+/// warm-up), each followed by `fdatasync`: no write changes the file's size, so no
+/// `fdatasync` commits one — the fastest durable record this disk allows, the physical limit
+/// of one durable stream (DESIGN.md, "The cost of an acknowledged append").
 pub(super) fn floor_row(scratch: &Scratch, stream: &Stream, plan: &Plan) -> Result<Row, Failure> {
     let path = scratch.sub("floor")?.join("floor.log");
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_failure("create", &path, e))?;
+    rustix::fs::fallocate(
+        &file,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        FLOOR_PREALLOC_BYTES,
+    )
+    .map_err(|e| io_failure("fallocate", &path, e.into()))?;
+    file.sync_all().map_err(|e| io_failure("fsync", &path, e))?;
+    let samples = floor_samples(&mut file, &path, stream, plan)?;
+    Ok(Row::new(FLOOR, Guarantee::PowerLoss, samples))
+}
+
+/// `fdatasync append`: the same records appended to a growing file, each followed by
+/// `fdatasync`, which then also commits the file's new size to the file system's journal.
+pub(super) fn floor_append_row(
+    scratch: &Scratch,
+    stream: &Stream,
+    plan: &Plan,
+) -> Result<Row, Failure> {
+    let path = scratch.sub("floor-append")?.join("floor.log");
     let mut file = OpenOptions::new()
         .create_new(true)
         .append(true)
         .open(&path)
         .map_err(|e| io_failure("create", &path, e))?;
+    let samples = floor_samples(&mut file, &path, stream, plan)?;
+    Ok(Row::new(FLOOR_APPEND, Guarantee::PowerLoss, samples))
+}
+
+/// The floor rows' measurement: one 128-byte record written at the file's position per event
+/// of the stream (the warm-up untimed), each followed by `fdatasync`, sequentially.
+fn floor_samples(
+    file: &mut File,
+    path: &Path,
+    stream: &Stream,
+    plan: &Plan,
+) -> Result<super::row::Samples, Failure> {
     let record = [0x5Au8; FLOOR_RECORD_BYTES];
-    let append = |file: &mut File| -> Result<(), Failure> {
+    let write = |file: &mut File| -> Result<(), Failure> {
         file.write_all(&record)
-            .map_err(|e| io_failure("write", &path, e))?;
+            .map_err(|e| io_failure("write", path, e))?;
         file.sync_data()
-            .map_err(|e| io_failure("fdatasync", &path, e))
+            .map_err(|e| io_failure("fdatasync", path, e))
     };
     for _ in stream.warmup() {
-        append(&mut file)?;
+        write(file)?;
     }
     let events = stream.measured(plan.durable_events);
-    let samples = measure(events, plan.row_budget, |_| append(&mut file))?;
-    Ok(Row::new(FLOOR, Guarantee::PowerLoss, samples))
+    measure(events, plan.row_budget, |_| write(file))
 }
 
 /// `sqlite WAL FULL`: see [`sqlite_row`].

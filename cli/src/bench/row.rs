@@ -11,6 +11,7 @@ use crate::Failure;
 
 /// Row names, in the order of CONTRACT §4.
 pub(super) const FLOOR: &str = "fdatasync floor";
+pub(super) const FLOOR_APPEND: &str = "fdatasync append";
 pub(super) const REPRISE_DURABLE_1: &str = "reprise durable 1 guild";
 pub(super) const REPRISE_DURABLE_64: &str = "reprise durable 64 guilds";
 pub(super) const REPRISE_NONE: &str = "reprise none";
@@ -19,6 +20,11 @@ pub(super) const SQLITE_NORMAL: &str = "sqlite WAL NORMAL";
 pub(super) const SONORA_JSON: &str = "sonora JSON";
 pub(super) const REPLAY: &str = "replay";
 pub(super) const SNAPSHOT: &str = "snapshot";
+/// The peer stores' rows (CONTRACT §4, added rows).
+pub(super) const REDB_1: &str = "redb 1 guild";
+pub(super) const FJALL_1: &str = "fjall 1 guild";
+pub(super) const REDB_64: &str = "redb 64 guilds";
+pub(super) const FJALL_64: &str = "fjall 64 guilds";
 /// The rows `--remote` adds after those (CONTRACT §5).
 pub(super) const S3_PUT_FLOOR: &str = "s3 PUT floor";
 pub(super) const REPRISE_REMOTE_64: &str = "reprise remote 64 guilds";
@@ -124,8 +130,9 @@ impl Row {
 ///
 /// `ratio_to_reprise` = `ops_per_s` of the row ÷ `ops_per_s` of this baseline row, measured in
 /// the same run (above 1: faster than reprise; below 1: slower):
-/// - rows acknowledged after stable storage (`fdatasync floor`, both `reprise durable` rows,
-///   `sqlite WAL FULL`, `sonora JSON`) ÷ `reprise durable 1 guild`;
+/// - rows acknowledged after stable storage (`fdatasync floor`, `fdatasync append`, both
+///   `reprise durable` rows, `sqlite WAL FULL`, `sonora JSON`, the redb and fjall rows) ÷
+///   `reprise durable 1 guild`;
 /// - rows acknowledged once the OS has the bytes, surviving a process kill but not a power loss
 ///   (`reprise none`, `sqlite WAL NORMAL`, whose WAL commits do not fsync) ÷ `reprise none`;
 /// - rows acknowledged once stored in the object store of `--remote`, surviving the loss of
@@ -134,9 +141,11 @@ impl Row {
 ///   definition (the snapshot row compares bytes instead: `bytes` beside `sonora_json_bytes`).
 ///
 /// `ratio_to_floor` (acknowledging rows only) = `ops_per_s` ÷ `ops_per_s` of the floor of the
-/// row's guarantee: `fdatasync floor` for the durable rows (the physical limit of one sequential
-/// stream of durable appends on this disk), `s3 PUT floor` for the remote rows (one PUT per
-/// event, sequential: the store's limit for one stream of remote acknowledgements).
+/// row's guarantee: for the durable rows the faster of `fdatasync floor` (128-byte overwrites
+/// inside a preallocated file, each + `fdatasync`: the physical limit of one sequential stream
+/// of durable records on this disk) and `fdatasync append` (the same records appended to a
+/// growing file); `s3 PUT floor` for the remote rows (one PUT per event, sequential: the
+/// store's limit for one stream of remote acknowledgements).
 pub(super) fn ratio_baseline(row: &Row) -> &'static str {
     match row.guarantee {
         Guarantee::PowerLoss => REPRISE_DURABLE_1,

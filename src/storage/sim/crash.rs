@@ -146,8 +146,17 @@ impl FileNode {
             }
         }
         let len = out.len();
+        // A durable preallocation: the length survives, reading as zeros past the data kept
+        // (zeros never written: bit rot is injected into written bytes only).
+        let alloc_len = if self.durable_alloc_len > len {
+            self.durable_alloc_len
+        } else {
+            0
+        };
         FileNode {
             data: Arc::new(out),
+            alloc_len,
+            durable_alloc_len: alloc_len,
             durable_len: len,
             lost: Vec::new(),
             append_ends: Vec::new(),

@@ -51,11 +51,13 @@ pub enum OpKind {
     SyncFilesystem,
     /// [`Storage::lock`].
     Lock,
+    /// [`AppendFile::preallocate`].
+    Preallocate,
 }
 
 impl OpKind {
     /// Every kind, in declaration order.
-    pub const ALL: [OpKind; 15] = [
+    pub const ALL: [OpKind; 16] = [
         OpKind::CreateDirAll,
         OpKind::List,
         OpKind::FileLen,
@@ -71,6 +73,7 @@ impl OpKind {
         OpKind::SyncDir,
         OpKind::SyncFilesystem,
         OpKind::Lock,
+        OpKind::Preallocate,
     ];
 
     /// Whether the operation can change the file system (what it stores or what is durable).
@@ -86,6 +89,7 @@ impl OpKind {
                 | OpKind::Remove
                 | OpKind::SyncDir
                 | OpKind::SyncFilesystem
+                | OpKind::Preallocate
         )
     }
 

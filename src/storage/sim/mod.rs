@@ -38,6 +38,12 @@
 //!   fails unreported ([`SyncfsMode::DropsWriteback`], Linux before 5.8, or an error another
 //!   descriptor consumed). The trait only appends, so the live content always extends
 //!   the durable content.
+//! - **Preallocation** ([`AppendFile::preallocate`], `fallocate`/`set_len`): a metadata
+//!   operation. The file reads as zeros from its written end to the new length at once, and
+//!   appends go on at the written end (overwriting those zeros); the length survives a power
+//!   loss only once a later `sync_data` (or a flushing `syncfs`) succeeded, and then what a
+//!   crash keeps of the unsynced writes inside it (every [`CrashMode`] below) is followed by
+//!   zeros up to that length.
 //! - **Write-back errors per descriptor** (Linux `errseq_t`): a write-back error that
 //!   [`SyncfsMode::DropsWriteback`] records on a file is reported by the next `sync_data` of
 //!   every descriptor opened before it (once each); a descriptor opened after it never sees it.
@@ -389,7 +395,7 @@ impl SimStorage {
                     Some(Node::File(f)) => out.push(SimEntry {
                         path: child_path,
                         is_dir: false,
-                        live_len: f.data.len() as u64,
+                        live_len: f.len() as u64,
                         durable_len: f.durable_len as u64,
                         entry_durable,
                         lost_bytes: f

@@ -24,7 +24,7 @@ impl SimStorage {
         let mut g = self.inner();
         g.begin(kind, path).map_err(Stop::into_io)?;
         let (_, f) = g.fs.file(path)?;
-        let len = f.data.len() as u64;
+        let len = f.len() as u64;
         if len > len_max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -36,6 +36,7 @@ impl SimStorage {
         }
         let mut bytes = f.data.to_vec();
         let durable = f.durable_len.min(bytes.len());
+        bytes.resize(f.len(), 0);
         if durable > 0 {
             g.rot_one_bit(kind, path, &mut bytes[..durable]);
         }
@@ -110,7 +111,7 @@ impl Storage for SimStorage {
         let mut g = self.inner();
         g.begin(OpKind::FileLen, path).map_err(Stop::into_io)?;
         let (_, f) = g.fs.file(path)?;
-        Ok(f.data.len() as u64)
+        Ok(f.len() as u64)
     }
 
     fn read(&self, path: &Path, len_max: u64) -> io::Result<Bytes> {
@@ -266,7 +267,7 @@ impl Storage for SimStorage {
                     f.lost.push((f.durable_len, f.data.len()));
                     f.wb_errors += 1;
                 }
-                f.durable_len = f.data.len();
+                f.make_durable();
             }
         }
         Ok(true)
@@ -360,11 +361,11 @@ impl AppendFile for SimFile {
                 // A write-back error since this descriptor last looked: what is dirty now is
                 // written, the error is reported (once per descriptor).
                 self.errors_seen = f.wb_errors;
-                f.durable_len = f.data.len();
+                f.make_durable();
                 Err(io::Error::from_raw_os_error(EIO))
             }
             Ok(()) => {
-                f.durable_len = f.data.len();
+                f.make_durable();
                 Ok(())
             }
             Err(Stop::Injected(e)) => {
@@ -376,6 +377,25 @@ impl AppendFile for SimFile {
             }
             Err(Stop::Power) => Err(Stop::Power.into_io()),
         }
+    }
+
+    /// A metadata operation: the file reads as zeros up to `len` at once; the length survives
+    /// a power loss only once a later `sync_data` (or `syncfs`) succeeded. It costs no space
+    /// of a [`Fault::DiskFull`](super::Fault::DiskFull) budget (a sparse `set_len`), but
+    /// injected errors apply.
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        let mut g = lock_inner(&self.inner);
+        g.begin(OpKind::Preallocate, &self.path)
+            .map_err(Stop::into_io)?;
+        let len = usize::try_from(len)
+            .map_err(|_| err(io::ErrorKind::InvalidInput, "length too large", &self.path))?;
+        let Some(f) = g.fs.file_mut(self.ino) else {
+            return Err(err(io::ErrorKind::NotFound, "file vanished", &self.path));
+        };
+        if len > f.len() {
+            f.alloc_len = len;
+        }
+        Ok(())
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {

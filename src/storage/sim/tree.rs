@@ -18,7 +18,7 @@ pub struct SimEntry {
     pub path: PathBuf,
     /// Whether it is a directory.
     pub is_dir: bool,
-    /// Live length in bytes (0 for directories).
+    /// Live length in bytes, a preallocated extension included (0 for directories).
     pub live_len: u64,
     /// Durable length in bytes (0 for directories).
     pub durable_len: u64,
@@ -33,8 +33,14 @@ pub(super) const ROOT: Ino = 0;
 
 #[derive(Clone, Debug)]
 pub(super) struct FileNode {
-    /// Live content (shared with captured states until written).
+    /// Live content up to the written end (shared with captured states until written).
     pub(super) data: Arc<Vec<u8>>,
+    /// The file's length when a preallocation made it longer than `data` (zeros after
+    /// `data`); 0 otherwise.
+    pub(super) alloc_len: usize,
+    /// The length a power loss keeps at least (zeros after what survives of `data`): the
+    /// `alloc_len` the last successful sync made durable (a preallocation is metadata).
+    pub(super) durable_alloc_len: usize,
     /// `data[..durable_len]` survives a power loss.
     pub(super) durable_len: usize,
     /// Byte ranges whose write-back a failed fsync dropped: they never reach the disk.
@@ -51,6 +57,8 @@ impl FileNode {
     pub(super) fn new() -> FileNode {
         FileNode {
             data: Arc::new(Vec::new()),
+            alloc_len: 0,
+            durable_alloc_len: 0,
             durable_len: 0,
             lost: Vec::new(),
             append_ends: Vec::new(),
@@ -63,12 +71,25 @@ impl FileNode {
     /// never becomes durable by truncating to it).
     pub(super) fn set_len(&mut self, len: usize) {
         Arc::make_mut(&mut self.data).resize(len, 0);
+        self.alloc_len = 0;
+        self.durable_alloc_len = self.durable_alloc_len.min(len);
         self.durable_len = self.durable_len.min(len);
         self.append_ends.retain(|end| *end <= len);
         for range in &mut self.lost {
             range.1 = range.1.min(len);
         }
         self.lost.retain(|(start, end)| start < end);
+    }
+
+    /// The file's length: the written bytes, or the preallocated length when longer.
+    pub(super) fn len(&self) -> usize {
+        self.data.len().max(self.alloc_len)
+    }
+
+    /// A successful sync: the written bytes and the preallocated length become durable.
+    pub(super) fn make_durable(&mut self) {
+        self.durable_len = self.data.len();
+        self.durable_alloc_len = self.alloc_len;
     }
 }
 
