@@ -341,6 +341,7 @@ mod tests {
             Event::PositionReported {
                 position_ms: 30_000,
                 at_unix_ms: NOW - 10_000,
+                entry_id: None,
             },
         ]
     }
@@ -422,6 +423,7 @@ mod tests {
         let mut events = playing();
         events.push(Event::Seeked {
             position_ms: 12_345,
+            entry_id: None,
         });
         let restore = plan(&gs(&events), NOW + 5_000, Sections::ALL);
         assert_eq!(restore.patch.position, Some(12_345));
@@ -443,6 +445,7 @@ mod tests {
                 Event::PositionReported {
                     position_ms: 5_000,
                     at_unix_ms: NOW - 1_000,
+                    entry_id: None,
                 },
             ];
             assert_eq!(
@@ -460,6 +463,7 @@ mod tests {
             Event::PositionReported {
                 position_ms: 5_000,
                 at_unix_ms: NOW - 1_000,
+                entry_id: None,
             },
         ];
         assert_eq!(

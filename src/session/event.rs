@@ -8,20 +8,27 @@
 
 use std::fmt;
 
+use bincode::Decode;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{FilterConfig, State, Track};
+use super::state::{decode_meta, encode_meta};
+use super::{FilterConfig, Meta, State, Track};
 
 /// One mutation of a guild's session. The state is the fold of these (see [`crate::session::apply`]).
 ///
 /// The JSON form is an object with a snake_case `"type"` and the variant's fields; the binary
-/// (bincode) form is derived and carries exactly the same information, so JSON → binary → JSON
-/// gives back the same event.
+/// (bincode) form carries exactly the same information, so JSON → binary → JSON gives back the
+/// same event.
 ///
-/// The binary form is positional: the order of the variants (their bincode tag) and of the
-/// fields in each is part of the journal format. Add new variants at the end only.
-#[derive(Clone, Debug, PartialEq, Serialize, bincode::Encode, bincode::Decode)]
+/// The binary form is a varint `u32` tag, then the fields in declaration order. It is part of
+/// the journal format and only ever grows (new tags at the end): tags 0–18 are the variants in
+/// declaration order as the code before issue 19 wrote them (`seeked` and `position_reported`
+/// without `entry_id`); 19 is `guild_meta_set` (`meta` as compact JSON text); 20 is
+/// `position_reported` with an `entry_id` (after `at_unix_ms`); 21 is `seeked` with an
+/// `entry_id` (after `position_ms`). An event without `entry_id` is written with its old tag, so
+/// its bytes are the same as before.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// `volume_set`: the player volume changed.
@@ -38,6 +45,11 @@ pub enum Event {
     Seeked {
         /// The new position in the current track, in milliseconds.
         position_ms: u64,
+        /// The queue entry the seek was for (`QueueEntry::id`), if named. When it is not the
+        /// current entry any more, the event is accepted and changes nothing but
+        /// `State::stale_reports`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        entry_id: Option<u64>,
     },
     /// `position_reported`: Lavalink reported the playback position (its `playerUpdate`).
     PositionReported {
@@ -45,6 +57,11 @@ pub enum Event {
         position_ms: u64,
         /// When that position was true, in Unix milliseconds.
         at_unix_ms: u64,
+        /// The queue entry the report is about (`QueueEntry::id`), if named. A report for an
+        /// entry that is no longer current (a late `playerUpdate` of the previous track) is
+        /// accepted and changes nothing but `State::stale_reports`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        entry_id: Option<u64>,
     },
     /// `voice_connected`: the bot joined (or moved to) a voice channel.
     VoiceConnected {
@@ -152,6 +169,13 @@ pub enum Event {
         /// [`crate::session::NAME_LEN_MAX`] bytes).
         #[serde(skip_serializing_if = "Option::is_none")]
         label: Option<String>,
+    },
+    /// `guild_meta_set`: the guild's `meta` (a JSON object the bot owns: a text channel, a
+    /// 24/7 flag, ...) is replaced as a whole. At most
+    /// [`crate::session::limits::META_BYTES_MAX`] bytes of compact JSON.
+    GuildMetaSet {
+        /// The new `meta`.
+        meta: Meta,
     },
 }
 
@@ -389,6 +413,7 @@ impl Event {
             Event::AutoplaySet { .. } => Kind::AutoplaySet,
             Event::SessionEnded => Kind::SessionEnded,
             Event::StateRestored { .. } => Kind::StateRestored,
+            Event::GuildMetaSet { .. } => Kind::GuildMetaSet,
         }
     }
 }
@@ -414,6 +439,7 @@ const KIND_NAMES: &[&str] = &[
     "autoplay_set",
     "session_ended",
     "state_restored",
+    "guild_meta_set",
 ];
 
 /// An event type, without its data.
@@ -438,6 +464,7 @@ enum Kind {
     AutoplaySet,
     SessionEnded,
     StateRestored,
+    GuildMetaSet,
 }
 
 impl Kind {
@@ -463,6 +490,7 @@ impl Kind {
             Kind::AutoplaySet => "autoplay_set",
             Kind::SessionEnded => "session_ended",
             Kind::StateRestored => "state_restored",
+            Kind::GuildMetaSet => "guild_meta_set",
         }
     }
 
@@ -488,6 +516,7 @@ impl Kind {
             "autoplay_set" => Kind::AutoplaySet,
             "session_ended" => Kind::SessionEnded,
             "state_restored" => Kind::StateRestored,
+            "guild_meta_set" => Kind::GuildMetaSet,
             _ => return None,
         };
         Some(kind)
@@ -498,8 +527,8 @@ impl Kind {
         match self {
             Kind::VolumeSet => &["volume"],
             Kind::PausedSet => &["paused"],
-            Kind::Seeked => &["position_ms"],
-            Kind::PositionReported => &["position_ms", "at_unix_ms"],
+            Kind::Seeked => &["position_ms", "entry_id"],
+            Kind::PositionReported => &["position_ms", "at_unix_ms", "entry_id"],
             Kind::VoiceConnected => &["session_id", "channel_id", "endpoint", "token"],
             Kind::TracksEnqueued => &["tracks", "index"],
             Kind::TrackRemoved => &["index"],
@@ -516,6 +545,7 @@ impl Kind {
                 "smart_shuffle",
             ],
             Kind::StateRestored => &["state", "from_seq", "label"],
+            Kind::GuildMetaSet => &["meta"],
             Kind::VoiceDisconnected
             | Kind::QueueCleared
             | Kind::TrackStarted
@@ -553,6 +583,8 @@ const FIELD_NAMES: &[&str] = &[
     "state",
     "from_seq",
     "label",
+    "entry_id",
+    "meta",
 ];
 
 /// The values read so far, one slot per field name of any event type. An optional field's slot is
@@ -585,6 +617,8 @@ struct Slots {
     state: Option<Box<State>>,
     from_seq: Option<Option<u64>>,
     label: Option<Option<String>>,
+    entry_id: Option<Option<u64>>,
+    meta: Option<Meta>,
 }
 
 /// Reads the next value into `slot`, rejecting a second occurrence of the key.
@@ -635,6 +669,8 @@ impl Slots {
             "state" => fill(map, &mut self.state, "state"),
             "from_seq" => fill(map, &mut self.from_seq, "from_seq"),
             "label" => fill(map, &mut self.label, "label"),
+            "entry_id" => fill(map, &mut self.entry_id, "entry_id"),
+            "meta" => fill(map, &mut self.meta, "meta"),
             other => Err(de::Error::unknown_field(other, FIELD_NAMES)),
         }
     }
@@ -650,10 +686,12 @@ impl Slots {
             },
             Kind::Seeked => Event::Seeked {
                 position_ms: required(self.position_ms, "position_ms")?,
+                entry_id: self.entry_id.flatten(),
             },
             Kind::PositionReported => Event::PositionReported {
                 position_ms: required(self.position_ms, "position_ms")?,
                 at_unix_ms: required(self.at_unix_ms, "at_unix_ms")?,
+                entry_id: self.entry_id.flatten(),
             },
             Kind::VoiceConnected => Event::VoiceConnected {
                 session_id: required(self.session_id, "session_id")?,
@@ -703,10 +741,242 @@ impl Slots {
                 from_seq: self.from_seq.flatten(),
                 label: self.label.flatten(),
             },
+            Kind::GuildMetaSet => Event::GuildMetaSet {
+                meta: required(self.meta, "meta")?,
+            },
         };
         Ok(event)
     }
 }
+
+/// Bincode tags of the events whose binary form is not the declaration-order one (see
+/// [`Event`]).
+const TAG_GUILD_META_SET: u32 = 19;
+const TAG_POSITION_REPORTED_FOR_ENTRY: u32 = 20;
+const TAG_SEEKED_FOR_ENTRY: u32 = 21;
+
+impl bincode::Encode for Event {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        match self {
+            Event::VolumeSet { volume } => {
+                0u32.encode(e)?;
+                volume.encode(e)
+            }
+            Event::PausedSet { paused } => {
+                1u32.encode(e)?;
+                paused.encode(e)
+            }
+            Event::Seeked {
+                position_ms,
+                entry_id: None,
+            } => {
+                2u32.encode(e)?;
+                position_ms.encode(e)
+            }
+            Event::Seeked {
+                position_ms,
+                entry_id: Some(id),
+            } => {
+                TAG_SEEKED_FOR_ENTRY.encode(e)?;
+                position_ms.encode(e)?;
+                id.encode(e)
+            }
+            Event::PositionReported {
+                position_ms,
+                at_unix_ms,
+                entry_id,
+            } => {
+                let tag = if entry_id.is_some() {
+                    TAG_POSITION_REPORTED_FOR_ENTRY
+                } else {
+                    3
+                };
+                tag.encode(e)?;
+                position_ms.encode(e)?;
+                at_unix_ms.encode(e)?;
+                match entry_id {
+                    Some(id) => id.encode(e),
+                    None => Ok(()),
+                }
+            }
+            Event::VoiceConnected {
+                session_id,
+                channel_id,
+                endpoint,
+                token,
+            } => {
+                4u32.encode(e)?;
+                session_id.encode(e)?;
+                channel_id.encode(e)?;
+                endpoint.encode(e)?;
+                token.encode(e)
+            }
+            Event::VoiceDisconnected => 5u32.encode(e),
+            Event::TracksEnqueued { tracks, index } => {
+                6u32.encode(e)?;
+                tracks.encode(e)?;
+                index.encode(e)
+            }
+            Event::TrackRemoved { index } => {
+                7u32.encode(e)?;
+                index.encode(e)
+            }
+            Event::TrackMoved { from, to } => {
+                8u32.encode(e)?;
+                from.encode(e)?;
+                to.encode(e)
+            }
+            Event::QueueCleared => 9u32.encode(e),
+            Event::TrackStarted => 10u32.encode(e),
+            Event::TrackEnded { reason } => {
+                11u32.encode(e)?;
+                reason.encode(e)
+            }
+            Event::LoopModeSet { mode } => {
+                12u32.encode(e)?;
+                mode.encode(e)
+            }
+            Event::ShuffleSet { enabled, seed } => {
+                13u32.encode(e)?;
+                enabled.encode(e)?;
+                seed.encode(e)
+            }
+            Event::FiltersSet { active, config } => {
+                14u32.encode(e)?;
+                active.encode(e)?;
+                config.encode(e)
+            }
+            Event::FiltersCleared => 15u32.encode(e),
+            Event::AutoplaySet {
+                enabled,
+                strategy,
+                fallback_playlist,
+                max_history,
+                smart_shuffle,
+            } => {
+                16u32.encode(e)?;
+                enabled.encode(e)?;
+                strategy.encode(e)?;
+                fallback_playlist.encode(e)?;
+                max_history.encode(e)?;
+                smart_shuffle.encode(e)
+            }
+            Event::SessionEnded => 17u32.encode(e),
+            Event::StateRestored {
+                state,
+                from_seq,
+                label,
+            } => {
+                18u32.encode(e)?;
+                state.encode(e)?;
+                from_seq.encode(e)?;
+                label.encode(e)
+            }
+            Event::GuildMetaSet { meta } => {
+                TAG_GUILD_META_SET.encode(e)?;
+                encode_meta(meta, e)
+            }
+        }
+    }
+}
+
+impl<Context> bincode::Decode<Context> for Event {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let tag = u32::decode(d)?;
+        let event = match tag {
+            0 => Event::VolumeSet {
+                volume: Decode::decode(d)?,
+            },
+            1 => Event::PausedSet {
+                paused: Decode::decode(d)?,
+            },
+            2 => Event::Seeked {
+                position_ms: Decode::decode(d)?,
+                entry_id: None,
+            },
+            3 => Event::PositionReported {
+                position_ms: Decode::decode(d)?,
+                at_unix_ms: Decode::decode(d)?,
+                entry_id: None,
+            },
+            4 => Event::VoiceConnected {
+                session_id: Decode::decode(d)?,
+                channel_id: Decode::decode(d)?,
+                endpoint: Decode::decode(d)?,
+                token: Decode::decode(d)?,
+            },
+            5 => Event::VoiceDisconnected,
+            6 => Event::TracksEnqueued {
+                tracks: Decode::decode(d)?,
+                index: Decode::decode(d)?,
+            },
+            7 => Event::TrackRemoved {
+                index: Decode::decode(d)?,
+            },
+            8 => Event::TrackMoved {
+                from: Decode::decode(d)?,
+                to: Decode::decode(d)?,
+            },
+            9 => Event::QueueCleared,
+            10 => Event::TrackStarted,
+            11 => Event::TrackEnded {
+                reason: Decode::decode(d)?,
+            },
+            12 => Event::LoopModeSet {
+                mode: Decode::decode(d)?,
+            },
+            13 => Event::ShuffleSet {
+                enabled: Decode::decode(d)?,
+                seed: Decode::decode(d)?,
+            },
+            14 => Event::FiltersSet {
+                active: Decode::decode(d)?,
+                config: Decode::decode(d)?,
+            },
+            15 => Event::FiltersCleared,
+            16 => Event::AutoplaySet {
+                enabled: Decode::decode(d)?,
+                strategy: Decode::decode(d)?,
+                fallback_playlist: Decode::decode(d)?,
+                max_history: Decode::decode(d)?,
+                smart_shuffle: Decode::decode(d)?,
+            },
+            17 => Event::SessionEnded,
+            18 => Event::StateRestored {
+                state: Decode::decode(d)?,
+                from_seq: Decode::decode(d)?,
+                label: Decode::decode(d)?,
+            },
+            TAG_GUILD_META_SET => Event::GuildMetaSet {
+                meta: decode_meta(d)?,
+            },
+            TAG_POSITION_REPORTED_FOR_ENTRY => Event::PositionReported {
+                position_ms: Decode::decode(d)?,
+                at_unix_ms: Decode::decode(d)?,
+                entry_id: Some(Decode::decode(d)?),
+            },
+            TAG_SEEKED_FOR_ENTRY => Event::Seeked {
+                position_ms: Decode::decode(d)?,
+                entry_id: Some(Decode::decode(d)?),
+            },
+            _ => {
+                return Err(bincode::error::DecodeError::UnexpectedVariant {
+                    type_name: "Event",
+                    allowed: &bincode::error::AllowedEnumVariants::Range { min: 0, max: 21 },
+                    found: tag,
+                })
+            }
+        };
+        Ok(event)
+    }
+}
+
+bincode::impl_borrow_decode!(Event);
 
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -764,11 +1034,11 @@ mod tests {
     use crate::session::{EqualizerBand, Timescale};
 
     /// One hand-written example of every event type, in contract order.
-    pub(crate) const EXAMPLES: [&str; 19] = [
+    pub(crate) const EXAMPLES: [&str; 20] = [
         r#"{"type":"volume_set","volume":80}"#,
         r#"{"type":"paused_set","paused":true}"#,
         r#"{"type":"seeked","position_ms":45000}"#,
-        r#"{"type":"position_reported","position_ms":45000,"at_unix_ms":1760000000123}"#,
+        r#"{"type":"position_reported","position_ms":45000,"at_unix_ms":1760000000123,"entry_id":2}"#,
         r#"{"type":"voice_connected","session_id":"4f1c0a8b9e","channel_id":"1100000000000000001","endpoint":"us-east1.discord.media:443","token":"a1b2c3"}"#,
         r#"{"type":"voice_disconnected"}"#,
         r#"{"type":"tracks_enqueued","tracks":[{"encoded":"QAAAjQIAJVJpY2sg","title":"Never Gonna Give You Up","author":"Rick Astley","uri":"https://youtube.com/watch?v=dQw4w9WgXcQ","identifier":"dQw4w9WgXcQ","length_ms":213000,"is_stream":false,"is_seekable":true,"source":"youtube"},{"encoded":"QAAB","title":"夜に駆ける 🎵"}],"index":0}"#,
@@ -783,7 +1053,8 @@ mod tests {
         r#"{"type":"filters_cleared"}"#,
         r#"{"type":"autoplay_set","enabled":true,"strategy":"similar_artist","fallback_playlist":"global_fallback","max_history":50,"smart_shuffle":true}"#,
         r#"{"type":"session_ended"}"#,
-        r#"{"type":"state_restored","state":{"player":{"volume":80,"paused":true,"position_ms":45000,"position_anchor_unix_ms":1760000000123,"voice":{"session_id":"4f1c0a8b9e","channel_id":"1100000000000000001","endpoint":"us-east1.discord.media:443","token":null}},"queue":{"current":{"id":2,"track":{"encoded":"QAAAjQIAJVJpY2sg","title":"Never Gonna Give You Up","length_ms":213000}},"upcoming":[{"id":3,"track":{"encoded":"QAAB","title":"夜に駆ける 🎵"}}],"history":[{"id":1,"track":{"encoded":"QAAC","title":"Intro"}}],"loop_mode":"queue","shuffle":true,"shuffle_seed":7},"filters":{"active":["nightcore"],"config":{"timescale":{"speed":1.25}}},"autoplay":{"enabled":true,"strategy":"similar_artist","fallback_playlist":null,"max_history":50,"smart_shuffle":null},"history_max":50,"next_entry_id":4},"from_seq":41,"label":"before-deploy"}"#,
+        r#"{"type":"state_restored","state":{"player":{"volume":80,"paused":true,"position_ms":45000,"position_anchor_unix_ms":1760000000123,"voice":{"session_id":"4f1c0a8b9e","channel_id":"1100000000000000001","endpoint":"us-east1.discord.media:443","token":null}},"queue":{"current":{"id":2,"track":{"encoded":"QAAAjQIAJVJpY2sg","title":"Never Gonna Give You Up","length_ms":213000}},"upcoming":[{"id":3,"track":{"encoded":"QAAB","title":"夜に駆ける 🎵"}}],"history":[{"id":1,"track":{"encoded":"QAAC","title":"Intro"}}],"loop_mode":"queue","shuffle":true,"shuffle_seed":7},"filters":{"active":["nightcore"],"config":{"timescale":{"speed":1.25}}},"autoplay":{"enabled":true,"strategy":"similar_artist","fallback_playlist":null,"max_history":50,"smart_shuffle":null},"history_max":50,"next_entry_id":4,"meta":{"text_channel":"1100000000000000002","twenty_four_seven":true},"stale_reports":3},"from_seq":41,"label":"before-deploy"}"#,
+        r#"{"type":"guild_meta_set","meta":{"dj_role":{"id":7,"name":"DJ ♪"},"text_channel":"1100000000000000002","twenty_four_seven":true}}"#,
     ];
 
     #[test]
@@ -1050,6 +1321,80 @@ mod tests {
             assert_eq!(used, bytes.len());
             assert_eq!(back, event);
             assert_eq!(back.to_json(), json);
+        }
+    }
+
+    /// Events without the new fields keep the bytes the code before issue 19 wrote (tag, then
+    /// the fields); the new forms take new tags, and a tag past them is refused.
+    #[test]
+    fn old_events_keep_their_bytes_and_new_forms_take_new_tags() {
+        let config = bincode::config::standard();
+        let bytes = |event: &Event| bincode::encode_to_vec(event, config).unwrap();
+        let old = |fields: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            fields(&mut out);
+            out
+        };
+        let report = Event::PositionReported {
+            position_ms: 300,
+            at_unix_ms: 1_760_000_000_000,
+            entry_id: None,
+        };
+        let expected = old(&|out| {
+            out.extend(
+                bincode::encode_to_vec((3u32, 300u64, 1_760_000_000_000u64), config).unwrap(),
+            )
+        });
+        assert_eq!(bytes(&report), expected);
+        let seek = Event::Seeked {
+            position_ms: 300,
+            entry_id: None,
+        };
+        assert_eq!(
+            bytes(&seek),
+            bincode::encode_to_vec((2u32, 300u64), config).unwrap()
+        );
+        let bound = Event::PositionReported {
+            position_ms: 300,
+            at_unix_ms: 5,
+            entry_id: Some(9),
+        };
+        assert_eq!(
+            bytes(&bound),
+            bincode::encode_to_vec((20u32, 300u64, 5u64, 9u64), config).unwrap()
+        );
+        let bound_seek = Event::Seeked {
+            position_ms: 300,
+            entry_id: Some(9),
+        };
+        assert_eq!(
+            bytes(&bound_seek),
+            bincode::encode_to_vec((21u32, 300u64, 9u64), config).unwrap()
+        );
+        let mut meta = Meta::new();
+        meta.insert("a".to_owned(), true.into());
+        let set = Event::GuildMetaSet { meta };
+        assert_eq!(
+            bytes(&set),
+            bincode::encode_to_vec((19u32, r#"{"a":true}"#), config).unwrap()
+        );
+        for event in [report, seek, bound, bound_seek, set] {
+            let encoded = bytes(&event);
+            let (back, used): (Event, usize) =
+                bincode::decode_from_slice(&encoded, config).unwrap();
+            assert_eq!((back, used), (event, encoded.len()));
+        }
+        assert!(bincode::decode_from_slice::<Event, _>(&[22], config).is_err());
+        // guild_meta_set wants an object.
+        for bad in [
+            r#"{"type":"guild_meta_set"}"#,
+            r#"{"type":"guild_meta_set","meta":[1]}"#,
+            r#"{"type":"guild_meta_set","meta":null}"#,
+            r#"{"type":"guild_meta_set","meta":{},"x":1}"#,
+            r#"{"type":"position_reported","position_ms":1,"at_unix_ms":1,"entry_id":-1}"#,
+            r#"{"type":"seeked","position_ms":1,"entry_id":"3"}"#,
+        ] {
+            assert!(Event::from_json(bad).is_err(), "{bad}");
         }
     }
 }

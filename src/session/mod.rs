@@ -52,12 +52,13 @@ pub use filters::{
 };
 pub use fold::{apply, apply_checked, apply_owned, validate, EventError};
 pub use limits::{
-    ENCODED_LEN_MAX, EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, HISTORY_MAX_DEFAULT, NAME_LEN_MAX,
-    QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX, TEXT_LEN_MAX, TRACKS_PER_EVENT_MAX, VOLUME_MAX,
+    ENCODED_LEN_MAX, EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, HISTORY_MAX_DEFAULT, META_BYTES_MAX,
+    NAME_LEN_MAX, QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX, TEXT_LEN_MAX, TRACKS_PER_EVENT_MAX,
+    VOLUME_MAX,
 };
 pub use state::{
-    Autoplay, Filters, InvariantError, Player, Queue, QueueEntry, State, Voice,
-    AUTOPLAY_STRATEGY_DEFAULT, VOLUME_DEFAULT,
+    Autoplay, Filters, InvariantError, Meta, Player, Queue, QueueEntry, State, Voice,
+    AUTOPLAY_STRATEGY_DEFAULT, STATE_LAYOUT_MARK, VOLUME_DEFAULT,
 };
 pub(crate) use track::decode_enqueued_shared;
 pub use track::{Track, TrackFields};

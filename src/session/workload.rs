@@ -21,7 +21,9 @@
 //! }
 //! ```
 
-use super::limits::{EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, QUEUE_LEN_MAX, TEXT_LEN_MAX};
+use super::limits::{
+    EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, META_BYTES_MAX, QUEUE_LEN_MAX, TEXT_LEN_MAX,
+};
 use super::{
     Distortion, EndReason, EqualizerBand, Event, FilterConfig, Karaoke, LoopMode, LowPass,
     QueueEntry, Rotation, Snowflake, State, Timescale, Track, TrackFields, Tremolo, Vibrato,
@@ -281,8 +283,19 @@ impl Workload {
         let len = state.queue.upcoming.len();
         let len_u32 = u32::try_from(len).unwrap_or(u32::MAX);
         match action {
+            Action::Report if rng.chance(10) => Event::GuildMetaSet { meta: meta(rng) },
             Action::Report => {
                 let current = state.queue.current.as_ref().map(|e| &e.track);
+                // Most reports name their entry; a few arrive late, for the previous one.
+                let entry_id = match state.queue.history.last() {
+                    Some(previous) if rng.chance(30) => Some(previous.id),
+                    _ => state
+                        .queue
+                        .current
+                        .as_ref()
+                        .map(|e| e.id)
+                        .filter(|_| !rng.chance(300)),
+                };
                 let mut position_ms = state.player.position_ms;
                 if !state.player.paused && current.is_some() {
                     position_ms = position_ms.saturating_add(rng.range(4_950, 5_050));
@@ -295,6 +308,7 @@ impl Workload {
                 Event::PositionReported {
                     position_ms,
                     at_unix_ms: self.now_unix_ms,
+                    entry_id,
                 }
             }
             Action::Start => Event::TrackStarted,
@@ -361,7 +375,10 @@ impl Workload {
                 } else {
                     rng.below(600_000)
                 };
-                Event::Seeked { position_ms }
+                Event::Seeked {
+                    position_ms,
+                    entry_id: None,
+                }
             }
             Action::Filters => filters_event(rng),
             Action::FiltersClear => Event::FiltersCleared,
@@ -661,7 +678,7 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
         active: vec!["custom".to_owned()],
         config: Box::new(config),
     };
-    match rng.below(26) {
+    match rng.below(30) {
         0 => Event::VolumeSet {
             volume: u16::try_from(rng.range(1001, u64::from(u16::MAX))).unwrap_or(u16::MAX),
         },
@@ -716,6 +733,7 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
                 .map_or(0, |e| e.track.length_ms());
             Event::Seeked {
                 position_ms: rng.pick(&[length.saturating_add(1), u64::MAX]),
+                entry_id: None,
             }
         }
         11 => with_config(FilterConfig {
@@ -793,6 +811,7 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
         20 => Event::PositionReported {
             position_ms: rng.pick(&[0, u64::MAX]),
             at_unix_ms: rng.pick(&[0, u64::MAX]),
+            entry_id: None,
         },
         21 => Event::ShuffleSet {
             enabled: rng.chance(500),
@@ -833,11 +852,50 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
             from_seq: None,
             label: None,
         },
+        26 => Event::GuildMetaSet { meta: meta(rng) },
+        27 => {
+            let mut big = meta(rng);
+            big.insert("blob".to_owned(), "x".repeat(META_BYTES_MAX).into());
+            Event::GuildMetaSet { meta: big }
+        }
+        28 => Event::PositionReported {
+            position_ms: rng.below(600_000),
+            at_unix_ms: rng.next_u64() >> 20,
+            entry_id: Some(rng.pick(&[
+                state.next_entry_id.saturating_sub(1),
+                state.next_entry_id.saturating_sub(2),
+                u64::MAX,
+            ])),
+        },
+        29 => Event::Seeked {
+            position_ms: rng.pick(&[0, u64::MAX]),
+            entry_id: Some(rng.pick(&[0, state.next_entry_id, u64::MAX])),
+        },
         _ => Event::TracksEnqueued {
             tracks: vec![track(rng, serial)],
             index: Some(u32::MAX),
         },
     }
+}
+
+/// A guild `meta` as bots keep it: a text channel, a 24/7 flag, sometimes a DJ role and a
+/// nested settings object.
+pub fn meta(rng: &mut Rng) -> crate::session::Meta {
+    let mut meta = crate::session::Meta::new();
+    meta.insert(
+        "text_channel".to_owned(),
+        (1_100_000_000_000_000_000u64 + rng.below(1 << 30))
+            .to_string()
+            .into(),
+    );
+    meta.insert("twenty_four_seven".to_owned(), rng.chance(300).into());
+    if rng.chance(500) {
+        meta.insert(
+            "dj_role".to_owned(),
+            serde_json::json!({"id": rng.next_u64(), "name": "DJ ♪", "strict": null}),
+        );
+    }
+    meta
 }
 
 #[cfg(test)]
