@@ -405,6 +405,40 @@ mod tests {
         );
     }
 
+    /// A late `playerUpdate` of the previous track (naming its entry) arrives after
+    /// `track_started`: the restore still seeks the new track where it really was.
+    #[test]
+    fn a_stale_report_does_not_move_the_restored_track() {
+        let mut events = playing();
+        events.push(Event::TrackStarted);
+        events.push(Event::PositionReported {
+            position_ms: 2_000,
+            at_unix_ms: NOW - 1_000,
+            entry_id: Some(2),
+        });
+        events.push(Event::PositionReported {
+            position_ms: 150_000,
+            at_unix_ms: NOW - 500,
+            entry_id: Some(1),
+        });
+        let guild = gs(&events);
+        assert_eq!(guild.state.stale_reports, 1);
+        let restore = plan(&guild, NOW, Sections::ALL);
+        assert_eq!(body(&restore)["track"]["encoded"], json!("QAAAenc2"));
+        assert_eq!(restore.patch.position, Some(3_000));
+        // Without the entry id the same late report would have moved the new track.
+        let last = events.len() - 1;
+        events[last] = Event::PositionReported {
+            position_ms: 150_000,
+            at_unix_ms: NOW - 500,
+            entry_id: None,
+        };
+        assert_eq!(
+            plan(&gs(&events), NOW, Sections::ALL).patch.position,
+            Some(100_000)
+        );
+    }
+
     #[test]
     fn a_paused_guild_restores_paused_at_the_recorded_position() {
         let mut events = playing();

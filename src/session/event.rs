@@ -266,6 +266,13 @@ pub enum Snowflake {
     Text(String),
 }
 
+impl From<u64> for Snowflake {
+    /// The id as a JSON number.
+    fn from(id: u64) -> Snowflake {
+        Snowflake::Number(id)
+    }
+}
+
 impl Snowflake {
     /// The id as a number: `None` for a string form that is not a decimal `u64`.
     pub fn get(&self) -> Option<u64> {
@@ -365,6 +372,49 @@ impl From<serde_json::Error> for EventParseError {
 }
 
 impl Event {
+    /// `tracks_enqueued` at the end of the upcoming queue.
+    pub fn enqueue(tracks: impl IntoIterator<Item = impl Into<Track>>) -> Event {
+        Event::TracksEnqueued {
+            tracks: tracks.into_iter().map(Into::into).collect(),
+            index: None,
+        }
+    }
+
+    /// `tracks_enqueued` at `index` in the upcoming queue (`0`: play next).
+    pub fn enqueue_at(index: u32, tracks: impl IntoIterator<Item = impl Into<Track>>) -> Event {
+        Event::TracksEnqueued {
+            tracks: tracks.into_iter().map(Into::into).collect(),
+            index: Some(index),
+        }
+    }
+
+    /// `filters_set` with the preset names `active` and `config` (see the builders
+    /// [`FilterConfig::timescale`] and [`FilterConfig::equalizer`]).
+    pub fn filters(
+        active: impl IntoIterator<Item = impl Into<String>>,
+        config: FilterConfig,
+    ) -> Event {
+        Event::FiltersSet {
+            active: active.into_iter().map(Into::into).collect(),
+            config: Box::new(config),
+        }
+    }
+
+    /// `position_reported` for queue entry `entry_id` (Lavalink's `playerUpdate`: `position_ms`
+    /// was true at `at_unix_ms`); ignored if that entry is no longer current.
+    pub fn position_of(entry_id: u64, position_ms: u64, at_unix_ms: u64) -> Event {
+        Event::PositionReported {
+            position_ms,
+            at_unix_ms,
+            entry_id: Some(entry_id),
+        }
+    }
+
+    /// `guild_meta_set`: the guild's `meta` becomes `meta`.
+    pub fn meta(meta: Meta) -> Event {
+        Event::GuildMetaSet { meta }
+    }
+
     /// Reads one event from its JSON form (contract §1).
     ///
     /// # Errors
@@ -1396,5 +1446,39 @@ mod tests {
         ] {
             assert!(Event::from_json(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn constructors_build_the_events_they_name() {
+        let tracks = [Track::new("QAAA", "a"), Track::new("QAAB", "b")];
+        assert_eq!(
+            Event::enqueue(tracks.clone()),
+            Event::TracksEnqueued {
+                tracks: tracks.to_vec(),
+                index: None
+            }
+        );
+        assert_eq!(
+            Event::enqueue_at(0, [crate::session::TrackFields::new("QAAA", "a")]).to_json(),
+            r#"{"type":"tracks_enqueued","tracks":[{"encoded":"QAAA","title":"a"}],"index":0}"#
+        );
+        let nightcore = FilterConfig::timescale(1.25, 1.3, 1.0).with_equalizer([(0, 0.2)]);
+        assert_eq!(
+            Event::filters(["nightcore"], nightcore).to_json(),
+            r#"{"type":"filters_set","active":["nightcore"],"config":{"equalizer":[{"band":0,"gain":0.2}],"timescale":{"speed":1.25,"pitch":1.3,"rate":1.0}}}"#
+        );
+        assert_eq!(
+            Event::filters(Vec::<String>::new(), FilterConfig::equalizer([(14, -0.25)])).to_json(),
+            r#"{"type":"filters_set","active":[],"config":{"equalizer":[{"band":14,"gain":-0.25}]}}"#
+        );
+        assert_eq!(
+            Event::position_of(3, 10, 20).to_json(),
+            r#"{"type":"position_reported","position_ms":10,"at_unix_ms":20,"entry_id":3}"#
+        );
+        assert_eq!(
+            Event::meta(Meta::new()).to_json(),
+            r#"{"type":"guild_meta_set","meta":{}}"#
+        );
+        assert_eq!(Snowflake::from(5), Snowflake::Number(5));
     }
 }

@@ -57,3 +57,5 @@ mod syncfs;
 mod takeback;
 /// Holed torn writes: zero sectors before persisted data in unsynced tails and headers.
 mod torn;
+/// The bot's own data: guild `meta` and entry-bound reports through every path; caps.
+mod user_data;
