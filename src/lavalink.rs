@@ -85,6 +85,10 @@ impl RestoreStatus {
 pub struct PatchTrack {
     /// The base64 track blob; `null` stops the player.
     pub encoded: Option<String>,
+    /// The track's `user_data`, as Lavalink's `userData` (absent when the track has none):
+    /// Lavalink gives it back on the track in its events.
+    #[serde(rename = "userData", skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<serde_json::Value>,
 }
 
 /// The `voice` object of the PATCH body (Lavalink v4 `VoiceState`).
@@ -261,6 +265,11 @@ pub fn plan(guild_state: &GuildState, now_unix_ms: u64, only: Sections) -> Resto
                 .current
                 .as_ref()
                 .map(|e| e.track.encoded().into_owned()),
+            user_data: state
+                .queue
+                .current
+                .as_ref()
+                .and_then(|e| e.track.user_data()),
         });
         if let Some((position, moved)) = position_at(state, now_unix_ms) {
             patch.position = Some(position);

@@ -49,6 +49,7 @@ fn track_bytes(track: &Track) -> usize {
         + track.uri().map_or(0, str::len)
         + track.identifier().len()
         + track.source().map_or(0, str::len)
+        + track.extra_len()
         + 64
 }
 

@@ -138,7 +138,8 @@ pub enum EventError {
         next_entry_id: u64,
     },
     /// Bot-owned data over its cap: a guild `meta` over [`META_BYTES_MAX`] bytes of compact
-    /// JSON. Nothing is written.
+    /// JSON, or a track's `plugin_info` and `user_data` together over
+    /// [`crate::session::limits::USER_DATA_BYTES_MAX`]. Nothing is written.
     #[error("{field} is {len} bytes of JSON, over the limit of {max}")]
     DataTooLarge {
         /// The field (e.g. `meta`, `state.meta`).

@@ -54,7 +54,7 @@ pub use fold::{apply, apply_checked, apply_owned, validate, EventError};
 pub use limits::{
     ENCODED_LEN_MAX, EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, HISTORY_MAX_DEFAULT, META_BYTES_MAX,
     NAME_LEN_MAX, QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX, TEXT_LEN_MAX, TRACKS_PER_EVENT_MAX,
-    VOLUME_MAX,
+    USER_DATA_BYTES_MAX, VOLUME_MAX,
 };
 pub use state::{
     Autoplay, Filters, InvariantError, Meta, Player, Queue, QueueEntry, State, Voice,

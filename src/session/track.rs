@@ -13,7 +13,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX};
+use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX, USER_DATA_BYTES_MAX};
 use super::EventError;
 
 /// One track: the Lavalink `encoded` blob that replays it, plus the metadata a bot shows.
@@ -32,13 +32,20 @@ use super::EventError;
 ///
 /// ```text
 /// present   u8       bit 0: blob stored as raw bytes (canonical base64), bit 1: author,
-///                    bit 2: uri, bit 3: identifier, bit 4: source, bit 5: length_ms
+///                    bit 2: uri, bit 3: identifier, bit 4: source, bit 5: length_ms,
+///                    bit 6: an `extra` block follows `data`
 /// flags     u8       bits 0-1: is_stream, bits 2-3: is_seekable (0 absent, 1 false, 2 true)
 /// length_ms varint   only when present
 /// lengths   varints  byte lengths of blob, title, and of author, uri, identifier when present
 ///                    (the source is the rest of `data`)
 /// data      bytes    varint length, then blob, title, author, uri, identifier, source
+/// extra     bytes    only with bit 6: varint length, then the bincode of four optional
+///                    strings: artwork_url, isrc, plugin_info and user_data (the last two as
+///                    compact JSON text)
 /// ```
+///
+/// A track without the issue-19 fields has no `extra` block, so its bytes are what the code
+/// before issue 19 wrote.
 #[derive(Clone, Deserialize)]
 #[serde(from = "TrackFields")]
 pub struct Track {
@@ -50,8 +57,14 @@ pub struct Track {
     start: u32,
     /// End offsets, relative to `start`, of the blob, title, author, uri and identifier.
     ends: [u32; 5],
-    /// The length of the track's bytes (the end of the source).
+    /// The length of the track's bytes up to the end of the source.
     len: u32,
+    /// The length of the `extra` block (artwork_url, isrc, plugin_info, user_data) that
+    /// follows the source in `data`; 0 without one. [`EXTRA_REST`] means "the rest of
+    /// `data`": a block too large for a `u16`, which only [`Track::from`] builds (decoding
+    /// refuses one) and which validation always refuses (a valid block is far smaller). A
+    /// `u16` keeps a track at 56 bytes.
+    extra_len: u16,
     /// The duration when `PRESENT_LENGTH` is set, else 0.
     length_ms: u64,
     /// `PRESENT_*` bits.
@@ -90,6 +103,20 @@ pub struct TrackFields {
     /// The Lavalink source name (`youtube`, `soundcloud`, ...); absent means unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The artwork (thumbnail) URL (Lavalink's `artworkUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artwork_url: Option<String>,
+    /// The International Standard Recording Code (Lavalink's `isrc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isrc: Option<String>,
+    /// Lavalink plugin fields (Lavalink's `pluginInfo`), a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_info: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The bot's own data for this track (Lavalink's `userData`: a requester, a playlist id,
+    /// ...), any JSON value. With `plugin_info`, at most
+    /// [`crate::session::limits::USER_DATA_BYTES_MAX`] bytes of compact JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<serde_json::Value>,
 }
 
 impl TrackFields {
@@ -105,6 +132,10 @@ impl TrackFields {
             is_stream: None,
             is_seekable: None,
             source: None,
+            artwork_url: None,
+            isrc: None,
+            plugin_info: None,
+            user_data: None,
         }
     }
 }
@@ -121,8 +152,70 @@ const PRESENT_IDENTIFIER: u8 = 1 << 3;
 const PRESENT_SOURCE: u8 = 1 << 4;
 /// `present`: a length is given.
 const PRESENT_LENGTH: u8 = 1 << 5;
+/// `present`: an `extra` block (artwork_url, isrc, plugin_info, user_data) follows.
+const PRESENT_EXTRA: u8 = 1 << 6;
 /// Every `present` bit.
-const PRESENT_ALL: u8 = (1 << 6) - 1;
+const PRESENT_ALL: u8 = (1 << 7) - 1;
+
+/// [`Track::extra_len`]'s value for "the rest of `data`".
+const EXTRA_REST: u16 = u16::MAX;
+
+/// The parts of a track's `extra` block, borrowed: artwork_url, isrc, and plugin_info and
+/// user_data as compact JSON text.
+type ExtraParts<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+/// The `extra` block of `f`, or `None` when it has none of those fields.
+fn extra_block(f: &TrackFields) -> Option<Vec<u8>> {
+    if f.artwork_url.is_none()
+        && f.isrc.is_none()
+        && f.plugin_info.is_none()
+        && f.user_data.is_none()
+    {
+        return None;
+    }
+    let json = |v: Option<String>| v;
+    let plugin = json(
+        f.plugin_info
+            .as_ref()
+            .and_then(|m| serde_json::to_string(m).ok()),
+    );
+    let user = json(
+        f.user_data
+            .as_ref()
+            .and_then(|v| serde_json::to_string(v).ok()),
+    );
+    let parts: ExtraParts<'_> = (
+        f.artwork_url.as_deref(),
+        f.isrc.as_deref(),
+        plugin.as_deref(),
+        user.as_deref(),
+    );
+    bincode::encode_to_vec(parts, bincode::config::standard()).ok()
+}
+
+/// Checks an `extra` block read from disk: exactly four optional strings, plugin_info a JSON
+/// object and user_data JSON.
+fn check_extra(block: &[u8]) -> Result<(), bincode::error::DecodeError> {
+    let (parts, used): (ExtraParts<'_>, usize) =
+        bincode::borrow_decode_from_slice(block, bincode::config::standard())?;
+    if used != block.len() {
+        return Err(invalid("trailing bytes in the extra block"));
+    }
+    if let Some(plugin) = parts.2 {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(plugin)
+            .map_err(|_| invalid("plugin_info is not a JSON object"))?;
+    }
+    if let Some(user) = parts.3 {
+        serde_json::from_str::<serde_json::Value>(user)
+            .map_err(|_| invalid("user_data is not JSON"))?;
+    }
+    Ok(())
+}
 /// Shift of `is_stream` in `flags`.
 const FLAG_STREAM: u32 = 0;
 /// Shift of `is_seekable` in `flags`.
@@ -204,7 +297,10 @@ impl Track {
             f.identifier.as_deref().unwrap_or(""),
             f.source.as_deref().unwrap_or(""),
         ];
-        let total = blob.len() + texts.iter().map(|t| t.len()).sum::<usize>();
+        let extra = extra_block(f);
+        let total = blob.len()
+            + texts.iter().map(|t| t.len()).sum::<usize>()
+            + extra.as_ref().map_or(0, Vec::len);
         let mut data = Vec::with_capacity(total);
         data.extend_from_slice(blob);
         let mut ends = [0u32; 5];
@@ -226,8 +322,17 @@ impl Track {
         .iter()
         .filter(|(on, _)| *on)
         .fold(0, |bits, (_, bit)| bits | bit);
+        let len = offset(data.len());
+        let mut extra_len = 0;
+        let mut present = present;
+        if let Some(block) = extra {
+            extra_len = u16::try_from(block.len()).unwrap_or(EXTRA_REST);
+            data.extend_from_slice(&block);
+            present |= PRESENT_EXTRA;
+        }
         Track {
-            len: offset(data.len()),
+            len,
+            extra_len,
             data: Arc::from(data),
             start: 0,
             ends,
@@ -251,7 +356,68 @@ impl Track {
             is_stream: untri(self.flags >> FLAG_STREAM),
             is_seekable: untri(self.flags >> FLAG_SEEKABLE),
             source: self.source().map(str::to_owned),
+            artwork_url: self.artwork_url().map(str::to_owned),
+            isrc: self.isrc().map(str::to_owned),
+            plugin_info: self.plugin_info(),
+            user_data: self.user_data(),
         }
+    }
+
+    /// The `extra` block's parts (all absent without one; construction and decoding check the
+    /// block, so reading it here does not fail).
+    fn extra_parts(&self) -> ExtraParts<'_> {
+        let block = self.extra_bytes();
+        if block.is_empty() {
+            return (None, None, None, None);
+        }
+        bincode::borrow_decode_from_slice(block, bincode::config::standard())
+            .map(|(parts, _)| parts)
+            .unwrap_or((None, None, None, None))
+    }
+
+    /// The bytes of the `extra` block (empty without one).
+    fn extra_bytes(&self) -> &[u8] {
+        let start = self.start as usize + self.len as usize;
+        let end = if self.extra_len == EXTRA_REST {
+            self.data.len()
+        } else {
+            start + self.extra_len as usize
+        };
+        self.data.get(start..end).unwrap_or_default()
+    }
+
+    /// The size in bytes of the track's `extra` block (artwork_url, isrc, plugin_info,
+    /// user_data; 0 without them).
+    pub fn extra_len(&self) -> usize {
+        self.extra_bytes().len()
+    }
+
+    /// The artwork URL, if given.
+    pub fn artwork_url(&self) -> Option<&str> {
+        self.extra_parts().0
+    }
+
+    /// The ISRC, if given.
+    pub fn isrc(&self) -> Option<&str> {
+        self.extra_parts().1
+    }
+
+    /// Lavalink's `pluginInfo`, if given (parsed from the stored JSON, so this allocates).
+    pub fn plugin_info(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        self.extra_parts()
+            .2
+            .and_then(|text| serde_json::from_str(text).ok())
+    }
+
+    /// The bot's `user_data` (Lavalink's `userData`), if given (parsed, so this allocates).
+    pub fn user_data(&self) -> Option<serde_json::Value> {
+        self.user_data_json()
+            .and_then(|text| serde_json::from_str(text).ok())
+    }
+
+    /// The bot's `user_data` as the compact JSON text it is stored as.
+    pub fn user_data_json(&self) -> Option<&str> {
+        self.extra_parts().3
     }
 
     /// The track's own bytes in `data`.
@@ -278,8 +444,10 @@ impl Track {
     /// Gives the track an allocation of its own when it shares one (replay decodes the tracks
     /// of an event into one buffer; the state it rebuilds keeps only what it holds).
     pub(crate) fn unshare(&mut self) {
-        if self.data.len() != self.len as usize {
-            self.data = Arc::from(self.own());
+        let all = self.len as usize + self.extra_bytes().len();
+        if self.data.len() != all {
+            let start = self.start as usize;
+            self.data = Arc::from(self.data.get(start..start + all).unwrap_or_default());
             self.start = 0;
         }
     }
@@ -400,6 +568,7 @@ impl Track {
             && title != 0
             && title <= TEXT_LEN_MAX
             && others.iter().all(|&len| len <= TEXT_LEN_MAX)
+            && self.extra_len == 0
         {
             return Ok(());
         }
@@ -413,6 +582,18 @@ impl Track {
         ];
         for (name, i) in optional {
             check_len(field, name, self.text_len(i), TEXT_LEN_MAX, false)?;
+        }
+        let (artwork_url, isrc, plugin_info, user_data) = self.extra_parts();
+        for (name, text) in [("artwork_url", artwork_url), ("isrc", isrc)] {
+            check_len(field, name, text.map_or(0, str::len), TEXT_LEN_MAX, false)?;
+        }
+        let len = plugin_info.map_or(0, str::len) + user_data.map_or(0, str::len);
+        if len > USER_DATA_BYTES_MAX {
+            return Err(EventError::DataTooLarge {
+                field: format!("{}.user_data", field()),
+                len,
+                max: USER_DATA_BYTES_MAX,
+            });
         }
         Ok(())
     }
@@ -455,6 +636,7 @@ impl PartialEq for Track {
             && self.present == other.present
             && self.flags == other.flags
             && self.own() == other.own()
+            && self.extra_bytes() == other.extra_bytes()
     }
 }
 
@@ -488,7 +670,16 @@ impl Serialize for Track {
             is_seekable: Option<bool>,
             #[serde(skip_serializing_if = "Option::is_none")]
             source: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            artwork_url: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            isrc: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            plugin_info: Option<serde_json::Map<String, serde_json::Value>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            user_data: Option<serde_json::Value>,
         }
+        let (artwork_url, isrc, _, _) = self.extra_parts();
         Ref {
             encoded: self.encoded(),
             title: self.title(),
@@ -499,6 +690,10 @@ impl Serialize for Track {
             is_stream: untri(self.flags >> FLAG_STREAM),
             is_seekable: untri(self.flags >> FLAG_SEEKABLE),
             source: self.source(),
+            artwork_url,
+            isrc,
+            plugin_info: self.plugin_info(),
+            user_data: self.user_data(),
         }
         .serialize(serializer)
     }
@@ -524,7 +719,13 @@ impl bincode::Encode for Track {
         }
         let data = self.own();
         (data.len() as u64).encode(encoder)?;
-        encoder.writer().write(data)
+        encoder.writer().write(data)?;
+        if self.present & PRESENT_EXTRA != 0 {
+            let extra = self.extra_bytes();
+            (extra.len() as u64).encode(encoder)?;
+            encoder.writer().write(extra)?;
+        }
+        Ok(())
     }
 }
 
@@ -578,9 +779,18 @@ impl Head {
 
     /// The track with `data`, after checking that the lengths fit in it, that the source part
     /// is empty when absent, and that every text part is UTF-8 on a character boundary.
-    fn finish(self, data: &[u8]) -> Result<Track, bincode::error::DecodeError> {
+    fn finish(self, data: &[u8], extra: &[u8]) -> Result<Track, bincode::error::DecodeError> {
         let ends = self.check(data)?;
-        Ok(self.track(Arc::from(data), 0, ends, data.len()))
+        if self.present & PRESENT_EXTRA == 0 {
+            return Ok(self.track(Arc::from(data), 0, ends, data.len(), 0));
+        }
+        check_extra(extra)?;
+        if extra.len() >= usize::from(EXTRA_REST) {
+            // Far over every cap: no valid track has one.
+            return Err(invalid("extra block too large"));
+        }
+        let all: Vec<u8> = data.iter().chain(extra).copied().collect();
+        Ok(self.track(Arc::from(all), 0, ends, data.len(), extra.len()))
     }
 
     /// [`Head::finish`] for `data` found at `start` in `shared`, which the track keeps.
@@ -592,16 +802,24 @@ impl Head {
     ) -> Result<Track, bincode::error::DecodeError> {
         let data = shared.get(start..start + len).unwrap_or_default();
         let ends = self.check(data)?;
-        Ok(self.track(Arc::clone(shared), start, ends, len))
+        Ok(self.track(Arc::clone(shared), start, ends, len, 0))
     }
 
     /// The track of this head with its `len` bytes at `start` in `data` (checked).
-    fn track(self, data: Arc<[u8]>, start: usize, ends: [u32; 5], len: usize) -> Track {
+    fn track(
+        self,
+        data: Arc<[u8]>,
+        start: usize,
+        ends: [u32; 5],
+        len: usize,
+        extra_len: usize,
+    ) -> Track {
         Track {
             data,
             start: offset(start),
             ends,
             len: offset(len),
+            extra_len: u16::try_from(extra_len).unwrap_or(EXTRA_REST),
             length_ms: self.length_ms.unwrap_or(0),
             present: self.present,
             flags: self.flags,
@@ -653,7 +871,12 @@ impl<Context> bincode::Decode<Context> for Track {
     ) -> Result<Self, bincode::error::DecodeError> {
         let head = Head::decode(decoder)?;
         let data = Vec::<u8>::decode(decoder)?;
-        head.finish(&data)
+        let extra = if head.present & PRESENT_EXTRA != 0 {
+            Vec::<u8>::decode(decoder)?
+        } else {
+            Vec::new()
+        };
+        head.finish(&data, &extra)
     }
 }
 
@@ -665,7 +888,12 @@ impl<'de, Context> bincode::BorrowDecode<'de, Context> for Track {
     ) -> Result<Self, bincode::error::DecodeError> {
         let head = Head::decode(decoder)?;
         let data = <&[u8] as bincode::BorrowDecode<'de, Context>>::borrow_decode(decoder)?;
-        head.finish(data)
+        let extra: &[u8] = if head.present & PRESENT_EXTRA != 0 {
+            <&[u8] as bincode::BorrowDecode<'de, Context>>::borrow_decode(decoder)?
+        } else {
+            &[]
+        };
+        head.finish(data, extra)
     }
 }
 
@@ -772,6 +1000,10 @@ pub(crate) fn decode_enqueued_shared(
     let mut shared: Option<Arc<[u8]>> = None;
     for _ in 0..count {
         let (head, head_len, data_len, head_claimed) = Head::parse(payload.get(at..)?)?;
+        if head.present & PRESENT_EXTRA != 0 {
+            // Tracks with an extra block take the standard path.
+            return None;
+        }
         let data_len = usize::try_from(data_len).ok()?;
         claimed = (claimed - TRACK_SIZE)
             .checked_add(head_claimed)?
@@ -946,7 +1178,7 @@ mod tests {
     #[test]
     fn every_field_combination_round_trips() {
         let config = bincode::config::standard();
-        for mask in 0u32..(1 << 9) {
+        for mask in 0u32..(1 << 13) {
             let on = |bit: u32| mask & (1 << bit) != 0;
             let fields = TrackFields {
                 encoded: if on(0) { "QUJD".into() } else { "QUJ=".into() },
@@ -958,6 +1190,10 @@ mod tests {
                 is_stream: on(5).then_some(on(6)),
                 is_seekable: on(7).then_some(on(6)),
                 source: on(8).then(|| "youtube".to_owned()),
+                artwork_url: on(9).then(|| "https://a/\u{e9}.jpg".to_owned()),
+                isrc: on(10).then(String::new),
+                plugin_info: on(11).then(serde_json::Map::new),
+                user_data: on(12).then(|| serde_json::json!({"r": [1, "\u{1f3b5}"]})),
             };
             let track = Track::from(fields.clone());
             assert_eq!(track.encoded_bytes().is_some(), on(0));
@@ -998,7 +1234,7 @@ mod tests {
             if let Event::TracksEnqueued { mut tracks, .. } = shared {
                 for t in &mut tracks {
                     t.unshare();
-                    assert_eq!(t.data.len(), t.len as usize);
+                    assert_eq!(t.data.len(), t.len as usize + t.extra_len());
                 }
                 assert_eq!(Event::TracksEnqueued { tracks, index }, event);
             }
@@ -1072,6 +1308,85 @@ mod tests {
         assert_eq!(
             (t.encoded().as_ref(), t.title(), t.source()),
             ("/w==", "b", Some("c"))
+        );
+    }
+
+    /// The issue-19 fields: JSON and binary round trips, the old bytes of a track without
+    /// them, and the caps.
+    #[test]
+    fn user_data_round_trips_and_is_bounded() {
+        let config = bincode::config::standard();
+        let json = r#"{"encoded":"QAAAjQIAJVJpY2sg","title":"Song","source":"youtube","artwork_url":"https://i.ytimg.com/vi/x/hq.jpg","isrc":"GBARL9300135","plugin_info":{"albumName":"Whenever"},"user_data":{"queued_by":[1,2.5,null],"requester":"1100000000000000003"}}"#;
+        let track: Track = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&track).unwrap(), json);
+        assert_eq!(track.artwork_url(), Some("https://i.ytimg.com/vi/x/hq.jpg"));
+        assert_eq!(track.isrc(), Some("GBARL9300135"));
+        assert_eq!(
+            track.user_data().unwrap()["requester"],
+            serde_json::json!("1100000000000000003")
+        );
+        assert_eq!(track.source(), Some("youtube"));
+        assert_eq!(Track::from(track.fields()), track);
+        let bytes = bincode::encode_to_vec(&track, config).unwrap();
+        let (owned, used): (Track, usize) = bincode::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!((&owned, used), (&track, bytes.len()));
+        let (borrowed, _): (Track, usize) =
+            bincode::borrow_decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(borrowed, track);
+        assert_eq!(serde_json::to_string(&borrowed).unwrap(), json);
+        // user_data alone, any JSON value.
+        let mut only = TrackFields::new("QAAA", "t");
+        only.user_data = Some(serde_json::json!(42));
+        let only = Track::from(only);
+        assert_eq!(only.user_data_json(), Some("42"));
+        assert_eq!(only.plugin_info(), None);
+        // Without the new fields: no extra block, the old bytes.
+        let plain = Track::new("QAAAjQIAJVJpY2sg", "Song");
+        let plain_bytes = bincode::encode_to_vec(&plain, config).unwrap();
+        assert_eq!(plain_bytes[0] & PRESENT_EXTRA, 0);
+        assert_eq!(plain.extra_len(), 0);
+        // A damaged extra block is refused.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 2;
+        bad[last] = b'{';
+        assert!(bincode::decode_from_slice::<Track, _>(&bad, config).is_err());
+        // Caps: user data with plugin_info, artwork_url and isrc.
+        let mut big = TrackFields::new("QAAA", "t");
+        big.user_data = Some(serde_json::Value::String(
+            "x".repeat(USER_DATA_BYTES_MAX - 2),
+        ));
+        assert_eq!(Track::from(big.clone()).validate("tracks[0]"), Ok(()));
+        big.plugin_info = Some(serde_json::Map::new());
+        assert_eq!(
+            Track::from(big.clone()).validate("tracks[0]"),
+            Err(EventError::DataTooLarge {
+                field: "tracks[0].user_data".to_owned(),
+                len: USER_DATA_BYTES_MAX + 2,
+                max: USER_DATA_BYTES_MAX,
+            })
+        );
+        // Far over the cap (a block longer than a u16 counts): still refused, never truncated.
+        let mut huge = TrackFields::new("QAAA", "t");
+        huge.user_data = Some(serde_json::Value::String("x".repeat(70_000)));
+        let huge = Track::from(huge);
+        assert_eq!(huge.user_data_json().map(str::len), Some(70_002));
+        assert!(matches!(
+            huge.validate("tracks[0]"),
+            Err(EventError::DataTooLarge { len: 70_002, .. })
+        ));
+        let mut long = TrackFields::new("QAAA", "t");
+        long.isrc = Some("x".repeat(TEXT_LEN_MAX + 1));
+        assert!(matches!(
+            Track::from(long).validate("tracks[1]"),
+            Err(EventError::TooLong { field, .. }) if field == "tracks[1].isrc"
+        ));
+        assert!(serde_json::from_str::<Track>(
+            r#"{"encoded":"QAAA","title":"t","plugin_info":[1]}"#
+        )
+        .is_err());
+        assert!(
+            serde_json::from_str::<Track>(r#"{"encoded":"QAAA","title":"t","userData":1}"#)
+                .is_err()
         );
     }
 }

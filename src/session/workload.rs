@@ -23,6 +23,7 @@
 
 use super::limits::{
     EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, META_BYTES_MAX, QUEUE_LEN_MAX, TEXT_LEN_MAX,
+    USER_DATA_BYTES_MAX,
 };
 use super::{
     Distortion, EndReason, EqualizerBand, Event, FilterConfig, Karaoke, LoopMode, LowPass,
@@ -461,6 +462,7 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
             is_stream: Some(true),
             is_seekable: Some(false),
             source: Some(source.to_owned()),
+            ..TrackFields::new("", "")
         }
         .into();
     }
@@ -494,18 +496,33 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
         ),
     };
     let flags = !rng.chance(100);
-    TrackFields {
+    let mut fields = TrackFields {
         encoded,
         title,
         author: Some(author),
         uri: Some(uri),
-        identifier: Some(identifier),
+        identifier: Some(identifier.clone()),
         length_ms: Some(length_ms),
         is_stream: flags.then_some(false),
         is_seekable: flags.then_some(true),
         source,
+        ..TrackFields::new("", "")
+    };
+    // What bots keep on a track: who asked for it (Lavalink's userData), the thumbnail, and
+    // for some sources an ISRC and plugin fields.
+    if rng.chance(400) {
+        fields.artwork_url = Some(format!("https://i.ytimg.com/vi/{identifier}/hqdefault.jpg"));
+        fields.user_data = Some(serde_json::json!({
+            "requester": (1_100_000_000_000_000_000u64 + rng.below(1 << 30)).to_string(),
+        }));
+        if rng.chance(200) {
+            fields.isrc = Some(format!("GB{:010}", rng.below(10_000_000_000)));
+            fields.plugin_info = serde_json::json!({"albumName": "Album", "previewUrl": null})
+                .as_object()
+                .cloned();
+        }
     }
-    .into()
+    fields.into()
 }
 
 /// The standard base64 alphabet.
@@ -706,11 +723,12 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
         },
         7 => {
             let mut bad = track(rng, serial).fields();
-            match rng.below(4) {
+            match rng.below(5) {
                 0 => bad.title.clear(),
                 1 => bad.encoded.clear(),
                 2 => bad.title = "x".repeat(TEXT_LEN_MAX + 1),
-                _ => bad.author = Some("é".repeat(TEXT_LEN_MAX / 2 + 1)),
+                3 => bad.author = Some("é".repeat(TEXT_LEN_MAX / 2 + 1)),
+                _ => bad.user_data = Some("u".repeat(USER_DATA_BYTES_MAX).into()),
             }
             Event::TracksEnqueued {
                 tracks: vec![track(rng, serial ^ 1), bad.into()],

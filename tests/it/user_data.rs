@@ -182,3 +182,55 @@ fn a_stale_report_after_track_started_leaves_the_position_through_reopen() {
     let mut j = Journal::open(dir.path(), Config::default()).unwrap();
     check(&mut j);
 }
+
+#[test]
+fn track_user_data_survives_snapshot_and_crash_encrypted_and_reaches_the_lavalink_body() {
+    use reprise::lavalink::plan;
+    use reprise::session::{TrackFields, USER_DATA_BYTES_MAX};
+    use reprise::sonora::Sections;
+    let dir = tempfile::tempdir().unwrap();
+    let g = GuildId::from(6);
+    let marker = "requester-7d1e5c0f9a";
+    let mut fields = TrackFields::new("QAAAenc1", "One");
+    fields.user_data = Some(serde_json::json!({"requester": marker}));
+    fields.artwork_url = Some("https://i.ytimg.com/vi/x/hqdefault.jpg".to_owned());
+    fields.isrc = Some("GBARL9300135".to_owned());
+    fields.plugin_info = serde_json::json!({"albumName": "Whenever"})
+        .as_object()
+        .cloned();
+    let mut j = Journal::open(dir.path(), keyed()).unwrap();
+    j.append(g, &Event::enqueue([fields.clone()]), Durability::Always)
+        .unwrap();
+    j.snapshot_now(g).unwrap();
+    j.append(g, &Event::TrackStarted, Durability::Always)
+        .unwrap();
+    // Over the cap: refused, nothing written.
+    let mut big = TrackFields::new("QAAAenc2", "Two");
+    big.user_data = Some("x".repeat(USER_DATA_BYTES_MAX).into());
+    let before = files(dir.path());
+    assert!(matches!(
+        j.append(g, &Event::enqueue([big]), Durability::Always),
+        Err(Error::InvalidEvent {
+            source: EventError::DataTooLarge { .. },
+            ..
+        })
+    ));
+    assert_eq!(files(dir.path()), before);
+    drop(j);
+    for (path, bytes) in files(dir.path()) {
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "{} holds the track's user data in the clear",
+            path.display()
+        );
+    }
+    let mut j = Journal::open(dir.path(), keyed()).unwrap();
+    let guild = j.state(g).unwrap().clone();
+    let current = &guild.state.queue.current.as_ref().unwrap().track;
+    assert_eq!(current.fields(), fields);
+    let body = serde_json::to_value(&plan(&guild, 0, Sections::ALL).patch).unwrap();
+    assert_eq!(
+        body["track"],
+        serde_json::json!({"encoded": "QAAAenc1", "userData": {"requester": marker}})
+    );
+}
