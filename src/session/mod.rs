@@ -20,15 +20,19 @@
 //! ```
 //!
 //! Codemap:
-//! - `track.rs` — [`Track`], the Lavalink track with its optional metadata.
-//! - `event.rs` — [`Event`] and its exact JSON form; [`EventParseError`].
+//! - `track.rs` — [`Track`], the Lavalink track with its optional metadata; `track/extra.rs`
+//!   its bot-owned fields (artwork_url, isrc, plugin_info, user_data); `track/shared.rs`
+//!   replay's shared-buffer decoding of `tracks_enqueued`.
+//! - `event.rs` — [`Event`] and its exact JSON form; [`EventParseError`]; `event/codec.rs` its
+//!   binary form (tags that only ever grow).
 //! - `filters.rs` — [`FilterConfig`], Lavalink v4 filters and their ranges.
 //! - `state.rs` — [`State`] and its parts.
 //! - `fold.rs` — [`validate`], [`apply`], [`apply_checked`]; [`EventError`].
 //! - `decompose.rs` — [`events_for_state`]: the events that rebuild a given state.
 //! - `limits.rs` — every bound, as a named constant.
 //! - `workload.rs` — `Workload`, a deterministic realistic bot, and `arbitrary_event` (feature
-//!   `testing`: for tests, fuzz targets, the demo and the bench).
+//!   `testing`: for tests, fuzz targets, the demo and the bench).; `workload/bot_data.rs` the
+//!   guild `meta` and track user data it keeps.
 //!
 //! Invariants, stated as absences: nothing here does I/O, reads a clock or draws randomness
 //! outside `Rng`; [`apply`] never panics; a state reached by validated events never breaks

@@ -16,6 +16,13 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX, USER_DATA_BYTES_MAX};
 use super::EventError;
 
+mod extra;
+mod shared;
+
+pub(crate) use shared::decode_enqueued_shared;
+
+use extra::{check_extra, extra_block, EXTRA_REST};
+
 /// One track: the Lavalink `encoded` blob that replays it, plus the metadata a bot shows.
 ///
 /// JSON form (contract §1): `encoded` and `title` are required; every other field is optional and
@@ -157,65 +164,6 @@ const PRESENT_EXTRA: u8 = 1 << 6;
 /// Every `present` bit.
 const PRESENT_ALL: u8 = (1 << 7) - 1;
 
-/// [`Track::extra_len`]'s value for "the rest of `data`".
-const EXTRA_REST: u16 = u16::MAX;
-
-/// The parts of a track's `extra` block, borrowed: artwork_url, isrc, and plugin_info and
-/// user_data as compact JSON text.
-type ExtraParts<'a> = (
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<&'a str>,
-);
-
-/// The `extra` block of `f`, or `None` when it has none of those fields.
-fn extra_block(f: &TrackFields) -> Option<Vec<u8>> {
-    if f.artwork_url.is_none()
-        && f.isrc.is_none()
-        && f.plugin_info.is_none()
-        && f.user_data.is_none()
-    {
-        return None;
-    }
-    let json = |v: Option<String>| v;
-    let plugin = json(
-        f.plugin_info
-            .as_ref()
-            .and_then(|m| serde_json::to_string(m).ok()),
-    );
-    let user = json(
-        f.user_data
-            .as_ref()
-            .and_then(|v| serde_json::to_string(v).ok()),
-    );
-    let parts: ExtraParts<'_> = (
-        f.artwork_url.as_deref(),
-        f.isrc.as_deref(),
-        plugin.as_deref(),
-        user.as_deref(),
-    );
-    bincode::encode_to_vec(parts, bincode::config::standard()).ok()
-}
-
-/// Checks an `extra` block read from disk: exactly four optional strings, plugin_info a JSON
-/// object and user_data JSON.
-fn check_extra(block: &[u8]) -> Result<(), bincode::error::DecodeError> {
-    let (parts, used): (ExtraParts<'_>, usize) =
-        bincode::borrow_decode_from_slice(block, bincode::config::standard())?;
-    if used != block.len() {
-        return Err(invalid("trailing bytes in the extra block"));
-    }
-    if let Some(plugin) = parts.2 {
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(plugin)
-            .map_err(|_| invalid("plugin_info is not a JSON object"))?;
-    }
-    if let Some(user) = parts.3 {
-        serde_json::from_str::<serde_json::Value>(user)
-            .map_err(|_| invalid("user_data is not JSON"))?;
-    }
-    Ok(())
-}
 /// Shift of `is_stream` in `flags`.
 const FLAG_STREAM: u32 = 0;
 /// Shift of `is_seekable` in `flags`.
@@ -361,63 +309,6 @@ impl Track {
             plugin_info: self.plugin_info(),
             user_data: self.user_data(),
         }
-    }
-
-    /// The `extra` block's parts (all absent without one; construction and decoding check the
-    /// block, so reading it here does not fail).
-    fn extra_parts(&self) -> ExtraParts<'_> {
-        let block = self.extra_bytes();
-        if block.is_empty() {
-            return (None, None, None, None);
-        }
-        bincode::borrow_decode_from_slice(block, bincode::config::standard())
-            .map(|(parts, _)| parts)
-            .unwrap_or((None, None, None, None))
-    }
-
-    /// The bytes of the `extra` block (empty without one).
-    fn extra_bytes(&self) -> &[u8] {
-        let start = self.start as usize + self.len as usize;
-        let end = if self.extra_len == EXTRA_REST {
-            self.data.len()
-        } else {
-            start + self.extra_len as usize
-        };
-        self.data.get(start..end).unwrap_or_default()
-    }
-
-    /// The size in bytes of the track's `extra` block (artwork_url, isrc, plugin_info,
-    /// user_data; 0 without them).
-    pub fn extra_len(&self) -> usize {
-        self.extra_bytes().len()
-    }
-
-    /// The artwork URL, if given.
-    pub fn artwork_url(&self) -> Option<&str> {
-        self.extra_parts().0
-    }
-
-    /// The ISRC, if given.
-    pub fn isrc(&self) -> Option<&str> {
-        self.extra_parts().1
-    }
-
-    /// Lavalink's `pluginInfo`, if given (parsed from the stored JSON, so this allocates).
-    pub fn plugin_info(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
-        self.extra_parts()
-            .2
-            .and_then(|text| serde_json::from_str(text).ok())
-    }
-
-    /// The bot's `user_data` (Lavalink's `userData`), if given (parsed, so this allocates).
-    pub fn user_data(&self) -> Option<serde_json::Value> {
-        self.user_data_json()
-            .and_then(|text| serde_json::from_str(text).ok())
-    }
-
-    /// The bot's `user_data` as the compact JSON text it is stored as.
-    pub fn user_data_json(&self) -> Option<&str> {
-        self.extra_parts().3
     }
 
     /// The track's own bytes in `data`.
@@ -969,69 +860,6 @@ impl Head {
         };
         Some((head, at, data_len, claimed))
     }
-}
-
-/// Decodes the fields of a `tracks_enqueued` event (what follows its variant tag, from `at`
-/// in `payload`) exactly as bincode's derived decoding does in the standard configuration,
-/// except that the tracks keep their bytes in one shared copy of `payload` instead of one
-/// allocation each (replay gives the tracks it keeps their own with [`Track::unshare`]).
-/// `claimed` is what bincode has claimed before these fields against `claim_max`.
-///
-/// `None` when anything is off (damage, a non-canonical form, the limit): the caller then
-/// decodes the standard way, which reports the exact error.
-pub(crate) fn decode_enqueued_shared(
-    payload: &[u8],
-    mut at: usize,
-    claimed: usize,
-    claim_max: usize,
-) -> Option<(Vec<Track>, Option<u32>)> {
-    const TRACK_SIZE: usize = std::mem::size_of::<Track>();
-    // The length of `tracks` (claims 8), then the container (claims its in-memory size, given
-    // back element by element as each claims what it reads).
-    let count = usize::try_from(varint_at(payload, &mut at)?).ok()?;
-    let mut claimed = count
-        .checked_mul(TRACK_SIZE)?
-        .checked_add(claimed)?
-        .checked_add(8)?;
-    if claimed > claim_max {
-        return None;
-    }
-    let mut tracks = Vec::with_capacity(count.min(payload.len()));
-    let mut shared: Option<Arc<[u8]>> = None;
-    for _ in 0..count {
-        let (head, head_len, data_len, head_claimed) = Head::parse(payload.get(at..)?)?;
-        if head.present & PRESENT_EXTRA != 0 {
-            // Tracks with an extra block take the standard path.
-            return None;
-        }
-        let data_len = usize::try_from(data_len).ok()?;
-        claimed = (claimed - TRACK_SIZE)
-            .checked_add(head_claimed)?
-            .checked_add(data_len)?;
-        let start = at.checked_add(head_len)?;
-        let end = start.checked_add(data_len)?;
-        if claimed > claim_max || end > payload.len() {
-            return None;
-        }
-        let shared = shared.get_or_insert_with(|| Arc::from(payload));
-        tracks.push(head.finish_shared(shared, start, data_len).ok()?);
-        at = end;
-    }
-    // `index`: an Option tag (claims 1), then a u32 varint (claims 4; no u64 tag).
-    let index = match payload.get(at..)? {
-        [0, ..] => {
-            at += 1;
-            claimed = claimed.checked_add(1)?;
-            None
-        }
-        [1, tag, ..] if *tag <= 252 => {
-            at += 1;
-            claimed = claimed.checked_add(5)?;
-            Some(u32::try_from(varint_at(payload, &mut at)?).ok()?)
-        }
-        _ => return None,
-    };
-    (claimed <= claim_max && at == payload.len()).then_some((tracks, index))
 }
 
 #[cfg(test)]

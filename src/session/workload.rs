@@ -30,6 +30,10 @@ use super::{
     QueueEntry, Rotation, Snowflake, State, Timescale, Track, TrackFields, Tremolo, Vibrato,
 };
 
+mod bot_data;
+
+use bot_data::meta;
+
 /// A small deterministic pseudo-random generator (SplitMix64): fast, seedable with any `u64`,
 /// and the same on every platform. Not for cryptography.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -508,20 +512,7 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
         source,
         ..TrackFields::new("", "")
     };
-    // What bots keep on a track: who asked for it (Lavalink's userData), the thumbnail, and
-    // for some sources an ISRC and plugin fields.
-    if rng.chance(400) {
-        fields.artwork_url = Some(format!("https://i.ytimg.com/vi/{identifier}/hqdefault.jpg"));
-        fields.user_data = Some(serde_json::json!({
-            "requester": (1_100_000_000_000_000_000u64 + rng.below(1 << 30)).to_string(),
-        }));
-        if rng.chance(200) {
-            fields.isrc = Some(format!("GB{:010}", rng.below(10_000_000_000)));
-            fields.plugin_info = serde_json::json!({"albumName": "Album", "previewUrl": null})
-                .as_object()
-                .cloned();
-        }
-    }
+    bot_data::track_data(rng, &identifier, &mut fields);
     fields.into()
 }
 
@@ -894,26 +885,6 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
             index: Some(u32::MAX),
         },
     }
-}
-
-/// A guild `meta` as bots keep it: a text channel, a 24/7 flag, sometimes a DJ role and a
-/// nested settings object.
-pub fn meta(rng: &mut Rng) -> crate::session::Meta {
-    let mut meta = crate::session::Meta::new();
-    meta.insert(
-        "text_channel".to_owned(),
-        (1_100_000_000_000_000_000u64 + rng.below(1 << 30))
-            .to_string()
-            .into(),
-    );
-    meta.insert("twenty_four_seven".to_owned(), rng.chance(300).into());
-    if rng.chance(500) {
-        meta.insert(
-            "dj_role".to_owned(),
-            serde_json::json!({"id": rng.next_u64(), "name": "DJ ♪", "strict": null}),
-        );
-    }
-    meta
 }
 
 #[cfg(test)]
