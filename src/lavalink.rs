@@ -52,6 +52,9 @@ use crate::journal::GuildState;
 use crate::session::{Autoplay, FilterConfig, LoopMode, QueueEntry, Snowflake, State, Track};
 use crate::sonora::{Sections, UNKNOWN_CHANNEL_ID};
 
+/// The Lavalink v4 track object and its conversions (defined with [`crate::session::Track`]).
+pub use crate::session::{LavalinkTrack, LavalinkTrackInfo};
+
 /// What a restore does with the player.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

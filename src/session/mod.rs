@@ -65,7 +65,7 @@ pub use state::{
     AUTOPLAY_STRATEGY_DEFAULT, STATE_LAYOUT_MARK, VOLUME_DEFAULT,
 };
 pub(crate) use track::decode_enqueued_shared;
-pub use track::{Track, TrackFields};
+pub use track::{LavalinkTrack, LavalinkTrackInfo, Track, TrackFields};
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub use workload::{arbitrary_event, track, Rng, Workload};

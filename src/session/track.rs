@@ -17,7 +17,10 @@ use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX, USER_DATA_BYTES_MAX};
 use super::EventError;
 
 mod extra;
+mod lavalink_v4;
 mod shared;
+
+pub use lavalink_v4::{LavalinkTrack, LavalinkTrackInfo};
 
 pub(crate) use shared::decode_enqueued_shared;
 
@@ -26,7 +29,8 @@ use extra::{check_extra, extra_block, EXTRA_REST};
 /// One track: the Lavalink `encoded` blob that replays it, plus the metadata a bot shows.
 ///
 /// JSON form (contract §1): `encoded` and `title` are required; every other field is optional and
-/// unknown fields are rejected. What was absent stays absent through the binary form and back
+/// unknown fields are rejected. A Lavalink v4 track object (see [`LavalinkTrack`]) is read as
+/// the same track; output is always the flat form. What was absent stays absent through the binary form and back
 /// (`"author": null` reads as absent); the accessors give the contract's defaults (empty / 0 /
 /// false / true / absent), and [`Track::fields`] gives the exact optional values.
 ///
@@ -54,7 +58,7 @@ use extra::{check_extra, extra_block, EXTRA_REST};
 /// A track without the issue-19 fields has no `extra` block, so its bytes are what the code
 /// before issue 19 wrote.
 #[derive(Clone, Deserialize)]
-#[serde(from = "TrackFields")]
+#[serde(try_from = "lavalink_v4::TrackJson")]
 pub struct Track {
     /// Holds the track's bytes at `start..start + len`: blob (raw bytes or text), title,
     /// author, uri, identifier, source, back to back. Usually exactly those bytes; replay
