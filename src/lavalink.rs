@@ -52,6 +52,9 @@ use crate::journal::GuildState;
 use crate::session::{Autoplay, FilterConfig, LoopMode, QueueEntry, Snowflake, State, Track};
 use crate::sonora::{Sections, UNKNOWN_CHANNEL_ID};
 
+/// The Lavalink v4 track object and its conversions (defined with [`crate::session::Track`]).
+pub use crate::session::{LavalinkTrack, LavalinkTrackInfo};
+
 /// What a restore does with the player.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,6 +88,10 @@ impl RestoreStatus {
 pub struct PatchTrack {
     /// The base64 track blob; `null` stops the player.
     pub encoded: Option<String>,
+    /// The track's `user_data`, as Lavalink's `userData` (absent when the track has none):
+    /// Lavalink gives it back on the track in its events.
+    #[serde(rename = "userData", skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<serde_json::Value>,
 }
 
 /// The `voice` object of the PATCH body (Lavalink v4 `VoiceState`).
@@ -261,6 +268,11 @@ pub fn plan(guild_state: &GuildState, now_unix_ms: u64, only: Sections) -> Resto
                 .current
                 .as_ref()
                 .map(|e| e.track.encoded().into_owned()),
+            user_data: state
+                .queue
+                .current
+                .as_ref()
+                .and_then(|e| e.track.user_data()),
         });
         if let Some((position, moved)) = position_at(state, now_unix_ms) {
             patch.position = Some(position);
@@ -341,6 +353,7 @@ mod tests {
             Event::PositionReported {
                 position_ms: 30_000,
                 at_unix_ms: NOW - 10_000,
+                entry_id: None,
             },
         ]
     }
@@ -404,6 +417,40 @@ mod tests {
         );
     }
 
+    /// A late `playerUpdate` of the previous track (naming its entry) arrives after
+    /// `track_started`: the restore still seeks the new track where it really was.
+    #[test]
+    fn a_stale_report_does_not_move_the_restored_track() {
+        let mut events = playing();
+        events.push(Event::TrackStarted);
+        events.push(Event::PositionReported {
+            position_ms: 2_000,
+            at_unix_ms: NOW - 1_000,
+            entry_id: Some(2),
+        });
+        events.push(Event::PositionReported {
+            position_ms: 150_000,
+            at_unix_ms: NOW - 500,
+            entry_id: Some(1),
+        });
+        let guild = gs(&events);
+        assert_eq!(guild.state.stale_reports, 1);
+        let restore = plan(&guild, NOW, Sections::ALL);
+        assert_eq!(body(&restore)["track"]["encoded"], json!("QAAAenc2"));
+        assert_eq!(restore.patch.position, Some(3_000));
+        // Without the entry id the same late report would have moved the new track.
+        let last = events.len() - 1;
+        events[last] = Event::PositionReported {
+            position_ms: 150_000,
+            at_unix_ms: NOW - 500,
+            entry_id: None,
+        };
+        assert_eq!(
+            plan(&gs(&events), NOW, Sections::ALL).patch.position,
+            Some(100_000)
+        );
+    }
+
     #[test]
     fn a_paused_guild_restores_paused_at_the_recorded_position() {
         let mut events = playing();
@@ -422,6 +469,7 @@ mod tests {
         let mut events = playing();
         events.push(Event::Seeked {
             position_ms: 12_345,
+            entry_id: None,
         });
         let restore = plan(&gs(&events), NOW + 5_000, Sections::ALL);
         assert_eq!(restore.patch.position, Some(12_345));
@@ -443,6 +491,7 @@ mod tests {
                 Event::PositionReported {
                     position_ms: 5_000,
                     at_unix_ms: NOW - 1_000,
+                    entry_id: None,
                 },
             ];
             assert_eq!(
@@ -460,6 +509,7 @@ mod tests {
             Event::PositionReported {
                 position_ms: 5_000,
                 at_unix_ms: NOW - 1_000,
+                entry_id: None,
             },
         ];
         assert_eq!(

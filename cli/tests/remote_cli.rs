@@ -12,8 +12,17 @@ mod support;
 const GUILD: &str = "613425648685547541";
 
 fn events(seed: u64, n: usize) -> String {
+    events_after(&[], seed, n)
+}
+
+/// `n` events from the bot `seed` that apply after the event lines `prefix` (a writer that
+/// continues from the state those leave, not from a longer history it never saw).
+fn events_after(prefix: &[&str], seed: u64, n: usize) -> String {
     let mut w = Workload::new(seed);
     let mut state = State::new(HISTORY_MAX_DEFAULT);
+    for line in prefix {
+        apply(&mut state, &reprise::Event::from_json(line).unwrap());
+    }
     let mut out = String::new();
     for _ in 0..n {
         let e = w.next_event(&state);
@@ -538,7 +547,7 @@ fn the_fenced_old_owner_claims_the_guild_back_and_keeps_its_own_copy_aside() {
         &b,
         &store,
         &["apply", "--guild", GUILD, "--durability", "remote"],
-        Some(&part(120..150)),
+        Some(&events_after(&lines[..100], 22, 30)),
     ));
     assert_eq!(seqs(&acked), (101..=130).collect::<Vec<u64>>());
     let out = run(&a, &store, &["apply", "--guild", GUILD], Some(&part(0..1)));

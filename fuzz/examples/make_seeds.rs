@@ -203,6 +203,19 @@ fn main() {
         "tracks_enqueued_index",
         r#"{"type":"tracks_enqueued","tracks":[{"encoded":"QAAA","title":"t","length_ms":1000}],"index":0}"#.into(),
     );
+    // The bot's own data and entry-bound reports (issue 19).
+    shortest.insert(
+        "guild_meta_set",
+        r#"{"type":"guild_meta_set","meta":{"dj_role":{"id":7,"name":"DJ"},"text_channel":"1100000000000000002","twenty_four_seven":true}}"#.into(),
+    );
+    shortest.insert(
+        "position_reported_entry",
+        r#"{"type":"position_reported","position_ms":1000,"at_unix_ms":1760076558454,"entry_id":1}"#.into(),
+    );
+    shortest.insert(
+        "seeked_entry",
+        r#"{"type":"seeked","position_ms":875,"entry_id":2}"#.into(),
+    );
     // A restore: the state a bot reached, as one state_restored event.
     let mut bot = Workload::new(3);
     let mut reached = State::new(50);

@@ -7,6 +7,7 @@
 //!
 //! # The decomposition, in order
 //!
+//! 0. `guild_meta_set` when the guild has a `meta`;
 //! 1. `voice_connected` when the player has voice data;
 //! 2. `volume_set` when the volume is not [`VOLUME_DEFAULT`];
 //! 3. the queue, in play order: history and the current track are enqueued (in chunks, see
@@ -26,7 +27,8 @@
 //!
 //! Queue entry ids are internal (contract §1 does not expose them): the rebuilt state numbers
 //! its entries `1..=n` in play order (history oldest first, current, upcoming) and its
-//! `next_entry_id` is `n + 1`, whatever ids the original state had. [`renumbered`] gives that
+//! `next_entry_id` is `n + 1`, whatever ids the original state had. `stale_reports` (a
+//! counter of ignored reports, not something a bot sends) starts again at 0. [`renumbered`] gives that
 //! normal form, so `fold(events_for_state(s)) == renumbered(s)` for every state the fold can
 //! reach, and `== s` for a state already in normal form (every state Sonora import builds).
 
@@ -47,6 +49,7 @@ fn track_bytes(track: &Track) -> usize {
         + track.uri().map_or(0, str::len)
         + track.identifier().len()
         + track.source().map_or(0, str::len)
+        + track.extra_len()
         + 64
 }
 
@@ -90,6 +93,11 @@ fn enqueue_chunks<'a>(tracks: impl Iterator<Item = &'a Track>, mut each: impl Fn
 /// its current track; the caller should still validate them, as the journal does.
 pub fn events_for_state(state: &State) -> Vec<Event> {
     let mut events = Vec::new();
+    if !state.meta.is_empty() {
+        events.push(Event::GuildMetaSet {
+            meta: state.meta.clone(),
+        });
+    }
     let player = &state.player;
     if let Some(voice) = &player.voice {
         events.push(Event::VoiceConnected {
@@ -127,9 +135,11 @@ pub fn events_for_state(state: &State) -> Vec<Event> {
         Some(at_unix_ms) => events.push(Event::PositionReported {
             position_ms: player.position_ms,
             at_unix_ms,
+            entry_id: None,
         }),
         None if player.position_ms != 0 => events.push(Event::Seeked {
             position_ms: player.position_ms,
+            entry_id: None,
         }),
         None => {}
     }
@@ -179,6 +189,7 @@ pub fn renumbered(state: &State) -> State {
     out.queue.current.iter_mut().for_each(&mut renumber);
     out.queue.upcoming.iter_mut().for_each(&mut renumber);
     out.next_entry_id = next;
+    out.stale_reports = 0;
     out
 }
 
@@ -285,6 +296,7 @@ mod tests {
             &Event::PositionReported {
                 position_ms: 1234,
                 at_unix_ms: 99,
+                entry_id: None,
             },
         )
         .unwrap();

@@ -11,17 +11,24 @@ use std::fmt;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{FilterConfig, State, Track};
+use super::{FilterConfig, Meta, State, Track};
+
+mod codec;
 
 /// One mutation of a guild's session. The state is the fold of these (see [`crate::session::apply`]).
 ///
 /// The JSON form is an object with a snake_case `"type"` and the variant's fields; the binary
-/// (bincode) form is derived and carries exactly the same information, so JSON → binary → JSON
-/// gives back the same event.
+/// (bincode) form carries exactly the same information, so JSON → binary → JSON gives back the
+/// same event.
 ///
-/// The binary form is positional: the order of the variants (their bincode tag) and of the
-/// fields in each is part of the journal format. Add new variants at the end only.
-#[derive(Clone, Debug, PartialEq, Serialize, bincode::Encode, bincode::Decode)]
+/// The binary form is a varint `u32` tag, then the fields in declaration order. It is part of
+/// the journal format and only ever grows (new tags at the end): tags 0–18 are the variants in
+/// declaration order as the code before issue 19 wrote them (`seeked` and `position_reported`
+/// without `entry_id`); 19 is `guild_meta_set` (`meta` as compact JSON text); 20 is
+/// `position_reported` with an `entry_id` (after `at_unix_ms`); 21 is `seeked` with an
+/// `entry_id` (after `position_ms`). An event without `entry_id` is written with its old tag, so
+/// its bytes are the same as before.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// `volume_set`: the player volume changed.
@@ -38,6 +45,11 @@ pub enum Event {
     Seeked {
         /// The new position in the current track, in milliseconds.
         position_ms: u64,
+        /// The queue entry the seek was for (`QueueEntry::id`), if named. When it is not the
+        /// current entry any more, the event is accepted and changes nothing but
+        /// `State::stale_reports`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        entry_id: Option<u64>,
     },
     /// `position_reported`: Lavalink reported the playback position (its `playerUpdate`).
     PositionReported {
@@ -45,6 +57,11 @@ pub enum Event {
         position_ms: u64,
         /// When that position was true, in Unix milliseconds.
         at_unix_ms: u64,
+        /// The queue entry the report is about (`QueueEntry::id`), if named. A report for an
+        /// entry that is no longer current (a late `playerUpdate` of the previous track) is
+        /// accepted and changes nothing but `State::stale_reports`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        entry_id: Option<u64>,
     },
     /// `voice_connected`: the bot joined (or moved to) a voice channel.
     VoiceConnected {
@@ -153,6 +170,13 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         label: Option<String>,
     },
+    /// `guild_meta_set`: the guild's `meta` (a JSON object the bot owns: a text channel, a
+    /// 24/7 flag, ...) is replaced as a whole. At most
+    /// [`crate::session::limits::META_BYTES_MAX`] bytes of compact JSON.
+    GuildMetaSet {
+        /// The new `meta`.
+        meta: Meta,
+    },
 }
 
 /// Why a track ended (`track_ended.reason`).
@@ -240,6 +264,13 @@ pub enum Snowflake {
     /// Given as a JSON string (valid only as 1–20 decimal digits that fit a `u64`; checked by
     /// [`crate::session::validate`]).
     Text(String),
+}
+
+impl From<u64> for Snowflake {
+    /// The id as a JSON number.
+    fn from(id: u64) -> Snowflake {
+        Snowflake::Number(id)
+    }
 }
 
 impl Snowflake {
@@ -341,6 +372,49 @@ impl From<serde_json::Error> for EventParseError {
 }
 
 impl Event {
+    /// `tracks_enqueued` at the end of the upcoming queue.
+    pub fn enqueue(tracks: impl IntoIterator<Item = impl Into<Track>>) -> Event {
+        Event::TracksEnqueued {
+            tracks: tracks.into_iter().map(Into::into).collect(),
+            index: None,
+        }
+    }
+
+    /// `tracks_enqueued` at `index` in the upcoming queue (`0`: play next).
+    pub fn enqueue_at(index: u32, tracks: impl IntoIterator<Item = impl Into<Track>>) -> Event {
+        Event::TracksEnqueued {
+            tracks: tracks.into_iter().map(Into::into).collect(),
+            index: Some(index),
+        }
+    }
+
+    /// `filters_set` with the preset names `active` and `config` (see the builders
+    /// [`FilterConfig::timescale`] and [`FilterConfig::equalizer`]).
+    pub fn filters(
+        active: impl IntoIterator<Item = impl Into<String>>,
+        config: FilterConfig,
+    ) -> Event {
+        Event::FiltersSet {
+            active: active.into_iter().map(Into::into).collect(),
+            config: Box::new(config),
+        }
+    }
+
+    /// `position_reported` for queue entry `entry_id` (Lavalink's `playerUpdate`: `position_ms`
+    /// was true at `at_unix_ms`); ignored if that entry is no longer current.
+    pub fn position_of(entry_id: u64, position_ms: u64, at_unix_ms: u64) -> Event {
+        Event::PositionReported {
+            position_ms,
+            at_unix_ms,
+            entry_id: Some(entry_id),
+        }
+    }
+
+    /// `guild_meta_set`: the guild's `meta` becomes `meta`.
+    pub fn meta(meta: Meta) -> Event {
+        Event::GuildMetaSet { meta }
+    }
+
     /// Reads one event from its JSON form (contract §1).
     ///
     /// # Errors
@@ -389,6 +463,7 @@ impl Event {
             Event::AutoplaySet { .. } => Kind::AutoplaySet,
             Event::SessionEnded => Kind::SessionEnded,
             Event::StateRestored { .. } => Kind::StateRestored,
+            Event::GuildMetaSet { .. } => Kind::GuildMetaSet,
         }
     }
 }
@@ -414,6 +489,7 @@ const KIND_NAMES: &[&str] = &[
     "autoplay_set",
     "session_ended",
     "state_restored",
+    "guild_meta_set",
 ];
 
 /// An event type, without its data.
@@ -438,6 +514,7 @@ enum Kind {
     AutoplaySet,
     SessionEnded,
     StateRestored,
+    GuildMetaSet,
 }
 
 impl Kind {
@@ -463,6 +540,7 @@ impl Kind {
             Kind::AutoplaySet => "autoplay_set",
             Kind::SessionEnded => "session_ended",
             Kind::StateRestored => "state_restored",
+            Kind::GuildMetaSet => "guild_meta_set",
         }
     }
 
@@ -488,6 +566,7 @@ impl Kind {
             "autoplay_set" => Kind::AutoplaySet,
             "session_ended" => Kind::SessionEnded,
             "state_restored" => Kind::StateRestored,
+            "guild_meta_set" => Kind::GuildMetaSet,
             _ => return None,
         };
         Some(kind)
@@ -498,8 +577,8 @@ impl Kind {
         match self {
             Kind::VolumeSet => &["volume"],
             Kind::PausedSet => &["paused"],
-            Kind::Seeked => &["position_ms"],
-            Kind::PositionReported => &["position_ms", "at_unix_ms"],
+            Kind::Seeked => &["position_ms", "entry_id"],
+            Kind::PositionReported => &["position_ms", "at_unix_ms", "entry_id"],
             Kind::VoiceConnected => &["session_id", "channel_id", "endpoint", "token"],
             Kind::TracksEnqueued => &["tracks", "index"],
             Kind::TrackRemoved => &["index"],
@@ -516,6 +595,7 @@ impl Kind {
                 "smart_shuffle",
             ],
             Kind::StateRestored => &["state", "from_seq", "label"],
+            Kind::GuildMetaSet => &["meta"],
             Kind::VoiceDisconnected
             | Kind::QueueCleared
             | Kind::TrackStarted
@@ -553,6 +633,8 @@ const FIELD_NAMES: &[&str] = &[
     "state",
     "from_seq",
     "label",
+    "entry_id",
+    "meta",
 ];
 
 /// The values read so far, one slot per field name of any event type. An optional field's slot is
@@ -585,6 +667,8 @@ struct Slots {
     state: Option<Box<State>>,
     from_seq: Option<Option<u64>>,
     label: Option<Option<String>>,
+    entry_id: Option<Option<u64>>,
+    meta: Option<Meta>,
 }
 
 /// Reads the next value into `slot`, rejecting a second occurrence of the key.
@@ -635,6 +719,8 @@ impl Slots {
             "state" => fill(map, &mut self.state, "state"),
             "from_seq" => fill(map, &mut self.from_seq, "from_seq"),
             "label" => fill(map, &mut self.label, "label"),
+            "entry_id" => fill(map, &mut self.entry_id, "entry_id"),
+            "meta" => fill(map, &mut self.meta, "meta"),
             other => Err(de::Error::unknown_field(other, FIELD_NAMES)),
         }
     }
@@ -650,10 +736,12 @@ impl Slots {
             },
             Kind::Seeked => Event::Seeked {
                 position_ms: required(self.position_ms, "position_ms")?,
+                entry_id: self.entry_id.flatten(),
             },
             Kind::PositionReported => Event::PositionReported {
                 position_ms: required(self.position_ms, "position_ms")?,
                 at_unix_ms: required(self.at_unix_ms, "at_unix_ms")?,
+                entry_id: self.entry_id.flatten(),
             },
             Kind::VoiceConnected => Event::VoiceConnected {
                 session_id: required(self.session_id, "session_id")?,
@@ -702,6 +790,9 @@ impl Slots {
                 state: required(self.state, "state")?,
                 from_seq: self.from_seq.flatten(),
                 label: self.label.flatten(),
+            },
+            Kind::GuildMetaSet => Event::GuildMetaSet {
+                meta: required(self.meta, "meta")?,
             },
         };
         Ok(event)
@@ -764,11 +855,11 @@ mod tests {
     use crate::session::{EqualizerBand, Timescale};
 
     /// One hand-written example of every event type, in contract order.
-    pub(crate) const EXAMPLES: [&str; 19] = [
+    pub(crate) const EXAMPLES: [&str; 20] = [
         r#"{"type":"volume_set","volume":80}"#,
         r#"{"type":"paused_set","paused":true}"#,
         r#"{"type":"seeked","position_ms":45000}"#,
-        r#"{"type":"position_reported","position_ms":45000,"at_unix_ms":1760000000123}"#,
+        r#"{"type":"position_reported","position_ms":45000,"at_unix_ms":1760000000123,"entry_id":2}"#,
         r#"{"type":"voice_connected","session_id":"4f1c0a8b9e","channel_id":"1100000000000000001","endpoint":"us-east1.discord.media:443","token":"a1b2c3"}"#,
         r#"{"type":"voice_disconnected"}"#,
         r#"{"type":"tracks_enqueued","tracks":[{"encoded":"QAAAjQIAJVJpY2sg","title":"Never Gonna Give You Up","author":"Rick Astley","uri":"https://youtube.com/watch?v=dQw4w9WgXcQ","identifier":"dQw4w9WgXcQ","length_ms":213000,"is_stream":false,"is_seekable":true,"source":"youtube"},{"encoded":"QAAB","title":"夜に駆ける 🎵"}],"index":0}"#,
@@ -783,7 +874,8 @@ mod tests {
         r#"{"type":"filters_cleared"}"#,
         r#"{"type":"autoplay_set","enabled":true,"strategy":"similar_artist","fallback_playlist":"global_fallback","max_history":50,"smart_shuffle":true}"#,
         r#"{"type":"session_ended"}"#,
-        r#"{"type":"state_restored","state":{"player":{"volume":80,"paused":true,"position_ms":45000,"position_anchor_unix_ms":1760000000123,"voice":{"session_id":"4f1c0a8b9e","channel_id":"1100000000000000001","endpoint":"us-east1.discord.media:443","token":null}},"queue":{"current":{"id":2,"track":{"encoded":"QAAAjQIAJVJpY2sg","title":"Never Gonna Give You Up","length_ms":213000}},"upcoming":[{"id":3,"track":{"encoded":"QAAB","title":"夜に駆ける 🎵"}}],"history":[{"id":1,"track":{"encoded":"QAAC","title":"Intro"}}],"loop_mode":"queue","shuffle":true,"shuffle_seed":7},"filters":{"active":["nightcore"],"config":{"timescale":{"speed":1.25}}},"autoplay":{"enabled":true,"strategy":"similar_artist","fallback_playlist":null,"max_history":50,"smart_shuffle":null},"history_max":50,"next_entry_id":4},"from_seq":41,"label":"before-deploy"}"#,
+        r#"{"type":"state_restored","state":{"player":{"volume":80,"paused":true,"position_ms":45000,"position_anchor_unix_ms":1760000000123,"voice":{"session_id":"4f1c0a8b9e","channel_id":"1100000000000000001","endpoint":"us-east1.discord.media:443","token":null}},"queue":{"current":{"id":2,"track":{"encoded":"QAAAjQIAJVJpY2sg","title":"Never Gonna Give You Up","length_ms":213000}},"upcoming":[{"id":3,"track":{"encoded":"QAAB","title":"夜に駆ける 🎵"}}],"history":[{"id":1,"track":{"encoded":"QAAC","title":"Intro"}}],"loop_mode":"queue","shuffle":true,"shuffle_seed":7},"filters":{"active":["nightcore"],"config":{"timescale":{"speed":1.25}}},"autoplay":{"enabled":true,"strategy":"similar_artist","fallback_playlist":null,"max_history":50,"smart_shuffle":null},"history_max":50,"next_entry_id":4,"meta":{"text_channel":"1100000000000000002","twenty_four_seven":true},"stale_reports":3},"from_seq":41,"label":"before-deploy"}"#,
+        r#"{"type":"guild_meta_set","meta":{"dj_role":{"id":7,"name":"DJ ♪"},"text_channel":"1100000000000000002","twenty_four_seven":true}}"#,
     ];
 
     #[test]
@@ -1051,5 +1143,113 @@ mod tests {
             assert_eq!(back, event);
             assert_eq!(back.to_json(), json);
         }
+    }
+
+    /// Events without the new fields keep the bytes the code before issue 19 wrote (tag, then
+    /// the fields); the new forms take new tags, and a tag past them is refused.
+    #[test]
+    fn old_events_keep_their_bytes_and_new_forms_take_new_tags() {
+        let config = bincode::config::standard();
+        let bytes = |event: &Event| bincode::encode_to_vec(event, config).unwrap();
+        let old = |fields: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            fields(&mut out);
+            out
+        };
+        let report = Event::PositionReported {
+            position_ms: 300,
+            at_unix_ms: 1_760_000_000_000,
+            entry_id: None,
+        };
+        let expected = old(&|out| {
+            out.extend(
+                bincode::encode_to_vec((3u32, 300u64, 1_760_000_000_000u64), config).unwrap(),
+            )
+        });
+        assert_eq!(bytes(&report), expected);
+        let seek = Event::Seeked {
+            position_ms: 300,
+            entry_id: None,
+        };
+        assert_eq!(
+            bytes(&seek),
+            bincode::encode_to_vec((2u32, 300u64), config).unwrap()
+        );
+        let bound = Event::PositionReported {
+            position_ms: 300,
+            at_unix_ms: 5,
+            entry_id: Some(9),
+        };
+        assert_eq!(
+            bytes(&bound),
+            bincode::encode_to_vec((20u32, 300u64, 5u64, 9u64), config).unwrap()
+        );
+        let bound_seek = Event::Seeked {
+            position_ms: 300,
+            entry_id: Some(9),
+        };
+        assert_eq!(
+            bytes(&bound_seek),
+            bincode::encode_to_vec((21u32, 300u64, 9u64), config).unwrap()
+        );
+        let mut meta = Meta::new();
+        meta.insert("a".to_owned(), true.into());
+        let set = Event::GuildMetaSet { meta };
+        assert_eq!(
+            bytes(&set),
+            bincode::encode_to_vec((19u32, r#"{"a":true}"#), config).unwrap()
+        );
+        for event in [report, seek, bound, bound_seek, set] {
+            let encoded = bytes(&event);
+            let (back, used): (Event, usize) =
+                bincode::decode_from_slice(&encoded, config).unwrap();
+            assert_eq!((back, used), (event, encoded.len()));
+        }
+        assert!(bincode::decode_from_slice::<Event, _>(&[22], config).is_err());
+        // guild_meta_set wants an object.
+        for bad in [
+            r#"{"type":"guild_meta_set"}"#,
+            r#"{"type":"guild_meta_set","meta":[1]}"#,
+            r#"{"type":"guild_meta_set","meta":null}"#,
+            r#"{"type":"guild_meta_set","meta":{},"x":1}"#,
+            r#"{"type":"position_reported","position_ms":1,"at_unix_ms":1,"entry_id":-1}"#,
+            r#"{"type":"seeked","position_ms":1,"entry_id":"3"}"#,
+        ] {
+            assert!(Event::from_json(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn constructors_build_the_events_they_name() {
+        let tracks = [Track::new("QAAA", "a"), Track::new("QAAB", "b")];
+        assert_eq!(
+            Event::enqueue(tracks.clone()),
+            Event::TracksEnqueued {
+                tracks: tracks.to_vec(),
+                index: None
+            }
+        );
+        assert_eq!(
+            Event::enqueue_at(0, [crate::session::TrackFields::new("QAAA", "a")]).to_json(),
+            r#"{"type":"tracks_enqueued","tracks":[{"encoded":"QAAA","title":"a"}],"index":0}"#
+        );
+        let nightcore = FilterConfig::timescale(1.25, 1.3, 1.0).with_equalizer([(0, 0.2)]);
+        assert_eq!(
+            Event::filters(["nightcore"], nightcore).to_json(),
+            r#"{"type":"filters_set","active":["nightcore"],"config":{"equalizer":[{"band":0,"gain":0.2}],"timescale":{"speed":1.25,"pitch":1.3,"rate":1.0}}}"#
+        );
+        assert_eq!(
+            Event::filters(Vec::<String>::new(), FilterConfig::equalizer([(14, -0.25)])).to_json(),
+            r#"{"type":"filters_set","active":[],"config":{"equalizer":[{"band":14,"gain":-0.25}]}}"#
+        );
+        assert_eq!(
+            Event::position_of(3, 10, 20).to_json(),
+            r#"{"type":"position_reported","position_ms":10,"at_unix_ms":20,"entry_id":3}"#
+        );
+        assert_eq!(
+            Event::meta(Meta::new()).to_json(),
+            r#"{"type":"guild_meta_set","meta":{}}"#
+        );
+        assert_eq!(Snowflake::from(5), Snowflake::Number(5));
     }
 }

@@ -275,6 +275,37 @@ fn check(field: &str, value: Option<f64>, range: Range) -> Result<(), EventError
 }
 
 impl FilterConfig {
+    /// A config with only a timescale: `speed`, `pitch` and `rate` (1.0 = unchanged); e.g.
+    /// nightcore is `FilterConfig::timescale(1.25, 1.3, 1.0)`. Chain [`FilterConfig::with_equalizer`]
+    /// to add bands.
+    pub fn timescale(speed: f64, pitch: f64, rate: f64) -> FilterConfig {
+        FilterConfig {
+            timescale: Some(Timescale {
+                speed: Some(speed),
+                pitch: Some(pitch),
+                rate: Some(rate),
+            }),
+            ..FilterConfig::default()
+        }
+    }
+
+    /// A config with only an equalizer: `(band, gain)` pairs (bands `0..=14`, gains
+    /// `-0.25..=1.0`); e.g. a bass boost is `FilterConfig::equalizer([(0, 0.2), (1, 0.15)])`.
+    pub fn equalizer(bands: impl IntoIterator<Item = (u8, f64)>) -> FilterConfig {
+        FilterConfig::default().with_equalizer(bands)
+    }
+
+    /// This config with its equalizer replaced by `bands` (`(band, gain)` pairs).
+    pub fn with_equalizer(mut self, bands: impl IntoIterator<Item = (u8, f64)>) -> FilterConfig {
+        self.equalizer = Some(
+            bands
+                .into_iter()
+                .map(|(band, gain)| EqualizerBand { band, gain })
+                .collect(),
+        );
+        self
+    }
+
     /// Whether no filter is configured (the `{}` config).
     pub fn is_empty(&self) -> bool {
         *self == FilterConfig::default()

@@ -10,8 +10,8 @@
 //! (`tracks_enqueued`, `track_started`, ...).
 
 use super::limits::{
-    FILTER_NAMES_MAX, NAME_LEN_MAX, QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX, TEXT_LEN_MAX,
-    TRACKS_PER_EVENT_MAX, VOLUME_MAX,
+    FILTER_NAMES_MAX, META_BYTES_MAX, NAME_LEN_MAX, QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX,
+    TEXT_LEN_MAX, TRACKS_PER_EVENT_MAX, VOLUME_MAX,
 };
 use super::{
     Autoplay, EndReason, Event, FilterConfig, Filters, QueueEntry, Snowflake, State, Voice,
@@ -137,6 +137,34 @@ pub enum EventError {
         /// The counter's value.
         next_entry_id: u64,
     },
+    /// Bot-owned data over its cap: a guild `meta` over [`META_BYTES_MAX`] bytes of compact
+    /// JSON, or a track's `plugin_info` and `user_data` together over
+    /// [`crate::session::limits::USER_DATA_BYTES_MAX`]. Nothing is written.
+    #[error("{field} is {len} bytes of JSON, over the limit of {max}")]
+    DataTooLarge {
+        /// The field (e.g. `meta`, `state.meta`).
+        field: String,
+        /// Its size, in bytes of compact JSON.
+        len: usize,
+        /// The most bytes accepted.
+        max: usize,
+    },
+}
+
+/// Checks a guild `meta` against [`META_BYTES_MAX`]; `field` names it in the error.
+pub(super) fn check_meta(
+    meta: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<(), EventError> {
+    let len = super::state::json_len(meta);
+    if len > META_BYTES_MAX {
+        return Err(EventError::DataTooLarge {
+            field: field.to_owned(),
+            len,
+            max: META_BYTES_MAX,
+        });
+    }
+    Ok(())
 }
 
 /// Decides whether `event` applies to `state`, without changing anything.
@@ -147,7 +175,10 @@ pub fn validate(state: &State, event: &Event) -> Result<(), EventError> {
     let upcoming_len = state.queue.upcoming.len();
     match event {
         Event::VolumeSet { volume } => check_volume(*volume),
-        Event::Seeked { position_ms } => {
+        Event::Seeked {
+            entry_id: Some(id), ..
+        } if is_stale(state, *id) => Ok(()),
+        Event::Seeked { position_ms, .. } => {
             let entry = state
                 .queue
                 .current
@@ -238,7 +269,15 @@ pub fn validate(state: &State, event: &Event) -> Result<(), EventError> {
         | Event::ShuffleSet { .. }
         | Event::FiltersCleared
         | Event::SessionEnded => Ok(()),
+        Event::GuildMetaSet { meta } => check_meta(meta, "meta"),
     }
+}
+
+/// Whether a report or seek naming queue entry `entry_id` is stale: that entry is not the
+/// current one (it ended, or nothing plays). Such an event is accepted and changes nothing but
+/// [`State::stale_reports`].
+fn is_stale(state: &State, entry_id: u64) -> bool {
+    state.queue.current.as_ref().map(|entry| entry.id) != Some(entry_id)
 }
 
 /// Applies `event` to `state`.
@@ -250,13 +289,22 @@ pub fn apply(state: &mut State, event: &Event) {
     match event {
         Event::VolumeSet { volume } => state.player.volume = *volume,
         Event::PausedSet { paused } => state.player.paused = *paused,
-        Event::Seeked { position_ms } => {
+        Event::Seeked {
+            entry_id: Some(id), ..
+        }
+        | Event::PositionReported {
+            entry_id: Some(id), ..
+        } if is_stale(state, *id) => {
+            state.stale_reports = state.stale_reports.saturating_add(1);
+        }
+        Event::Seeked { position_ms, .. } => {
             state.player.position_ms = *position_ms;
             state.player.position_anchor_unix_ms = None;
         }
         Event::PositionReported {
             position_ms,
             at_unix_ms,
+            ..
         } => {
             state.player.position_ms = *position_ms;
             state.player.position_anchor_unix_ms = Some(*at_unix_ms);
@@ -349,7 +397,12 @@ pub fn apply(state: &mut State, event: &Event) {
                 smart_shuffle: *smart_shuffle,
             };
         }
-        Event::SessionEnded => *state = State::new(state.history_max),
+        Event::SessionEnded => {
+            let meta = std::mem::take(&mut state.meta);
+            *state = State::new(state.history_max);
+            state.meta = meta;
+        }
+        Event::GuildMetaSet { meta } => state.meta = meta.clone(),
         Event::StateRestored {
             state: restored, ..
         } => restore(state, State::clone(restored)),
@@ -572,6 +625,124 @@ mod tests {
         entries.iter().map(|e| e.track.title()).collect()
     }
 
+    /// A report or seek that names an entry which is no longer current changes nothing but the
+    /// stale-report counter; one that names the current entry, or none, moves the position.
+    #[test]
+    fn a_stale_report_is_accepted_and_ignored() {
+        let mut state = state_with(2);
+        apply_checked(&mut state, &Event::TrackStarted).unwrap();
+        let first = state.queue.current.as_ref().unwrap().id;
+        let report = |position_ms, entry_id| Event::PositionReported {
+            position_ms,
+            at_unix_ms: 1_000 + position_ms,
+            entry_id,
+        };
+        apply_checked(&mut state, &report(90_000, Some(first))).unwrap();
+        assert_eq!(state.player.position_ms, 90_000);
+        apply_checked(&mut state, &Event::TrackStarted).unwrap();
+        let second = state.queue.current.as_ref().unwrap().id;
+        assert_ne!(first, second);
+        apply_checked(&mut state, &report(4_000, Some(second))).unwrap();
+        let before = state.clone();
+        // The late playerUpdate of the first track, and a late seek of it.
+        apply_checked(&mut state, &report(95_000, Some(first))).unwrap();
+        apply_checked(
+            &mut state,
+            &Event::Seeked {
+                position_ms: 150_000,
+                entry_id: Some(first),
+            },
+        )
+        .unwrap();
+        assert_eq!(state.player, before.player);
+        assert_eq!(state.stale_reports, 2);
+        // A stale seek is accepted even when nothing plays or when it is past the end.
+        apply_checked(
+            &mut state,
+            &Event::TrackEnded {
+                reason: EndReason::Finished,
+            },
+        )
+        .unwrap();
+        let stale_seek = Event::Seeked {
+            position_ms: u64::MAX,
+            entry_id: Some(second),
+        };
+        assert_eq!(validate(&state, &stale_seek), Ok(()));
+        let unbound = Event::Seeked {
+            position_ms: 1,
+            entry_id: None,
+        };
+        assert_eq!(validate(&state, &unbound), Err(EventError::NoCurrentTrack));
+        apply_checked(&mut state, &stale_seek).unwrap();
+        assert_eq!(state.stale_reports, 3);
+        apply_checked(&mut state, &Event::SessionEnded).unwrap();
+        assert_eq!(state.stale_reports, 0);
+    }
+
+    /// `guild_meta_set` replaces the meta as a whole, within its cap; `session_ended` keeps
+    /// it; `state_restored` replaces it and checks its cap too.
+    #[test]
+    fn guild_meta_is_replaced_bounded_and_survives_session_end() {
+        let mut state = state_with(1);
+        let meta = |json: serde_json::Value| match json {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("an object"),
+        };
+        let first = meta(serde_json::json!({"text_channel": "110", "twenty_four_seven": true}));
+        apply_checked(
+            &mut state,
+            &Event::GuildMetaSet {
+                meta: first.clone(),
+            },
+        )
+        .unwrap();
+        assert_eq!(state.meta, first);
+        let second = meta(serde_json::json!({"dj_role": 7}));
+        apply_checked(
+            &mut state,
+            &Event::GuildMetaSet {
+                meta: second.clone(),
+            },
+        )
+        .unwrap();
+        assert_eq!(state.meta, second, "replaced, not merged");
+        apply_checked(&mut state, &Event::SessionEnded).unwrap();
+        assert_eq!(state.meta, second);
+        let mut expected = State::new(50);
+        expected.meta = second.clone();
+        assert_eq!(state, expected);
+        // At the cap exactly: accepted; one byte over: refused, state untouched.
+        let overhead = r#"{"x":""}"#.len();
+        let at_cap = meta(serde_json::json!({"x": "a".repeat(META_BYTES_MAX - overhead)}));
+        assert_eq!(
+            validate(&state, &Event::GuildMetaSet { meta: at_cap }),
+            Ok(())
+        );
+        let over = meta(serde_json::json!({"x": "a".repeat(META_BYTES_MAX - overhead + 1)}));
+        let before = state.clone();
+        assert_eq!(
+            apply_checked(&mut state, &Event::GuildMetaSet { meta: over.clone() }),
+            Err(EventError::DataTooLarge {
+                field: "meta".to_owned(),
+                len: META_BYTES_MAX + 1,
+                max: META_BYTES_MAX,
+            })
+        );
+        assert_eq!(state, before);
+        let mut restored = State::new(50);
+        restored.meta = over;
+        let restore = Event::StateRestored {
+            state: Box::new(restored),
+            from_seq: None,
+            label: None,
+        };
+        assert!(matches!(
+            validate(&state, &restore),
+            Err(EventError::InvalidState { .. })
+        ));
+    }
+
     #[test]
     fn contract_invalid_examples_rejected() {
         let empty = State::new(50);
@@ -784,6 +955,7 @@ mod tests {
             &Event::PositionReported {
                 position_ms: 5,
                 at_unix_ms: 9,
+                entry_id: None,
             },
         )
         .unwrap();
@@ -870,7 +1042,13 @@ mod tests {
     fn seek_rules() {
         let mut state = State::new(50);
         assert_eq!(
-            validate(&state, &Event::Seeked { position_ms: 0 }),
+            validate(
+                &state,
+                &Event::Seeked {
+                    position_ms: 0,
+                    entry_id: None
+                }
+            ),
             Err(EventError::NoCurrentTrack)
         );
         apply_checked(&mut state, &enqueue(1)).unwrap();
@@ -880,6 +1058,7 @@ mod tests {
             &Event::PositionReported {
                 position_ms: 10,
                 at_unix_ms: 99,
+                entry_id: None,
             },
         )
         .unwrap();
@@ -888,6 +1067,7 @@ mod tests {
             &mut state,
             &Event::Seeked {
                 position_ms: 200_000,
+                entry_id: None,
             },
         )
         .unwrap();
@@ -897,7 +1077,8 @@ mod tests {
             validate(
                 &state,
                 &Event::Seeked {
-                    position_ms: 200_001
+                    position_ms: 200_001,
+                    entry_id: None,
                 }
             ),
             Err(EventError::PositionPastEnd {
@@ -925,7 +1106,8 @@ mod tests {
                 validate(
                     &state,
                     &Event::Seeked {
-                        position_ms: u64::MAX
+                        position_ms: u64::MAX,
+                        entry_id: None,
                     }
                 ),
                 Ok(())
@@ -937,7 +1119,8 @@ mod tests {
                 &State::new(1),
                 &Event::PositionReported {
                     position_ms: 1,
-                    at_unix_ms: 1
+                    at_unix_ms: 1,
+                    entry_id: None,
                 }
             ),
             Ok(())
@@ -1204,6 +1387,7 @@ mod tests {
             },
             Event::Seeked {
                 position_ms: u64::MAX,
+                entry_id: None,
             },
             Event::VolumeSet { volume: u16::MAX },
         ] {

@@ -41,3 +41,15 @@ pub const EQUALIZER_BAND_COUNT: usize = 15;
 /// The longest decimal snowflake (`channel_id` given as a JSON string), in digits: `u64::MAX`
 /// has 20.
 pub const SNOWFLAKE_DIGITS_MAX: usize = 20;
+
+/// The most bytes of bot-owned data one track may carry: its `plugin_info` and `user_data`
+/// together, counted as compact JSON. Room for a requester, a playlist id and Lavalink
+/// plugin fields; over it the event is refused with
+/// [`crate::session::EventError::DataTooLarge`] and nothing is written.
+pub const USER_DATA_BYTES_MAX: usize = 8 * 1024;
+
+/// The largest guild `meta` accepted, in bytes of its compact JSON text (`guild_meta_set.meta`,
+/// `state.meta`). Room for a text channel, a 24/7 flag, a DJ role and a few dozen settings; a
+/// bigger object is refused with [`crate::session::EventError::DataTooLarge`] and nothing is
+/// written.
+pub const META_BYTES_MAX: usize = 16 * 1024;

@@ -20,15 +20,19 @@
 //! ```
 //!
 //! Codemap:
-//! - `track.rs` — [`Track`], the Lavalink track with its optional metadata.
-//! - `event.rs` — [`Event`] and its exact JSON form; [`EventParseError`].
+//! - `track.rs` — [`Track`], the Lavalink track with its optional metadata; `track/extra.rs`
+//!   its bot-owned fields (artwork_url, isrc, plugin_info, user_data); `track/shared.rs`
+//!   replay's shared-buffer decoding of `tracks_enqueued`.
+//! - `event.rs` — [`Event`] and its exact JSON form; [`EventParseError`]; `event/codec.rs` its
+//!   binary form (tags that only ever grow).
 //! - `filters.rs` — [`FilterConfig`], Lavalink v4 filters and their ranges.
 //! - `state.rs` — [`State`] and its parts.
 //! - `fold.rs` — [`validate`], [`apply`], [`apply_checked`]; [`EventError`].
 //! - `decompose.rs` — [`events_for_state`]: the events that rebuild a given state.
 //! - `limits.rs` — every bound, as a named constant.
 //! - `workload.rs` — `Workload`, a deterministic realistic bot, and `arbitrary_event` (feature
-//!   `testing`: for tests, fuzz targets, the demo and the bench).
+//!   `testing`: for tests, fuzz targets, the demo and the bench).; `workload/bot_data.rs` the
+//!   guild `meta` and track user data it keeps.
 //!
 //! Invariants, stated as absences: nothing here does I/O, reads a clock or draws randomness
 //! outside `Rng`; [`apply`] never panics; a state reached by validated events never breaks
@@ -52,15 +56,16 @@ pub use filters::{
 };
 pub use fold::{apply, apply_checked, apply_owned, validate, EventError};
 pub use limits::{
-    ENCODED_LEN_MAX, EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, HISTORY_MAX_DEFAULT, NAME_LEN_MAX,
-    QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX, TEXT_LEN_MAX, TRACKS_PER_EVENT_MAX, VOLUME_MAX,
+    ENCODED_LEN_MAX, EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, HISTORY_MAX_DEFAULT, META_BYTES_MAX,
+    NAME_LEN_MAX, QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX, TEXT_LEN_MAX, TRACKS_PER_EVENT_MAX,
+    USER_DATA_BYTES_MAX, VOLUME_MAX,
 };
 pub use state::{
-    Autoplay, Filters, InvariantError, Player, Queue, QueueEntry, State, Voice,
-    AUTOPLAY_STRATEGY_DEFAULT, VOLUME_DEFAULT,
+    Autoplay, Filters, InvariantError, Meta, Player, Queue, QueueEntry, State, Voice,
+    AUTOPLAY_STRATEGY_DEFAULT, STATE_LAYOUT_MARK, VOLUME_DEFAULT,
 };
 pub(crate) use track::decode_enqueued_shared;
-pub use track::{Track, TrackFields};
+pub use track::{LavalinkTrack, LavalinkTrackInfo, Track, TrackFields};
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub use workload::{arbitrary_event, track, Rng, Workload};

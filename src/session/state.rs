@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::fold::{check_autoplay, check_filters, check_queue_len, check_voice, check_volume};
+use super::fold::{
+    check_autoplay, check_filters, check_meta, check_queue_len, check_voice, check_volume,
+};
 use super::limits::HISTORY_MAX_DEFAULT;
 use super::{EventError, FilterConfig, LoopMode, Snowflake, Track};
 
@@ -17,14 +19,30 @@ pub const VOLUME_DEFAULT: u16 = 100;
 #[error("state invariant broken: {0}")]
 pub struct InvariantError(pub String);
 
+/// A guild's `meta`: a JSON object the bot owns (a text channel, a 24/7 flag, a DJ role, ...).
+pub type Meta = serde_json::Map<String, serde_json::Value>;
+
 /// One guild's folded session state.
 ///
 /// Built only by [`State::new`] and [`crate::session::apply`]. The serde form is the readable
 /// JSON that `reprise state` prints (objects `player`, `queue`, `filters`, `autoplay`, then
-/// `history_max` and `next_entry_id`; absent optional values are `null`); the bincode form is
-/// what snapshots hold, and like [`crate::session::Event`]'s it is positional: field order is
-/// part of the snapshot format.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+/// `history_max`, `next_entry_id`, `meta` and `stale_reports`; absent optional values are
+/// `null`; a JSON state without `meta` or `stale_reports`, as written before they existed,
+/// reads them as `{}` and 0).
+///
+/// The bincode form is what snapshots and `state_restored` events hold. It is positional and
+/// versioned by its first byte ([`STATE_LAYOUT_MARK`], written by the code since issue 19):
+///
+/// ```text
+/// layout 2:  0xFF  0x02  player queue filters autoplay history_max next_entry_id
+///            meta (varint length + compact JSON text)  stale_reports (varint)
+/// layout 1:  player queue filters autoplay history_max next_entry_id
+/// ```
+///
+/// Layout 1 (no marker) is what the code before issue 19 wrote; it starts with the player's
+/// volume, a varint `u16`, whose first byte is never 0xFF, so the two cannot be confused. It
+/// reads back with an empty `meta` and `stale_reports` 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
     /// The player: volume, pause, position, voice.
@@ -39,7 +57,137 @@ pub struct State {
     pub history_max: u32,
     /// The id the next enqueued track gets (ids start at 1 and only grow within a session).
     pub next_entry_id: u64,
+    /// The bot's own data for the guild (a JSON object, at most
+    /// [`crate::session::limits::META_BYTES_MAX`] bytes of compact JSON), replaced by
+    /// `guild_meta_set`. Kept across `session_ended` (a 24/7 flag or a text channel outlives
+    /// a session); replaced by `state_restored` like everything else.
+    #[serde(default)]
+    pub meta: Meta,
+    /// How many `position_reported` / `seeked` events named a queue entry that was no longer
+    /// the current one, and so changed nothing else (a late Lavalink `playerUpdate`). Reset by
+    /// `session_ended`.
+    #[serde(default)]
+    pub stale_reports: u64,
 }
+
+/// The first byte of the bincode form of a [`State`] since layout 2 (see [`State`]); the
+/// byte after it is the layout number.
+pub const STATE_LAYOUT_MARK: u8 = 0xFF;
+
+/// The layout [`State`]'s bincode form is written in.
+const STATE_LAYOUT: u8 = 2;
+
+/// The byte length of the compact JSON text of `value`.
+pub(super) fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    /// Counts bytes without keeping them.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Encodes a JSON object as its compact JSON text (a bincode string).
+pub(super) fn encode_meta<E: bincode::enc::Encoder>(
+    meta: &Meta,
+    encoder: &mut E,
+) -> Result<(), bincode::error::EncodeError> {
+    use bincode::Encode as _;
+    serde_json::to_string(meta)
+        .map_err(|e| bincode::error::EncodeError::OtherString(e.to_string()))?
+        .encode(encoder)
+}
+
+/// Decodes what [`encode_meta`] wrote: a string that must be a JSON object.
+pub(super) fn decode_meta<D: bincode::de::Decoder>(
+    decoder: &mut D,
+) -> Result<Meta, bincode::error::DecodeError> {
+    use bincode::Decode as _;
+    let text = String::decode(decoder)?;
+    serde_json::from_str(&text)
+        .map_err(|e| bincode::error::DecodeError::OtherString(format!("invalid meta: {e}")))
+}
+
+impl bincode::Encode for State {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        STATE_LAYOUT_MARK.encode(encoder)?;
+        STATE_LAYOUT.encode(encoder)?;
+        self.player.encode(encoder)?;
+        self.queue.encode(encoder)?;
+        self.filters.encode(encoder)?;
+        self.autoplay.encode(encoder)?;
+        self.history_max.encode(encoder)?;
+        self.next_entry_id.encode(encoder)?;
+        encode_meta(&self.meta, encoder)?;
+        self.stale_reports.encode(encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for State {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let first = u8::decode(decoder)?;
+        let layout2 = first == STATE_LAYOUT_MARK;
+        let player = if layout2 {
+            let layout = u8::decode(decoder)?;
+            if layout != STATE_LAYOUT {
+                return Err(bincode::error::DecodeError::OtherString(format!(
+                    "unknown state layout {layout}"
+                )));
+            }
+            Player::decode(decoder)?
+        } else {
+            // Layout 1: `first` is the first byte of the volume's varint.
+            let volume = match first {
+                0..=250 => u16::from(first),
+                251 => u16::from_le_bytes([u8::decode(decoder)?, u8::decode(decoder)?]),
+                _ => {
+                    return Err(bincode::error::DecodeError::OtherString(format!(
+                        "invalid state: first byte {first}"
+                    )))
+                }
+            };
+            Player {
+                volume,
+                paused: bool::decode(decoder)?,
+                position_ms: u64::decode(decoder)?,
+                position_anchor_unix_ms: Option::<u64>::decode(decoder)?,
+                voice: Option::<Voice>::decode(decoder)?,
+            }
+        };
+        let mut state = State {
+            player,
+            queue: Queue::decode(decoder)?,
+            filters: Filters::decode(decoder)?,
+            autoplay: Autoplay::decode(decoder)?,
+            history_max: u32::decode(decoder)?,
+            next_entry_id: u64::decode(decoder)?,
+            meta: Meta::new(),
+            stale_reports: 0,
+        };
+        if layout2 {
+            state.meta = decode_meta(decoder)?;
+            state.stale_reports = u64::decode(decoder)?;
+        }
+        Ok(state)
+    }
+}
+
+bincode::impl_borrow_decode!(State);
 
 /// The player part of the state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
@@ -184,6 +332,8 @@ impl State {
             autoplay: Autoplay::default(),
             history_max,
             next_entry_id: 1,
+            meta: Meta::new(),
+            stale_reports: 0,
         }
     }
 
@@ -233,7 +383,8 @@ impl State {
             entry.track.validate("queue.current.track")?;
         }
         check_filters(&self.filters.active, &self.filters.config)?;
-        check_autoplay(&self.autoplay.strategy, &self.autoplay.fallback_playlist)
+        check_autoplay(&self.autoplay.strategy, &self.autoplay.fallback_playlist)?;
+        check_meta(&self.meta, "meta")
     }
 
     /// History length and entry ids.
@@ -296,10 +447,66 @@ mod tests {
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(
             json,
-            r#"{"player":{"volume":100,"paused":false,"position_ms":0,"position_anchor_unix_ms":null,"voice":null},"queue":{"current":null,"upcoming":[],"history":[],"loop_mode":"none","shuffle":false,"shuffle_seed":null},"filters":{"active":[],"config":{}},"autoplay":{"enabled":false,"strategy":"similar_artist","fallback_playlist":null,"max_history":null,"smart_shuffle":null},"history_max":50,"next_entry_id":1}"#
+            r#"{"player":{"volume":100,"paused":false,"position_ms":0,"position_anchor_unix_ms":null,"voice":null},"queue":{"current":null,"upcoming":[],"history":[],"loop_mode":"none","shuffle":false,"shuffle_seed":null},"filters":{"active":[],"config":{}},"autoplay":{"enabled":false,"strategy":"similar_artist","fallback_playlist":null,"max_history":null,"smart_shuffle":null},"history_max":50,"next_entry_id":1,"meta":{},"stale_reports":0}"#
         );
         let back: State = serde_json::from_str(&json).unwrap();
         assert_eq!(back, state);
+    }
+
+    /// A state in layout 1 (what the code before issue 19 wrote: no marker, no `meta`, no
+    /// `stale_reports`) decodes with an empty meta; layout 2 round-trips the new fields.
+    #[test]
+    fn both_bincode_layouts_decode() {
+        let config = bincode::config::standard();
+        let mut state = State::new(50);
+        for volume in [0, 250, 251, 1000] {
+            state.player.volume = volume;
+            state.player.position_anchor_unix_ms = Some(7);
+            state.next_entry_id = 9;
+            let layout1 = bincode::encode_to_vec(
+                (
+                    &state.player,
+                    &state.queue,
+                    &state.filters,
+                    &state.autoplay,
+                    state.history_max,
+                    state.next_entry_id,
+                ),
+                config,
+            )
+            .unwrap();
+            assert_ne!(layout1.first(), Some(&STATE_LAYOUT_MARK));
+            let (back, used): (State, usize) =
+                bincode::decode_from_slice(&layout1, config).unwrap();
+            assert_eq!(used, layout1.len());
+            assert_eq!(back, state);
+        }
+        state.meta.insert("text_channel".to_owned(), "110".into());
+        state.meta.insert(
+            "nested".to_owned(),
+            serde_json::json!({"a": [1, null, 2.5]}),
+        );
+        state.stale_reports = 4;
+        let layout2 = bincode::encode_to_vec(&state, config).unwrap();
+        assert_eq!(
+            layout2.get(..2),
+            Some(&[STATE_LAYOUT_MARK, STATE_LAYOUT][..])
+        );
+        let (back, used): (State, usize) = bincode::decode_from_slice(&layout2, config).unwrap();
+        assert_eq!(used, layout2.len());
+        assert_eq!(back, state);
+        // An unknown layout, and a meta that is not a JSON object, are refused.
+        let mut unknown = layout2.clone();
+        unknown[1] = 3;
+        assert!(bincode::decode_from_slice::<State, _>(&unknown, config).is_err());
+        let mut not_object = State::new(50);
+        not_object.meta.clear();
+        let mut bytes = bincode::encode_to_vec(&not_object, config).unwrap();
+        let at = bytes.len() - 4; // "{}" (varint length 2) then stale_reports 0
+        assert_eq!(&bytes[at..], &[2, b'{', b'}', 0]);
+        bytes[at + 1] = b'[';
+        bytes[at + 2] = b']';
+        assert!(bincode::decode_from_slice::<State, _>(&bytes, config).is_err());
     }
 
     #[test]

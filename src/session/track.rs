@@ -13,13 +13,24 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX};
+use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX, USER_DATA_BYTES_MAX};
 use super::EventError;
+
+mod extra;
+mod lavalink_v4;
+mod shared;
+
+pub use lavalink_v4::{LavalinkTrack, LavalinkTrackInfo};
+
+pub(crate) use shared::decode_enqueued_shared;
+
+use extra::{check_extra, extra_block, EXTRA_REST};
 
 /// One track: the Lavalink `encoded` blob that replays it, plus the metadata a bot shows.
 ///
 /// JSON form (contract §1): `encoded` and `title` are required; every other field is optional and
-/// unknown fields are rejected. What was absent stays absent through the binary form and back
+/// unknown fields are rejected. A Lavalink v4 track object (see [`LavalinkTrack`]) is read as
+/// the same track; output is always the flat form. What was absent stays absent through the binary form and back
 /// (`"author": null` reads as absent); the accessors give the contract's defaults (empty / 0 /
 /// false / true / absent), and [`Track::fields`] gives the exact optional values.
 ///
@@ -32,15 +43,22 @@ use super::EventError;
 ///
 /// ```text
 /// present   u8       bit 0: blob stored as raw bytes (canonical base64), bit 1: author,
-///                    bit 2: uri, bit 3: identifier, bit 4: source, bit 5: length_ms
+///                    bit 2: uri, bit 3: identifier, bit 4: source, bit 5: length_ms,
+///                    bit 6: an `extra` block follows `data`
 /// flags     u8       bits 0-1: is_stream, bits 2-3: is_seekable (0 absent, 1 false, 2 true)
 /// length_ms varint   only when present
 /// lengths   varints  byte lengths of blob, title, and of author, uri, identifier when present
 ///                    (the source is the rest of `data`)
 /// data      bytes    varint length, then blob, title, author, uri, identifier, source
+/// extra     bytes    only with bit 6: varint length, then the bincode of four optional
+///                    strings: artwork_url, isrc, plugin_info and user_data (the last two as
+///                    compact JSON text)
 /// ```
+///
+/// A track without the issue-19 fields has no `extra` block, so its bytes are what the code
+/// before issue 19 wrote.
 #[derive(Clone, Deserialize)]
-#[serde(from = "TrackFields")]
+#[serde(try_from = "lavalink_v4::TrackJson")]
 pub struct Track {
     /// Holds the track's bytes at `start..start + len`: blob (raw bytes or text), title,
     /// author, uri, identifier, source, back to back. Usually exactly those bytes; replay
@@ -50,8 +68,14 @@ pub struct Track {
     start: u32,
     /// End offsets, relative to `start`, of the blob, title, author, uri and identifier.
     ends: [u32; 5],
-    /// The length of the track's bytes (the end of the source).
+    /// The length of the track's bytes up to the end of the source.
     len: u32,
+    /// The length of the `extra` block (artwork_url, isrc, plugin_info, user_data) that
+    /// follows the source in `data`; 0 without one. [`EXTRA_REST`] means "the rest of
+    /// `data`": a block too large for a `u16`, which only [`Track::from`] builds (decoding
+    /// refuses one) and which validation always refuses (a valid block is far smaller). A
+    /// `u16` keeps a track at 56 bytes.
+    extra_len: u16,
     /// The duration when `PRESENT_LENGTH` is set, else 0.
     length_ms: u64,
     /// `PRESENT_*` bits.
@@ -90,6 +114,20 @@ pub struct TrackFields {
     /// The Lavalink source name (`youtube`, `soundcloud`, ...); absent means unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The artwork (thumbnail) URL (Lavalink's `artworkUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artwork_url: Option<String>,
+    /// The International Standard Recording Code (Lavalink's `isrc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isrc: Option<String>,
+    /// Lavalink plugin fields (Lavalink's `pluginInfo`), a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_info: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The bot's own data for this track (Lavalink's `userData`: a requester, a playlist id,
+    /// ...), any JSON value. With `plugin_info`, at most
+    /// [`crate::session::limits::USER_DATA_BYTES_MAX`] bytes of compact JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<serde_json::Value>,
 }
 
 impl TrackFields {
@@ -105,6 +143,10 @@ impl TrackFields {
             is_stream: None,
             is_seekable: None,
             source: None,
+            artwork_url: None,
+            isrc: None,
+            plugin_info: None,
+            user_data: None,
         }
     }
 }
@@ -121,8 +163,11 @@ const PRESENT_IDENTIFIER: u8 = 1 << 3;
 const PRESENT_SOURCE: u8 = 1 << 4;
 /// `present`: a length is given.
 const PRESENT_LENGTH: u8 = 1 << 5;
+/// `present`: an `extra` block (artwork_url, isrc, plugin_info, user_data) follows.
+const PRESENT_EXTRA: u8 = 1 << 6;
 /// Every `present` bit.
-const PRESENT_ALL: u8 = (1 << 6) - 1;
+const PRESENT_ALL: u8 = (1 << 7) - 1;
+
 /// Shift of `is_stream` in `flags`.
 const FLAG_STREAM: u32 = 0;
 /// Shift of `is_seekable` in `flags`.
@@ -204,7 +249,10 @@ impl Track {
             f.identifier.as_deref().unwrap_or(""),
             f.source.as_deref().unwrap_or(""),
         ];
-        let total = blob.len() + texts.iter().map(|t| t.len()).sum::<usize>();
+        let extra = extra_block(f);
+        let total = blob.len()
+            + texts.iter().map(|t| t.len()).sum::<usize>()
+            + extra.as_ref().map_or(0, Vec::len);
         let mut data = Vec::with_capacity(total);
         data.extend_from_slice(blob);
         let mut ends = [0u32; 5];
@@ -226,8 +274,17 @@ impl Track {
         .iter()
         .filter(|(on, _)| *on)
         .fold(0, |bits, (_, bit)| bits | bit);
+        let len = offset(data.len());
+        let mut extra_len = 0;
+        let mut present = present;
+        if let Some(block) = extra {
+            extra_len = u16::try_from(block.len()).unwrap_or(EXTRA_REST);
+            data.extend_from_slice(&block);
+            present |= PRESENT_EXTRA;
+        }
         Track {
-            len: offset(data.len()),
+            len,
+            extra_len,
             data: Arc::from(data),
             start: 0,
             ends,
@@ -251,6 +308,10 @@ impl Track {
             is_stream: untri(self.flags >> FLAG_STREAM),
             is_seekable: untri(self.flags >> FLAG_SEEKABLE),
             source: self.source().map(str::to_owned),
+            artwork_url: self.artwork_url().map(str::to_owned),
+            isrc: self.isrc().map(str::to_owned),
+            plugin_info: self.plugin_info(),
+            user_data: self.user_data(),
         }
     }
 
@@ -278,8 +339,10 @@ impl Track {
     /// Gives the track an allocation of its own when it shares one (replay decodes the tracks
     /// of an event into one buffer; the state it rebuilds keeps only what it holds).
     pub(crate) fn unshare(&mut self) {
-        if self.data.len() != self.len as usize {
-            self.data = Arc::from(self.own());
+        let all = self.len as usize + self.extra_bytes().len();
+        if self.data.len() != all {
+            let start = self.start as usize;
+            self.data = Arc::from(self.data.get(start..start + all).unwrap_or_default());
             self.start = 0;
         }
     }
@@ -400,6 +463,7 @@ impl Track {
             && title != 0
             && title <= TEXT_LEN_MAX
             && others.iter().all(|&len| len <= TEXT_LEN_MAX)
+            && self.extra_len == 0
         {
             return Ok(());
         }
@@ -413,6 +477,18 @@ impl Track {
         ];
         for (name, i) in optional {
             check_len(field, name, self.text_len(i), TEXT_LEN_MAX, false)?;
+        }
+        let (artwork_url, isrc, plugin_info, user_data) = self.extra_parts();
+        for (name, text) in [("artwork_url", artwork_url), ("isrc", isrc)] {
+            check_len(field, name, text.map_or(0, str::len), TEXT_LEN_MAX, false)?;
+        }
+        let len = plugin_info.map_or(0, str::len) + user_data.map_or(0, str::len);
+        if len > USER_DATA_BYTES_MAX {
+            return Err(EventError::DataTooLarge {
+                field: format!("{}.user_data", field()),
+                len,
+                max: USER_DATA_BYTES_MAX,
+            });
         }
         Ok(())
     }
@@ -455,6 +531,7 @@ impl PartialEq for Track {
             && self.present == other.present
             && self.flags == other.flags
             && self.own() == other.own()
+            && self.extra_bytes() == other.extra_bytes()
     }
 }
 
@@ -488,7 +565,16 @@ impl Serialize for Track {
             is_seekable: Option<bool>,
             #[serde(skip_serializing_if = "Option::is_none")]
             source: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            artwork_url: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            isrc: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            plugin_info: Option<serde_json::Map<String, serde_json::Value>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            user_data: Option<serde_json::Value>,
         }
+        let (artwork_url, isrc, _, _) = self.extra_parts();
         Ref {
             encoded: self.encoded(),
             title: self.title(),
@@ -499,6 +585,10 @@ impl Serialize for Track {
             is_stream: untri(self.flags >> FLAG_STREAM),
             is_seekable: untri(self.flags >> FLAG_SEEKABLE),
             source: self.source(),
+            artwork_url,
+            isrc,
+            plugin_info: self.plugin_info(),
+            user_data: self.user_data(),
         }
         .serialize(serializer)
     }
@@ -524,7 +614,13 @@ impl bincode::Encode for Track {
         }
         let data = self.own();
         (data.len() as u64).encode(encoder)?;
-        encoder.writer().write(data)
+        encoder.writer().write(data)?;
+        if self.present & PRESENT_EXTRA != 0 {
+            let extra = self.extra_bytes();
+            (extra.len() as u64).encode(encoder)?;
+            encoder.writer().write(extra)?;
+        }
+        Ok(())
     }
 }
 
@@ -578,9 +674,18 @@ impl Head {
 
     /// The track with `data`, after checking that the lengths fit in it, that the source part
     /// is empty when absent, and that every text part is UTF-8 on a character boundary.
-    fn finish(self, data: &[u8]) -> Result<Track, bincode::error::DecodeError> {
+    fn finish(self, data: &[u8], extra: &[u8]) -> Result<Track, bincode::error::DecodeError> {
         let ends = self.check(data)?;
-        Ok(self.track(Arc::from(data), 0, ends, data.len()))
+        if self.present & PRESENT_EXTRA == 0 {
+            return Ok(self.track(Arc::from(data), 0, ends, data.len(), 0));
+        }
+        check_extra(extra)?;
+        if extra.len() >= usize::from(EXTRA_REST) {
+            // Far over every cap: no valid track has one.
+            return Err(invalid("extra block too large"));
+        }
+        let all: Vec<u8> = data.iter().chain(extra).copied().collect();
+        Ok(self.track(Arc::from(all), 0, ends, data.len(), extra.len()))
     }
 
     /// [`Head::finish`] for `data` found at `start` in `shared`, which the track keeps.
@@ -592,16 +697,24 @@ impl Head {
     ) -> Result<Track, bincode::error::DecodeError> {
         let data = shared.get(start..start + len).unwrap_or_default();
         let ends = self.check(data)?;
-        Ok(self.track(Arc::clone(shared), start, ends, len))
+        Ok(self.track(Arc::clone(shared), start, ends, len, 0))
     }
 
     /// The track of this head with its `len` bytes at `start` in `data` (checked).
-    fn track(self, data: Arc<[u8]>, start: usize, ends: [u32; 5], len: usize) -> Track {
+    fn track(
+        self,
+        data: Arc<[u8]>,
+        start: usize,
+        ends: [u32; 5],
+        len: usize,
+        extra_len: usize,
+    ) -> Track {
         Track {
             data,
             start: offset(start),
             ends,
             len: offset(len),
+            extra_len: u16::try_from(extra_len).unwrap_or(EXTRA_REST),
             length_ms: self.length_ms.unwrap_or(0),
             present: self.present,
             flags: self.flags,
@@ -653,7 +766,12 @@ impl<Context> bincode::Decode<Context> for Track {
     ) -> Result<Self, bincode::error::DecodeError> {
         let head = Head::decode(decoder)?;
         let data = Vec::<u8>::decode(decoder)?;
-        head.finish(&data)
+        let extra = if head.present & PRESENT_EXTRA != 0 {
+            Vec::<u8>::decode(decoder)?
+        } else {
+            Vec::new()
+        };
+        head.finish(&data, &extra)
     }
 }
 
@@ -665,7 +783,12 @@ impl<'de, Context> bincode::BorrowDecode<'de, Context> for Track {
     ) -> Result<Self, bincode::error::DecodeError> {
         let head = Head::decode(decoder)?;
         let data = <&[u8] as bincode::BorrowDecode<'de, Context>>::borrow_decode(decoder)?;
-        head.finish(data)
+        let extra: &[u8] = if head.present & PRESENT_EXTRA != 0 {
+            <&[u8] as bincode::BorrowDecode<'de, Context>>::borrow_decode(decoder)?
+        } else {
+            &[]
+        };
+        head.finish(data, extra)
     }
 }
 
@@ -741,65 +864,6 @@ impl Head {
         };
         Some((head, at, data_len, claimed))
     }
-}
-
-/// Decodes the fields of a `tracks_enqueued` event (what follows its variant tag, from `at`
-/// in `payload`) exactly as bincode's derived decoding does in the standard configuration,
-/// except that the tracks keep their bytes in one shared copy of `payload` instead of one
-/// allocation each (replay gives the tracks it keeps their own with [`Track::unshare`]).
-/// `claimed` is what bincode has claimed before these fields against `claim_max`.
-///
-/// `None` when anything is off (damage, a non-canonical form, the limit): the caller then
-/// decodes the standard way, which reports the exact error.
-pub(crate) fn decode_enqueued_shared(
-    payload: &[u8],
-    mut at: usize,
-    claimed: usize,
-    claim_max: usize,
-) -> Option<(Vec<Track>, Option<u32>)> {
-    const TRACK_SIZE: usize = std::mem::size_of::<Track>();
-    // The length of `tracks` (claims 8), then the container (claims its in-memory size, given
-    // back element by element as each claims what it reads).
-    let count = usize::try_from(varint_at(payload, &mut at)?).ok()?;
-    let mut claimed = count
-        .checked_mul(TRACK_SIZE)?
-        .checked_add(claimed)?
-        .checked_add(8)?;
-    if claimed > claim_max {
-        return None;
-    }
-    let mut tracks = Vec::with_capacity(count.min(payload.len()));
-    let mut shared: Option<Arc<[u8]>> = None;
-    for _ in 0..count {
-        let (head, head_len, data_len, head_claimed) = Head::parse(payload.get(at..)?)?;
-        let data_len = usize::try_from(data_len).ok()?;
-        claimed = (claimed - TRACK_SIZE)
-            .checked_add(head_claimed)?
-            .checked_add(data_len)?;
-        let start = at.checked_add(head_len)?;
-        let end = start.checked_add(data_len)?;
-        if claimed > claim_max || end > payload.len() {
-            return None;
-        }
-        let shared = shared.get_or_insert_with(|| Arc::from(payload));
-        tracks.push(head.finish_shared(shared, start, data_len).ok()?);
-        at = end;
-    }
-    // `index`: an Option tag (claims 1), then a u32 varint (claims 4; no u64 tag).
-    let index = match payload.get(at..)? {
-        [0, ..] => {
-            at += 1;
-            claimed = claimed.checked_add(1)?;
-            None
-        }
-        [1, tag, ..] if *tag <= 252 => {
-            at += 1;
-            claimed = claimed.checked_add(5)?;
-            Some(u32::try_from(varint_at(payload, &mut at)?).ok()?)
-        }
-        _ => return None,
-    };
-    (claimed <= claim_max && at == payload.len()).then_some((tracks, index))
 }
 
 #[cfg(test)]
@@ -946,7 +1010,7 @@ mod tests {
     #[test]
     fn every_field_combination_round_trips() {
         let config = bincode::config::standard();
-        for mask in 0u32..(1 << 9) {
+        for mask in 0u32..(1 << 13) {
             let on = |bit: u32| mask & (1 << bit) != 0;
             let fields = TrackFields {
                 encoded: if on(0) { "QUJD".into() } else { "QUJ=".into() },
@@ -958,6 +1022,10 @@ mod tests {
                 is_stream: on(5).then_some(on(6)),
                 is_seekable: on(7).then_some(on(6)),
                 source: on(8).then(|| "youtube".to_owned()),
+                artwork_url: on(9).then(|| "https://a/\u{e9}.jpg".to_owned()),
+                isrc: on(10).then(String::new),
+                plugin_info: on(11).then(serde_json::Map::new),
+                user_data: on(12).then(|| serde_json::json!({"r": [1, "\u{1f3b5}"]})),
             };
             let track = Track::from(fields.clone());
             assert_eq!(track.encoded_bytes().is_some(), on(0));
@@ -998,7 +1066,7 @@ mod tests {
             if let Event::TracksEnqueued { mut tracks, .. } = shared {
                 for t in &mut tracks {
                     t.unshare();
-                    assert_eq!(t.data.len(), t.len as usize);
+                    assert_eq!(t.data.len(), t.len as usize + t.extra_len());
                 }
                 assert_eq!(Event::TracksEnqueued { tracks, index }, event);
             }
@@ -1072,6 +1140,85 @@ mod tests {
         assert_eq!(
             (t.encoded().as_ref(), t.title(), t.source()),
             ("/w==", "b", Some("c"))
+        );
+    }
+
+    /// The issue-19 fields: JSON and binary round trips, the old bytes of a track without
+    /// them, and the caps.
+    #[test]
+    fn user_data_round_trips_and_is_bounded() {
+        let config = bincode::config::standard();
+        let json = r#"{"encoded":"QAAAjQIAJVJpY2sg","title":"Song","source":"youtube","artwork_url":"https://i.ytimg.com/vi/x/hq.jpg","isrc":"GBARL9300135","plugin_info":{"albumName":"Whenever"},"user_data":{"queued_by":[1,2.5,null],"requester":"1100000000000000003"}}"#;
+        let track: Track = serde_json::from_str(json).unwrap();
+        assert_eq!(serde_json::to_string(&track).unwrap(), json);
+        assert_eq!(track.artwork_url(), Some("https://i.ytimg.com/vi/x/hq.jpg"));
+        assert_eq!(track.isrc(), Some("GBARL9300135"));
+        assert_eq!(
+            track.user_data().unwrap()["requester"],
+            serde_json::json!("1100000000000000003")
+        );
+        assert_eq!(track.source(), Some("youtube"));
+        assert_eq!(Track::from(track.fields()), track);
+        let bytes = bincode::encode_to_vec(&track, config).unwrap();
+        let (owned, used): (Track, usize) = bincode::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!((&owned, used), (&track, bytes.len()));
+        let (borrowed, _): (Track, usize) =
+            bincode::borrow_decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(borrowed, track);
+        assert_eq!(serde_json::to_string(&borrowed).unwrap(), json);
+        // user_data alone, any JSON value.
+        let mut only = TrackFields::new("QAAA", "t");
+        only.user_data = Some(serde_json::json!(42));
+        let only = Track::from(only);
+        assert_eq!(only.user_data_json(), Some("42"));
+        assert_eq!(only.plugin_info(), None);
+        // Without the new fields: no extra block, the old bytes.
+        let plain = Track::new("QAAAjQIAJVJpY2sg", "Song");
+        let plain_bytes = bincode::encode_to_vec(&plain, config).unwrap();
+        assert_eq!(plain_bytes[0] & PRESENT_EXTRA, 0);
+        assert_eq!(plain.extra_len(), 0);
+        // A damaged extra block is refused.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 2;
+        bad[last] = b'{';
+        assert!(bincode::decode_from_slice::<Track, _>(&bad, config).is_err());
+        // Caps: user data with plugin_info, artwork_url and isrc.
+        let mut big = TrackFields::new("QAAA", "t");
+        big.user_data = Some(serde_json::Value::String(
+            "x".repeat(USER_DATA_BYTES_MAX - 2),
+        ));
+        assert_eq!(Track::from(big.clone()).validate("tracks[0]"), Ok(()));
+        big.plugin_info = Some(serde_json::Map::new());
+        assert_eq!(
+            Track::from(big.clone()).validate("tracks[0]"),
+            Err(EventError::DataTooLarge {
+                field: "tracks[0].user_data".to_owned(),
+                len: USER_DATA_BYTES_MAX + 2,
+                max: USER_DATA_BYTES_MAX,
+            })
+        );
+        // Far over the cap (a block longer than a u16 counts): still refused, never truncated.
+        let mut huge = TrackFields::new("QAAA", "t");
+        huge.user_data = Some(serde_json::Value::String("x".repeat(70_000)));
+        let huge = Track::from(huge);
+        assert_eq!(huge.user_data_json().map(str::len), Some(70_002));
+        assert!(matches!(
+            huge.validate("tracks[0]"),
+            Err(EventError::DataTooLarge { len: 70_002, .. })
+        ));
+        let mut long = TrackFields::new("QAAA", "t");
+        long.isrc = Some("x".repeat(TEXT_LEN_MAX + 1));
+        assert!(matches!(
+            Track::from(long).validate("tracks[1]"),
+            Err(EventError::TooLong { field, .. }) if field == "tracks[1].isrc"
+        ));
+        assert!(serde_json::from_str::<Track>(
+            r#"{"encoded":"QAAA","title":"t","plugin_info":[1]}"#
+        )
+        .is_err());
+        assert!(
+            serde_json::from_str::<Track>(r#"{"encoded":"QAAA","title":"t","userData":1}"#)
+                .is_err()
         );
     }
 }

@@ -21,11 +21,18 @@
 //! }
 //! ```
 
-use super::limits::{EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, QUEUE_LEN_MAX, TEXT_LEN_MAX};
+use super::limits::{
+    EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, META_BYTES_MAX, QUEUE_LEN_MAX, TEXT_LEN_MAX,
+    USER_DATA_BYTES_MAX,
+};
 use super::{
     Distortion, EndReason, EqualizerBand, Event, FilterConfig, Karaoke, LoopMode, LowPass,
     QueueEntry, Rotation, Snowflake, State, Timescale, Track, TrackFields, Tremolo, Vibrato,
 };
+
+mod bot_data;
+
+use bot_data::meta;
 
 /// A small deterministic pseudo-random generator (SplitMix64): fast, seedable with any `u64`,
 /// and the same on every platform. Not for cryptography.
@@ -281,8 +288,19 @@ impl Workload {
         let len = state.queue.upcoming.len();
         let len_u32 = u32::try_from(len).unwrap_or(u32::MAX);
         match action {
+            Action::Report if rng.chance(10) => Event::GuildMetaSet { meta: meta(rng) },
             Action::Report => {
                 let current = state.queue.current.as_ref().map(|e| &e.track);
+                // Most reports name their entry; a few arrive late, for the previous one.
+                let entry_id = match state.queue.history.last() {
+                    Some(previous) if rng.chance(30) => Some(previous.id),
+                    _ => state
+                        .queue
+                        .current
+                        .as_ref()
+                        .map(|e| e.id)
+                        .filter(|_| !rng.chance(300)),
+                };
                 let mut position_ms = state.player.position_ms;
                 if !state.player.paused && current.is_some() {
                     position_ms = position_ms.saturating_add(rng.range(4_950, 5_050));
@@ -295,6 +313,7 @@ impl Workload {
                 Event::PositionReported {
                     position_ms,
                     at_unix_ms: self.now_unix_ms,
+                    entry_id,
                 }
             }
             Action::Start => Event::TrackStarted,
@@ -361,7 +380,10 @@ impl Workload {
                 } else {
                     rng.below(600_000)
                 };
-                Event::Seeked { position_ms }
+                Event::Seeked {
+                    position_ms,
+                    entry_id: None,
+                }
             }
             Action::Filters => filters_event(rng),
             Action::FiltersClear => Event::FiltersCleared,
@@ -444,6 +466,7 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
             is_stream: Some(true),
             is_seekable: Some(false),
             source: Some(source.to_owned()),
+            ..TrackFields::new("", "")
         }
         .into();
     }
@@ -477,18 +500,20 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
         ),
     };
     let flags = !rng.chance(100);
-    TrackFields {
+    let mut fields = TrackFields {
         encoded,
         title,
         author: Some(author),
         uri: Some(uri),
-        identifier: Some(identifier),
+        identifier: Some(identifier.clone()),
         length_ms: Some(length_ms),
         is_stream: flags.then_some(false),
         is_seekable: flags.then_some(true),
         source,
-    }
-    .into()
+        ..TrackFields::new("", "")
+    };
+    bot_data::track_data(rng, &identifier, &mut fields);
+    fields.into()
 }
 
 /// The standard base64 alphabet.
@@ -661,7 +686,7 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
         active: vec!["custom".to_owned()],
         config: Box::new(config),
     };
-    match rng.below(26) {
+    match rng.below(30) {
         0 => Event::VolumeSet {
             volume: u16::try_from(rng.range(1001, u64::from(u16::MAX))).unwrap_or(u16::MAX),
         },
@@ -689,11 +714,12 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
         },
         7 => {
             let mut bad = track(rng, serial).fields();
-            match rng.below(4) {
+            match rng.below(5) {
                 0 => bad.title.clear(),
                 1 => bad.encoded.clear(),
                 2 => bad.title = "x".repeat(TEXT_LEN_MAX + 1),
-                _ => bad.author = Some("é".repeat(TEXT_LEN_MAX / 2 + 1)),
+                3 => bad.author = Some("é".repeat(TEXT_LEN_MAX / 2 + 1)),
+                _ => bad.user_data = Some("u".repeat(USER_DATA_BYTES_MAX).into()),
             }
             Event::TracksEnqueued {
                 tracks: vec![track(rng, serial ^ 1), bad.into()],
@@ -716,6 +742,7 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
                 .map_or(0, |e| e.track.length_ms());
             Event::Seeked {
                 position_ms: rng.pick(&[length.saturating_add(1), u64::MAX]),
+                entry_id: None,
             }
         }
         11 => with_config(FilterConfig {
@@ -793,6 +820,7 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
         20 => Event::PositionReported {
             position_ms: rng.pick(&[0, u64::MAX]),
             at_unix_ms: rng.pick(&[0, u64::MAX]),
+            entry_id: None,
         },
         21 => Event::ShuffleSet {
             enabled: rng.chance(500),
@@ -832,6 +860,25 @@ pub fn arbitrary_event(rng: &mut Rng, state: &State) -> Event {
             state: Box::new(State::new(rng.pick(&[0, 1, 50, u32::MAX]))),
             from_seq: None,
             label: None,
+        },
+        26 => Event::GuildMetaSet { meta: meta(rng) },
+        27 => {
+            let mut big = meta(rng);
+            big.insert("blob".to_owned(), "x".repeat(META_BYTES_MAX).into());
+            Event::GuildMetaSet { meta: big }
+        }
+        28 => Event::PositionReported {
+            position_ms: rng.below(600_000),
+            at_unix_ms: rng.next_u64() >> 20,
+            entry_id: Some(rng.pick(&[
+                state.next_entry_id.saturating_sub(1),
+                state.next_entry_id.saturating_sub(2),
+                u64::MAX,
+            ])),
+        },
+        29 => Event::Seeked {
+            position_ms: rng.pick(&[0, u64::MAX]),
+            entry_id: Some(rng.pick(&[0, state.next_entry_id, u64::MAX])),
         },
         _ => Event::TracksEnqueued {
             tracks: vec![track(rng, serial)],

@@ -684,6 +684,7 @@ fn export_reproduces_sonoras_lossy_points() {
     let report = Event::PositionReported {
         position_ms: 500,
         at_unix_ms: 1_760_000_000_000,
+        entry_id: None,
     };
     apply_checked(&mut state, &report).unwrap();
     assert_eq!(state.queue.history.len(), 55);

@@ -10,6 +10,8 @@
 mod commit;
 /// Shared helpers: event streams from the workload generator and their in-memory folds.
 mod common;
+/// Journals and snapshots written by earlier versions of the format still open.
+mod compat;
 /// Power loss at every storage operation on the simulated file system, fsync and disk-full faults.
 mod crash;
 /// Encryption at rest: nothing secret in the clear, wrong or missing keys, moved frames, rotation.
@@ -55,3 +57,5 @@ mod syncfs;
 mod takeback;
 /// Holed torn writes: zero sectors before persisted data in unsynced tails and headers.
 mod torn;
+/// The bot's own data: guild `meta` and entry-bound reports through every path; caps.
+mod user_data;

@@ -27,6 +27,7 @@ fn event(tag: u64, i: u64) -> Event {
     Event::PositionReported {
         position_ms: tag * 1_000_000 + i,
         at_unix_ms: tag,
+        entry_id: None,
     }
 }
 

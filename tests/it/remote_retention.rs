@@ -30,6 +30,7 @@ fn event(i: u64) -> Event {
     Event::PositionReported {
         position_ms: i,
         at_unix_ms: i,
+        entry_id: None,
     }
 }
 

@@ -210,6 +210,7 @@ async fn run_owner(
                 let event = Event::PositionReported {
                     position_ms: tag * 1_000_000 + appended[i],
                     at_unix_ms: tag,
+                    entry_id: None,
                 };
                 let seq = journal
                     .append(me.guild, &event, Durability::BATCHED)
