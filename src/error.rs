@@ -56,12 +56,15 @@ pub enum Error {
         /// The limit (16 MiB, a frame's largest payload).
         len_max: u64,
     },
-    /// Another live process holds the journal directory.
-    #[error("journal {} is locked by another process{}", path.display(), holder_pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    /// Another open journal holds the directory: one of another live process, or one of this
+    /// process (a [`crate::Journal`] not yet dropped, a [`crate::Reprise`] with a handle alive
+    /// or still shutting down); the message says which.
+    #[error("journal {} is locked by {}", path.display(), lock_holder(*holder_pid))]
     Locked {
         /// The lock file.
         path: PathBuf,
-        /// The holder's pid, when it wrote one.
+        /// The holder's pid, when it wrote one (this process's own pid when the holder is in
+        /// this process).
         holder_pid: Option<u32>,
     },
     /// A write or fsync of a log failed earlier (of this guild's segments, or of the commit log
@@ -395,6 +398,19 @@ impl CorruptionKind {
 }
 
 /// The start of [`Error::Poisoned`]'s message: which log is poisoned.
+/// Who holds a journal's lock, for [`Error::Locked`]'s message.
+fn lock_holder(holder_pid: Option<u32>) -> String {
+    match holder_pid {
+        Some(pid) if pid == std::process::id() => format!(
+            "this process (pid {pid}): a journal or runtime it opened on the directory is still \
+             open; call `shutdown().await` on the `Reprise` handle (or drop the `Journal`) before \
+             reopening"
+        ),
+        Some(pid) => format!("another process (pid {pid})"),
+        None => "another process".to_owned(),
+    }
+}
+
 fn whose_log(guild: &Option<GuildId>) -> String {
     match guild {
         Some(guild) => format!("guild {guild}: "),

@@ -135,6 +135,7 @@ pub use journal::{
     EventIter, FileInfo, Finding, GuildInfo, GuildState, Journal, LoggedEvent, OpenMode,
     SnapshotJob, VerifyReport,
 };
+pub use runtime::Ordered;
 #[cfg(feature = "remote")]
 pub use runtime::RemoteOptions;
 pub use runtime::{Reprise, Subscription, SubscriptionError};

@@ -11,7 +11,6 @@
 
 use std::path::Path;
 
-use reprise::lavalink;
 use reprise::sonora::Sections;
 use reprise::{GuildId, Journal};
 
@@ -29,12 +28,11 @@ pub(crate) fn run(
 ) -> Result<(), Failure> {
     let mut journal = Journal::open_read_only(dir, crate::base_config())?;
     crate::warn_findings(&mut journal, guild)?;
-    let gs = journal.state(guild)?.clone();
-    let restore = lavalink::plan(
-        &gs,
+    let restore = journal.lavalink_restore(
+        guild,
         now_unix_ms_arg.unwrap_or_else(reprise::clock::now_unix_ms),
         only,
-    );
+    )?;
     if restore.voice_incomplete {
         eprintln!(
             "reprise: note: guild {} has a voice session but no voice token/endpoint; the bot must rejoin the channel",

@@ -337,6 +337,21 @@ impl Journal {
         Ok(ids)
     }
 
+    /// What restores `guild`'s player on Lavalink v4 at `now_unix_ms`, with the sections in
+    /// `only`: [`crate::lavalink::plan`] of the guild's current state (what `reprise lavalink`
+    /// prints; the async handle's [`crate::Reprise::lavalink_restore`] gives the same).
+    ///
+    /// # Errors
+    /// As [`Journal::state`].
+    pub fn lavalink_restore(
+        &mut self,
+        guild: GuildId,
+        now_unix_ms: u64,
+        only: crate::sonora::Sections,
+    ) -> Result<crate::lavalink::Restore> {
+        Ok(crate::lavalink::plan(self.state(guild)?, now_unix_ms, only))
+    }
+
     /// The storage this journal writes through.
     pub(crate) fn storage(&self) -> Arc<dyn Storage> {
         Arc::clone(&self.storage)

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::commit::Pending;
 #[cfg(feature = "remote")]
@@ -128,6 +128,8 @@ pub(super) fn writer_main(
         deadline: None,
         durability_by_guild: HashMap::new(),
         subscribers: HashMap::new(),
+        unsynced: HashMap::new(),
+        durable_watches: HashMap::new(),
         job_tx: Some(job_tx),
         in_flight: HashMap::new(),
         again: HashSet::new(),
@@ -157,6 +159,10 @@ pub(super) struct Actor {
     pub(super) deadline: Option<tokio::time::Instant>,
     pub(super) durability_by_guild: HashMap<GuildId, Durability>,
     pub(super) subscribers: HashMap<GuildId, broadcast::Sender<Arc<LoggedEvent>>>,
+    /// Per guild, the first and last seq appended since the last successful sync.
+    pub(super) unsynced: HashMap<GuildId, (Seq, Seq)>,
+    /// Per guild, the highest seq known durable, for [`super::Reprise::durable_up_to`].
+    pub(super) durable_watches: HashMap<GuildId, watch::Sender<Seq>>,
     pub(super) job_tx: Option<std::sync::mpsc::Sender<SnapshotJob>>,
     /// Guilds with a snapshot being written, and who waits for it.
     pub(super) in_flight: HashMap<GuildId, Vec<Reply<Option<Seq>>>>,
@@ -276,7 +282,11 @@ impl Actor {
                 events,
                 durability,
                 reply,
-            } => self.append(guild, events, durability, reply),
+                ordered,
+            } => self.append(guild, events, durability, reply, ordered),
+            Command::DurableWatch { guild, reply } => {
+                let _ = reply.send(self.durable_watch(guild));
+            }
             Command::SetDurability { guild, durability } => match durability {
                 Some(d) => {
                     self.durability_by_guild.insert(guild, d);
@@ -362,8 +372,7 @@ impl Actor {
         self.job_tx = None;
         // As Journal::close: everything durable in the guild segments, commit logs dropped.
         let result = self
-            .journal
-            .sync()
+            .sync_journal()
             .and_then(|()| self.journal.retire_commit_logs(false));
         let text = result.as_ref().err().map(ToString::to_string);
         for reply in self.shutdown.drain(..) {
@@ -382,7 +391,13 @@ impl Actor {
 
 fn refuse(cmd: Command) {
     match cmd {
-        Command::Append { reply, .. } => {
+        Command::Append { reply, ordered, .. } => {
+            let _ = match ordered {
+                Some(ordered) => ordered.send(Err(Error::Closed)),
+                None => reply.send(Err(Error::Closed)),
+            };
+        }
+        Command::DurableWatch { reply, .. } => {
             let _ = reply.send(Err(Error::Closed));
         }
         Command::State { reply, .. } => {

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::watch;
+
 use super::actor::Actor;
 #[cfg(feature = "remote")]
 use super::shipper::ShipMsg;
@@ -22,6 +24,8 @@ use crate::session::Event;
 pub(super) struct Pending {
     guild: GuildId,
     seqs: Vec<Seq>,
+    /// What to publish to subscribers at the commit (empty when published already: a `None`
+    /// append of [`Reprise::append_ordered`](super::Reprise::append_ordered)).
     logged: Vec<Arc<LoggedEvent>>,
     reply: Reply<Vec<Seq>>,
     /// `Remote` durability: after the commit, the reply waits for the store.
@@ -29,22 +33,35 @@ pub(super) struct Pending {
 }
 
 impl Actor {
+    /// Appends `events` to `guild` and answers `reply` once they are acknowledged at their
+    /// durability. With `ordered` (an append of [`Reprise::append_ordered`](super::Reprise::append_ordered)),
+    /// `ordered` is answered as soon as the events are in the journal with their seqs (or with
+    /// the error that kept them out), and `reply` once they are durable, a `None` append
+    /// included (at the next group commit).
     pub(super) fn append(
         &mut self,
         guild: GuildId,
         events: Vec<Event>,
         durability: Option<Durability>,
         reply: Reply<Vec<Seq>>,
+        mut ordered: Option<Reply<Vec<Seq>>>,
     ) {
+        // An error before the events are in the journal answers whoever waits first.
+        let refuse = |ordered: Option<Reply<Vec<Seq>>>, reply: Reply<Vec<Seq>>, e| {
+            let _ = match ordered {
+                Some(ordered) => ordered.send(Err(e)),
+                None => reply.send(Err(e)),
+            };
+        };
         let durability = durability
             .or_else(|| self.durability_by_guild.get(&guild).copied())
             .unwrap_or(self.config.durability);
         if durability == Durability::Remote && self.shipping.is_none() {
-            let _ = reply.send(Err(no_remote()));
+            refuse(ordered, reply, no_remote());
             return;
         }
         if let Err(e) = self.check_fenced(guild) {
-            let _ = reply.send(Err(e));
+            refuse(ordered, reply, e);
             return;
         }
         // All or nothing (see `Journal::append_many`): on an error none of the batch is in the
@@ -55,10 +72,21 @@ impl Actor {
         let seqs = match self.journal.append_unsynced(guild, &events, durability, at) {
             Ok(seqs) => seqs,
             Err(e) => {
-                let _ = reply.send(Err(e));
+                refuse(ordered, reply, e);
                 return;
             }
         };
+        if let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) {
+            self.unsynced
+                .entry(guild)
+                .and_modify(|range| range.1 = last)
+                .or_insert((first, last));
+        }
+        // The caller of an ordered append goes on now; `reply` tells it when they are durable.
+        let is_ordered = ordered.is_some();
+        if let Some(ordered) = ordered.take() {
+            let _ = ordered.send(Ok(seqs.clone()));
+        }
         let logged: Vec<Arc<LoggedEvent>> = seqs
             .iter()
             .zip(events)
@@ -79,7 +107,19 @@ impl Actor {
         match durability {
             Durability::None => {
                 self.publish(guild, &logged);
-                let _ = reply.send(Ok(seqs));
+                if is_ordered {
+                    // Durable at the next group commit, whatever makes one; this append does
+                    // not make one due.
+                    self.pending.push(Pending {
+                        guild,
+                        seqs,
+                        logged: Vec::new(),
+                        reply,
+                        remote: false,
+                    });
+                } else {
+                    let _ = reply.send(Ok(seqs));
+                }
             }
             Durability::Always | Durability::Remote => {
                 self.pending_always = true;
@@ -125,7 +165,7 @@ impl Actor {
 
     /// One group commit: one fsync of the commit log, then every waiting acknowledgement.
     pub(super) fn commit(&mut self) -> Result<()> {
-        let result = self.journal.sync();
+        let result = self.sync_journal();
         let pending = std::mem::take(&mut self.pending);
         self.last_group = pending.len();
         if !pending.is_empty() {
@@ -166,6 +206,40 @@ impl Actor {
             }
         }
         result
+    }
+
+    /// [`Journal::sync`](crate::Journal::sync), the one way the actor makes appends durable:
+    /// on success every event appended so far is durable, and each guild's
+    /// [`Reprise::durable_up_to`](super::Reprise::durable_up_to) watch moves up to its last one.
+    pub(super) fn sync_journal(&mut self) -> Result<()> {
+        self.journal.sync()?;
+        for (guild, (_, last)) in self.unsynced.drain() {
+            if let Some(tx) = self.durable_watches.get(&guild) {
+                tx.send_if_modified(|durable| {
+                    let moved = *durable < last;
+                    *durable = (*durable).max(last);
+                    moved
+                });
+            }
+        }
+        self.durable_watches.retain(|_, tx| tx.receiver_count() > 0);
+        Ok(())
+    }
+
+    /// A watch of the highest seq of `guild` known durable (see
+    /// [`Reprise::durable_up_to`](super::Reprise::durable_up_to)).
+    pub(super) fn durable_watch(&mut self, guild: GuildId) -> Result<watch::Receiver<Seq>> {
+        if let Some(tx) = self.durable_watches.get(&guild) {
+            return Ok(tx.subscribe());
+        }
+        let durable = match self.unsynced.get(&guild) {
+            Some(&(first, _)) => first - 1,
+            // Everything the journal holds of the guild (what recovery found included).
+            None => self.journal.state(guild)?.seq,
+        };
+        let (tx, rx) = watch::channel(durable);
+        self.durable_watches.insert(guild, tx);
+        Ok(rx)
     }
 
     fn publish(&mut self, guild: GuildId, logged: &[Arc<LoggedEvent>]) {

@@ -39,24 +39,27 @@
 //! - `no_remote.rs`: without the `remote` feature, what stands in for `shipping.rs` (nothing
 //!   ships; its types have no values).
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 #[cfg(feature = "remote")]
 use std::time::Duration;
 use std::time::Instant;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
 use crate::ids::{GuildId, Seq};
 use crate::journal::{GuildState, LoggedEvent};
+use crate::lavalink::{self, Restore};
 #[cfg(feature = "remote")]
 use crate::remote::{Claimed, Remote};
 use crate::session::Event;
+use crate::sonora::Sections;
 use crate::storage::{FsStorage, Storage};
 use actor::writer_main;
+pub use ordered::Ordered;
 #[cfg(feature = "remote")]
 use shipping::no_remote;
 #[cfg(not(feature = "remote"))]
@@ -64,6 +67,7 @@ use shipping::RemoteOptions;
 
 mod actor;
 mod commit;
+mod ordered;
 #[cfg(feature = "remote")]
 mod shipper;
 #[cfg(feature = "remote")]
@@ -76,7 +80,10 @@ mod snapshots;
 /// A cheap, cloneable handle to a journal owned by a writer thread. See the module docs.
 ///
 /// Dropping every handle shuts the writer down as [`Reprise::shutdown`] does (without waiting
-/// for it); call `shutdown().await` to know that everything was flushed.
+/// for it); call `shutdown().await` to know that everything was flushed. A [`Reprise::open`] of
+/// the same directory in this process right after the last handle was dropped waits for that
+/// shutdown to finish (it holds the directory's lock until then); while a handle is alive, it
+/// fails with [`Error::Locked`] naming this process.
 #[derive(Clone, Debug)]
 pub struct Reprise {
     inner: Arc<Inner>,
@@ -142,7 +149,15 @@ enum Command {
         guild: GuildId,
         events: Vec<Event>,
         durability: Option<Durability>,
+        /// Answered once the events are acknowledged at their durability (durable, for an
+        /// ordered append).
         reply: Reply<Vec<Seq>>,
+        /// For [`Reprise::append_ordered`]: answered as soon as the events have their seqs.
+        ordered: Option<Reply<Vec<Seq>>>,
+    },
+    DurableWatch {
+        guild: GuildId,
+        reply: Reply<watch::Receiver<Seq>>,
     },
     SetDurability {
         guild: GuildId,
@@ -219,23 +234,37 @@ impl Reprise {
         remote: Option<RemoteOptions>,
         storage: Arc<dyn Storage>,
     ) -> Result<Reprise> {
+        if let Some(mut exited) = writer_closing(&dir) {
+            // Every handle of an earlier runtime on this directory was dropped and its writer
+            // is still shutting down (it holds the lock): wait for it, as `shutdown().await`
+            // would have. `changed` fails once the writer thread has ended.
+            while exited.changed().await.is_ok() {}
+        }
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
+        let (exited_tx, exited) = watch::channel(());
         #[cfg(feature = "remote")]
         let listing = remote.as_ref().map(|r| r.remote.clone());
+        let writer_dir = dir.clone();
         let writer = std::thread::Builder::new()
             .name("reprise-writer".into())
-            .spawn(move || writer_main(dir, config, remote, storage, rx, ready_tx))
+            .spawn(move || {
+                writer_main(writer_dir, config, remote, storage, rx, ready_tx);
+                // The journal (and its lock) is gone: a reopen waiting for it goes on.
+                drop(exited_tx);
+            })
             .map_err(|e| Error::io("spawn the writer thread for", PathBuf::new(), e))?;
         match ready_rx.await {
-            Ok(Ok(())) => Ok(Reprise {
-                inner: Arc::new(Inner {
+            Ok(Ok(())) => {
+                let inner = Arc::new(Inner {
                     tx,
                     writer: Mutex::new(Some(writer)),
                     #[cfg(feature = "remote")]
                     remote: listing,
-                }),
-            }),
+                });
+                writer_opened(&dir, &inner, exited);
+                Ok(Reprise { inner })
+            }
             Ok(Err(e)) => {
                 let _ = join_off_runtime(writer).await;
                 Err(e)
@@ -327,6 +356,7 @@ impl Reprise {
                 events,
                 durability,
                 reply,
+                ordered: None,
             })
             .await;
         metrics::histogram!(crate::telemetry::APPEND_LATENCY_SECONDS)
@@ -383,6 +413,28 @@ impl Reprise {
             reply,
         })
         .await
+    }
+
+    /// What restores `guild`'s player on Lavalink v4 after a restart, at `now_unix_ms` (the
+    /// position is extrapolated to it), with the sections in `only` ([`Sections::ALL`] for
+    /// everything): the `PATCH /v4/sessions/{sessionId}/players/{guildId}` body
+    /// ([`Restore::patch`]) and the client-side queue and autoplay settings. The same plan as
+    /// [`Journal::lavalink_restore`](crate::Journal::lavalink_restore) and `reprise lavalink`
+    /// (see [`crate::lavalink`]), from the guild's current state.
+    ///
+    /// # Errors
+    /// As [`Reprise::state`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn lavalink_restore(
+        &self,
+        guild: GuildId,
+        now_unix_ms: u64,
+        only: Sections,
+    ) -> Result<Restore> {
+        let state = self.state(guild).await?;
+        Ok(lavalink::plan(&state, now_unix_ms, only))
     }
 
     /// Subscribes to the events applied to `guild` from now on (for a dashboard, or to feed
@@ -520,6 +572,50 @@ impl Reprise {
             other => other,
         }
     }
+}
+
+/// A runtime of this process on a directory: its handles, and a watch whose sender the writer
+/// thread drops when it ends (the journal and its lock released).
+struct Writer {
+    dir: PathBuf,
+    handles: Weak<Inner>,
+    exited: watch::Receiver<()>,
+}
+
+/// Every runtime of this process whose writer thread may still run.
+static WRITERS: Mutex<Vec<Writer>> = Mutex::new(Vec::new());
+
+/// The name under which a directory is registered: its canonical path when it has one (a
+/// directory on the simulated file system has none and keeps its own).
+fn writer_key(dir: &Path) -> PathBuf {
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// The exit watch of a runtime on `dir` whose handles were all dropped but whose writer thread
+/// has not ended yet, if any.
+fn writer_closing(dir: &Path) -> Option<watch::Receiver<()>> {
+    let key = writer_key(dir);
+    let mut writers = WRITERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    writers.retain(|w| w.exited.has_changed().is_ok());
+    writers
+        .iter()
+        .find(|w| w.dir == key && w.handles.strong_count() == 0)
+        .map(|w| w.exited.clone())
+}
+
+/// Registers a runtime that just opened `dir`.
+fn writer_opened(dir: &Path, inner: &Arc<Inner>, exited: watch::Receiver<()>) {
+    let mut writers = WRITERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    writers.retain(|w| w.exited.has_changed().is_ok());
+    writers.push(Writer {
+        dir: writer_key(dir),
+        handles: Arc::downgrade(inner),
+        exited,
+    });
 }
 
 /// Joins a thread without blocking the caller's runtime.

@@ -76,7 +76,7 @@ impl Actor {
             // Pending appends are answered by their commit, which reports them (and every
             // `none` append before them) durable; otherwise a plain sync does.
             let synced = if self.pending.is_empty() {
-                self.journal.sync()
+                self.sync_journal()
             } else {
                 self.commit()
             };

@@ -26,6 +26,9 @@ mod journal;
 /// proptest: recovered state equals the in-memory fold, across snapshots, segment sizes and
 /// reopen points; `state_at` equals the fold of the prefix.
 mod model;
+/// Appends that do not wait for durability (`append_ordered`, `durable_up_to`), reopening
+/// right after the last handle is dropped, the Lavalink restore on the async handle.
+mod ordered;
 /// A poisoned log is `Error::Poisoned` from every call, naming the failed operation; one
 /// owner of what each durability level does.
 mod poison;
