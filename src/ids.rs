@@ -48,117 +48,69 @@ pub type Seq = u64;
 /// overflowing.
 pub const SEQ_MAX: Seq = 1 << 62;
 
-/// A guild's ownership epoch in the remote store (feature `remote`): each claim of a guild
-/// takes the next epoch, and an owner is fenced once a newer epoch exists.
-///
-/// [`Epoch::NONE`] (0) means no epoch: a directory that never claimed the guild. In object
-/// keys and JSON it is the plain number.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct Epoch(pub u64);
+/// A `u64` identifier with a meaning: plain number in object keys and JSON (`serde(transparent)`),
+/// `Display` honouring width and fill (`{x:020}` in object keys), `From<u64>`, `get`, and
+/// `+ n` for the one `n` steps later.
+macro_rules! numbered_id {
+    ($(#[$doc:meta])* $name:ident, $none_doc:literal, $add_doc:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize,
+            serde::Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
 
-impl Epoch {
-    /// No epoch: the guild was never claimed by this directory.
-    pub const NONE: Epoch = Epoch(0);
+        impl $name {
+            #[doc = $none_doc]
+            pub const NONE: $name = $name(0);
 
-    /// The raw number.
-    pub fn get(self) -> u64 {
-        self.0
-    }
+            /// The raw number.
+            pub fn get(self) -> u64 {
+                self.0
+            }
+        }
 
-    /// The epoch a claim of a guild now at `self` takes.
-    pub fn next(self) -> Epoch {
-        Epoch(self.0 + 1)
-    }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl From<u64> for $name {
+            fn from(n: u64) -> Self {
+                $name(n)
+            }
+        }
+
+        impl std::ops::Add<u64> for $name {
+            type Output = $name;
+
+            #[doc = $add_doc]
+            fn add(self, n: u64) -> $name {
+                $name(self.0 + n)
+            }
+        }
+    };
 }
 
-impl fmt::Display for Epoch {
-    /// The plain number, honouring width and fill (`{epoch:020}` in object keys).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
+numbered_id!(
+    /// A guild's ownership epoch in the remote store (feature `remote`): each claim of a guild
+    /// takes the next epoch, and an owner is fenced once a newer epoch exists.
+    ///
+    /// [`Epoch::NONE`] (0) means no epoch: a directory that never claimed the guild. In object
+    /// keys and JSON it is the plain number.
+    Epoch,
+    "No epoch: the guild was never claimed by this directory.",
+    "The epoch `n` claims later."
+);
 
-impl From<u64> for Epoch {
-    fn from(epoch: u64) -> Self {
-        Epoch(epoch)
-    }
-}
-
-/// A position in a writer's log in the remote store (feature `remote`): the objects
-/// `writers/<writer>/<position:020>` are numbered from 1, one by one, each created once.
-///
-/// [`LogPosition::NONE`] (0) means "before the first object".
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct LogPosition(pub u64);
-
-impl LogPosition {
-    /// Before the first object of the log.
-    pub const NONE: LogPosition = LogPosition(0);
-
-    /// The raw number.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The position after this one.
-    pub fn next(self) -> LogPosition {
-        LogPosition(self.0 + 1)
-    }
-}
-
-impl fmt::Display for LogPosition {
-    /// The plain number, honouring width and fill (`{position:020}` in object keys).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl From<u64> for LogPosition {
-    fn from(position: u64) -> Self {
-        LogPosition(position)
-    }
-}
-
-impl std::ops::Add<u64> for Epoch {
-    type Output = Epoch;
-
-    /// The epoch `n` claims later.
-    fn add(self, n: u64) -> Epoch {
-        Epoch(self.0 + n)
-    }
-}
-
-impl std::ops::Add<u64> for LogPosition {
-    type Output = LogPosition;
-
-    /// The position `n` objects later.
-    fn add(self, n: u64) -> LogPosition {
-        LogPosition(self.0 + n)
-    }
-}
+numbered_id!(
+    /// A position in a writer's log in the remote store (feature `remote`): the objects
+    /// `writers/<writer>/<position:020>` are numbered from 1, one by one, each created once.
+    ///
+    /// [`LogPosition::NONE`] (0) means "before the first object".
+    LogPosition,
+    "Before the first object of the log.",
+    "The position `n` objects later."
+);

@@ -102,26 +102,16 @@ pub mod telemetry;
 
 // The internal layers. A bot never names them; with the `testing` feature (tests, fuzz targets,
 // the CLI's bench) they are public but hidden from the documentation, with no stability promise.
-#[cfg(feature = "testing")]
-#[doc(hidden)]
-pub mod format;
-#[cfg(not(feature = "testing"))]
-mod format;
-#[cfg(feature = "testing")]
-#[doc(hidden)]
-pub mod layout;
-#[cfg(not(feature = "testing"))]
-mod layout;
-#[cfg(feature = "testing")]
-#[doc(hidden)]
-pub mod recovery;
-#[cfg(not(feature = "testing"))]
-mod recovery;
-#[cfg(feature = "testing")]
-#[doc(hidden)]
-pub mod storage;
-#[cfg(not(feature = "testing"))]
-mod storage;
+macro_rules! internal_mods {
+    ($($name:ident),*) => {$(
+        #[cfg(feature = "testing")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "testing"))]
+        mod $name;
+    )*};
+}
+internal_mods!(format, layout, recovery, storage);
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

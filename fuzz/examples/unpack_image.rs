@@ -33,7 +33,7 @@ fn main() {
                 ),
                 Err(e) => format!("bad header {e:?}"),
             },
-            FileKind::Snapshot => match snapshot::decode(&f.bytes) {
+            FileKind::Snapshot => match snapshot::decode(&f.bytes, None) {
                 Ok((h, _)) => format!("{h:?}"),
                 Err(e) => format!("bad snapshot {e:?}"),
             },

@@ -331,7 +331,7 @@ impl Journal {
             commit_head: 0,
             obsolete: Vec::new(),
         };
-        self.restore_from_commit(guild, &mut scanned);
+        self.restore_from_commit(guild, &mut scanned)?;
         Ok(scanned)
     }
 

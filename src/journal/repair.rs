@@ -87,10 +87,10 @@ impl Journal {
     /// its segments lost (an unsynced tail cut by a power loss, a segment whose header never
     /// became durable, damage past the last durable point of the active segment). The writer
     /// then writes the restored segment to disk ([`Journal::repair`]).
-    pub(super) fn restore_from_commit(&self, guild: GuildId, scanned: &mut Scanned) {
+    pub(super) fn restore_from_commit(&self, guild: GuildId, scanned: &mut Scanned) -> Result<()> {
         let entries = self.recovered.entries(guild);
         let Some(last_entry) = entries.last() else {
-            return;
+            return Ok(());
         };
         scanned.commit_head = last_entry.seq;
         // The last segment whose header is readable, and what it holds consecutively.
@@ -98,18 +98,10 @@ impl Journal {
             .segments
             .iter()
             .rposition(|s| s.scan.is_some() && !s.torn_header);
-        let held_by = |usable: Option<usize>| match usable {
-            Some(i) => scanned.segments[i]
-                .scan
-                .as_ref()
-                .map_or(0, |sc| sc.last_seq),
-            None => scanned.snapshots.last().copied().unwrap_or(0),
-        };
         // Damage before the last segment is an unsynced tail too when the commit log holds
         // every event from the damaged point on: no fsync orders the write-back of two files,
         // so a newer segment may reach the disk while an older one's tail (sealed for a
         // snapshot job whose fsync was still owed) does not. Restored from there on.
-        let covers = |seq: Seq| entries.iter().any(|e| e.seq == seq);
         let early = scanned
             .segments
             .iter()
@@ -117,16 +109,32 @@ impl Journal {
             .map(|i| match scanned.segments[i].scan {
                 Some(_) => Some(i),
                 None => i.checked_sub(1),
-            })
-            .filter(|&usable| covers(held_by(usable) + 1));
+            });
+        // Without a readable segment below, the base is the newest snapshot that decodes: a
+        // damaged one (its name alone) holds nothing, and trusting its name would drop the
+        // segments that do hold the events after the last valid base.
+        let snapshot_held = if early == Some(None) || readable.is_none() {
+            self.newest_valid_snapshot(guild, &scanned.snapshots)?
+        } else {
+            0
+        };
+        let held_by = |usable: Option<usize>| match usable {
+            Some(i) => scanned.segments[i]
+                .scan
+                .as_ref()
+                .map_or(0, |sc| sc.last_seq),
+            None => snapshot_held,
+        };
+        let covers = |seq: Seq| entries.iter().any(|e| e.seq == seq);
+        let early = early.filter(|&usable| covers(held_by(usable) + 1));
         let usable = early.unwrap_or(readable);
         let held = held_by(usable);
         let Some(start) = entries.iter().position(|e| e.seq > held) else {
-            return;
+            return Ok(());
         };
         if entries[start].seq != held + 1 {
             // A gap the commit log cannot fill: recovery will say which event is missing.
-            return;
+            return Ok(());
         }
         // The consecutive events after `held`, in runs of one key each: a segment's frames are
         // all sealed under the key its header names.
@@ -206,6 +214,17 @@ impl Journal {
             last.active = true;
         }
         scanned.segments.extend(restored);
+        Ok(())
+    }
+
+    /// The sequence number of the newest of `snapshots` that decodes and checks out (0: none).
+    fn newest_valid_snapshot(&self, guild: GuildId, snapshots: &[Seq]) -> Result<Seq> {
+        for &seq in snapshots.iter().rev() {
+            if self.load_snapshot(guild, seq)?.is_ok() {
+                return Ok(seq);
+            }
+        }
+        Ok(0)
     }
 }
 

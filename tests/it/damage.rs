@@ -234,3 +234,39 @@ fn fuzz_regression_no_append_after_damaged_bytes() {
     let s = j.state(GUILD).unwrap();
     assert_eq!((s.seq, &s.state), (9, &states[9]));
 }
+
+/// Regression found by `cargo fuzz` (fuzz/regressions/recover_dir/commit_restore_past_damaged_snapshot.img,
+/// unpacked in tests/fixtures/short_snapshot): guild 7 holds a segment whose header contradicts its
+/// name, a valid snapshot 10, a segment with events 11..=12 and a torn tail, and a snapshot 12
+/// shorter than its header. An append (13) acknowledged durable lives in the commit log only when
+/// the process dies. Restoring from the commit log took the damaged snapshot's name as the base
+/// (12), dropped the segment holding 11..=12, and the reopened guild could not be rebuilt: a
+/// snapshot is a base only when it decodes.
+#[test]
+fn fuzz_regression_short_snapshot_beside_a_damaged_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = reprise::layout::guild_dir(dir.path(), GuildId(7));
+    fs::create_dir_all(&g).unwrap();
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/short_snapshot");
+    for entry in fs::read_dir(&image).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), g.join(entry.file_name())).unwrap();
+    }
+    let g7 = GuildId(7);
+    let before = {
+        let mut r = Journal::open_read_only(dir.path(), Config::default()).unwrap();
+        r.state(g7).unwrap().clone()
+    };
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    let s = j.state(g7).unwrap().clone();
+    assert_eq!(s.seq, before.seq);
+    let event = reprise::Event::from_json(r#"{"type":"volume_set","volume":5}"#).unwrap();
+    let seq = j.append(g7, &event, Durability::Always).unwrap();
+    assert_eq!(seq, s.seq + 1);
+    let mut expected = s.state.clone();
+    reprise::session::apply(&mut expected, &event);
+    drop(j);
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    let after = j.state(g7).unwrap();
+    assert_eq!((after.seq, &after.state), (seq, &expected));
+}
