@@ -37,7 +37,8 @@ pub(super) struct ScannedSegment {
     pub(super) path: PathBuf,
     pub(super) bytes: Bytes,
     pub(super) active: bool,
-    /// The active segment's header never became durable: the file holds nothing.
+    /// The file holds nothing: the newest segment's header never became durable, or a segment
+    /// newer than the active one holds no frame (a writer removes it).
     pub(super) torn_header: bool,
     pub(super) scan: Option<SegmentScan>,
     /// Header damage, mid-log damage, or a gap after this segment.
@@ -224,16 +225,46 @@ impl Journal {
         }
         seg_seqs.sort_unstable();
         snapshots.sort_unstable();
+        // The active segment is the newest one that holds a frame: a newer one holding none
+        // (its header torn, or a header and nothing valid after it) was created by appends of
+        // which none was acknowledged, and the directory entry may have reached the disk before
+        // the data of the segment sealed before it (a snapshot job's fsync still owed): that
+        // segment's damaged tail is then a torn tail too, and such a newer segment proves
+        // nothing about how far the log went.
         let last = seg_seqs.len().saturating_sub(1);
-        let mut segments: Vec<ScannedSegment> = Vec::with_capacity(seg_seqs.len());
+        let commit_first = self.recovered.entries(guild).first().map(|e| e.seq);
+        let covered_by_commit = |first_seq: Seq| commit_first.is_some_and(|c| c <= first_seq);
+        let mut reads = Vec::with_capacity(seg_seqs.len());
         for (i, &first_seq) in seg_seqs.iter().enumerate() {
             let path = layout::segment_path(&self.root, guild, first_seq);
-            let active = i == last;
-            let read = if active {
+            let read = if i == last {
                 self.storage.read(&path, SEGMENT_FILE_LEN_MAX)
             } else {
                 self.storage.map(&path, SEGMENT_FILE_LEN_MAX)
             };
+            reads.push((first_seq, path, read));
+        }
+        let holds_no_frame = |first_seq: Seq, bytes: &[u8]| {
+            segment::header_is_torn(bytes)
+                || covered_by_commit(first_seq) && segment::header_is_unreadable_and_empty(bytes)
+                || segment::scan(bytes, true)
+                    .is_ok_and(|sc| sc.frame_count == 0 && !matches!(sc.end, ScanEnd::Corrupt(_)))
+        };
+        let mut active_at = last;
+        while active_at > 0 {
+            match &reads[active_at] {
+                (first_seq, _, Ok(bytes)) if holds_no_frame(*first_seq, bytes) => active_at -= 1,
+                _ => break,
+            }
+        }
+        if active_at != last {
+            // Read, not mapped: a writer may cut its torn tail.
+            let (_, path, read) = &mut reads[active_at];
+            *read = self.storage.read(path, SEGMENT_FILE_LEN_MAX);
+        }
+        let mut segments: Vec<ScannedSegment> = Vec::with_capacity(seg_seqs.len());
+        for (i, (first_seq, path, read)) in reads.into_iter().enumerate() {
+            let active = i == active_at;
             let bytes = match read {
                 Ok(b) => b,
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -264,14 +295,11 @@ impl Journal {
                 fault: None,
                 restored: false,
             };
-            let covered_by_commit = self
-                .recovered
-                .entries(guild)
-                .first()
-                .is_some_and(|e| e.seq <= first_seq);
-            if active
-                && (segment::header_is_torn(&seg.bytes)
-                    || covered_by_commit && segment::header_is_unreadable_and_empty(&seg.bytes))
+            if i > active_at
+                || active
+                    && (segment::header_is_torn(&seg.bytes)
+                        || covered_by_commit(first_seq)
+                            && segment::header_is_unreadable_and_empty(&seg.bytes))
             {
                 seg.torn_header = true;
             } else {
@@ -506,10 +534,12 @@ pub(super) fn runs_of(segments: &[ScannedSegment]) -> Vec<Run> {
 }
 
 /// The newest sequence number the segment names imply (a segment named `n` is created only
-/// after event `n - 1`).
+/// after event `n - 1`). A segment that holds nothing (`torn_header`) implies nothing: no
+/// event before it needs to have been durable when its directory entry reached the disk.
 pub(super) fn claimed_of(segments: &[ScannedSegment]) -> Seq {
     segments
         .iter()
+        .filter(|s| !s.torn_header)
         .map(|s| s.first_seq.saturating_sub(1))
         .max()
         .unwrap_or(0)

@@ -600,8 +600,12 @@ async fn ordered_appends_durable_before_a_power_loss_survive_it() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100u64);
+    let first = std::env::var("REPRISE_RUNTIME_SEED_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0u64);
     let mut cut_short = 0u64;
-    for seed in 0..seeds {
+    for seed in first..first + seeds {
         let config = runtime_crash_config(seed);
         let dry = sim(seed);
         let durable = ordered_workload(seed, &dry, &config).await;
