@@ -225,9 +225,10 @@ impl Journal {
         }
         seg_seqs.sort_unstable();
         snapshots.sort_unstable();
-        // The active segment is the newest one that holds a frame: a newer one holding none
-        // (its header torn, or a header and nothing valid after it) was created by appends of
-        // which none was acknowledged, and the directory entry may have reached the disk before
+        // The active segment is the newest one that holds a frame, when the one before a
+        // frameless newest segment does not end cleanly: a newer one holding none (its header
+        // torn, or a header and nothing valid after it) was created by appends of which none
+        // was acknowledged through it, and the directory entry may have reached the disk before
         // the data of the segment sealed before it (a snapshot job's fsync still owed): that
         // segment's damaged tail is then a torn tail too, and such a newer segment proves
         // nothing about how far the log went.
@@ -250,10 +251,20 @@ impl Journal {
                 || segment::scan(bytes, true)
                     .is_ok_and(|sc| sc.frame_count == 0 && !matches!(sc.end, ScanEnd::Corrupt(_)))
         };
+        // Only past a segment whose predecessor does not end cleanly: behind a clean one, a
+        // frameless newest segment is the ordinary start of the next segment (its name says
+        // where the log stands, and the commit log may continue it).
+        let ends_cleanly = |bytes: &[u8]| {
+            segment::scan(bytes, false).is_ok_and(|sc| matches!(sc.end, ScanEnd::Clean))
+        };
         let mut active_at = last;
         while active_at > 0 {
-            match &reads[active_at] {
-                (first_seq, _, Ok(bytes)) if holds_no_frame(*first_seq, bytes) => active_at -= 1,
+            match (&reads[active_at], &reads[active_at - 1]) {
+                ((first_seq, _, Ok(bytes)), (_, _, Ok(before)))
+                    if holds_no_frame(*first_seq, bytes) && !ends_cleanly(before) =>
+                {
+                    active_at -= 1;
+                }
                 _ => break,
             }
         }

@@ -128,7 +128,15 @@ impl Journal {
         let covers = |seq: Seq| entries.iter().any(|e| e.seq == seq);
         let early = early.filter(|&usable| covers(held_by(usable) + 1));
         let usable = early.unwrap_or(readable);
-        let held = held_by(usable);
+        let mut held = held_by(usable);
+        if last_entry.seq > held && !covers(held + 1) {
+            // A valid snapshot past the usable segment's end (its tail lost, the snapshot
+            // holding it) is where the commit log's events may continue.
+            let snapshot = self.newest_valid_snapshot(guild, &scanned.snapshots)?;
+            if snapshot > held && covers(snapshot + 1) {
+                held = snapshot;
+            }
+        }
         let Some(start) = entries.iter().position(|e| e.seq > held) else {
             return Ok(());
         };
