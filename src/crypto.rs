@@ -64,6 +64,13 @@ impl KeyId {
     }
 }
 
+impl From<u32> for KeyId {
+    /// The key id as written in a file header (see `reprise inspect`).
+    fn from(id: u32) -> KeyId {
+        KeyId(id)
+    }
+}
+
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:08x}", self.0)

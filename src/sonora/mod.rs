@@ -51,7 +51,8 @@
 //! | track `length` | `length_ms` | `0` ⇔ `None` (absent means 0) |
 //! | track `isStream` / `isSeekable` | `is_stream` / `is_seekable` | `false` / `true` ⇔ `None`; exported always as `false` / `true` (Sonora's own behaviour) |
 //! | track `position` | — | validated (≤ `length` unless a stream), dropped on import, exported as `0` |
-//! | — | `Track::source` | not exported (Sonora has no such field) |
+//! | track `sourceName` (not in Sonora 1.2.8 files) | `Track::source` | accepted on import when a file has it (string or `null`); not exported (Sonora's schema has no such field) |
+//! | track `artworkUrl`, `isrc`, `pluginInfo`, `userData` (not in Sonora 1.2.8 files) | `artwork_url`, `isrc`, `plugin_info`, `user_data` | accepted on import when a file has them (Lavalink v4 names; `pluginInfo` an object, `userData` any JSON value; the two within `USER_DATA_BYTES_MAX` bytes); not exported |
 //! | `filters.active_filters` | `filters.active` | |
 //! | `filters.filter_config` | `filters.config` ([`FilterConfig`]) | Lavalink v4 payload: `volume`, `equalizer`, `karaoke`, `timescale`, `tremolo`, `vibrato`, `rotation`, `distortion`, `channelMix`, `lowPass` (`channel_mix` / `low_pass` accepted on import), camelCase inner fields |
 //! | `autoplay.enabled` / `strategy` | `autoplay.enabled` / `strategy` | |
@@ -60,7 +61,8 @@
 //!
 //! Lossy points of the export, each reproducing what Sonora itself writes: history cut to the
 //! last [`SONORA_HISTORY_MAX`] entries; `isStream` / `isSeekable` always `false` / `true`;
-//! `fallback_playlist`, `shuffle_seed`, `Track::source`, the voice channel, endpoint and token,
+//! `fallback_playlist`, `shuffle_seed`, `Track::source`, the track's `artwork_url`, `isrc`,
+//! `plugin_info` and `user_data`, the guild's `meta`, the voice channel, endpoint and token,
 //! and the position anchor dropped. Import then export also normalizes what a Sonora 1.2.8 file
 //! never holds: a filter number written as an integer (`1`) comes back as a float (`1.0`),
 //! `channel_mix` / `low_pass` as `channelMix` / `lowPass`, a non-zero track `position` as `0`,
@@ -368,6 +370,18 @@ pub struct SonoraTrack {
     pub is_seekable: bool,
     /// `track`: the Lavalink encoded track blob.
     pub track: String,
+    /// `sourceName`, read when a file has it (Sonora 1.2.8 never writes it, nor any field
+    /// below; a bot or a later Sonora may): the Lavalink source name.
+    pub source_name: Option<String>,
+    /// `artworkUrl`, read when a file has it.
+    pub artwork_url: Option<String>,
+    /// `isrc`, read when a file has it.
+    pub isrc: Option<String>,
+    /// `pluginInfo` (a JSON object), read when a file has it.
+    pub plugin_info: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `userData` (any JSON value), read when a file has it. With `pluginInfo`, at most
+    /// [`crate::session::limits::USER_DATA_BYTES_MAX`] bytes of compact JSON.
+    pub user_data: Option<serde_json::Value>,
 }
 
 /// `data.filters`.
@@ -406,11 +420,18 @@ impl SonoraTrack {
         track.length_ms = (self.length > 0).then_some(self.length);
         track.is_stream = self.is_stream.then_some(true);
         track.is_seekable = (!self.is_seekable).then_some(false);
+        track.source.clone_from(&self.source_name);
+        track.artwork_url.clone_from(&self.artwork_url);
+        track.isrc.clone_from(&self.isrc);
+        track.plugin_info.clone_from(&self.plugin_info);
+        track.user_data.clone_from(&self.user_data);
         track.into()
     }
 
     /// The track as Sonora writes it: `position` 0, `isStream` false and `isSeekable` true
-    /// whatever the track is, absent text as `""` (absent `uri` as `null`), absent length as 0.
+    /// whatever the track is, absent text as `""` (absent `uri` as `null`), absent length as 0,
+    /// and none of the fields Sonora's schema lacks (source, artwork URL, ISRC, plugin info,
+    /// user data: an export keeps Sonora's schema, so they are left out).
     pub fn from_track(track: &Track) -> SonoraTrack {
         SonoraTrack {
             title: track.title().to_owned(),
@@ -422,6 +443,11 @@ impl SonoraTrack {
             is_stream: false,
             is_seekable: true,
             track: track.encoded().into_owned(),
+            source_name: None,
+            artwork_url: None,
+            isrc: None,
+            plugin_info: None,
+            user_data: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::{SonoraAutoplay, SonoraError, SonoraFilters, SonoraPlayer, SonoraQueue, SonoraTrack};
 use crate::session::limits::{
     ENCODED_LEN_MAX, EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, NAME_LEN_MAX, QUEUE_LEN_MAX,
-    TEXT_LEN_MAX, VOLUME_MAX,
+    TEXT_LEN_MAX, USER_DATA_BYTES_MAX, VOLUME_MAX,
 };
 use crate::session::{
     ChannelMix, Distortion, EqualizerBand, EventError, FilterConfig, Karaoke, LoopMode, LowPass,
@@ -226,6 +226,11 @@ fn parse_track(value: &Value, path: &str) -> Result<SonoraTrack, SonoraError> {
             "isStream",
             "isSeekable",
             "track",
+            "sourceName",
+            "artworkUrl",
+            "isrc",
+            "pluginInfo",
+            "userData",
         ],
     )?;
     let uri_path = join(path, "uri");
@@ -247,9 +252,60 @@ fn parse_track(value: &Value, path: &str) -> Result<SonoraTrack, SonoraError> {
         is_stream: as_bool(field(map, path, "isStream")?, &join(path, "isStream"))?,
         is_seekable: as_bool(field(map, path, "isSeekable")?, &join(path, "isSeekable"))?,
         track: text(map, path, "track", ENCODED_LEN_MAX, true)?,
+        source_name: opt_text(map, path, "sourceName")?,
+        artwork_url: opt_text(map, path, "artworkUrl")?,
+        isrc: opt_text(map, path, "isrc")?,
+        plugin_info: match map.get("pluginInfo") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(as_object(v, &join(path, "pluginInfo"))?.clone()),
+        },
+        user_data: match map.get("userData") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.clone()),
+        },
     };
+    check_user_data(&track, path)?;
     check_position(track.position, &track, &join(path, "position"))?;
     Ok(track)
+}
+
+/// The optional text `key` of the object at `path` (absent or `null`: `None`), at most
+/// [`TEXT_LEN_MAX`] bytes.
+fn opt_text(
+    map: &Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Result<Option<String>, SonoraError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => {
+            let path = join(path, key);
+            let text = as_str(value, &path)?;
+            check_len(&path, text, TEXT_LEN_MAX, false)?;
+            Ok(Some(text.to_owned()))
+        }
+    }
+}
+
+/// `pluginInfo` and `userData` together within [`USER_DATA_BYTES_MAX`] bytes of compact JSON,
+/// the bound a track event has.
+fn check_user_data(track: &SonoraTrack, path: &str) -> Result<(), SonoraError> {
+    let len = |v: Option<String>| v.map_or(0, |s| s.len());
+    let plugin = len(track
+        .plugin_info
+        .as_ref()
+        .map(|m| serde_json::to_string(m).unwrap_or_default()));
+    let user = len(track.user_data.as_ref().map(Value::to_string));
+    if plugin + user > USER_DATA_BYTES_MAX {
+        return Err(invalid(
+            &join(path, "userData"),
+            format!(
+                "pluginInfo and userData are {} bytes of JSON; at most {USER_DATA_BYTES_MAX} are allowed",
+                plugin + user
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An array of track objects, at most `max` of them.

@@ -802,3 +802,72 @@ fn streams_and_unknown_lengths_have_no_end() {
     let current = &state.queue.current.as_ref().unwrap().track;
     assert_eq!(current.fields().is_stream, Some(true));
 }
+
+/// Fields Sonora 1.2.8 never writes but a bot's (or a later Sonora's) file may carry, under
+/// their Lavalink v4 names, are imported into the track; oversize or mistyped ones are refused
+/// by JSON path; the export keeps Sonora's schema and leaves them out.
+#[test]
+fn lavalink_track_fields_are_imported_when_a_file_has_them() {
+    let text = fixture("211917732357417771");
+    let edited = edit(&text, |value| {
+        let track = value.pointer_mut("/data/queue/upcoming/2").unwrap();
+        let map = track.as_object_mut().unwrap();
+        map.insert("sourceName".into(), json!("youtube"));
+        map.insert(
+            "artworkUrl".into(),
+            json!("https://i.ytimg.com/vi/x/hq.jpg"),
+        );
+        map.insert("isrc".into(), json!("USRC17607839"));
+        map.insert("pluginInfo".into(), json!({"albumName": "A"}));
+        map.insert(
+            "userData".into(),
+            json!({"requester": "613425648685547541", "text_channel": 1}),
+        );
+    });
+    let file = parse(&edited).unwrap();
+    let state = to_state(&file, 50).unwrap();
+    let fields = state.queue.upcoming[2].track.fields();
+    assert_eq!(fields.source.as_deref(), Some("youtube"));
+    assert_eq!(
+        fields.artwork_url.as_deref(),
+        Some("https://i.ytimg.com/vi/x/hq.jpg")
+    );
+    assert_eq!(fields.isrc.as_deref(), Some("USRC17607839"));
+    assert_eq!(
+        fields.plugin_info,
+        Some(json!({"albumName": "A"}).as_object().unwrap().clone())
+    );
+    assert_eq!(
+        fields.user_data,
+        Some(json!({"requester": "613425648685547541", "text_channel": 1}))
+    );
+    // The other tracks are untouched, and the export is Sonora's schema: the original file.
+    let plain = to_state(&parse(&text).unwrap(), 50).unwrap();
+    assert_eq!(state.queue.upcoming[3], plain.queue.upcoming[3]);
+    assert_eq!(reexport(&file), text);
+
+    let big = "x".repeat(crate::session::limits::USER_DATA_BYTES_MAX);
+    type Change = Box<dyn FnOnce(&mut Value)>;
+    let cases: Vec<(Change, &str)> = vec![
+        (
+            Box::new(set("/data/queue/upcoming/0/userData", json!(big))),
+            "data.queue.upcoming[0].userData",
+        ),
+        (
+            Box::new(set("/data/queue/upcoming/0/pluginInfo", json!([1]))),
+            "data.queue.upcoming[0].pluginInfo",
+        ),
+        (
+            Box::new(set("/data/queue/upcoming/0/isrc", json!(7))),
+            "data.queue.upcoming[0].isrc",
+        ),
+        (
+            Box::new(set("/data/queue/upcoming/0/requester", json!("x"))),
+            "data.queue.upcoming[0].requester",
+        ),
+    ];
+    for (change, path) in cases {
+        let err = parse(&edit(&text, change)).unwrap_err();
+        assert!(err.to_string().contains(path), "{path}: {err}");
+    }
+}

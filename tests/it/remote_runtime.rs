@@ -379,3 +379,75 @@ async fn a_notice_stops_retention_until_it_is_older_than_a_claim_can_take() {
     let (seq, state) = claim_elsewhere(&remote, guild).await;
     assert_eq!((seq, state["player"]["volume"].as_u64()), (15, Some(24)));
 }
+
+/// Issue 19: the bot's own data (a guild's `meta`: text channel, 24/7 flag; a track's
+/// requester in `user_data`) moves with the guild: a claim on another machine, from the store
+/// alone (a snapshot and the tail after it), gives it back, and with a key no object in the
+/// store holds it in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_and_user_data_move_with_a_claim_and_are_encrypted_in_the_store() {
+    use reprise::crypto::{Key, Keyring};
+    use reprise::session::TrackFields;
+    let (store, remote) = store();
+    let keyed = || {
+        Config::default()
+            .without_auto_snapshots()
+            .with_keys(Keyring::new(Key::from_bytes([5; 32]), []).unwrap())
+    };
+    let marker = "requester-7f3a9c1e";
+    let meta = match serde_json::json!({
+        "text_channel": "1100000000000000002",
+        "twenty_four_seven": true,
+        "marker": marker,
+    }) {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("an object"),
+    };
+    let mut track = TrackFields::new("QAAAjQIAJVJpY2sgQXN0bGV5", "Never Gonna Give You Up");
+    track.user_data = Some(serde_json::json!({"requester": marker}));
+    track.artwork_url = Some("https://i.ytimg.com/vi/dQw4w9WgXcQ/hq.jpg".into());
+    let guild = GuildId(4242);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Reprise::open_with_remote(dir.path(), keyed(), options(&remote, "a"))
+        .await
+        .unwrap();
+    rt.append_with(guild, Event::meta(meta.clone()), Durability::Remote)
+        .await
+        .unwrap();
+    rt.append_with(guild, Event::enqueue([track.clone()]), Durability::Remote)
+        .await
+        .unwrap();
+    rt.snapshot_now(guild).await.unwrap();
+    rt.append_with(guild, Event::TrackStarted, Durability::Remote)
+        .await
+        .unwrap();
+    rt.ship_now().await.unwrap();
+    rt.shutdown().await.unwrap();
+    let stored = keys(&store, "fleet").await;
+    assert!(
+        stored.iter().any(|k| k.contains("snap")),
+        "a snapshot was shipped: {stored:?}"
+    );
+    for key in stored {
+        use object_store::ObjectStoreExt;
+        let bytes = store
+            .get(&object_store::path::Path::from(key.as_str()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "{key} holds the bot's data in the clear"
+        );
+    }
+    let other = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(other.path(), keyed()).unwrap();
+    let claimed = remote.claim(&mut journal, guild, "b").await.unwrap();
+    assert_eq!(claimed.seq, 3);
+    let state = journal.state(guild).unwrap().state.clone();
+    assert_eq!(state.meta, meta);
+    let current = state.queue.current.expect("the track is playing");
+    assert_eq!(current.track.fields(), track);
+}

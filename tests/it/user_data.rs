@@ -89,12 +89,28 @@ fn meta_survives_snapshot_crash_checkpoint_and_restore_and_is_never_on_disk_in_t
     let mut j = Journal::open(dir.path(), keyed()).unwrap();
     j.append(g, &Event::meta(bot_meta(marker)), Durability::Always)
         .unwrap();
+    // A track with its requester: it follows the meta through every path below.
+    let mut requested = reprise::session::TrackFields::new("QAAAenc1", "One");
+    requested.user_data = Some(serde_json::json!({"requester": marker}));
     j.append(
         g,
-        &Event::enqueue([Track::new("QAAAenc1", "One"), Track::new("QAAAenc2", "Two")]),
+        &Event::enqueue([
+            Track::from(requested.clone()),
+            Track::new("QAAAenc2", "Two"),
+        ]),
         Durability::Always,
     )
     .unwrap();
+    let queued = |j: &mut Journal| -> reprise::session::TrackFields {
+        let s = j.state(g).unwrap();
+        s.state
+            .queue
+            .upcoming
+            .first()
+            .expect("One is queued")
+            .track
+            .fields()
+    };
     j.append(g, &Event::TrackStarted, Durability::Always)
         .unwrap();
     j.append(g, &Event::SessionEnded, Durability::Always)
@@ -104,6 +120,8 @@ fn meta_survives_snapshot_crash_checkpoint_and_restore_and_is_never_on_disk_in_t
         bot_meta(marker),
         "kept by session_ended"
     );
+    j.append(g, &Event::enqueue([requested.clone()]), Durability::Always)
+        .unwrap();
     j.snapshot_now(g).unwrap();
     checkpoints::checkpoint(&mut j, "before-change").unwrap();
     let other = bot_meta("changed-later");
@@ -130,9 +148,11 @@ fn meta_survives_snapshot_crash_checkpoint_and_restore_and_is_never_on_disk_in_t
     )
     .unwrap();
     assert_eq!(j.state(g).unwrap().state.meta, bot_meta(marker));
+    assert_eq!(queued(&mut j), requested);
     j.close().unwrap();
     let mut j = Journal::open(dir.path(), keyed()).unwrap();
     assert_eq!(j.state(g).unwrap().state.meta, bot_meta(marker));
+    assert_eq!(queued(&mut j), requested);
 }
 
 #[test]
