@@ -69,7 +69,7 @@ pub use state::{
     Autoplay, Filters, InvariantError, Meta, Player, Queue, QueueEntry, State, Voice,
     AUTOPLAY_STRATEGY_DEFAULT, STATE_LAYOUT_MARK, VOLUME_DEFAULT,
 };
-pub(crate) use track::decode_enqueued_shared;
+pub(crate) use track::{decode_enqueued_shared, TrackWithBlobRest};
 pub use track::{LavalinkTrack, LavalinkTrackInfo, Track, TrackFields};
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

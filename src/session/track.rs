@@ -46,7 +46,10 @@ use extra::{check_extra, extra_block, EXTRA_REST};
 /// ```text
 /// present   u8       bit 0: blob stored as raw bytes (canonical base64), bit 1: author,
 ///                    bit 2: uri, bit 3: identifier, bit 4: source, bit 5: length_ms,
-///                    bit 6: an `extra` block follows `data`
+///                    bit 6: an `extra` block follows `data`; bit 7 (with bit 0, only in
+///                    a state's tracks): the blob is a Lavalink blob stored as its rest, what
+///                    it holds besides the track's fields (`track/blob_parts.rs`), rebuilt
+///                    byte for byte on decode
 /// flags     u8       bits 0-1: is_stream, bits 2-3: is_seekable (0 absent, 1 false, 2 true)
 /// length_ms varint   only when present
 /// lengths   varints  byte lengths of blob, title, and of author, uri, identifier when present
@@ -601,13 +604,46 @@ impl Serialize for Track {
 }
 
 impl bincode::Encode for Track {
+    /// The blob as it is (raw bytes or text): the form of events in the log, which replay
+    /// reads (see [`TrackWithBlobRest`] for the form of states).
     fn encode<E: bincode::enc::Encoder>(
         &self,
         encoder: &mut E,
     ) -> Result<(), bincode::error::EncodeError> {
+        self.encode_form(encoder, false)
+    }
+}
+
+/// A [`Track`] encoded with a Lavalink blob that repeats the track's fields stored as its rest
+/// (`present` bit 7): the form of the tracks of a state (snapshots, checkpoints,
+/// `state_restored`), written far less often than read back in full. Decoding takes either
+/// form.
+pub(crate) struct TrackWithBlobRest<'a>(pub(crate) &'a Track);
+
+impl bincode::Encode for TrackWithBlobRest<'_> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.0.encode_form(encoder, true)
+    }
+}
+
+impl Track {
+    /// The binary form; with `blob_rest_allowed`, a Lavalink blob repeating the track's fields
+    /// is stored as its rest.
+    fn encode_form<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+        blob_rest_allowed: bool,
+    ) -> Result<(), bincode::error::EncodeError> {
         use bincode::enc::write::Writer as _;
-        // A Lavalink blob repeating the track's fields is stored as its rest.
-        let rest = blob_rest(self);
+        use bincode::Encode as _;
+        let rest = if blob_rest_allowed {
+            blob_rest(self)
+        } else {
+            None
+        };
         let present = if rest.is_some() {
             self.present | PRESENT_BLOB_PARTS
         } else {
