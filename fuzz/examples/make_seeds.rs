@@ -101,10 +101,26 @@ fn main() {
         );
     }
     let selected = |selector: u8, bytes: &[u8]| [&[selector][..], bytes].concat();
-    put(&commit_seeds, "preallocated_zero_tail.clog", &selected(1 | 16 << 1, &log));
-    put(&commit_seeds, "preallocated_at_its_end.clog", &selected(1, &log));
-    put(&commit_seeds, "older_zero_tail.clog", &selected(8 << 1, &log));
-    put(&commit_seeds, "torn_record_then_zeros.clog", &selected(1 | 8 << 1, &log[..log.len() - 9]));
+    put(
+        &commit_seeds,
+        "preallocated_zero_tail.clog",
+        &selected(1 | 16 << 1, &log),
+    );
+    put(
+        &commit_seeds,
+        "preallocated_at_its_end.clog",
+        &selected(1, &log),
+    );
+    put(
+        &commit_seeds,
+        "older_zero_tail.clog",
+        &selected(8 << 1, &log),
+    );
+    put(
+        &commit_seeds,
+        "torn_record_then_zeros.clog",
+        &selected(1 | 8 << 1, &log[..log.len() - 9]),
+    );
 
     // snapshot_decode: snapshots of three states, and the empty state.
     let snap = seeds.join("snapshot_decode");
@@ -114,7 +130,8 @@ fn main() {
     let mut empty = snapshot::encode(GUILD, 0, T0, &State::new(50), None).expect("encode");
     fix_snapshot_crcs(&mut empty);
     put(&snap, "empty_state.snap", &empty);
-    let mut lavalink = snapshot::encode(GUILD, 3, T0, &lavalink_blob_state(), None).expect("encode");
+    let mut lavalink =
+        snapshot::encode(GUILD, 3, T0, &lavalink_blob_state(), None).expect("encode");
     fix_snapshot_crcs(&mut lavalink);
     put(&snap, "lavalink_blobs.snap", &lavalink);
 
