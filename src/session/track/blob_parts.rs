@@ -141,9 +141,15 @@ pub(super) fn blob_rest(track: &Track) -> Option<Vec<u8>> {
     (rest.len() < bytes.len()).then_some(rest)
 }
 
-/// Reads one bincode value of the rest at `*at`, moving past it.
-fn take<T: bincode::Decode<()>>(rest: &[u8], at: &mut usize) -> Result<T, DecodeError> {
-    let (value, used) = bincode::decode_from_slice(rest.get(*at..).unwrap_or_default(), config())?;
+/// Reads one bincode value of the rest at `*at`, moving past it. Borrowed: a text is a slice
+/// of the rest, so a length read from the rest is checked against the bytes there before
+/// anything is allocated.
+fn take<'a, T: bincode::BorrowDecode<'a, ()>>(
+    rest: &'a [u8],
+    at: &mut usize,
+) -> Result<T, DecodeError> {
+    let (value, used) =
+        bincode::borrow_decode_from_slice(rest.get(*at..).unwrap_or_default(), config())?;
     *at += used;
     Ok(value)
 }
@@ -164,7 +170,7 @@ pub(super) fn rebuild_blob(rest: &[u8], track: &Track) -> Result<Vec<u8>, Decode
     let on = |bit: u16| differ & bit != 0;
     let text = |rest: &[u8], at: &mut usize, bit: u16, own: &str| -> Result<String, DecodeError> {
         if on(bit) {
-            take(rest, at)
+            take::<&str>(rest, at).map(str::to_owned)
         } else {
             Ok(own.to_owned())
         }
@@ -175,7 +181,7 @@ pub(super) fn rebuild_blob(rest: &[u8], track: &Track) -> Result<Vec<u8>, Decode
                     own: Option<&str>|
      -> Result<Option<String>, DecodeError> {
         if on(bit) {
-            take(rest, at)
+            take::<Option<&str>>(rest, at).map(|t| t.map(str::to_owned))
         } else {
             Ok(own.map(str::to_owned))
         }
@@ -203,7 +209,7 @@ pub(super) fn rebuild_blob(rest: &[u8], track: &Track) -> Result<Vec<u8>, Decode
         (None, None)
     };
     let source = if on(SOURCE) {
-        take(rest, &mut at)?
+        take::<&str>(rest, &mut at)?.to_owned()
     } else {
         own.source
             .ok_or_else(|| invalid("blob rest without a source"))?
@@ -420,6 +426,12 @@ mod tests {
         assert!(rebuild_blob(&[5, 0, 7], &Track::from(&sourceless)).is_err());
         assert!(rebuild_blob(&[5, 0, 7], &track).is_ok());
         assert!(rebuild_blob(&[], &track).is_err());
+        // A text length read from the rest is never trusted (found by the fuzzer: a huge one
+        // was allocated before it was checked).
+        let huge = [
+            1, 1, 0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F, 0,
+        ];
+        assert!(rebuild_blob(&huge, &track).is_err());
     }
 
     proptest! {
