@@ -34,6 +34,7 @@ mod bot_data;
 mod lavalink;
 
 use bot_data::meta;
+use lavalink::realistic_blob;
 pub use lavalink::{lavalink_blob_of, lavalink_encoded, STREAM_LENGTH_MS};
 
 /// A small deterministic pseudo-random generator (SplitMix64): fast, seedable with any `u64`,
@@ -519,17 +520,6 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
     bot_data::track_data(rng, &identifier, &mut fields);
     realistic_blob(n, &mut fields);
     fields.into()
-}
-
-/// Gives three tracks in four (by serial number, drawing nothing from the generator) the
-/// Lavalink blob Lavalink would send with them (version 3 for two in three of those), and
-/// leaves the random one on the rest (a blob the codec cannot take apart).
-fn realistic_blob(n: u64, fields: &mut TrackFields) {
-    let pick = mix(n ^ 0x6c61_7661);
-    if !pick.is_multiple_of(4) {
-        let version = if pick.is_multiple_of(3) { 2 } else { 3 };
-        fields.encoded = lavalink_encoded(fields, version, 0);
-    }
 }
 
 /// The standard base64 alphabet.
