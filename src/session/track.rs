@@ -605,7 +605,7 @@ impl Serialize for Track {
 
 impl bincode::Encode for Track {
     /// The blob as it is (raw bytes or text): the form of events in the log, which replay
-    /// reads (see [`TrackWithBlobRest`] for the form of states).
+    /// reads (a state stores a Lavalink blob as its rest: see the binary form above).
     fn encode<E: bincode::enc::Encoder>(
         &self,
         encoder: &mut E,
