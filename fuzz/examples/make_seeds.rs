@@ -101,10 +101,26 @@ fn main() {
         );
     }
     let selected = |selector: u8, bytes: &[u8]| [&[selector][..], bytes].concat();
-    put(&commit_seeds, "preallocated_zero_tail.clog", &selected(1 | 16 << 1, &log));
-    put(&commit_seeds, "preallocated_at_its_end.clog", &selected(1, &log));
-    put(&commit_seeds, "older_zero_tail.clog", &selected(8 << 1, &log));
-    put(&commit_seeds, "torn_record_then_zeros.clog", &selected(1 | 8 << 1, &log[..log.len() - 9]));
+    put(
+        &commit_seeds,
+        "preallocated_zero_tail.clog",
+        &selected(1 | 16 << 1, &log),
+    );
+    put(
+        &commit_seeds,
+        "preallocated_at_its_end.clog",
+        &selected(1, &log),
+    );
+    put(
+        &commit_seeds,
+        "older_zero_tail.clog",
+        &selected(8 << 1, &log),
+    );
+    put(
+        &commit_seeds,
+        "torn_record_then_zeros.clog",
+        &selected(1 | 8 << 1, &log[..log.len() - 9]),
+    );
 
     // snapshot_decode: snapshots of three states, and the empty state.
     let snap = seeds.join("snapshot_decode");
@@ -114,6 +130,10 @@ fn main() {
     let mut empty = snapshot::encode(GUILD, 0, T0, &State::new(50), None).expect("encode");
     fix_snapshot_crcs(&mut empty);
     put(&snap, "empty_state.snap", &empty);
+    let mut lavalink =
+        snapshot::encode(GUILD, 3, T0, &lavalink_blob_state(), None).expect("encode");
+    fix_snapshot_crcs(&mut lavalink);
+    put(&snap, "lavalink_blobs.snap", &lavalink);
 
     // recover_dir: directory images (see reprise_fuzz::DirImage).
     let img = seeds.join("recover_dir");
@@ -313,6 +333,36 @@ fn read_snapshot(root: &Path, g: GuildId, seq: u64) -> Vec<u8> {
     fix_snapshot_crcs(&mut bytes);
     snapshot::decode(&bytes, None).expect("still a snapshot");
     bytes
+}
+
+/// A state whose three tracks carry Lavalink blobs (versions 3 and 2, one whose fields differ
+/// from its blob's): a snapshot stores each blob as its rest, which the decoder rebuilds.
+fn lavalink_blob_state() -> State {
+    use reprise::session::{lavalink_encoded, QueueEntry, Track, TrackFields};
+    let mut fields = TrackFields {
+        author: Some("\u{8521}\u{4f9d}\u{6797}".into()),
+        uri: Some("https://www.youtube.com/watch?v=MyNhTOKc-Ow".into()),
+        identifier: Some("MyNhTOKc-Ow".into()),
+        length_ms: Some(353_734),
+        source: Some("youtube".into()),
+        artwork_url: Some("https://i.ytimg.com/vi/MyNhTOKc-Ow/mqdefault.jpg".into()),
+        ..TrackFields::new("", "Never \u{1f3b5} Live")
+    };
+    let mut state = State::new(50);
+    for (id, version) in [(1u64, 3u8), (2, 2), (3, 3)] {
+        fields.encoded = lavalink_encoded(&fields, version, 1_500 * id);
+        let mut track = fields.clone();
+        if id == 3 {
+            track.source = None;
+            track.title = "Imported".into();
+        }
+        state.queue.upcoming.push(QueueEntry {
+            id,
+            track: Track::from(track),
+        });
+    }
+    state.next_entry_id = 4;
+    state
 }
 
 fn put(dir: &Path, name: &str, bytes: &[u8]) {

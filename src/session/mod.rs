@@ -22,7 +22,10 @@
 //! Codemap:
 //! - `track.rs` — [`Track`], the Lavalink track with its optional metadata; `track/extra.rs`
 //!   its bot-owned fields (artwork_url, isrc, plugin_info, user_data); `track/shared.rs`
-//!   replay's shared-buffer decoding of `tracks_enqueued`.
+//!   replay's shared-buffer decoding of `tracks_enqueued`; `track/blob_parts.rs` a Lavalink
+//!   blob stored as what it holds besides the track's fields.
+//! - `lavalink_blob.rs` — [`LavalinkBlob`], Lavalink's binary track encoding (versions 2
+//!   and 3) decoded and encoded exactly.
 //! - `event.rs` — [`Event`] and its exact JSON form; [`EventParseError`]; `event/codec.rs` its
 //!   binary form (tags that only ever grow).
 //! - `filters.rs` — [`FilterConfig`], Lavalink v4 filters and their ranges.
@@ -42,6 +45,7 @@ mod decompose;
 mod event;
 mod filters;
 mod fold;
+pub mod lavalink_blob;
 pub mod limits;
 mod state;
 mod track;
@@ -55,6 +59,7 @@ pub use filters::{
     Tremolo, Vibrato,
 };
 pub use fold::{apply, apply_checked, apply_owned, validate, EventError};
+pub use lavalink_blob::{LavalinkBlob, LavalinkBlobError};
 pub use limits::{
     ENCODED_LEN_MAX, EQUALIZER_BAND_COUNT, FILTER_NAMES_MAX, HISTORY_MAX_DEFAULT, META_BYTES_MAX,
     NAME_LEN_MAX, QUEUE_LEN_MAX, SNOWFLAKE_DIGITS_MAX, TEXT_LEN_MAX, TRACKS_PER_EVENT_MAX,
@@ -64,8 +69,10 @@ pub use state::{
     Autoplay, Filters, InvariantError, Meta, Player, Queue, QueueEntry, State, Voice,
     AUTOPLAY_STRATEGY_DEFAULT, STATE_LAYOUT_MARK, VOLUME_DEFAULT,
 };
-pub(crate) use track::decode_enqueued_shared;
+pub(crate) use track::{decode_enqueued_shared, TrackWithBlobRest};
 pub use track::{LavalinkTrack, LavalinkTrackInfo, Track, TrackFields};
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
-pub use workload::{arbitrary_event, track, Rng, Workload};
+pub use workload::{
+    arbitrary_event, lavalink_blob_of, lavalink_encoded, track, Rng, Workload, STREAM_LENGTH_MS,
+};

@@ -6,7 +6,7 @@ use super::fold::{
     check_autoplay, check_filters, check_meta, check_queue_len, check_voice, check_volume,
 };
 use super::limits::HISTORY_MAX_DEFAULT;
-use super::{EventError, FilterConfig, LoopMode, Snowflake, Track};
+use super::{EventError, FilterConfig, LoopMode, Snowflake, Track, TrackWithBlobRest};
 
 /// The autoplay strategy of a fresh session: Sonora's default.
 pub const AUTOPLAY_STRATEGY_DEFAULT: &str = "similar_artist";
@@ -118,6 +118,36 @@ pub(super) fn decode_meta<D: bincode::de::Decoder>(
         .map_err(|e| bincode::error::DecodeError::OtherString(format!("invalid meta: {e}")))
 }
 
+/// The queue exactly as its derived encoding writes it (`Option` as a `u8` tag, `Vec` as a
+/// varint length), except that each track's Lavalink blob that repeats the track is stored as
+/// its rest ([`TrackWithBlobRest`]); the derived decoding reads both.
+fn encode_queue<E: bincode::enc::Encoder>(
+    queue: &Queue,
+    encoder: &mut E,
+) -> Result<(), bincode::error::EncodeError> {
+    use bincode::Encode as _;
+    let entry = |entry: &QueueEntry, encoder: &mut E| {
+        entry.id.encode(encoder)?;
+        TrackWithBlobRest(&entry.track).encode(encoder)
+    };
+    match &queue.current {
+        None => 0u8.encode(encoder)?,
+        Some(current) => {
+            1u8.encode(encoder)?;
+            entry(current, encoder)?;
+        }
+    }
+    for entries in [&queue.upcoming, &queue.history] {
+        (entries.len() as u64).encode(encoder)?;
+        for e in entries {
+            entry(e, encoder)?;
+        }
+    }
+    queue.loop_mode.encode(encoder)?;
+    queue.shuffle.encode(encoder)?;
+    queue.shuffle_seed.encode(encoder)
+}
+
 impl bincode::Encode for State {
     fn encode<E: bincode::enc::Encoder>(
         &self,
@@ -126,7 +156,7 @@ impl bincode::Encode for State {
         STATE_LAYOUT_MARK.encode(encoder)?;
         STATE_LAYOUT.encode(encoder)?;
         self.player.encode(encoder)?;
-        self.queue.encode(encoder)?;
+        encode_queue(&self.queue, encoder)?;
         self.filters.encode(encoder)?;
         self.autoplay.encode(encoder)?;
         self.history_max.encode(encoder)?;
@@ -455,6 +485,55 @@ mod tests {
 
     /// A state in layout 1 (what the code before issue 19 wrote: no marker, no `meta`, no
     /// `stale_reports`) decodes with an empty meta; layout 2 round-trips the new fields.
+    /// The hand-written queue encoding writes exactly the derived one's bytes when no blob is
+    /// a Lavalink blob, and tracks with Lavalink blobs as their rest otherwise; both decode
+    /// to the same state.
+    #[test]
+    fn the_queue_encoding_is_the_derived_one_but_for_blob_rests() {
+        let config = bincode::config::standard();
+        let mut rng = crate::session::Rng::new(5);
+        let entries: Vec<QueueEntry> = (1..=40)
+            .map(|n| QueueEntry {
+                id: n,
+                track: crate::session::track(&mut rng, n),
+            })
+            .collect();
+        let raw: Vec<QueueEntry> = entries
+            .iter()
+            .filter(|e| {
+                crate::session::LavalinkBlob::decode(e.track.encoded_bytes().unwrap_or_default())
+                    .is_err()
+            })
+            .cloned()
+            .collect();
+        assert!(raw.len() >= 5 && raw.len() < entries.len(), "{}", raw.len());
+        for (entries, rests) in [(raw, false), (entries, true)] {
+            let queue = Queue {
+                current: entries.first().cloned(),
+                upcoming: entries.get(1..30).unwrap_or_default().to_vec(),
+                history: entries.get(30..).unwrap_or_default().to_vec(),
+                loop_mode: LoopMode::Queue,
+                shuffle: true,
+                shuffle_seed: Some(9),
+            };
+            struct Hand<'a>(&'a Queue);
+            impl bincode::Encode for Hand<'_> {
+                fn encode<E: bincode::enc::Encoder>(
+                    &self,
+                    encoder: &mut E,
+                ) -> Result<(), bincode::error::EncodeError> {
+                    encode_queue(self.0, encoder)
+                }
+            }
+            let hand = bincode::encode_to_vec(Hand(&queue), config).unwrap();
+            let derived = bincode::encode_to_vec(&queue, config).unwrap();
+            assert_eq!(hand == derived, !rests);
+            assert_eq!(hand.len() < derived.len(), rests);
+            let (back, used): (Queue, usize) = bincode::decode_from_slice(&hand, config).unwrap();
+            assert_eq!((back, used), (queue, hand.len()));
+        }
+    }
+
     #[test]
     fn both_bincode_layouts_decode() {
         let config = bincode::config::standard();

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX, USER_DATA_BYTES_MAX};
 use super::EventError;
 
+mod blob_parts;
 mod extra;
 mod lavalink_v4;
 mod shared;
@@ -24,6 +25,7 @@ pub use lavalink_v4::{LavalinkTrack, LavalinkTrackInfo};
 
 pub(crate) use shared::decode_enqueued_shared;
 
+use blob_parts::{blob_rest, rebuild_blob};
 use extra::{check_extra, extra_block, EXTRA_REST};
 
 /// One track: the Lavalink `encoded` blob that replays it, plus the metadata a bot shows.
@@ -44,7 +46,10 @@ use extra::{check_extra, extra_block, EXTRA_REST};
 /// ```text
 /// present   u8       bit 0: blob stored as raw bytes (canonical base64), bit 1: author,
 ///                    bit 2: uri, bit 3: identifier, bit 4: source, bit 5: length_ms,
-///                    bit 6: an `extra` block follows `data`
+///                    bit 6: an `extra` block follows `data`; bit 7 (with bit 0, only in
+///                    a state's tracks): the blob is a Lavalink blob stored as its rest, what
+///                    it holds besides the track's fields (`track/blob_parts.rs`), rebuilt
+///                    byte for byte on decode
 /// flags     u8       bits 0-1: is_stream, bits 2-3: is_seekable (0 absent, 1 false, 2 true)
 /// length_ms varint   only when present
 /// lengths   varints  byte lengths of blob, title, and of author, uri, identifier when present
@@ -165,8 +170,12 @@ const PRESENT_SOURCE: u8 = 1 << 4;
 const PRESENT_LENGTH: u8 = 1 << 5;
 /// `present`: an `extra` block (artwork_url, isrc, plugin_info, user_data) follows.
 const PRESENT_EXTRA: u8 = 1 << 6;
-/// Every `present` bit.
+/// Every `present` bit of an in-memory track (and of the binary form that replay's shared
+/// decoding reads).
 const PRESENT_ALL: u8 = (1 << 7) - 1;
+/// `present`, binary form only (with `PRESENT_BLOB_RAW`): the blob is a Lavalink track blob
+/// stored as its rest, what it holds besides the track's own fields (see `blob_parts.rs`).
+const PRESENT_BLOB_PARTS: u8 = 1 << 7;
 
 /// Shift of `is_stream` in `flags`.
 const FLAG_STREAM: u32 = 0;
@@ -595,26 +604,71 @@ impl Serialize for Track {
 }
 
 impl bincode::Encode for Track {
+    /// The blob as it is (raw bytes or text): the form of events in the log, which replay
+    /// reads (a state stores a Lavalink blob as its rest: see the binary form above).
     fn encode<E: bincode::enc::Encoder>(
         &self,
         encoder: &mut E,
     ) -> Result<(), bincode::error::EncodeError> {
+        self.encode_form(encoder, false)
+    }
+}
+
+/// A [`Track`] encoded with a Lavalink blob that repeats the track's fields stored as its rest
+/// (`present` bit 7): the form of the tracks of a state (snapshots, checkpoints,
+/// `state_restored`), written far less often than read back in full. Decoding takes either
+/// form.
+pub(crate) struct TrackWithBlobRest<'a>(pub(crate) &'a Track);
+
+impl bincode::Encode for TrackWithBlobRest<'_> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.0.encode_form(encoder, true)
+    }
+}
+
+impl Track {
+    /// The binary form; with `blob_rest_allowed`, a Lavalink blob repeating the track's fields
+    /// is stored as its rest.
+    fn encode_form<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+        blob_rest_allowed: bool,
+    ) -> Result<(), bincode::error::EncodeError> {
         use bincode::enc::write::Writer as _;
-        self.present.encode(encoder)?;
+        use bincode::Encode as _;
+        let rest = if blob_rest_allowed {
+            blob_rest(self)
+        } else {
+            None
+        };
+        let present = if rest.is_some() {
+            self.present | PRESENT_BLOB_PARTS
+        } else {
+            self.present
+        };
+        present.encode(encoder)?;
         self.flags.encode(encoder)?;
         if let Some(length_ms) = self.length_given() {
             length_ms.encode(encoder)?;
         }
+        let data = self.own();
+        let (blob, texts) = data.split_at((self.ends[BLOB] as usize).min(data.len()));
+        let blob = rest.as_deref().unwrap_or(blob);
         let mut start = 0u32;
         for (i, &end) in self.ends.iter().enumerate() {
-            if part_stored(self.present, i) {
+            if i == BLOB {
+                (blob.len() as u64).encode(encoder)?;
+            } else if part_stored(self.present, i) {
                 end.saturating_sub(start).encode(encoder)?;
             }
             start = end;
         }
-        let data = self.own();
-        (data.len() as u64).encode(encoder)?;
-        encoder.writer().write(data)?;
+        ((blob.len() + texts.len()) as u64).encode(encoder)?;
+        encoder.writer().write(blob)?;
+        encoder.writer().write(texts)?;
         if self.present & PRESENT_EXTRA != 0 {
             let extra = self.extra_bytes();
             (extra.len() as u64).encode(encoder)?;
@@ -630,6 +684,7 @@ fn invalid(message: &str) -> bincode::error::DecodeError {
 }
 
 /// The parts of a [`Track`]'s binary form that come before `data`.
+#[derive(Clone, Copy)]
 struct Head {
     present: u8,
     flags: u8,
@@ -646,7 +701,8 @@ impl Head {
         use bincode::Decode as _;
         let present = u8::decode(decoder)?;
         let flags = u8::decode(decoder)?;
-        if present & !PRESENT_ALL != 0
+        // Every bit of `present` has a meaning; only the combination is checked.
+        if (present & PRESENT_BLOB_PARTS != 0 && present & PRESENT_BLOB_RAW == 0)
             || flags & !FLAGS_ALL != 0
             || (flags >> FLAG_STREAM) & 3 == 3
             || (flags >> FLAG_SEEKABLE) & 3 == 3
@@ -675,6 +731,9 @@ impl Head {
     /// The track with `data`, after checking that the lengths fit in it, that the source part
     /// is empty when absent, and that every text part is UTF-8 on a character boundary.
     fn finish(self, data: &[u8], extra: &[u8]) -> Result<Track, bincode::error::DecodeError> {
+        if self.present & PRESENT_BLOB_PARTS != 0 {
+            return self.finish_parts(data, extra);
+        }
         let ends = self.check(data)?;
         if self.present & PRESENT_EXTRA == 0 {
             return Ok(self.track(Arc::from(data), 0, ends, data.len(), 0));
@@ -686,6 +745,24 @@ impl Head {
         }
         let all: Vec<u8> = data.iter().chain(extra).copied().collect();
         Ok(self.track(Arc::from(all), 0, ends, data.len(), extra.len()))
+    }
+
+    /// [`Head::finish`] for a blob stored as its rest: the track with the rest in the blob's
+    /// place gives the fields the blob repeats, then the blob is rebuilt in its place.
+    fn finish_parts(
+        mut self,
+        data: &[u8],
+        extra: &[u8],
+    ) -> Result<Track, bincode::error::DecodeError> {
+        self.present &= !PRESENT_BLOB_PARTS;
+        let stand_in = self.finish(data, extra)?;
+        let rest_len = stand_in.ends[BLOB] as usize;
+        let blob = rebuild_blob(stand_in.bytes(0, stand_in.ends[BLOB]), &stand_in)?;
+        let mut whole = blob;
+        let blob_len = whole.len() as u64;
+        whole.extend_from_slice(data.get(rest_len..).unwrap_or_default());
+        self.lens[BLOB] = blob_len;
+        self.finish(&whole, extra)
     }
 
     /// [`Head::finish`] for `data` found at `start` in `shared`, which the track keeps.
@@ -789,80 +866,6 @@ impl<'de, Context> bincode::BorrowDecode<'de, Context> for Track {
             &[]
         };
         head.finish(data, extra)
-    }
-}
-
-/// Reads the bincode varint `u64` (standard configuration: little-endian) at `*at` of `b` and
-/// moves `*at` past it; `None` when `b` ends first or the tag is not a `u64` one.
-#[inline]
-fn varint_at(b: &[u8], at: &mut usize) -> Option<u64> {
-    let start = *at;
-    let tag = *b.get(start)?;
-    let (value, used) = match tag {
-        0..=250 => (u64::from(tag), 1),
-        251 => (
-            u64::from(u16::from_le_bytes(
-                b.get(start + 1..start + 3)?.try_into().ok()?,
-            )),
-            3,
-        ),
-        252 => (
-            u64::from(u32::from_le_bytes(
-                b.get(start + 1..start + 5)?.try_into().ok()?,
-            )),
-            5,
-        ),
-        253 => (
-            u64::from_le_bytes(b.get(start + 1..start + 9)?.try_into().ok()?),
-            9,
-        ),
-        _ => return None,
-    };
-    *at = start + used;
-    Some(value)
-}
-
-impl Head {
-    /// Parses the head and the length of `data` from the start of `b`, exactly as
-    /// [`Head::decode`] and bincode's slice length would (standard configuration; used by
-    /// [`decode_enqueued_shared`]). Returns the
-    /// head, its byte length (including the data length), the length of `data`, and the bytes
-    /// bincode would have claimed against its limit for the head; `None` when anything is off
-    /// (short input, unknown bits, a bad varint), for the exact path to report.
-    #[inline]
-    fn parse(b: &[u8]) -> Option<(Head, usize, u64, usize)> {
-        let (&present, &flags) = (b.first()?, b.get(1)?);
-        if present & !PRESENT_ALL != 0
-            || flags & !FLAGS_ALL != 0
-            || (flags >> FLAG_STREAM) & 3 == 3
-            || (flags >> FLAG_SEEKABLE) & 3 == 3
-        {
-            return None;
-        }
-        let mut at = 2;
-        // bincode claims 1 byte per u8 and 8 per u64 (varint or not) and slice length.
-        let mut claimed = 2 + 8;
-        let length_ms = if present & PRESENT_LENGTH != 0 {
-            claimed += 8;
-            Some(varint_at(b, &mut at)?)
-        } else {
-            None
-        };
-        let mut lens = [0u64; 5];
-        for (i, len) in lens.iter_mut().enumerate() {
-            if part_stored(present, i) {
-                claimed += 8;
-                *len = varint_at(b, &mut at)?;
-            }
-        }
-        let data_len = varint_at(b, &mut at)?;
-        let head = Head {
-            present,
-            flags,
-            length_ms,
-            lens,
-        };
-        Some((head, at, data_len, claimed))
     }
 }
 

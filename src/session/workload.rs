@@ -31,8 +31,11 @@ use super::{
 };
 
 mod bot_data;
+mod lavalink;
 
 use bot_data::meta;
+use lavalink::realistic_blob;
+pub use lavalink::{lavalink_blob_of, lavalink_encoded, STREAM_LENGTH_MS};
 
 /// A small deterministic pseudo-random generator (SplitMix64): fast, seedable with any `u64`,
 /// and the same on every platform. Not for cryptography.
@@ -433,8 +436,9 @@ fn below_u32(rng: &mut Rng, n: u32) -> u32 {
 /// for distinct `n`, like a YouTube video id); everything else comes from `rng`.
 ///
 /// About 5% are live streams (length 0, `is_stream`, not seekable), about 3% have an unknown
-/// length, titles and authors include accents, CJK, emoji and quotes, `encoded` is a base64 blob
-/// of 100–300 characters, and a few optional fields are left out.
+/// length, titles and authors include accents, CJK, emoji and quotes, `encoded` is the Lavalink
+/// blob of the track's fields for three tracks in four (see `realistic_blob`) and a random
+/// base64 blob of 100–300 characters for the rest, and a few optional fields are left out.
 pub fn track(rng: &mut Rng, n: u64) -> Track {
     let identifier = base64(&mix(n).to_be_bytes(), URL_SAFE)
         .chars()
@@ -456,7 +460,7 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
                 "youtube",
             )
         };
-        return TrackFields {
+        let mut fields = TrackFields {
             encoded,
             title,
             author: Some(author),
@@ -467,8 +471,9 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
             is_seekable: Some(false),
             source: Some(source.to_owned()),
             ..TrackFields::new("", "")
-        }
-        .into();
+        };
+        realistic_blob(n, &mut fields);
+        return fields.into();
     }
     let words = rng.range(1, 5);
     let title = (0..words)
@@ -513,6 +518,7 @@ pub fn track(rng: &mut Rng, n: u64) -> Track {
         ..TrackFields::new("", "")
     };
     bot_data::track_data(rng, &identifier, &mut fields);
+    realistic_blob(n, &mut fields);
     fields.into()
 }
 

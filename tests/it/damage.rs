@@ -303,8 +303,8 @@ fn a_frameless_newest_segment_does_not_make_the_torn_tail_before_it_damage() {
     for newest_len in [40usize, segment::HEADER_LEN] {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::default().with_segment_bytes_max(1 << 10);
-        let (events, states) = stream(31, 40);
-        write(dir.path(), config.clone(), GUILD, &events[..39]);
+        let (events, states) = stream(31, 80);
+        write(dir.path(), config.clone(), GUILD, &events[..79]);
         let files: Vec<_> = guild_files(dir.path(), GUILD)
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "wal"))

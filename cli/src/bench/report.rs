@@ -139,9 +139,13 @@ impl Report {
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"));
             let notes = match row.name {
                 SNAPSHOT => format!(
-                    "{} B snapshot vs {} B Sonora JSON, {} tracks; encode p50 {} us",
+                    "{} B snapshot vs {} B Sonora JSON, {} B of random blobs; Lavalink blobs: \
+                     {} B vs {} B; {} tracks; encode p50 {} us",
                     extra_u64(row, "bytes"),
                     extra_u64(row, "sonora_json_bytes"),
+                    extra_u64(row, "blob_bytes"),
+                    extra_u64(row, "realistic_bytes"),
+                    extra_u64(row, "realistic_sonora_json_bytes"),
                     extra_u64(row, "queue_tracks"),
                     row.extra
                         .get("encode_p50_us")

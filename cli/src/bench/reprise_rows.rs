@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reprise::session::{State, HISTORY_MAX_DEFAULT};
+use reprise::session::{lavalink_blob_of, lavalink_encoded, State, Track, HISTORY_MAX_DEFAULT};
 use reprise::sonora::{self, Sections};
 use reprise::storage::{write_atomic, FsStorage};
 use reprise::{Config, Durability, Event, GuildId, Journal, Reprise};
@@ -225,11 +225,53 @@ pub(super) fn snapshot_state() -> Result<(State, String), Failure> {
     ))
 }
 
+/// Every track of `state`'s queue: current, upcoming and history.
+fn queue_tracks(state: &State) -> impl Iterator<Item = &Track> {
+    let queue = &state.queue;
+    queue
+        .current
+        .iter()
+        .chain(&queue.upcoming)
+        .chain(&queue.history)
+        .map(|entry| &entry.track)
+}
+
+/// `state` with the blobs Lavalink v4 (lavaplayer 2.x) sends in place of the Sonora file's
+/// random ones: each track's Lavalink version-3 blob of its own fields, and the fields a bot
+/// keeps from Lavalink's track object that a Sonora file has no place for (the source, and a
+/// YouTube track's artwork URL), so that the blob repeats the track.
+fn realistic_state(state: &State) -> State {
+    let mut realistic = state.clone();
+    let queue = &mut realistic.queue;
+    for entry in queue
+        .current
+        .iter_mut()
+        .chain(&mut queue.upcoming)
+        .chain(&mut queue.history)
+    {
+        let mut fields = entry.track.fields();
+        let blob = lavalink_blob_of(&fields, 3, 0);
+        if blob.source == "youtube" {
+            fields.artwork_url = Some(format!(
+                "https://i.ytimg.com/vi/{}/mqdefault.jpg",
+                blob.identifier
+            ));
+        }
+        fields.source = Some(blob.source);
+        fields.encoded = lavalink_encoded(&fields, 3, 0);
+        entry.track = Track::from(fields);
+    }
+    realistic
+}
+
 /// `snapshot`: a guild holding a 1,000-track queue (see [`snapshot_state`]); each timed run
 /// encodes a snapshot file (`format::snapshot::encode`: bincode + zstd + header) and writes it
 /// with [`write_atomic`], as `Journal::snapshot_now` does. `bytes` is the snapshot file,
-/// `sonora_json_bytes` the Sonora JSON file of the same state, `encode_p50_us` the median of
-/// the encoding part of a run (the rest is the file's write and fsyncs).
+/// `sonora_json_bytes` the Sonora JSON file of the same state, `blob_bytes` the raw bytes of
+/// its (random) blobs alone, `encode_p50_us` the median of the encoding part of a run (the
+/// rest is the file's write and fsyncs). `realistic_bytes` and `realistic_sonora_json_bytes`
+/// are the snapshot file and the Sonora JSON of the same queue with the blobs Lavalink sends
+/// (see [`realistic_state`]; measured once, untimed).
 pub(super) fn snapshot_row(
     scratch: &Scratch,
     _stream: &Stream,
@@ -248,6 +290,21 @@ pub(super) fn snapshot_row(
         Sections::ALL,
     ))
     .len();
+    let blob_bytes: usize = queue_tracks(&state)
+        .filter_map(|t| t.encoded_bytes().map(<[u8]>::len))
+        .sum();
+    // The same queue with the blobs Lavalink sends (untimed: a size, not a speed).
+    let realistic = realistic_state(&state);
+    let realistic_sonora_json_bytes = sonora::to_json(&sonora::from_state(
+        BENCH_GUILD.0,
+        now_unix_secs(),
+        &realistic,
+        Sections::ALL,
+    ))
+    .len();
+    let realistic_bytes = reprise::format::snapshot::encode(BENCH_GUILD.0, 1, 0, &realistic, None)
+        .map_err(|e| io_failure("encode snapshot", &path, e))?
+        .len();
     let mut bytes = 0usize;
     let mut encode = Samples::with_capacity(plan.snapshot_runs);
     let samples = measure(&vec![(); plan.snapshot_runs], plan.row_budget, |()| {
@@ -265,6 +322,13 @@ pub(super) fn snapshot_row(
     row.extra.insert("bytes".into(), json!(bytes));
     row.extra
         .insert("sonora_json_bytes".into(), json!(sonora_json_bytes));
+    row.extra.insert("blob_bytes".into(), json!(blob_bytes));
+    row.extra
+        .insert("realistic_bytes".into(), json!(realistic_bytes));
+    row.extra.insert(
+        "realistic_sonora_json_bytes".into(),
+        json!(realistic_sonora_json_bytes),
+    );
     row.extra
         .insert("queue_tracks".into(), json!(state.queue.upcoming.len()));
     row.extra.insert("state_source".into(), json!(source));

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{varint_at, Head, Track, PRESENT_EXTRA};
+use super::{
+    part_stored, Head, Track, FLAGS_ALL, FLAG_SEEKABLE, FLAG_STREAM, PRESENT_ALL, PRESENT_EXTRA,
+    PRESENT_LENGTH,
+};
 
 /// Decodes the fields of a `tracks_enqueued` event (what follows its variant tag, from `at`
 /// in `payload`) exactly as bincode's derived decoding does in the standard configuration,
@@ -65,4 +68,78 @@ pub(crate) fn decode_enqueued_shared(
         _ => return None,
     };
     (claimed <= claim_max && at == payload.len()).then_some((tracks, index))
+}
+
+/// Reads the bincode varint `u64` (standard configuration: little-endian) at `*at` of `b` and
+/// moves `*at` past it; `None` when `b` ends first or the tag is not a `u64` one.
+#[inline]
+pub(super) fn varint_at(b: &[u8], at: &mut usize) -> Option<u64> {
+    let start = *at;
+    let tag = *b.get(start)?;
+    let (value, used) = match tag {
+        0..=250 => (u64::from(tag), 1),
+        251 => (
+            u64::from(u16::from_le_bytes(
+                b.get(start + 1..start + 3)?.try_into().ok()?,
+            )),
+            3,
+        ),
+        252 => (
+            u64::from(u32::from_le_bytes(
+                b.get(start + 1..start + 5)?.try_into().ok()?,
+            )),
+            5,
+        ),
+        253 => (
+            u64::from_le_bytes(b.get(start + 1..start + 9)?.try_into().ok()?),
+            9,
+        ),
+        _ => return None,
+    };
+    *at = start + used;
+    Some(value)
+}
+
+impl Head {
+    /// Parses the head and the length of `data` from the start of `b`, exactly as
+    /// [`Head::decode`] and bincode's slice length would (standard configuration; used by
+    /// [`decode_enqueued_shared`]). Returns the
+    /// head, its byte length (including the data length), the length of `data`, and the bytes
+    /// bincode would have claimed against its limit for the head; `None` when anything is off
+    /// (short input, unknown bits, a bad varint), for the exact path to report.
+    #[inline]
+    pub(super) fn parse(b: &[u8]) -> Option<(Head, usize, u64, usize)> {
+        let (&present, &flags) = (b.first()?, b.get(1)?);
+        if present & !PRESENT_ALL != 0
+            || flags & !FLAGS_ALL != 0
+            || (flags >> FLAG_STREAM) & 3 == 3
+            || (flags >> FLAG_SEEKABLE) & 3 == 3
+        {
+            return None;
+        }
+        let mut at = 2;
+        // bincode claims 1 byte per u8 and 8 per u64 (varint or not) and slice length.
+        let mut claimed = 2 + 8;
+        let length_ms = if present & PRESENT_LENGTH != 0 {
+            claimed += 8;
+            Some(varint_at(b, &mut at)?)
+        } else {
+            None
+        };
+        let mut lens = [0u64; 5];
+        for (i, len) in lens.iter_mut().enumerate() {
+            if part_stored(present, i) {
+                claimed += 8;
+                *len = varint_at(b, &mut at)?;
+            }
+        }
+        let data_len = varint_at(b, &mut at)?;
+        let head = Head {
+            present,
+            flags,
+            length_ms,
+            lens,
+        };
+        Some((head, at, data_len, claimed))
+    }
 }
