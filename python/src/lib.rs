@@ -188,6 +188,36 @@ impl Journal {
         from_json_value(py, &value)
     }
 
+    /// The guild's state as it was right after event `seq` (same shape as `state`).
+    fn state_at(&mut self, py: Python<'_>, guild: u64, seq: u64) -> PyResult<PyObject> {
+        let journal = self.journal()?;
+        let value = py
+            .allow_threads(|| {
+                journal
+                    .state_at(GuildId(guild), seq)
+                    .map(|gs| state_json(&gs))
+            })
+            .map_err(to_py_err)?;
+        from_json_value(py, &value)
+    }
+
+    /// Writes a snapshot of one guild (or of every guild with `guild=None`) now.
+    #[pyo3(signature = (guild=None))]
+    fn snapshot(&mut self, py: Python<'_>, guild: Option<u64>) -> PyResult<()> {
+        let journal = self.journal()?;
+        py.allow_threads(|| -> reprise::Result<()> {
+            let guilds = match guild {
+                Some(g) => vec![GuildId(g)],
+                None => journal.guilds()?,
+            };
+            for g in guilds {
+                journal.snapshot_now(g)?;
+            }
+            Ok(())
+        })
+        .map_err(to_py_err)
+    }
+
     /// Checks every file; returns the findings (empty: the journal is sound).
     fn verify(&mut self, py: Python<'_>) -> PyResult<Py<PyList>> {
         let journal = self.journal()?;

@@ -168,3 +168,23 @@ def test_sigkill_loses_no_acknowledged_append(tmp_path):
     with reprise.Journal(tmp_path) as j:
         st = j.state(7)
     assert st["seq"] >= acked
+
+
+def test_state_at_and_snapshot(tmp_path):
+    with reprise.Journal(tmp_path) as j:
+        j.append(GUILD, {"type": "volume_set", "volume": 10})
+        j.append(GUILD, {"type": "volume_set", "volume": 20})
+        j.append(1, {"type": "volume_set", "volume": 30})
+        at1 = j.state_at(GUILD, 1)
+        assert at1["seq"] == 1 and at1["player"]["volume"] == 10
+        assert j.state_at(GUILD, 2)["player"]["volume"] == 20
+        with pytest.raises(reprise.Error):
+            j.state_at(GUILD, 99)
+        j.snapshot()
+        j.append(GUILD, {"type": "volume_set", "volume": 40})
+        j.snapshot(GUILD)
+        now = j.state(GUILD)
+    assert [p.name for p in tmp_path.rglob("*.snap")]
+    with reprise.Journal(tmp_path) as j:
+        assert j.state(GUILD) == now
+        assert j.state(1)["player"]["volume"] == 30
