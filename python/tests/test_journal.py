@@ -47,7 +47,7 @@ def test_state_matches_cli(tmp_path):
         j.append(GUILD, {"type": "volume_set", "volume": 250})
         ours = j.state(GUILD)
     out = subprocess.run(
-        [cli, "--dir", str(tmp_path), "state", str(GUILD)],
+        [cli, "state", "--dir", str(tmp_path), "--guild", str(GUILD)],
         check=True,
         capture_output=True,
         text=True,
