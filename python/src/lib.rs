@@ -1,0 +1,264 @@
+//! The `reprise._reprise` extension module: the blocking `Journal` handle and the exception
+//! hierarchy of the `reprise` Python package. Every call that touches the disk releases the GIL.
+
+// pyo3 0.22's #[pymethods] expansion converts PyErr into PyErr; clippy flags the macro output.
+#![allow(clippy::useless_conversion)]
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use reprise::{Config, Durability, Event, GuildId};
+use serde_json::{json, Map, Value};
+
+create_exception!(
+    _reprise,
+    Error,
+    PyException,
+    "Base class of every reprise error."
+);
+create_exception!(
+    _reprise,
+    InvalidEvent,
+    Error,
+    "The event was rejected; nothing was written."
+);
+create_exception!(_reprise, Corrupt, Error, "Stored data failed its checks.");
+create_exception!(
+    _reprise,
+    Locked,
+    Error,
+    "Another handle holds the journal directory."
+);
+create_exception!(
+    _reprise,
+    Fenced,
+    Error,
+    "Another writer owns the guild in the remote store."
+);
+create_exception!(
+    _reprise,
+    IoError,
+    Error,
+    "An I/O error from the file system."
+);
+
+/// Maps a library error to the Python exception of its kind; the message is the library's Display.
+fn to_py_err(e: reprise::Error) -> PyErr {
+    let message = e.to_string();
+    match e {
+        reprise::Error::InvalidEvent { .. } | reprise::Error::EventTooLarge { .. } => {
+            InvalidEvent::new_err(message)
+        }
+        reprise::Error::Corrupt(_) => Corrupt::new_err(message),
+        reprise::Error::Locked { .. } => Locked::new_err(message),
+        reprise::Error::Fenced { .. } => Fenced::new_err(message),
+        reprise::Error::Io { .. } => IoError::new_err(message),
+        _ => Error::new_err(message),
+    }
+}
+
+/// Parses the `durability` argument (`"always"`, `"batched"`, `"none"`).
+fn durability_from_str(s: &str) -> PyResult<Durability> {
+    match s {
+        "always" => Ok(Durability::Always),
+        "batched" => Ok(Durability::Batched(Default::default())),
+        "none" => Ok(Durability::None),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "durability must be \"always\", \"batched\" or \"none\", not {other:?}"
+        ))),
+    }
+}
+
+/// Converts a Python object (an event dict) to its JSON text via the `json` module.
+fn to_json_text(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    py.import_bound("json")?
+        .call_method1("dumps", (obj,))?
+        .extract()
+}
+
+/// Converts JSON to the Python object `json.loads` makes of it.
+fn from_json_value(py: Python<'_>, value: &Value) -> PyResult<PyObject> {
+    Ok(py
+        .import_bound("json")?
+        .call_method1("loads", (value.to_string(),))?
+        .unbind())
+}
+
+/// Parses one event dict (CONTRACT §1 JSON form); a bad one is `InvalidEvent`.
+fn event_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Event> {
+    if !obj.is_instance_of::<PyDict>() {
+        return Err(InvalidEvent::new_err("an event must be a dict"));
+    }
+    let text = to_json_text(py, obj)?;
+    Event::from_json(&text).map_err(|e| InvalidEvent::new_err(e.to_string()))
+}
+
+/// `{"guild": G, "seq": N, ...state}`: what `reprise state` prints.
+fn state_json(gs: &reprise::GuildState) -> Value {
+    let mut m = Map::new();
+    m.insert("guild".into(), json!(gs.guild.0));
+    m.insert("seq".into(), json!(gs.seq));
+    if let Ok(Value::Object(fields)) = serde_json::to_value(&gs.state) {
+        m.extend(fields);
+    }
+    Value::Object(m)
+}
+
+/// The blocking handle on one journal directory.
+#[pyclass(module = "reprise._reprise")]
+struct Journal {
+    inner: Option<reprise::Journal>,
+}
+
+impl Journal {
+    fn journal(&mut self) -> PyResult<&mut reprise::Journal> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| Error::new_err("the journal is closed"))
+    }
+}
+
+#[pymethods]
+impl Journal {
+    #[new]
+    #[pyo3(signature = (path, *, key_file=None, history_max=None))]
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        key_file: Option<std::path::PathBuf>,
+        history_max: Option<u32>,
+    ) -> PyResult<Self> {
+        let mut config = Config::default();
+        if let Some(h) = history_max {
+            config.history_max = h;
+        }
+        if let Some(file) = key_file {
+            let key = reprise::crypto::Key::from_file(file).map_err(to_py_err)?;
+            let keys = reprise::crypto::Keyring::new(key, [])
+                .map_err(|e| IoError::new_err(e.to_string()))?;
+            config.keys = Some(keys);
+        }
+        let inner = py
+            .allow_threads(|| reprise::Journal::open(path, config))
+            .map_err(to_py_err)?;
+        Ok(Journal { inner: Some(inner) })
+    }
+
+    /// Appends one event; returns its seq once acknowledged at `durability`.
+    #[pyo3(signature = (guild, event, durability="always"))]
+    fn append(
+        &mut self,
+        py: Python<'_>,
+        guild: u64,
+        event: &Bound<'_, PyAny>,
+        durability: &str,
+    ) -> PyResult<u64> {
+        let event = event_from_py(py, event)?;
+        let durability = durability_from_str(durability)?;
+        let journal = self.journal()?;
+        py.allow_threads(|| journal.append(GuildId(guild), &event, durability))
+            .map_err(to_py_err)
+    }
+
+    /// Appends several events to one guild, all or nothing; returns their seqs.
+    #[pyo3(signature = (guild, events, durability="always"))]
+    fn append_many(
+        &mut self,
+        py: Python<'_>,
+        guild: u64,
+        events: &Bound<'_, PyAny>,
+        durability: &str,
+    ) -> PyResult<Vec<u64>> {
+        let events = events
+            .iter()?
+            .map(|e| event_from_py(py, &e?))
+            .collect::<PyResult<Vec<Event>>>()?;
+        let durability = durability_from_str(durability)?;
+        let journal = self.journal()?;
+        py.allow_threads(|| journal.append_many(GuildId(guild), &events, durability))
+            .map_err(to_py_err)
+    }
+
+    /// The guild's recovered state: `{"guild", "seq", ...state}` as `reprise state` prints it.
+    fn state(&mut self, py: Python<'_>, guild: u64) -> PyResult<PyObject> {
+        let journal = self.journal()?;
+        let value = py
+            .allow_threads(|| journal.state(GuildId(guild)).map(state_json))
+            .map_err(to_py_err)?;
+        from_json_value(py, &value)
+    }
+
+    /// The guild's state as it was right after event `seq` (same shape as `state`).
+    fn state_at(&mut self, py: Python<'_>, guild: u64, seq: u64) -> PyResult<PyObject> {
+        let journal = self.journal()?;
+        let value = py
+            .allow_threads(|| {
+                journal
+                    .state_at(GuildId(guild), seq)
+                    .map(|gs| state_json(&gs))
+            })
+            .map_err(to_py_err)?;
+        from_json_value(py, &value)
+    }
+
+    /// Writes a snapshot of one guild (or of every guild with `guild=None`) now.
+    #[pyo3(signature = (guild=None))]
+    fn snapshot(&mut self, py: Python<'_>, guild: Option<u64>) -> PyResult<()> {
+        let journal = self.journal()?;
+        py.allow_threads(|| -> reprise::Result<()> {
+            let guilds = match guild {
+                Some(g) => vec![GuildId(g)],
+                None => journal.guilds()?,
+            };
+            for g in guilds {
+                journal.snapshot_now(g)?;
+            }
+            Ok(())
+        })
+        .map_err(to_py_err)
+    }
+
+    /// Checks every file; returns the findings (empty: the journal is sound).
+    fn verify(&mut self, py: Python<'_>) -> PyResult<Py<PyList>> {
+        let journal = self.journal()?;
+        let report = py.allow_threads(|| journal.verify()).map_err(to_py_err)?;
+        let findings: Vec<String> = report.findings.iter().map(|f| format!("{f:?}")).collect();
+        Ok(PyList::new_bound(py, findings).unbind())
+    }
+
+    /// Flushes and releases the directory; later calls raise `reprise.Error`.
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        match self.inner.take() {
+            Some(journal) => py.allow_threads(|| journal.close()).map_err(to_py_err),
+            None => Ok(()),
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(
+        &mut self,
+        py: Python<'_>,
+        _args: &Bound<'_, pyo3::types::PyTuple>,
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+}
+
+/// The extension module.
+#[pymodule]
+fn _reprise(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Journal>()?;
+    m.add("Error", py.get_type_bound::<Error>())?;
+    m.add("InvalidEvent", py.get_type_bound::<InvalidEvent>())?;
+    m.add("Corrupt", py.get_type_bound::<Corrupt>())?;
+    m.add("Locked", py.get_type_bound::<Locked>())?;
+    m.add("Fenced", py.get_type_bound::<Fenced>())?;
+    m.add("IoError", py.get_type_bound::<IoError>())?;
+    Ok(())
+}
