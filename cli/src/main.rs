@@ -322,6 +322,14 @@ enum Command {
         #[arg(long)]
         seed: u64,
     },
+    /// A child process of `bench` (`recover guilds`; not for direct use).
+    #[command(hide = true)]
+    BenchWorker {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        guilds: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -492,6 +500,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             events,
             seed,
         } => demo::worker(&dir, guilds, events, seed),
+        Command::BenchWorker { role, guilds } => bench::worker(&dir, &role, guilds),
         Command::Apply {
             guild,
             durability,

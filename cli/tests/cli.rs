@@ -316,6 +316,8 @@ fn bench_quick_with_a_file_remote_adds_the_remote_rows_and_cleans_up() {
         "fjall 64 guilds",
         "replay",
         "snapshot",
+        "new guild",
+        "recover guilds",
     ] {
         let row = rows[..local]
             .iter()
@@ -323,6 +325,17 @@ fn bench_quick_with_a_file_remote_adds_the_remote_rows_and_cleans_up() {
             .unwrap_or_else(|| panic!("no row {name}: {names:?}"));
         assert!(row["ops_per_s"].as_f64().unwrap() > 0.0, "{row}");
     }
+    // The scale rows: every guild written by the killed child is recovered by the fresh one,
+    // whose peak memory and the directory's allocated bytes are reported.
+    let recover = rows.iter().find(|r| r["name"] == "recover guilds").unwrap();
+    assert!(recover["guilds"].as_u64().unwrap() >= 5_000, "{recover}");
+    assert!(recover["rss_bytes"].as_u64().unwrap() > 0, "{recover}");
+    assert!(recover["disk_bytes"].as_u64().unwrap() > 0, "{recover}");
+    let new_guild = rows.iter().find(|r| r["name"] == "new guild").unwrap();
+    assert!(
+        new_guild["ratio_to_existing_guild"].as_f64().unwrap() > 0.0,
+        "{new_guild}"
+    );
     // The durable rows' floor is the faster of the two floor rows.
     let ops = |name: &str| {
         rows.iter().find(|r| r["name"] == name).unwrap()["ops_per_s"]

@@ -16,7 +16,7 @@
 //!
 //! With `--remote URL`, three rows against that object store follow, in the same run
 //! (`s3 PUT floor`, `reprise remote 64 guilds`, `claim`; CONTRACT §5): see [`remote`]. Without
-//! it the report is the fourteen local rows alone.
+//! it the report is the sixteen local rows alone.
 //!
 //! The files of this folder:
 //! - `mod.rs`: the run ([`run`]) — the plan of each mode, the scratch directory, the order of
@@ -27,6 +27,7 @@
 //! - [`reprise_rows`]: reprise's own local rows (durable, none, replay, snapshot);
 //! - [`peers`]: the rows reprise is compared with (the fdatasync floor and append, SQLite,
 //!   Sonora JSON);
+//! - [`scale`]: the scale rows (`new guild`, `recover guilds` and its child processes);
 //! - [`stores`]: the embedded Rust stores a bot author would pick instead (redb, fjall);
 //! - [`machine`]: the machine description the report names;
 //! - [`report`]: how a run prints (JSON object or table with its legend);
@@ -38,6 +39,7 @@ mod remote;
 mod report;
 mod reprise_rows;
 mod row;
+mod scale;
 mod stores;
 mod stream;
 
@@ -56,10 +58,12 @@ use reprise_rows::{
     replay_row, reprise_durable_1_row, reprise_durable_64_row, reprise_none_row, snapshot_row,
 };
 use row::{
-    Row, CLAIM, FJALL_1, FJALL_64, FLOOR, FLOOR_APPEND, REDB_1, REDB_64, REPLAY, REPRISE_DURABLE_1,
-    REPRISE_DURABLE_64, REPRISE_NONE, REPRISE_REMOTE_64, S3_PUT_FLOOR, SNAPSHOT, SONORA_JSON,
-    SQLITE_FULL, SQLITE_NORMAL,
+    Row, CLAIM, FJALL_1, FJALL_64, FLOOR, FLOOR_APPEND, NEW_GUILD, RECOVER_GUILDS, REDB_1, REDB_64,
+    REPLAY, REPRISE_DURABLE_1, REPRISE_DURABLE_64, REPRISE_NONE, REPRISE_REMOTE_64, S3_PUT_FLOOR,
+    SNAPSHOT, SONORA_JSON, SQLITE_FULL, SQLITE_NORMAL,
 };
+pub(crate) use scale::worker;
+use scale::{new_guild_row, recover_guilds_row, relate_new_guild};
 use stores::{fjall_1_row, fjall_64_row, redb_1_row, redb_64_row};
 use stream::{Stream, WARMUP_EVENTS};
 
@@ -94,6 +98,10 @@ struct Plan {
     put_events: usize,
     /// Guilds claimed by the `claim` row (`--remote`).
     claim_guilds: usize,
+    /// First events of fresh guilds timed by the `new guild` row.
+    new_guilds: usize,
+    /// Guilds written, killed and recovered by the `recover guilds` row.
+    recover_guilds: u64,
 }
 
 impl Plan {
@@ -109,6 +117,8 @@ impl Plan {
         row_budget: Duration::from_secs(8),
         put_events: 500,
         claim_guilds: 5,
+        new_guilds: 500,
+        recover_guilds: 5_000,
     };
     /// The default: a few minutes.
     const FULL: Plan = Plan {
@@ -122,6 +132,8 @@ impl Plan {
         row_budget: Duration::from_secs(45),
         put_events: 3_000,
         claim_guilds: 20,
+        new_guilds: 2_000,
+        recover_guilds: 100_000,
     };
 
     /// Events the shared stream needs after its warm-up prefix.
@@ -207,8 +219,8 @@ pub(crate) fn run(
         WARMUP_EVENTS + plan.stream_events()
     );
     let stream = Stream::generate(plan.stream_events());
-    let mut rows = Vec::with_capacity(14);
-    let steps: [(&str, RowFn); 14] = [
+    let mut rows = Vec::with_capacity(16);
+    let steps: [(&str, RowFn); 16] = [
         (FLOOR, floor_row),
         (FLOOR_APPEND, floor_append_row),
         (REPRISE_DURABLE_1, reprise_durable_1_row),
@@ -223,11 +235,14 @@ pub(crate) fn run(
         (FJALL_64, fjall_64_row),
         (REPLAY, replay_row),
         (SNAPSHOT, snapshot_row),
+        (NEW_GUILD, new_guild_row),
+        (RECOVER_GUILDS, recover_guilds_row),
     ];
     for (name, step) in steps {
         eprintln!("reprise: bench: {name}");
         rows.push(step(&scratch, &stream, &plan)?);
     }
+    relate_new_guild(&mut rows);
     if let Some(bench) = &remote {
         let steps: [(&str, remote::RemoteRowFn); 3] = [
             (S3_PUT_FLOOR, remote::s3_put_floor_row),

@@ -5,8 +5,8 @@ use serde_json::{json, Map, Value};
 
 use super::remote;
 use super::row::{
-    ratio_baseline, Guarantee, Row, CLAIM, FLOOR, FLOOR_APPEND, REPLAY, REPRISE_REMOTE_64,
-    S3_PUT_FLOOR, SNAPSHOT, SONORA_JSON,
+    ratio_baseline, Guarantee, Row, CLAIM, FLOOR, FLOOR_APPEND, NEW_GUILD, RECOVER_GUILDS, REPLAY,
+    REPRISE_REMOTE_64, S3_PUT_FLOOR, SNAPSHOT, SONORA_JSON,
 };
 use super::Plan;
 
@@ -151,6 +151,22 @@ impl Report {
                         .get("encode_p50_us")
                         .and_then(Value::as_f64)
                         .unwrap_or(0.0),
+                ),
+                NEW_GUILD => format!(
+                    "{}; first events of fresh guilds, p50 {:.2}x an existing guild's",
+                    ratio_baseline(row),
+                    row.extra
+                        .get("ratio_to_existing_guild")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(0.0),
+                ),
+                RECOVER_GUILDS => format!(
+                    "{} guilds x 3 events after SIGKILL, p50 = open + every state; rss {} MiB, disk {} MiB ({} B rss, {} B disk per guild)",
+                    extra_u64(row, "guilds"),
+                    extra_u64(row, "rss_bytes") >> 20,
+                    extra_u64(row, "disk_bytes") >> 20,
+                    extra_u64(row, "rss_bytes_per_guild"),
+                    extra_u64(row, "disk_bytes_per_guild"),
                 ),
                 REPLAY => format!(
                     "{} events per recovery, p50/p99 per recovery",

@@ -25,6 +25,9 @@ pub(super) const REDB_1: &str = "redb 1 guild";
 pub(super) const FJALL_1: &str = "fjall 1 guild";
 pub(super) const REDB_64: &str = "redb 64 guilds";
 pub(super) const FJALL_64: &str = "fjall 64 guilds";
+/// The scale rows (CONTRACT §4, added rows).
+pub(super) const NEW_GUILD: &str = "new guild";
+pub(super) const RECOVER_GUILDS: &str = "recover guilds";
 /// The rows `--remote` adds after those (CONTRACT §5).
 pub(super) const S3_PUT_FLOOR: &str = "s3 PUT floor";
 pub(super) const REPRISE_REMOTE_64: &str = "reprise remote 64 guilds";
@@ -132,12 +135,12 @@ impl Row {
 /// the same run (above 1: faster than reprise; below 1: slower):
 /// - rows acknowledged after stable storage (`fdatasync floor`, `fdatasync append`, both
 ///   `reprise durable` rows, `sqlite WAL FULL`, `sonora JSON`, the redb and fjall rows) ÷
-///   `reprise durable 1 guild`;
+///   `reprise durable 1 guild`, and `new guild` (first events of fresh guilds, same durability);
 /// - rows acknowledged once the OS has the bytes, surviving a process kill but not a power loss
 ///   (`reprise none`, `sqlite WAL NORMAL`, whose WAL commits do not fsync) ÷ `reprise none`;
 /// - rows acknowledged once stored in the object store of `--remote`, surviving the loss of
 ///   the machine (`s3 PUT floor`, `reprise remote 64 guilds`) ÷ `reprise remote 64 guilds`;
-/// - `replay`, `snapshot` and `claim` are reprise's own operations with no peer: 1 by
+/// - `replay`, `snapshot`, `recover guilds` and `claim` are reprise's own operations with no peer: 1 by
 ///   definition (the snapshot row compares bytes instead: `bytes` beside `sonora_json_bytes`).
 ///
 /// `ratio_to_floor` (acknowledging rows only) = `ops_per_s` ÷ `ops_per_s` of the floor of the
