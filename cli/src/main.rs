@@ -584,7 +584,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 (None, None) => journal.state(guild)?.clone(),
             };
             match format {
-                StateFormat::Reprise => print_json_line(&mut out, &output::state_json(&gs)),
+                StateFormat::Reprise => print_json_line(&mut out, &gs.to_json()),
                 StateFormat::Sonora => {
                     let text = sonora_text(&gs, reprise::sonora::Sections::ALL);
                     output::print_line(&mut out, &text)

@@ -2,7 +2,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use reprise::{Finding, GuildId, GuildInfo, GuildState, LoggedEvent};
+use reprise::{Finding, GuildId, GuildInfo, LoggedEvent};
 use serde_json::{json, Map, Value};
 
 use crate::Failure;
@@ -51,17 +51,6 @@ fn object(value: Value) -> Map<String, Value> {
             m
         }
     }
-}
-
-/// `{"guild": G, "seq": N, ...state}`.
-pub(crate) fn state_json(gs: &GuildState) -> Value {
-    let mut m = Map::new();
-    m.insert("guild".into(), json!(gs.guild.0));
-    m.insert("seq".into(), json!(gs.seq));
-    m.extend(object(
-        serde_json::to_value(&gs.state).unwrap_or(Value::Null),
-    ));
-    Value::Object(m)
 }
 
 /// `{"seq": N, "type": ..., ...fields}`: the event's JSON form with its seq.

@@ -8,7 +8,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use reprise::{Config, Durability, Event, GuildId};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 create_exception!(
     _reprise,
@@ -93,17 +93,6 @@ fn event_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Event> {
     Event::from_json(&text).map_err(|e| InvalidEvent::new_err(e.to_string()))
 }
 
-/// `{"guild": G, "seq": N, ...state}`: what `reprise state` prints.
-fn state_json(gs: &reprise::GuildState) -> Value {
-    let mut m = Map::new();
-    m.insert("guild".into(), json!(gs.guild.0));
-    m.insert("seq".into(), json!(gs.seq));
-    if let Ok(Value::Object(fields)) = serde_json::to_value(&gs.state) {
-        m.extend(fields);
-    }
-    Value::Object(m)
-}
-
 /// The blocking handle on one journal directory.
 #[pyclass(module = "reprise._reprise")]
 struct Journal {
@@ -183,7 +172,11 @@ impl Journal {
     fn state(&mut self, py: Python<'_>, guild: u64) -> PyResult<PyObject> {
         let journal = self.journal()?;
         let value = py
-            .allow_threads(|| journal.state(GuildId(guild)).map(state_json))
+            .allow_threads(|| {
+                journal
+                    .state(GuildId(guild))
+                    .map(reprise::GuildState::to_json)
+            })
             .map_err(to_py_err)?;
         from_json_value(py, &value)
     }
@@ -192,11 +185,7 @@ impl Journal {
     fn state_at(&mut self, py: Python<'_>, guild: u64, seq: u64) -> PyResult<PyObject> {
         let journal = self.journal()?;
         let value = py
-            .allow_threads(|| {
-                journal
-                    .state_at(GuildId(guild), seq)
-                    .map(|gs| state_json(&gs))
-            })
+            .allow_threads(|| journal.state_at(GuildId(guild), seq).map(|gs| gs.to_json()))
             .map_err(to_py_err)?;
         from_json_value(py, &value)
     }

@@ -106,6 +106,20 @@ pub struct GuildState {
     pub state: State,
 }
 
+impl GuildState {
+    /// The JSON form `reprise state` prints (and the Python package's `state()` gives):
+    /// `{"guild": G, "seq": N, ...}` with the state's fields beside the two.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("guild".into(), self.guild.0.into());
+        m.insert("seq".into(), self.seq.into());
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&self.state) {
+            m.extend(fields);
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
 /// The per-guild write-ahead journal. See the crate docs for an example.
 ///
 /// A `Journal` owns its directory (an advisory lock) until dropped. Guilds are recovered lazily,

@@ -245,11 +245,17 @@ impl Journal {
             };
             reads.push((first_seq, path, read));
         }
+        // A first frame that decodes settles it without a scan (the scan below reads the
+        // active segment anyway): the segment holds a frame, or is damaged.
         let holds_no_frame = |first_seq: Seq, bytes: &[u8]| {
             segment::header_is_torn(bytes)
                 || covered_by_commit(first_seq) && segment::header_is_unreadable_and_empty(bytes)
-                || segment::scan(bytes, true)
-                    .is_ok_and(|sc| sc.frame_count == 0 && !matches!(sc.end, ScanEnd::Corrupt(_)))
+                || bytes
+                    .get(segment::HEADER_LEN..)
+                    .is_some_and(|frames| frame::decode(frames).is_err())
+                    && segment::scan(bytes, true).is_ok_and(|sc| {
+                        sc.frame_count == 0 && !matches!(sc.end, ScanEnd::Corrupt(_))
+                    })
         };
         // Only past a segment whose predecessor does not end cleanly: behind a clean one, a
         // frameless newest segment is the ordinary start of the next segment (its name says

@@ -113,8 +113,18 @@ impl Journal {
         // Without a readable segment below, the base is the newest snapshot that decodes: a
         // damaged one (its name alone) holds nothing, and trusting its name would drop the
         // segments that do hold the events after the last valid base.
+        // Decoded at most once, and only on the paths that need it.
+        let mut newest_valid: Option<Seq> = None;
+        let mut newest_valid_snapshot = || -> Result<Seq> {
+            if let Some(seq) = newest_valid {
+                return Ok(seq);
+            }
+            let seq = self.newest_valid_snapshot(guild, &scanned.snapshots)?;
+            newest_valid = Some(seq);
+            Ok(seq)
+        };
         let snapshot_held = if early == Some(None) || readable.is_none() {
-            self.newest_valid_snapshot(guild, &scanned.snapshots)?
+            newest_valid_snapshot()?
         } else {
             0
         };
@@ -132,7 +142,7 @@ impl Journal {
         if last_entry.seq > held && !covers(held + 1) {
             // A valid snapshot past the usable segment's end (its tail lost, the snapshot
             // holding it) is where the commit log's events may continue.
-            let snapshot = self.newest_valid_snapshot(guild, &scanned.snapshots)?;
+            let snapshot = newest_valid_snapshot()?;
             if snapshot > held && covers(snapshot + 1) {
                 held = snapshot;
             }

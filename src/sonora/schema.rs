@@ -290,12 +290,11 @@ fn opt_text(
 /// `pluginInfo` and `userData` together within [`USER_DATA_BYTES_MAX`] bytes of compact JSON,
 /// the bound a track event has.
 fn check_user_data(track: &SonoraTrack, path: &str) -> Result<(), SonoraError> {
-    let len = |v: Option<String>| v.map_or(0, |s| s.len());
-    let plugin = len(track
+    let plugin = track
         .plugin_info
         .as_ref()
-        .map(|m| serde_json::to_string(m).unwrap_or_default()));
-    let user = len(track.user_data.as_ref().map(Value::to_string));
+        .map_or(0, |m| serde_json::to_string(m).map_or(0, |text| text.len()));
+    let user = track.user_data.as_ref().map_or(0, |v| v.to_string().len());
     if plugin + user > USER_DATA_BYTES_MAX {
         return Err(invalid(
             &join(path, "userData"),

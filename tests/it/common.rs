@@ -69,3 +69,8 @@ pub fn open_sim(
         std::sync::Arc::clone(storage) as std::sync::Arc<dyn reprise::storage::Storage>,
     )
 }
+
+/// A `u64` from the environment variable `name` (unset or unparsable: `None`).
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}

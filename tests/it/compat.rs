@@ -6,13 +6,12 @@ use reprise::{Config, GuildId, Journal};
 
 use crate::common::copy_dir;
 
-/// `tests/fixtures/journal-v1/`: a guild written by the code before issue 19 (segments, a
-/// snapshot at seq 60 with log after it, every event type including `state_restored`), and the
-/// state that code folded.
-#[test]
-fn a_journal_written_before_issue_19_opens_with_the_same_state() {
-    let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-v1");
+/// The journal of `tests/fixtures/<name>/data` copied into a fresh directory, with the seq and
+/// state its `expected.json` says the code that wrote it folded.
+fn fixture(name: &str) -> (tempfile::TempDir, u64, State) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
             .unwrap();
@@ -20,6 +19,15 @@ fn a_journal_written_before_issue_19_opens_with_the_same_state() {
     let state: State = serde_json::from_value(expected["state"].clone()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixture.join("data"), dir.path());
+    (dir, seq, state)
+}
+
+/// `tests/fixtures/journal-v1/`: a guild written by the code before issue 19 (segments, a
+/// snapshot at seq 60 with log after it, every event type including `state_restored`), and the
+/// state that code folded.
+#[test]
+fn a_journal_written_before_issue_19_opens_with_the_same_state() {
+    let (dir, seq, state) = fixture("journal-v1");
     let g = GuildId(42);
     let mut j = Journal::open_read_only(dir.path(), Config::default()).unwrap();
     let recovered = j.state(g).unwrap().clone();
@@ -46,15 +54,7 @@ fn a_journal_written_before_issue_19_opens_with_the_same_state() {
 #[test]
 fn a_journal_with_raw_lavalink_blobs_opens_and_its_new_snapshot_takes_them_apart() {
     use reprise::format::{encode_state, snapshot};
-    let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journal-raw-blobs");
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
-            .unwrap();
-    let seq = expected["seq"].as_u64().unwrap();
-    let state: State = serde_json::from_value(expected["state"].clone()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixture.join("data"), dir.path());
+    let (dir, seq, state) = fixture("journal-raw-blobs");
     let g = GuildId(42);
     let mut j = Journal::open(dir.path(), Config::default()).unwrap();
     assert_eq!(j.state(g).unwrap().seq, seq);

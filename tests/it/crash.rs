@@ -41,7 +41,7 @@ use reprise::{Config, Durability, Error, Event, GuildId, Journal, Seq};
 
 /// Where the journal lives in the simulated file system (created durably before each run:
 /// the journal directory itself is the caller's).
-use crate::common::{open_sim as open, SIM_ROOT as ROOT};
+use crate::common::{env_u64, open_sim as open, SIM_ROOT as ROOT};
 
 /// What an offered `syncfs` may do.
 const SYNCFS_MODES: [SyncfsMode; 3] = [
@@ -60,10 +60,6 @@ const SYNCFS_CHOICES: [(bool, SyncfsMode); 4] = [
 
 /// The operations that make things durable.
 const SYNC_KINDS: [OpKind; 3] = [OpKind::SyncData, OpKind::SyncDir, OpKind::SyncFilesystem];
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
 
 fn repro(seed: u64) -> String {
     format!(

@@ -9,7 +9,7 @@ use reprise::storage::sim::{CrashMode, Fault, InjectedError, OpKind, SimStorage}
 use reprise::storage::Storage;
 use reprise::{Config, Durability, Error, GuildId, Journal, OpenMode, Reprise, SubscriptionError};
 
-use crate::common::stream;
+use crate::common::{env_u64, stream};
 
 const ROOT: &str = "/srv/reprise";
 
@@ -296,6 +296,14 @@ async fn runtime_workload(
     (acked, seen)
 }
 
+/// The seeds a runtime simulation runs: `REPRISE_RUNTIME_SEEDS` of them (`default` when unset)
+/// from `REPRISE_RUNTIME_SEED_FIRST` (0 when unset).
+fn seed_range(default: u64) -> std::ops::Range<u64> {
+    let seeds = env_u64("REPRISE_RUNTIME_SEEDS").unwrap_or(default);
+    let first = env_u64("REPRISE_RUNTIME_SEED_FIRST").unwrap_or(0);
+    first..first + seeds
+}
+
 fn runtime_crash_config(seed: u64) -> Config {
     Config::default()
         .with_segment_bytes_max(4 << 10)
@@ -314,18 +322,11 @@ fn runtime_crash_config(seed: u64) -> Config {
 /// interleaving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_power_loss_keeps_every_acknowledged_event() {
-    let seeds = std::env::var("REPRISE_RUNTIME_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(400u64);
+    let seeds = seed_range(400);
     let started = std::time::Instant::now();
     let mut states_checked = 0u64;
     let mut cut_short = 0u64;
-    let first = std::env::var("REPRISE_RUNTIME_SEED_FIRST")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0u64);
-    for seed in first..first + seeds {
+    for seed in seeds.clone() {
         let config = runtime_crash_config(seed);
         let dry = sim(seed);
         let (acked, _) = runtime_workload(seed, &dry, &config).await;
@@ -388,12 +389,13 @@ async fn runtime_power_loss_keeps_every_acknowledged_event() {
         j.close().unwrap();
     }
     eprintln!(
-        "runtime crash: {seeds} seeds ({cut_short} stopped by the power loss), {states_checked} \
+        "runtime crash: {} seeds ({cut_short} stopped by the power loss), {states_checked} \
          guild states checked in {:?}",
+        seeds.end - seeds.start,
         started.elapsed()
     );
     assert!(
-        seeds < 4 || cut_short > 0,
+        seeds.end - seeds.start < 4 || cut_short > 0,
         "no power loss stopped a workload"
     );
 }
@@ -596,16 +598,9 @@ async fn ordered_workload(seed: u64, storage: &Arc<SimStorage>, config: &Config)
 /// order sent. `REPRISE_RUNTIME_SEEDS` (default 100 here) seeds, every crash mode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_appends_durable_before_a_power_loss_survive_it() {
-    let seeds = std::env::var("REPRISE_RUNTIME_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100u64);
-    let first = std::env::var("REPRISE_RUNTIME_SEED_FIRST")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0u64);
+    let seeds = seed_range(100);
     let mut cut_short = 0u64;
-    for seed in first..first + seeds {
+    for seed in seeds.clone() {
         let config = runtime_crash_config(seed);
         let dry = sim(seed);
         let durable = ordered_workload(seed, &dry, &config).await;
@@ -654,7 +649,7 @@ async fn ordered_appends_durable_before_a_power_loss_survive_it() {
         j.close().unwrap();
     }
     assert!(
-        seeds < 4 || cut_short > 0,
+        seeds.end - seeds.start < 4 || cut_short > 0,
         "no power loss stopped a workload"
     );
 }

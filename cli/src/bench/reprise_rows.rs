@@ -44,6 +44,23 @@ fn reprise_appends(
     })
 }
 
+/// A journal in the scratch directory `name` (default configuration) whose guild
+/// `BENCH_GUILD` holds the stream's warm-up events, appended at `durability` and synced: where
+/// the single-journal rows start measuring.
+pub(super) fn warmed_journal(
+    scratch: &Scratch,
+    name: &str,
+    stream: &Stream,
+    durability: Durability,
+) -> Result<Journal, Failure> {
+    let mut journal = Journal::open(scratch.sub(name)?, Config::default())?;
+    for event in stream.warmup() {
+        journal.append(BENCH_GUILD, event, durability)?;
+    }
+    journal.sync()?;
+    Ok(journal)
+}
+
 /// `reprise durable 1 guild`: `Journal::append(.., Durability::Always)` per event (default
 /// configuration, automatic snapshots included); acknowledged when `append` returns.
 pub(super) fn reprise_durable_1_row(
@@ -51,11 +68,7 @@ pub(super) fn reprise_durable_1_row(
     stream: &Stream,
     plan: &Plan,
 ) -> Result<Row, Failure> {
-    let mut journal = Journal::open(scratch.sub("reprise-durable-1")?, Config::default())?;
-    for event in stream.warmup() {
-        journal.append(BENCH_GUILD, event, Durability::BATCHED)?;
-    }
-    journal.sync()?;
+    let mut journal = warmed_journal(scratch, "reprise-durable-1", stream, Durability::BATCHED)?;
     let samples = reprise_appends(
         &mut journal,
         BENCH_GUILD,
@@ -164,11 +177,7 @@ pub(super) fn reprise_none_row(
     stream: &Stream,
     plan: &Plan,
 ) -> Result<Row, Failure> {
-    let mut journal = Journal::open(scratch.sub("reprise-none")?, Config::default())?;
-    for event in stream.warmup() {
-        journal.append(BENCH_GUILD, event, Durability::None)?;
-    }
-    journal.sync()?;
+    let mut journal = warmed_journal(scratch, "reprise-none", stream, Durability::None)?;
     let samples = reprise_appends(
         &mut journal,
         BENCH_GUILD,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use reprise::{Config, Durability, GuildId, Journal};
 use serde_json::json;
 
+use super::reprise_rows::warmed_journal;
 use super::row::{measure, Guarantee, Row, Samples, NEW_GUILD, RECOVER_GUILDS};
 use super::stream::Stream;
 use super::{io_failure, Plan, Scratch, BENCH_GUILD};
@@ -39,11 +40,7 @@ pub(super) fn new_guild_row(
     stream: &Stream,
     plan: &Plan,
 ) -> Result<Row, Failure> {
-    let mut journal = Journal::open(scratch.sub("new-guild")?, Config::default())?;
-    for event in stream.warmup() {
-        journal.append(BENCH_GUILD, event, Durability::BATCHED)?;
-    }
-    journal.sync()?;
+    let mut journal = warmed_journal(scratch, "new-guild", stream, Durability::BATCHED)?;
     let first = stream.prefix(1)[0].clone();
     let guilds: Vec<GuildId> = (0..plan.new_guilds as u64).map(scale_guild).collect();
     let samples = measure(&guilds, plan.row_budget, |guild| {

@@ -48,6 +48,13 @@ fn put<T: bincode::Encode>(out: &mut Vec<u8>, value: &T) {
     let _ = bincode::encode_into_std_write(value, out, config());
 }
 
+/// Appends the bincode of `value` when `bit` is set in `differ`.
+fn put_if<T: bincode::Encode>(out: &mut Vec<u8>, differ: u16, bit: u16, value: &T) {
+    if differ & bit != 0 {
+        put(out, value);
+    }
+}
+
 /// The blob's fields as the track gives them: what a blob repeating the track would hold.
 struct Own<'a> {
     title: &'a str,
@@ -108,34 +115,16 @@ pub(super) fn blob_rest(track: &Track) -> Option<Vec<u8>> {
     let mut rest = Vec::with_capacity(16 + blob.details.len());
     rest.push(blob.flags | if v3 { HEAD_V3 } else { 0 });
     put(&mut rest, &differ);
-    let on = |bit: u16| differ & bit != 0;
-    if on(TITLE) {
-        put(&mut rest, &blob.title);
-    }
-    if on(AUTHOR) {
-        put(&mut rest, &blob.author);
-    }
-    if on(LENGTH) {
-        put(&mut rest, &blob.length_ms);
-    }
-    if on(IDENTIFIER) {
-        put(&mut rest, &blob.identifier);
-    }
-    if on(STREAM) {
-        put(&mut rest, &blob.is_stream);
-    }
-    if on(URI) {
-        put(&mut rest, &blob.uri);
-    }
-    if on(ARTWORK_URL) {
-        put(&mut rest, &blob.artwork_url);
-    }
-    if on(ISRC) {
-        put(&mut rest, &blob.isrc);
-    }
-    if on(SOURCE) {
-        put(&mut rest, &blob.source);
-    }
+    // The differing fields, in the blob's order.
+    put_if(&mut rest, differ, TITLE, &blob.title);
+    put_if(&mut rest, differ, AUTHOR, &blob.author);
+    put_if(&mut rest, differ, LENGTH, &blob.length_ms);
+    put_if(&mut rest, differ, IDENTIFIER, &blob.identifier);
+    put_if(&mut rest, differ, STREAM, &blob.is_stream);
+    put_if(&mut rest, differ, URI, &blob.uri);
+    put_if(&mut rest, differ, ARTWORK_URL, &blob.artwork_url);
+    put_if(&mut rest, differ, ISRC, &blob.isrc);
+    put_if(&mut rest, differ, SOURCE, &blob.source);
     put(&mut rest, &blob.position_ms);
     rest.extend_from_slice(&blob.details);
     (rest.len() < bytes.len()).then_some(rest)
