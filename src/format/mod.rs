@@ -79,6 +79,15 @@ pub fn encode_state(state: &State) -> Vec<u8> {
     }
 }
 
+/// The bincode form of a state (what [`encode_state`] gives) and the offset where its blob
+/// column starts (see [`State::encode_split`]).
+pub fn encode_state_split(state: &State) -> (Vec<u8>, usize) {
+    match state.encode_split(codec()) {
+        Ok(v) => v,
+        Err(e) => unreachable_encode(e),
+    }
+}
+
 /// Decodes a state that must occupy all of `bytes`.
 ///
 /// # Errors

@@ -5,7 +5,8 @@
 //! offset size field
 //!      0    8 magic           b"REPRSNP\0"
 //!      8    2 version         FORMAT_VERSION (1)
-//!     10    2 codec           1 = zstd(bincode(State))
+//!     10    2 codec           1 = zstd(bincode(State)) (one frame; since state layout 3 a
+//!                               block boundary where the blob column starts)
 //!     12    4 key_id          key that seals the body (0: not encrypted; see crate::crypto)
 //!     16    8 guild           guild id
 //!     24    8 seq             sequence number of the last event folded in (also the file name)
@@ -22,7 +23,7 @@
 use crate::crypto::{self, KeyId, Keyring, OpenFault, NONCE_LEN};
 use crate::error::CorruptionKind;
 use crate::format::{
-    check_header, decode_state, encode_state, put, put_header_crc, put_header_start, read_u16,
+    check_header, decode_state, encode_state_split, put, put_header_crc, put_header_start, read_u16,
     read_u32, read_u64, Fault,
 };
 use crate::ids::Seq;
@@ -93,8 +94,8 @@ pub fn encode(
     state: &State,
     keys: Option<&Keyring>,
 ) -> std::io::Result<Vec<u8>> {
-    let raw = encode_state(state);
-    let mut body = zstd::bulk::compress(&raw, ZSTD_LEVEL)?;
+    let (raw, split) = encode_state_split(state);
+    let mut body = compress_split(&raw, split)?;
     let key_id = keys.map_or(KeyId::PLAINTEXT, Keyring::current);
     let mut out = vec![0u8; HEADER_LEN];
     put_header_start(&mut out, &MAGIC);
@@ -129,6 +130,26 @@ pub fn encode(
     put_header_crc(&mut out, HEADER_CRC_OFFSET);
     out.extend_from_slice(&body);
     Ok(out)
+}
+
+/// One zstd frame of `raw`, with a block boundary at `split`: the blocks before it (the state
+/// but its blobs: small, repetitive) and after it (the blobs: mostly random bytes that zstd
+/// stores raw) get their own literal statistics, where one block mixing the two would code the
+/// texts with the blobs' flat ones.
+///
+/// # Errors
+/// zstd's.
+fn compress_split(raw: &[u8], split: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let (head, blobs) = raw.split_at(split.min(raw.len()));
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::with_capacity(raw.len() / 2 + 64), ZSTD_LEVEL)?;
+    encoder.include_contentsize(true)?;
+    encoder.set_pledged_src_size(Some(raw.len() as u64))?;
+    encoder.write_all(head)?;
+    // Ends the current block (ZSTD_e_flush): the blobs start a new one.
+    encoder.flush()?;
+    encoder.write_all(blobs)?;
+    encoder.finish()
 }
 
 /// Decodes and checks the header (not the body).

@@ -29,7 +29,8 @@
 //! - `event.rs` — [`Event`] and its exact JSON form; [`EventParseError`]; `event/codec.rs` its
 //!   binary form (tags that only ever grow).
 //! - `filters.rs` — [`FilterConfig`], Lavalink v4 filters and their ranges.
-//! - `state.rs` — [`State`] and its parts.
+//! - `state.rs` — [`State`] and its parts; `queue_columns.rs` and `track/columns.rs` its queue
+//!   column by column (state layout 3, the blobs apart).
 //! - `fold.rs` — [`validate`], [`apply`], [`apply_checked`]; [`EventError`].
 //! - `decompose.rs` — [`events_for_state`]: the events that rebuild a given state.
 //! - `limits.rs` — every bound, as a named constant.
@@ -47,6 +48,7 @@ mod filters;
 mod fold;
 pub mod lavalink_blob;
 pub mod limits;
+mod queue_columns;
 mod state;
 mod track;
 #[cfg(any(test, feature = "testing"))]
@@ -69,7 +71,7 @@ pub use state::{
     Autoplay, Filters, InvariantError, Meta, Player, Queue, QueueEntry, State, Voice,
     AUTOPLAY_STRATEGY_DEFAULT, STATE_LAYOUT_MARK, VOLUME_DEFAULT,
 };
-pub(crate) use track::{decode_enqueued_shared, TrackWithBlobRest};
+pub(crate) use track::decode_enqueued_shared;
 pub use track::{LavalinkTrack, LavalinkTrackInfo, Track, TrackFields};
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

@@ -6,7 +6,9 @@ use super::fold::{
     check_autoplay, check_filters, check_meta, check_queue_len, check_voice, check_volume,
 };
 use super::limits::HISTORY_MAX_DEFAULT;
-use super::{EventError, FilterConfig, LoopMode, Snowflake, Track, TrackWithBlobRest};
+use super::queue_columns::{encode_queue, QueueRead};
+use super::track::read_bytes;
+use super::{EventError, FilterConfig, LoopMode, Snowflake, Track};
 
 /// The autoplay strategy of a fresh session: Sonora's default.
 pub const AUTOPLAY_STRATEGY_DEFAULT: &str = "similar_artist";
@@ -34,10 +36,19 @@ pub type Meta = serde_json::Map<String, serde_json::Value>;
 /// versioned by its first byte ([`STATE_LAYOUT_MARK`], written by the code since issue 19):
 ///
 /// ```text
-/// layout 2:  0xFF  0x02  player queue filters autoplay history_max next_entry_id
+/// layout 3:  0xFF  0x03  player queue (column by column, blobs apart: see
+///            session/queue_columns.rs) filters autoplay history_max next_entry_id
 ///            meta (varint length + compact JSON text)  stale_reports (varint)
+///            blobs (varint length, then every track's blob or blob rest, in entry order)
+/// layout 2:  0xFF  0x02  player queue filters autoplay history_max next_entry_id
+///            meta  stale_reports           (queue: the derived encoding, track by track)
 /// layout 1:  player queue filters autoplay history_max next_entry_id
 /// ```
+///
+/// Layout 3 (since issue 15) stores the queue column by column and every blob at the very end,
+/// so that [`State::encode_split`] can tell a snapshot where the blobs start: the rest of the
+/// state, small and compressible, and the blobs, mostly not, are compressed in separate zstd
+/// blocks. The code reads all three layouts and writes layout 3.
 ///
 /// Layout 1 (no marker) is what the code before issue 19 wrote; it starts with the player's
 /// volume, a varint `u16`, whose first byte is never 0xFF, so the two cannot be confused. It
@@ -75,7 +86,10 @@ pub struct State {
 pub const STATE_LAYOUT_MARK: u8 = 0xFF;
 
 /// The layout [`State`]'s bincode form is written in.
-const STATE_LAYOUT: u8 = 2;
+const STATE_LAYOUT: u8 = 3;
+
+/// The layout before the queue went column by column (still read).
+const STATE_LAYOUT_ROWS: u8 = 2;
 
 /// The byte length of the compact JSON text of `value`.
 pub(super) fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
@@ -118,51 +132,69 @@ pub(super) fn decode_meta<D: bincode::de::Decoder>(
         .map_err(|e| bincode::error::DecodeError::OtherString(format!("invalid meta: {e}")))
 }
 
-/// The queue exactly as its derived encoding writes it (`Option` as a `u8` tag, `Vec` as a
-/// varint length), except that each track's Lavalink blob that repeats the track is stored as
-/// its rest ([`TrackWithBlobRest`]); the derived decoding reads both.
-fn encode_queue<E: bincode::enc::Encoder>(
-    queue: &Queue,
-    encoder: &mut E,
-) -> Result<(), bincode::error::EncodeError> {
-    use bincode::Encode as _;
-    let entry = |entry: &QueueEntry, encoder: &mut E| {
-        entry.id.encode(encoder)?;
-        TrackWithBlobRest(&entry.track).encode(encoder)
-    };
-    match &queue.current {
-        None => 0u8.encode(encoder)?,
-        Some(current) => {
-            1u8.encode(encoder)?;
-            entry(current, encoder)?;
-        }
-    }
-    for entries in [&queue.upcoming, &queue.history] {
-        (entries.len() as u64).encode(encoder)?;
-        for e in entries {
-            entry(e, encoder)?;
-        }
-    }
-    queue.loop_mode.encode(encoder)?;
-    queue.shuffle.encode(encoder)?;
-    queue.shuffle_seed.encode(encoder)
-}
-
 impl bincode::Encode for State {
     fn encode<E: bincode::enc::Encoder>(
         &self,
         encoder: &mut E,
     ) -> Result<(), bincode::error::EncodeError> {
+        use bincode::enc::write::Writer as _;
+        let mut blobs = Vec::new();
+        self.encode_but_blobs(encoder, &mut blobs)?;
+        (blobs.len() as u64).encode(encoder)?;
+        encoder.writer().write(&blobs)
+    }
+}
+
+impl State {
+    /// Everything of layout 3 before the blob column, which is appended to `blobs`.
+    fn encode_but_blobs<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+        blobs: &mut Vec<u8>,
+    ) -> Result<(), bincode::error::EncodeError> {
+        use bincode::Encode as _;
         STATE_LAYOUT_MARK.encode(encoder)?;
         STATE_LAYOUT.encode(encoder)?;
         self.player.encode(encoder)?;
-        encode_queue(&self.queue, encoder)?;
+        encode_queue(&self.queue, encoder, blobs)?;
         self.filters.encode(encoder)?;
         self.autoplay.encode(encoder)?;
         self.history_max.encode(encoder)?;
         self.next_entry_id.encode(encoder)?;
         encode_meta(&self.meta, encoder)?;
         self.stale_reports.encode(encoder)
+    }
+
+    /// The bincode form (exactly what [`bincode::Encode`] writes with `config`) and the offset
+    /// where its blob column starts: what comes before is small and compressible, the blobs
+    /// mostly are not, and a snapshot compresses the two apart.
+    ///
+    /// # Errors
+    /// The encoder's (a `config` with a size limit the state exceeds).
+    pub fn encode_split<C: bincode::config::Config>(
+        &self,
+        config: C,
+    ) -> Result<(Vec<u8>, usize), bincode::error::EncodeError> {
+        /// The state without its blob column; the blobs land in the cell.
+        struct ButBlobs<'a>(&'a State, std::cell::RefCell<Vec<u8>>);
+        impl bincode::Encode for ButBlobs<'_> {
+            fn encode<E: bincode::enc::Encoder>(
+                &self,
+                encoder: &mut E,
+            ) -> Result<(), bincode::error::EncodeError> {
+                // bincode may encode twice (a sizing pass first): keep the last pass's blobs.
+                let mut blobs = self.1.borrow_mut();
+                blobs.clear();
+                self.0.encode_but_blobs(encoder, &mut blobs)
+            }
+        }
+        let but = ButBlobs(self, std::cell::RefCell::new(Vec::new()));
+        let mut out = bincode::encode_to_vec(&but, config)?;
+        let blobs = but.1.into_inner();
+        out.extend(bincode::encode_to_vec(blobs.len() as u64, config)?);
+        let split = out.len();
+        out.extend_from_slice(&blobs);
+        Ok((out, split))
     }
 }
 
@@ -171,10 +203,11 @@ impl<Context> bincode::Decode<Context> for State {
         decoder: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
         let first = u8::decode(decoder)?;
-        let layout2 = first == STATE_LAYOUT_MARK;
-        let player = if layout2 {
-            let layout = u8::decode(decoder)?;
-            if layout != STATE_LAYOUT {
+        let marked = first == STATE_LAYOUT_MARK;
+        let mut layout = 1;
+        let player = if marked {
+            layout = u8::decode(decoder)?;
+            if layout != STATE_LAYOUT && layout != STATE_LAYOUT_ROWS {
                 return Err(bincode::error::DecodeError::OtherString(format!(
                     "unknown state layout {layout}"
                 )));
@@ -199,9 +232,18 @@ impl<Context> bincode::Decode<Context> for State {
                 voice: Option::<Voice>::decode(decoder)?,
             }
         };
+        let queue_read = if layout == STATE_LAYOUT {
+            Some(QueueRead::decode(decoder)?)
+        } else {
+            None
+        };
+        let queue = match queue_read {
+            Some(_) => Queue::default(),
+            None => Queue::decode(decoder)?,
+        };
         let mut state = State {
             player,
-            queue: Queue::decode(decoder)?,
+            queue,
             filters: Filters::decode(decoder)?,
             autoplay: Autoplay::decode(decoder)?,
             history_max: u32::decode(decoder)?,
@@ -209,9 +251,19 @@ impl<Context> bincode::Decode<Context> for State {
             meta: Meta::new(),
             stale_reports: 0,
         };
-        if layout2 {
+        if marked {
             state.meta = decode_meta(decoder)?;
             state.stale_reports = u64::decode(decoder)?;
+        }
+        if let Some(queue_read) = queue_read {
+            let blobs_len = u64::decode(decoder)?;
+            if blobs_len != queue_read.blobs_len() {
+                return Err(bincode::error::DecodeError::OtherString(
+                    "invalid state: blob column length disagrees with the tracks".into(),
+                ));
+            }
+            let blobs = read_bytes(decoder, blobs_len)?;
+            state.queue = queue_read.finish(&blobs)?;
         }
         Ok(state)
     }
@@ -455,6 +507,36 @@ impl State {
 mod tests {
     use super::*;
 
+    /// The queue exactly as its derived encoding writes it (`Option` as a `u8` tag, `Vec` as a
+    /// varint length), except that each track's Lavalink blob that repeats the track is stored as
+    /// its rest (`TrackWithBlobRest`): layout 2's queue; the derived decoding reads both.
+    fn encode_queue_rows<E: bincode::enc::Encoder>(
+        queue: &Queue,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        use bincode::Encode as _;
+        let entry = |entry: &QueueEntry, encoder: &mut E| {
+            entry.id.encode(encoder)?;
+            crate::session::track::TrackWithBlobRest(&entry.track).encode(encoder)
+        };
+        match &queue.current {
+            None => 0u8.encode(encoder)?,
+            Some(current) => {
+                1u8.encode(encoder)?;
+                entry(current, encoder)?;
+            }
+        }
+        for entries in [&queue.upcoming, &queue.history] {
+            (entries.len() as u64).encode(encoder)?;
+            for e in entries {
+                entry(e, encoder)?;
+            }
+        }
+        queue.loop_mode.encode(encoder)?;
+        queue.shuffle.encode(encoder)?;
+        queue.shuffle_seed.encode(encoder)
+    }
+
     #[test]
     fn new_state_defaults() {
         let state = State::new(7);
@@ -483,21 +565,24 @@ mod tests {
         assert_eq!(back, state);
     }
 
-    /// A state in layout 1 (what the code before issue 19 wrote: no marker, no `meta`, no
-    /// `stale_reports`) decodes with an empty meta; layout 2 round-trips the new fields.
-    /// The hand-written queue encoding writes exactly the derived one's bytes when no blob is
-    /// a Lavalink blob, and tracks with Lavalink blobs as their rest otherwise; both decode
-    /// to the same state.
-    #[test]
-    fn the_queue_encoding_is_the_derived_one_but_for_blob_rests() {
-        let config = bincode::config::standard();
+    /// Forty workload tracks (three in four with a Lavalink blob), ids 1..=40.
+    fn forty_entries() -> Vec<QueueEntry> {
         let mut rng = crate::session::Rng::new(5);
-        let entries: Vec<QueueEntry> = (1..=40)
+        (1..=40)
             .map(|n| QueueEntry {
                 id: n,
                 track: crate::session::track(&mut rng, n),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Layout 2's queue (what the code of issue 15's first slice wrote) is the derived
+    /// encoding when no blob is a Lavalink blob, and has tracks with Lavalink blobs as their
+    /// rest otherwise; the derived decoding reads both to the same queue.
+    #[test]
+    fn layout_2_queues_with_blob_rests_still_decode() {
+        let config = bincode::config::standard();
+        let entries = forty_entries();
         let raw: Vec<QueueEntry> = entries
             .iter()
             .filter(|e| {
@@ -522,7 +607,7 @@ mod tests {
                     &self,
                     encoder: &mut E,
                 ) -> Result<(), bincode::error::EncodeError> {
-                    encode_queue(self.0, encoder)
+                    encode_queue_rows(self.0, encoder)
                 }
             }
             let hand = bincode::encode_to_vec(Hand(&queue), config).unwrap();
@@ -532,6 +617,78 @@ mod tests {
             let (back, used): (Queue, usize) = bincode::decode_from_slice(&hand, config).unwrap();
             assert_eq!((back, used), (queue, hand.len()));
         }
+    }
+
+    /// Layout 3 round-trips a queue of every kind of track; what `encode_split` gives is the
+    /// encoding, and every byte from its split on is blob; layout 2 of the same state decodes
+    /// to the same state; a cut anywhere, or a blob column of another length, is refused.
+    #[test]
+    fn layout_3_round_trips_and_splits_where_the_blobs_start() {
+        let config = bincode::config::standard();
+        let entries = forty_entries();
+        let mut state = State::new(50);
+        state.queue = Queue {
+            current: entries.get(3).cloned(),
+            upcoming: entries.get(10..).unwrap_or_default().to_vec(),
+            history: entries.get(..3).unwrap_or_default().to_vec(),
+            loop_mode: LoopMode::Track,
+            shuffle: true,
+            shuffle_seed: Some(77),
+        };
+        state.next_entry_id = 41;
+        state.stale_reports = 2;
+        let bytes = bincode::encode_to_vec(&state, config).unwrap();
+        assert_eq!(bytes.get(..2), Some(&[STATE_LAYOUT_MARK, 3][..]));
+        let (back, used): (State, usize) = bincode::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!((&back, used), (&state, bytes.len()));
+        let (split_bytes, split) = state.encode_split(config).unwrap();
+        assert!(split_bytes == bytes);
+        let blobs_len: usize = entries
+            .get(..3)
+            .unwrap_or_default()
+            .iter()
+            .chain(entries.get(3))
+            .chain(entries.get(10..).unwrap_or_default())
+            .map(|e| {
+                crate::session::track::blob_rest(&e.track)
+                    .map_or(e.track.encoded_bytes().map_or(0, <[u8]>::len), |r| r.len())
+            })
+            .sum();
+        assert_eq!(bytes.len() - split, blobs_len);
+        // The same state in layout 2 (rows) decodes to it.
+        struct Rows<'a>(&'a State);
+        impl bincode::Encode for Rows<'_> {
+            fn encode<E: bincode::enc::Encoder>(
+                &self,
+                encoder: &mut E,
+            ) -> Result<(), bincode::error::EncodeError> {
+                let s = self.0;
+                (STATE_LAYOUT_MARK, STATE_LAYOUT_ROWS, &s.player).encode(encoder)?;
+                encode_queue_rows(&s.queue, encoder)?;
+                (&s.filters, &s.autoplay, s.history_max, s.next_entry_id).encode(encoder)?;
+                encode_meta(&s.meta, encoder)?;
+                s.stale_reports.encode(encoder)
+            }
+        }
+        let rows = bincode::encode_to_vec(Rows(&state), config).unwrap();
+        let (back, used): (State, usize) = bincode::decode_from_slice(&rows, config).unwrap();
+        assert_eq!((&back, used), (&state, rows.len()));
+        assert!(rows.len() > bytes.len());
+        for cut in 0..bytes.len() {
+            assert!(
+                bincode::decode_from_slice::<State, _>(&bytes[..cut], config).is_err(),
+                "cut at {cut}"
+            );
+        }
+        // The blob column's length is checked against the tracks' blob lengths.
+        let mut longer = bytes[..split].to_vec();
+        let at = longer.len() - 3; // a varint of three bytes (blobs_len is 251..=65535)
+        assert_eq!(longer[at], 251);
+        let len = u16::from_le_bytes([longer[at + 1], longer[at + 2]]) + 1;
+        longer[at + 1..].copy_from_slice(&len.to_le_bytes());
+        longer.extend_from_slice(&bytes[split..]);
+        longer.push(0);
+        assert!(bincode::decode_from_slice::<State, _>(&longer, config).is_err());
     }
 
     #[test]
@@ -576,13 +733,13 @@ mod tests {
         assert_eq!(back, state);
         // An unknown layout, and a meta that is not a JSON object, are refused.
         let mut unknown = layout2.clone();
-        unknown[1] = 3;
+        unknown[1] = 4;
         assert!(bincode::decode_from_slice::<State, _>(&unknown, config).is_err());
         let mut not_object = State::new(50);
         not_object.meta.clear();
         let mut bytes = bincode::encode_to_vec(&not_object, config).unwrap();
-        let at = bytes.len() - 4; // "{}" (varint length 2) then stale_reports 0
-        assert_eq!(&bytes[at..], &[2, b'{', b'}', 0]);
+        let at = bytes.len() - 5; // "{}" (varint length 2), stale_reports 0, no blobs
+        assert_eq!(&bytes[at..], &[2, b'{', b'}', 0, 0]);
         bytes[at + 1] = b'[';
         bytes[at + 2] = b']';
         assert!(bincode::decode_from_slice::<State, _>(&bytes, config).is_err());

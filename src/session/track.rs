@@ -17,15 +17,18 @@ use super::limits::{ENCODED_LEN_MAX, TEXT_LEN_MAX, USER_DATA_BYTES_MAX};
 use super::EventError;
 
 mod blob_parts;
+mod columns;
 mod extra;
 mod lavalink_v4;
 mod shared;
 
 pub use lavalink_v4::{LavalinkTrack, LavalinkTrackInfo};
 
+pub(crate) use columns::{encode_columns, read_bytes, Columns};
 pub(crate) use shared::decode_enqueued_shared;
 
-use blob_parts::{blob_rest, rebuild_blob};
+pub(crate) use blob_parts::blob_rest;
+use blob_parts::rebuild_blob;
 use extra::{check_extra, extra_block, EXTRA_REST};
 
 /// One track: the Lavalink `encoded` blob that replays it, plus the metadata a bot shows.
@@ -618,8 +621,10 @@ impl bincode::Encode for Track {
 /// (`present` bit 7): the form of the tracks of a state (snapshots, checkpoints,
 /// `state_restored`), written far less often than read back in full. Decoding takes either
 /// form.
+#[cfg(test)]
 pub(crate) struct TrackWithBlobRest<'a>(pub(crate) &'a Track);
 
+#[cfg(test)]
 impl bincode::Encode for TrackWithBlobRest<'_> {
     fn encode<E: bincode::enc::Encoder>(
         &self,
@@ -701,6 +706,21 @@ impl Head {
         use bincode::Decode as _;
         let present = u8::decode(decoder)?;
         let flags = u8::decode(decoder)?;
+        let mut head = Head::check_bits(present, flags)?;
+        if present & PRESENT_LENGTH != 0 {
+            head.length_ms = Some(u64::decode(decoder)?);
+        }
+        for (i, len) in head.lens.iter_mut().enumerate() {
+            if part_stored(present, i) {
+                *len = u64::decode(decoder)?;
+            }
+        }
+        Ok(head)
+    }
+
+    /// A head with these `present` and `flags` bytes and nothing else yet, after refusing
+    /// unknown bits.
+    fn check_bits(present: u8, flags: u8) -> Result<Head, bincode::error::DecodeError> {
         // Every bit of `present` has a meaning; only the combination is checked.
         if (present & PRESENT_BLOB_PARTS != 0 && present & PRESENT_BLOB_RAW == 0)
             || flags & !FLAGS_ALL != 0
@@ -709,22 +729,11 @@ impl Head {
         {
             return Err(invalid("unknown flag bits"));
         }
-        let length_ms = if present & PRESENT_LENGTH != 0 {
-            Some(u64::decode(decoder)?)
-        } else {
-            None
-        };
-        let mut lens = [0u64; 5];
-        for (i, len) in lens.iter_mut().enumerate() {
-            if part_stored(present, i) {
-                *len = u64::decode(decoder)?;
-            }
-        }
         Ok(Head {
             present,
             flags,
-            length_ms,
-            lens,
+            length_ms: None,
+            lens: [0; 5],
         })
     }
 

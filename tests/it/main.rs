@@ -54,6 +54,8 @@ mod runtime;
 /// The async handle under faults: all-or-nothing batches, power loss with group commit,
 /// background snapshots and subscribers.
 mod runtime_crash;
+/// Snapshot bytes against the blobs they hold.
+mod snapshot_size;
 /// Checkpoints when `syncfs` is a no-op or drops the write-back silently: per-file fsyncs.
 mod syncfs;
 /// Taking a guild back from a newer owner, with a power loss at every storage operation.

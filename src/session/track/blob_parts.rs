@@ -87,7 +87,7 @@ impl<'a> Own<'a> {
 
 /// The rest of `track`'s blob when the blob is a Lavalink v2/v3 blob that re-encodes to its
 /// exact bytes and the rest is shorter than the blob; `None` otherwise (store the blob raw).
-pub(super) fn blob_rest(track: &Track) -> Option<Vec<u8>> {
+pub(crate) fn blob_rest(track: &Track) -> Option<Vec<u8>> {
     let bytes = track.encoded_bytes()?;
     let blob = LavalinkBlob::decode(bytes).ok()?;
     if blob.encode().ok()? != bytes {
