@@ -53,14 +53,65 @@ pub(super) fn check_extra(block: &[u8]) -> Result<(), bincode::error::DecodeErro
         return Err(invalid("trailing bytes in the extra block"));
     }
     if let Some(plugin) = parts.2 {
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(plugin)
-            .map_err(|_| invalid("plugin_info is not a JSON object"))?;
+        if !plugin.starts_with('{') || serde_json::from_str::<JsonCheck>(plugin).is_err() {
+            return Err(invalid("plugin_info is not a JSON object"));
+        }
     }
     if let Some(user) = parts.3 {
-        serde_json::from_str::<serde_json::Value>(user)
-            .map_err(|_| invalid("user_data is not JSON"))?;
+        serde_json::from_str::<JsonCheck>(user).map_err(|_| invalid("user_data is not JSON"))?;
     }
     Ok(())
+}
+
+/// A JSON value read and dropped as it is parsed: accepts exactly what parsing a
+/// `serde_json::Value` accepts (numbers out of range included: they fail the same way), without
+/// building one (replay checks every logged track's extra block).
+struct JsonCheck;
+
+impl<'de> serde::Deserialize<'de> for JsonCheck {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<JsonCheck, D::Error> {
+        deserializer.deserialize_any(JsonCheckVisitor)
+    }
+}
+
+/// The visitor of [`JsonCheck`]: every kind of value is fine, containers are walked.
+struct JsonCheckVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonCheckVisitor {
+    type Value = JsonCheck;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_unit<E>(self) -> Result<JsonCheck, E> {
+        Ok(JsonCheck)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonCheck, A::Error> {
+        while seq.next_element::<JsonCheck>()?.is_some() {}
+        Ok(JsonCheck)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonCheck, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, JsonCheck>()?
+            .is_some()
+        {}
+        Ok(JsonCheck)
+    }
 }
 
 impl Track {
@@ -74,6 +125,38 @@ impl Track {
         bincode::borrow_decode_from_slice(block, bincode::config::standard())
             .map(|(parts, _)| parts)
             .unwrap_or((None, None, None, None))
+    }
+
+    /// The byte lengths of the `extra` block's four parts (0 when absent), read from their
+    /// length prefixes alone (validation reads them for every replayed track; the block was
+    /// checked when the track was built or decoded).
+    pub(super) fn extra_part_lens(&self) -> [usize; 4] {
+        let block = self.extra_bytes();
+        let mut lens = [0usize; 4];
+        let mut at = 0;
+        for len in &mut lens {
+            match block.get(at) {
+                Some(0) => at += 1,
+                Some(1) => {
+                    at += 1;
+                    let Some(n) = super::shared::varint_at(block, &mut at)
+                        .and_then(|n| usize::try_from(n).ok())
+                    else {
+                        return self.extra_part_lens_slow();
+                    };
+                    *len = n;
+                    at = at.saturating_add(n);
+                }
+                _ => return self.extra_part_lens_slow(),
+            }
+        }
+        lens
+    }
+
+    /// [`Track::extra_part_lens`] through the full decoding.
+    fn extra_part_lens_slow(&self) -> [usize; 4] {
+        let (a, b, c, d) = self.extra_parts();
+        [a, b, c, d].map(|p| p.map_or(0, str::len))
     }
 
     /// The bytes of the `extra` block (empty without one).
@@ -119,5 +202,88 @@ impl Track {
     /// The bot's `user_data` as the compact JSON text it is stored as.
     pub fn user_data_json(&self) -> Option<&str> {
         self.extra_parts().3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JsonCheck;
+
+    /// The lengths read from the prefixes are the parts' lengths.
+    #[test]
+    fn extra_part_lens_are_the_parts_lengths() {
+        use crate::session::{Track, TrackFields};
+        let mut f = TrackFields::new("QAAA", "Song");
+        for (artwork, isrc, user) in [
+            (None, None, None),
+            (
+                Some("https://a/b.jpg"),
+                None,
+                Some(serde_json::json!({"r": "1"})),
+            ),
+            (None, Some("USRC17607839"), None),
+            (
+                Some(&"x".repeat(300)[..]),
+                Some("I"),
+                Some(serde_json::json!([1, 2])),
+            ),
+        ] {
+            f.artwork_url = artwork.map(str::to_owned);
+            f.isrc = isrc.map(str::to_owned);
+            f.user_data = user;
+            let track = Track::from(&f);
+            let (a, b, c, d) = track.extra_parts();
+            assert_eq!(
+                track.extra_part_lens(),
+                [a, b, c, d].map(|p| p.map_or(0, str::len))
+            );
+        }
+    }
+
+    /// `JsonCheck` accepts exactly the texts a `serde_json::Value` parses from.
+    #[test]
+    fn json_check_accepts_what_value_accepts() {
+        let deep_ok = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let deep_bad = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let texts = [
+            "null",
+            "true",
+            "1",
+            "-1",
+            "1.5",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "18446744073709551616",
+            "\"a\\u00e9\"",
+            "\"\\ud800\"",
+            "[1,{\"a\":[null]}]",
+            "{\"a\":1,\"a\":2}",
+            "{}",
+            "[]",
+            "",
+            " ",
+            "[1,]",
+            "{\"a\"}",
+            "{1:2}",
+            "nul",
+            "1 2",
+            "\"unterminated",
+            "[1",
+            "01",
+            "{\"k\":\"v\"} ",
+            "\u{feff}1",
+            "NaN",
+            "Infinity",
+            &deep_ok,
+            &deep_bad,
+        ];
+        for text in texts {
+            assert_eq!(
+                serde_json::from_str::<JsonCheck>(text).is_ok(),
+                serde_json::from_str::<serde_json::Value>(text).is_ok(),
+                "{text:.40}"
+            );
+        }
     }
 }

@@ -36,10 +36,6 @@ pub(crate) fn decode_enqueued_shared(
     let mut shared: Option<Arc<[u8]>> = None;
     for _ in 0..count {
         let (head, head_len, data_len, head_claimed) = Head::parse(payload.get(at..)?)?;
-        if head.present & PRESENT_EXTRA != 0 {
-            // Tracks with an extra block take the standard path.
-            return None;
-        }
         let data_len = usize::try_from(data_len).ok()?;
         claimed = (claimed - TRACK_SIZE)
             .checked_add(head_claimed)?
@@ -49,9 +45,25 @@ pub(crate) fn decode_enqueued_shared(
         if claimed > claim_max || end > payload.len() {
             return None;
         }
+        at = end;
+        if head.present & PRESENT_EXTRA != 0 {
+            // The extra block (a slice: bincode claims 8 for its length, then its bytes)
+            // follows `data` behind its length; the track needs the two back to back, so it
+            // gets an allocation of its own.
+            let extra_len = usize::try_from(varint_at(payload, &mut at)?).ok()?;
+            claimed = claimed.checked_add(8)?.checked_add(extra_len)?;
+            let extra_end = at.checked_add(extra_len)?;
+            if claimed > claim_max || extra_end > payload.len() {
+                return None;
+            }
+            let data = payload.get(start..end)?;
+            let extra = payload.get(at..extra_end)?;
+            tracks.push(head.finish(data, extra).ok()?);
+            at = extra_end;
+            continue;
+        }
         let shared = shared.get_or_insert_with(|| Arc::from(payload));
         tracks.push(head.finish_shared(shared, start, data_len).ok()?);
-        at = end;
     }
     // `index`: an Option tag (claims 1), then a u32 varint (claims 4; no u64 tag).
     let index = match payload.get(at..)? {
