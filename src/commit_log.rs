@@ -21,7 +21,7 @@ use crate::crypto::{KeyId, Keyring};
 use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::commit;
 use crate::format::segment::ScanEnd;
-use crate::ids::{GuildId, Seq};
+use crate::ids::{Generation, GuildId, Seq};
 use crate::layout;
 use crate::storage::{AppendFile, Bytes, Storage};
 
@@ -34,7 +34,7 @@ const BUFFER_BYTES_MAX: usize = 1 << 20;
 /// The commit log this process appends to.
 #[derive(Debug)]
 pub(crate) struct CommitLog {
-    pub(crate) generation: u64,
+    pub(crate) generation: Generation,
     pub(crate) path: PathBuf,
     file: Box<dyn AppendFile>,
     /// Bytes written to the file (header included): its logical length.
@@ -59,7 +59,7 @@ impl CommitLog {
     pub(crate) fn create(
         storage: &dyn Storage,
         root: &std::path::Path,
-        generation: u64,
+        generation: Generation,
         now: u64,
         prealloc_step: u64,
     ) -> Result<CommitLog> {
@@ -224,7 +224,7 @@ pub(crate) struct CommitEntry {
 /// The commit logs found at open, indexed by guild.
 #[derive(Debug, Default)]
 pub(crate) struct CommitIndex {
-    files: Vec<(u64, PathBuf, Bytes)>,
+    files: Vec<(Generation, PathBuf, Bytes)>,
     by_guild: HashMap<GuildId, Vec<CommitEntry>>,
     /// Damage in a commit log (not a torn tail): which guilds it hid is unknowable.
     pub(crate) damage: Option<Corruption>,
@@ -363,9 +363,13 @@ impl CommitIndex {
         g
     }
 
-    /// The largest generation found (0 when none).
-    pub(crate) fn generation_max(&self) -> u64 {
-        self.files.iter().map(|(g, _, _)| *g).max().unwrap_or(0)
+    /// The largest generation found ([`Generation::NONE`] when none).
+    pub(crate) fn generation_max(&self) -> Generation {
+        self.files
+            .iter()
+            .map(|(g, _, _)| *g)
+            .max()
+            .unwrap_or(Generation::NONE)
     }
 
     /// The files read.

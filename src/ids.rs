@@ -114,3 +114,14 @@ numbered_id!(
     "Before the first object of the log.",
     "The position `n` objects later."
 );
+
+numbered_id!(
+    /// A commit log's generation: the file `commit/<generation:020>.clog`. A new generation
+    /// starts at every commit-log retirement (and when a process opens a journal left
+    /// unclean); generations only grow, from 1.
+    ///
+    /// [`Generation::NONE`] (0) means no commit log yet.
+    Generation,
+    "No commit log yet.",
+    "The generation `n` retirements later."
+);

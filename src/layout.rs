@@ -24,7 +24,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ids::{Epoch, GuildId, Seq};
+use crate::ids::{Epoch, Generation, GuildId, Seq};
 
 /// Name of the lock file in the journal directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -64,17 +64,17 @@ pub fn commit_dir(root: &Path) -> PathBuf {
 }
 
 /// The commit log file of `generation`.
-pub fn commit_path(root: &Path, generation: u64) -> PathBuf {
+pub fn commit_path(root: &Path, generation: Generation) -> PathBuf {
     commit_dir(root).join(format!("{generation:020}.{COMMIT_EXT}"))
 }
 
 /// Parses a commit log file name (exactly 20 digits and the extension) into its generation.
-pub fn parse_commit_file(name: &str) -> Option<u64> {
+pub fn parse_commit_file(name: &str) -> Option<Generation> {
     let (stem, ext) = name.split_once('.')?;
     if ext != COMMIT_EXT || stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    stem.parse().ok()
+    stem.parse().ok().map(Generation)
 }
 
 /// The directory of one guild.

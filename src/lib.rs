@@ -120,7 +120,7 @@ pub struct ReadmeDoctests;
 
 pub use config::{BatchPolicy, Config, Durability, SupersededRetention};
 pub use error::{Corruption, CorruptionKind, Error, Result};
-pub use ids::{Epoch, GuildId, LogPosition, Seq};
+pub use ids::{Epoch, Generation, GuildId, LogPosition, Seq};
 pub use journal::{
     EventIter, FileInfo, Finding, GuildInfo, GuildState, Journal, LoggedEvent, OpenMode,
     SnapshotJob, VerifyReport,

@@ -48,6 +48,7 @@
 
 use crate::crypto::KeyId;
 use crate::error::CorruptionKind;
+use crate::ids::Generation;
 use crate::format::frame::{self, Frame};
 use crate::format::torn::{self, Shape};
 use crate::format::{
@@ -103,7 +104,11 @@ const _: () = assert!(RECORD_CRC_OFFSET == 0 && RECORD_FRAME_LEN_OFFSET == 4);
 const _: () = assert!(RECORD_HEADER_LEN == 24);
 
 /// Encodes a commit log header (`flags`: [`FLAG_PREALLOCATED`] or 0).
-pub fn encode_header(generation: u64, created_unix_ms: u64, flags: u32) -> [u8; HEADER_LEN] {
+pub fn encode_header(
+    generation: Generation,
+    created_unix_ms: u64,
+    flags: u32,
+) -> [u8; HEADER_LEN] {
     let mut b = [0u8; HEADER_LEN];
     put_header_start(&mut b, &MAGIC);
     put(
@@ -112,7 +117,7 @@ pub fn encode_header(generation: u64, created_unix_ms: u64, flags: u32) -> [u8; 
         &(HEADER_LEN as u16).to_le_bytes(),
     );
     put(&mut b, FLAGS_OFFSET, &flags.to_le_bytes());
-    put(&mut b, GENERATION_OFFSET, &generation.to_le_bytes());
+    put(&mut b, GENERATION_OFFSET, &generation.get().to_le_bytes());
     put(&mut b, CREATED_OFFSET, &created_unix_ms.to_le_bytes());
     put_header_crc(&mut b, HEADER_CRC_OFFSET);
     b
@@ -122,7 +127,7 @@ pub fn encode_header(generation: u64, created_unix_ms: u64, flags: u32) -> [u8; 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitHeader {
     /// The generation (the number in the file name).
-    pub generation: u64,
+    pub generation: Generation,
     /// The header's flags ([`FLAG_PREALLOCATED`]).
     pub flags: u32,
 }
@@ -156,7 +161,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<CommitHeader, Fault> {
         );
     }
     Ok(CommitHeader {
-        generation: read_u64(bytes, GENERATION_OFFSET),
+        generation: Generation(read_u64(bytes, GENERATION_OFFSET)),
         flags,
     })
 }
@@ -272,7 +277,7 @@ pub fn is_torn_tail(rest: &[u8]) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommitScan {
     /// The generation in the header.
-    pub generation: u64,
+    pub generation: Generation,
     /// Whether the writer preallocated the file ([`FLAG_PREALLOCATED`]).
     pub preallocated: bool,
     /// Offsets of the valid records, in order.
@@ -353,7 +358,7 @@ mod tests {
     }
 
     fn log_with(n: u64, flags: u32) -> Vec<u8> {
-        let mut b = encode_header(3, 9, flags).to_vec();
+        let mut b = encode_header(Generation(3), 9, flags).to_vec();
         let ev = Event::from_json(r#"{"type":"paused_set","paused":false}"#).unwrap();
         for seq in 1..=n {
             let mut f = Vec::new();
@@ -369,7 +374,7 @@ mod tests {
         let s = scan(&b, true).unwrap();
         assert_eq!(
             (s.generation, s.records.len(), s.end.clone()),
-            (3, 4, ScanEnd::Clean)
+            (Generation(3), 4, ScanEnd::Clean)
         );
         let r = decode_record(&b[s.records[1] as usize..]).unwrap();
         assert_eq!((r.guild, r.history_max, r.frame.seq), (100, 50, 2));
@@ -434,7 +439,7 @@ mod tests {
         assert!(!s.preallocated);
         assert_eq!(s.end, ScanEnd::TornTail { offset: end as u64 });
         // No record at all: the header, then zeros.
-        let mut empty = encode_header(3, 9, FLAG_PREALLOCATED).to_vec();
+        let mut empty = encode_header(Generation(3), 9, FLAG_PREALLOCATED).to_vec();
         empty.resize(8192, 0);
         let s = scan(&empty, true).unwrap();
         assert_eq!((s.records.len(), s.end), (0, ScanEnd::Clean));
@@ -497,7 +502,7 @@ mod tests {
             );
         }
         // A flag this version does not know is refused, never guessed at.
-        let mut unknown = encode_header(3, 9, 2).to_vec();
+        let mut unknown = encode_header(Generation(3), 9, 2).to_vec();
         unknown.resize(4096, 0);
         assert!(scan(&unknown, true).is_err());
     }

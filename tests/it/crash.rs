@@ -1071,7 +1071,11 @@ fn torn_headers(kept: usize, commit: bool, segment: bool) -> Arc<SimStorage> {
     let root = journal_root();
     let torn = fresh_storage(5);
     let files = [
-        (commit, reprise::layout::commit_path(root, 1), 48),
+        (
+            commit,
+            reprise::layout::commit_path(root, reprise::Generation(1)),
+            48,
+        ),
         (segment, reprise::layout::segment_path(root, g, 1), 48),
     ];
     for (tear, path, header_len) in files {
