@@ -88,7 +88,8 @@ fn main() {
     // zeros appended (the rest times 64 bytes); the commit log holds the frames of journal A's
     // 1.wal as records, as the writer wrote them.
     let commit_seeds = seeds.join("commit_decode");
-    let mut log = commit::encode_header(1, T0, commit::FLAG_PREALLOCATED).to_vec();
+    let mut log =
+        commit::encode_header(reprise::Generation(1), T0, commit::FLAG_PREALLOCATED).to_vec();
     let scan = segment::scan(&a_seg1, false).expect("a segment");
     for (at, f) in segment::frames(&a_seg1, scan.valid_len) {
         let (at, len) = (at as usize, f.len_total());

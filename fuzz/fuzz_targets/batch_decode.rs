@@ -25,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
 
 fn check(data: &[u8]) {
     if let Ok(b) = batch::decode(data) {
-        let again = batch::encode(&b).expect("a batch a reader accepts is one the writer may store");
+        let again =
+            batch::encode(&b).expect("a batch a reader accepts is one the writer may store");
         assert_eq!(again, data, "decode then encode changes the bytes");
         for e in &b.entries {
             assert!(e.first <= e.last && e.first > 0);
