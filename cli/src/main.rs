@@ -13,6 +13,7 @@ mod demo;
 mod import;
 mod lavalink;
 mod output;
+mod progress;
 mod remote;
 mod restore;
 mod stats;
@@ -51,6 +52,10 @@ struct Cli {
     /// The owner name written into claims (default: the host name).
     #[arg(long, global = true, value_name = "NAME")]
     owner: Option<String>,
+    /// No progress bar and no closing summary on stderr for long work (import, verify,
+    /// rollback, claim --shard). The bar shows only when stderr is a terminal anyway.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -475,6 +480,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ..Config::default()
     };
     let _ = BASE_CONFIG.set(config);
+    progress::set_quiet(cli.quiet);
     let mut args = Vec::new();
     for (flag, path) in cli
         .key_file
@@ -631,19 +637,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Verify => {
             let mut journal = Journal::open_read_only(&dir, base_config())?;
-            let report = journal.verify()?;
+            let mut bar: Option<progress::Progress> = None;
+            let report = journal.verify_with(&mut |_, total| {
+                bar.get_or_insert_with(|| {
+                    progress::Progress::new(total, "verify", "guilds", false)
+                })
+                .inc(1);
+            })?;
             for f in &report.findings {
                 print_json_line(&mut out, &output::finding_json(f))?;
             }
             let damage = report.findings.iter().filter(|f| f.is_damage()).count();
-            eprintln!(
-                "reprise: verified {} guilds, {} files, {} events: {} finding(s), {} damage",
-                report.guilds,
-                report.files,
-                report.events,
-                report.findings.len(),
-                damage
-            );
+            bar.unwrap_or_else(|| progress::Progress::new(0, "verify", "guilds", true))
+                .finish(&format!(
+                    "verified {} guilds, {} files, {} events: {} finding(s), {} damage",
+                    report.guilds,
+                    report.files,
+                    report.events,
+                    report.findings.len(),
+                    damage
+                ));
             if report.is_sound() {
                 Ok(())
             } else {

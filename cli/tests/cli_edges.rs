@@ -134,3 +134,71 @@ fn the_state_json_reads_back_with_the_library() {
     // And it prints the same JSON again.
     assert_eq!(read.to_json(), printed);
 }
+
+/// Runs `reprise --dir DIR ARGS` under a pseudo-terminal (`script`, util-linux): stdout and
+/// stderr are both the terminal; returns what the terminal showed. `None` without `script`.
+fn on_a_terminal(dir: &Path, args: &str) -> Option<String> {
+    let command = format!(
+        "{} --dir {} {args}",
+        env!("CARGO_BIN_EXE_reprise"),
+        dir.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "{args}: {}", stderr(&out));
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Long work shows a progress bar (count, rate, ETA) on a terminal, none when stderr is piped
+/// or with `--quiet`; the one-line summary comes on a terminal and piped, not with `--quiet`.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    for g in 1..=3 {
+        applied(&dir, g, 4);
+    }
+    let out = reprise(&dir, &["checkpoint", "c"], None);
+    ok(&out);
+    let rollback = "rollback c --batch 1 --pace-ms 250";
+    for g in 1..=3 {
+        applied(&dir, g, 2);
+    }
+    let Some(tty) = on_a_terminal(&dir, rollback) else {
+        eprintln!("no `script` (util-linux) on this machine: the terminal case is not run");
+        return;
+    };
+    let bar = "guilds (";
+    assert!(
+        tty.contains("reprise: rollback to c [") && tty.contains(bar),
+        "{tty}"
+    );
+    assert!(tty.contains("ETA"), "{tty}");
+    assert!(tty.contains("guild(s) restored") && tty.contains("3 batch(es) in "), "{tty}");
+    // Piped: the summary, no bar.
+    let out = reprise(&dir, &["verify"], None);
+    ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("verified 3 guilds") && !err.contains(bar),
+        "{err}"
+    );
+    let out = reprise(&dir, &["rollback", "c", "--batch", "1"], None);
+    ok(&out);
+    let err = stderr(&out);
+    assert!(err.contains("3 unchanged") && !err.contains(bar), "{err}");
+    // On a terminal with --quiet: neither.
+    let quiet = on_a_terminal(&dir, &format!("--quiet {rollback}")).unwrap();
+    assert!(
+        !quiet.contains(bar) && !quiet.contains("unchanged,"),
+        "{quiet}"
+    );
+    let verify = on_a_terminal(&dir, "verify").unwrap();
+    assert!(verify.contains("verified 3 guilds"), "{verify}");
+    let verify = on_a_terminal(&dir, "-q verify").unwrap();
+    assert!(!verify.contains("verified"), "{verify}");
+}

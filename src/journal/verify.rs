@@ -124,9 +124,21 @@ impl Journal {
     ///
     /// [`Error::Io`]: crate::error::Error::Io
     pub fn verify(&mut self) -> Result<VerifyReport> {
+        self.verify_with(&mut |_, _| {})
+    }
+
+    /// [`Journal::verify`], calling `on_guild(done, total)` after each guild is checked (for a
+    /// progress display: `done` guilds of `total`).
+    ///
+    /// # Errors
+    /// As [`Journal::verify`].
+    pub fn verify_with(&mut self, on_guild: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
         let mut report = self.verify_shared()?;
-        for guild in self.guilds()? {
+        let guilds = self.guilds()?;
+        let total = guilds.len() as u64;
+        for (i, guild) in guilds.into_iter().enumerate() {
             self.verify_guild(guild, &mut report)?;
+            on_guild(i as u64 + 1, total);
         }
         Ok(report)
     }
