@@ -1,4 +1,5 @@
-//! Progress of long work (`import` of many files, `verify`, `rollback`, `claim --shard`): a
+//! Progress of long work (`import` of many files, `verify`, `stats`, `rollback`, `claim
+//! --shard`, `bench`; `ship` ends with the summary only): a
 //! bar on stderr with the count, the rate and an ETA, **only on a terminal** (stderr is a
 //! TTY), never with `--quiet`; then a one-line human summary on stderr (not with `--quiet`).
 //! Output meant for programs (stdout, JSON) is never touched, so piped runs see no bar.
@@ -60,6 +61,16 @@ impl Progress {
     pub(crate) fn note(&self, message: impl Into<std::borrow::Cow<'static, str>>) {
         if let Some(bar) = &self.bar {
             bar.set_message(message);
+        }
+    }
+
+    /// Starts a named stage of the work: the note beside the bar on a terminal, else a line
+    /// `reprise: {what}: {stage}` on stderr (unless `--quiet`).
+    pub(crate) fn stage(&self, what: &str, stage: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(stage.to_owned()),
+            None if !quiet() => eprintln!("reprise: {what}: {stage}"),
+            None => {}
         }
     }
 

@@ -68,9 +68,17 @@ pub(crate) fn ship(
         Some(g) => vec![g],
         None => journal.guilds()?,
     };
-    // Every guild in one shipping round: one batch object when they fit.
+    // Every guild in one shipping round: one batch object when they fit (one step: the
+    // summary only, no bar).
+    let summary = Progress::new(0, "ship", "guilds", true);
     let report = ctx.block_on(ctx.remote.ship(&mut journal, &guilds, &ctx.owner))?;
     journal.close()?;
+    summary.finish(&format!(
+        "shipped {} guild(s): {} object(s), {} bytes",
+        guilds.len(),
+        report.objects,
+        report.bytes
+    ));
     print_json_line(
         out,
         &serde_json::json!({

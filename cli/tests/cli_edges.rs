@@ -178,7 +178,10 @@ fn progress_shows_on_a_terminal_only() {
         "{tty}"
     );
     assert!(tty.contains("ETA"), "{tty}");
-    assert!(tty.contains("guild(s) restored") && tty.contains("3 batch(es) in "), "{tty}");
+    assert!(
+        tty.contains("guild(s) restored") && tty.contains("3 batch(es) in "),
+        "{tty}"
+    );
     // Piped: the summary, no bar.
     let out = reprise(&dir, &["verify"], None);
     ok(&out);
@@ -201,4 +204,44 @@ fn progress_shows_on_a_terminal_only() {
     assert!(verify.contains("verified 3 guilds"), "{verify}");
     let verify = on_a_terminal(&dir, "-q verify").unwrap();
     assert!(!verify.contains("verified"), "{verify}");
+    let stats = on_a_terminal(&dir, "stats").unwrap();
+    assert!(
+        stats.contains("reprise: stats [") && stats.contains("stats of 3 guild(s)"),
+        "{stats}"
+    );
+    // Importing files: a bar over the files on a terminal, the summary when piped.
+    let mut files = Vec::new();
+    for g in 1..=3 {
+        let path = tmp.path().join(format!("g{g}.json"));
+        let out = reprise(
+            &dir,
+            &[
+                "export",
+                "--guild",
+                &g.to_string(),
+                "--format",
+                "sonora",
+                "-o",
+                path.to_str().unwrap(),
+            ],
+            None,
+        );
+        ok(&out);
+        files.push(path.display().to_string());
+    }
+    let other = tmp.path().join("other");
+    let import = on_a_terminal(&other, &format!("import {}", files.join(" "))).unwrap();
+    assert!(
+        import.contains("files (") && import.contains("imported 3 file(s) into 3 guild(s)"),
+        "{import}"
+    );
+    let mut args = vec!["import"];
+    args.extend(files.iter().map(String::as_str));
+    let out = reprise(&tmp.path().join("third"), &args, None);
+    ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("imported 3 file(s)") && !err.contains("files ("),
+        "{err}"
+    );
 }

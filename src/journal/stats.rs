@@ -157,13 +157,29 @@ impl Journal {
     /// # Errors
     /// [`Error::Io`] when a file cannot be listed or read.
     pub fn stats(&mut self, only: Option<GuildId>, now_unix_ms: u64) -> Result<Stats> {
+        self.stats_with(only, now_unix_ms, &mut |_, _| {})
+    }
+
+    /// [`Journal::stats`], calling `on_guild(done, total)` after each guild is counted (for a
+    /// progress display).
+    ///
+    /// # Errors
+    /// As [`Journal::stats`].
+    pub fn stats_with(
+        &mut self,
+        only: Option<GuildId>,
+        now_unix_ms: u64,
+        on_guild: &mut dyn FnMut(u64, u64),
+    ) -> Result<Stats> {
         let guilds = match only {
             Some(guild) => vec![guild],
             None => self.guilds()?,
         };
+        let total = guilds.len() as u64;
         let mut per_guild = Vec::with_capacity(guilds.len());
         for guild in guilds {
             per_guild.push(self.guild_stats(guild)?);
+            on_guild(per_guild.len() as u64, total);
         }
         let (commit_log_bytes, lock_bytes) = self.shared_bytes()?;
         let all_guild_bytes: u64 = if only.is_some() {
