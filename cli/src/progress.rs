@@ -1,5 +1,5 @@
 //! Progress of long work (`import` of many files, `verify`, `stats`, `rollback`, `claim
-//! --shard`, `bench`; `ship` ends with the summary only): a
+//! --shard`, `bench`, the bot phase of `demo`; `ship` ends with the summary only): a
 //! bar on stderr with the count, the rate and an ETA, **only on a terminal** (stderr is a
 //! TTY), never with `--quiet`; then a one-line human summary on stderr (not with `--quiet`).
 //! Output meant for programs (stdout, JSON) is never touched, so piped runs see no bar.
