@@ -41,6 +41,10 @@ impl Progress {
             if let Ok(style) = ProgressStyle::with_template(&template) {
                 bar.set_style(style.progress_chars("=> "));
             }
+            // Drawn now (with a steady tick, updates are drawn only at the ticks: work done
+            // before the first one would show nothing), then redrawn every 200 ms, so the
+            // rate and ETA move while one long item runs.
+            bar.tick();
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
