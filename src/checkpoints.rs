@@ -473,6 +473,60 @@ pub fn rollback(
     pacer: &mut dyn Pacer,
     on_guild: &mut dyn FnMut(&RolledBack),
 ) -> Result<Vec<RolledBack>> {
+    let selected = rollback_plan(journal, label, options)?;
+    let mut done = Vec::with_capacity(selected.len());
+    rolling(&selected, options.batch, options.pace, pacer, |k, batch| {
+        for e in batch {
+            let rolled = rollback_guild(journal, label, e, k)?;
+            on_guild(&rolled);
+            done.push(rolled);
+        }
+        Ok::<(), Error>(())
+    })?;
+    Ok(done)
+}
+
+/// A checkpoint's entry for one guild: the guild, the seq of its state, the state file's
+/// checksum (what [`rollback_guild`] needs to roll the guild back).
+pub(crate) type RollbackEntry = manifest::ManifestEntry;
+
+/// The first part of [`rollback`]: the checkpoint's entries of the guilds `options` selects,
+/// every state file read and checked. Writes nothing.
+///
+/// # Errors
+/// As [`rollback`] before anything is written.
+pub(crate) fn rollback_plan(
+    journal: &Journal,
+    label: &str,
+    options: &RollbackOptions,
+) -> Result<Vec<RollbackEntry>> {
+    let selected = rollback_select(journal, label, options)?;
+    // Every state file is checked before the first guild is restored.
+    for e in &selected {
+        rollback_check(journal, label, e)?;
+    }
+    Ok(selected)
+}
+
+/// Reads and checks the state file of one entry of checkpoint `label` (as [`rollback`] does
+/// for every selected guild before it restores the first).
+///
+/// # Errors
+/// [`Error::Corrupt`] for a damaged state file, [`Error::KeyMismatch`], [`Error::Io`].
+pub(crate) fn rollback_check(journal: &Journal, label: &str, e: &RollbackEntry) -> Result<()> {
+    read_state(journal, label, GuildId(e.guild), e.seq, e.state_crc).map(drop)
+}
+
+/// The checkpoint's entries of the guilds `options` selects (the manifest only).
+///
+/// # Errors
+/// [`Error::ReadOnly`], [`Error::Checkpoint`] (no such checkpoint, a selected guild not in
+/// it, an invalid label), [`Error::Corrupt`] for a damaged manifest.
+pub(crate) fn rollback_select(
+    journal: &Journal,
+    label: &str,
+    options: &RollbackOptions,
+) -> Result<Vec<RollbackEntry>> {
     if journal.mode() != OpenMode::ReadWrite {
         return Err(Error::ReadOnly);
     }
@@ -496,39 +550,39 @@ pub fn rollback(
             picked
         }
     };
-    // Every state file is checked before the first guild is restored.
-    for e in &selected {
-        read_state(journal, label, GuildId(e.guild), e.seq, e.state_crc)?;
+    Ok(selected)
+}
+
+/// Rolls one guild back to its entry of checkpoint `label` (batch `batch` of a paced
+/// rollback): one `state_restored` event, or none when the guild is in that state already.
+///
+/// # Errors
+/// As [`crate::restore::restore_state`], and the state file's errors.
+pub(crate) fn rollback_guild(
+    journal: &mut Journal,
+    label: &str,
+    e: &RollbackEntry,
+    batch: usize,
+) -> Result<RolledBack> {
+    let guild = GuildId(e.guild);
+    let past = read_state(journal, label, guild, e.seq, e.state_crc)?;
+    let current = journal.state(guild)?.clone();
+    let target = restore_target(&current.state, &past);
+    if target == current.state {
+        return Ok(RolledBack {
+            guild,
+            status: RollbackStatus::Unchanged,
+            seq: current.seq,
+            restored_from_seq: e.seq,
+            batch,
+        });
     }
-    let mut done = Vec::with_capacity(selected.len());
-    rolling(&selected, options.batch, options.pace, pacer, |k, batch| {
-        for e in batch {
-            let guild = GuildId(e.guild);
-            let past = read_state(journal, label, guild, e.seq, e.state_crc)?;
-            let current = journal.state(guild)?.clone();
-            let target = restore_target(&current.state, &past);
-            let rolled = if target == current.state {
-                RolledBack {
-                    guild,
-                    status: RollbackStatus::Unchanged,
-                    seq: current.seq,
-                    restored_from_seq: e.seq,
-                    batch: k,
-                }
-            } else {
-                let restored = restore_state(journal, guild, &target, Some(e.seq), Some(label))?;
-                RolledBack {
-                    guild,
-                    status: RollbackStatus::Restored,
-                    seq: restored.seq,
-                    restored_from_seq: e.seq,
-                    batch: k,
-                }
-            };
-            on_guild(&rolled);
-            done.push(rolled);
-        }
-        Ok::<(), Error>(())
-    })?;
-    Ok(done)
+    let restored = restore_state(journal, guild, &target, Some(e.seq), Some(label))?;
+    Ok(RolledBack {
+        guild,
+        status: RollbackStatus::Restored,
+        seq: restored.seq,
+        restored_from_seq: e.seq,
+        batch,
+    })
 }

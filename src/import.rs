@@ -216,8 +216,20 @@ pub fn import_sonora(
     files: &[(String, String)],
 ) -> Result<Vec<Imported>, ImportError> {
     let plans = prepare_all(journal, files)?;
+    apply_plans(journal, &plans)
+}
+
+/// The second half of [`import_sonora`]: appends every prepared file's events to its guild,
+/// then makes them durable with one sync.
+///
+/// # Errors
+/// [`ImportError::Journal`].
+pub(crate) fn apply_plans(
+    journal: &mut Journal,
+    plans: &[ImportPlan],
+) -> Result<Vec<Imported>, ImportError> {
     let mut done = Vec::with_capacity(plans.len());
-    for plan in &plans {
+    for plan in plans {
         let guild = plan.guild();
         let journal_error = |source| ImportError::Journal {
             file: plan.file.clone(),

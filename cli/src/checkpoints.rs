@@ -17,6 +17,7 @@ use reprise::{GuildId, Journal};
 use serde_json::{json, Value};
 
 use crate::output::{print_json_line, Out};
+use crate::progress::Progress;
 use crate::time::format_rfc3339;
 use crate::Failure;
 
@@ -87,8 +88,14 @@ pub(crate) fn rollback(
         pace: Duration::from_millis(pace_ms),
     };
     let mut journal = Journal::open(dir, crate::base_config())?;
+    let len = match &options.guilds {
+        Some(g) => g.len() as u64,
+        None => checkpoints::load_checkpoint(&journal, label).map_or(0, |c| c.guilds.len() as u64),
+    };
+    let bar = Progress::new(len, &format!("rollback to {label}"), "guilds", false);
     let mut printed: Result<(), Failure> = Ok(());
     let result = checkpoints::rollback(&mut journal, label, &options, &mut SystemPacer, &mut |r| {
+        bar.inc(1);
         if printed.is_ok() {
             printed = print_json_line(
                 out,
@@ -115,10 +122,10 @@ pub(crate) fn rollback(
         .iter()
         .filter(|r| r.status == RollbackStatus::Restored)
         .count();
-    eprintln!(
-        "reprise: rollback to {label:?}: {restored} guild(s) restored, {} unchanged, {} batch(es)",
+    bar.finish(&format!(
+        "rollback to {label:?}: {restored} guild(s) restored, {} unchanged, {} batch(es)",
         done.len() - restored,
         done.last().map_or(0, |r| r.batch + 1)
-    );
+    ));
     Ok(())
 }

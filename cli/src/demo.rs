@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use reprise::session::{apply, Rng, Workload};
 use reprise::{CorruptionKind, Durability, GuildId, GuildState, Journal};
 
+use crate::progress::Progress;
 use crate::Failure;
 
 /// Largest group of events the simulated bot commits with one round of fsyncs.
@@ -123,6 +124,8 @@ pub(crate) fn run(dir: &Path, guilds: u32, events: u64, seed: Option<u64>) -> Re
     let mut latencies = Vec::new();
     let mut first_ack: Option<Instant> = None;
     let mut killed_at: Option<(Instant, u64)> = None;
+    // The bot phase on a terminal: acknowledgements up to the kill point, rate and ETA.
+    let bar = Progress::new(kill_after, "demo: the bot appends", "acks", false);
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         let mut parts = line.split_ascii_whitespace().map(str::parse::<u64>);
@@ -138,11 +141,18 @@ pub(crate) fn run(dir: &Path, guilds: u32, events: u64, seed: Option<u64>) -> Re
         let e = acked.entry(g).or_insert(0);
         *e = (*e).max(seq);
         latencies.push(lat);
+        if killed_at.is_none() {
+            bar.inc(1);
+        }
         if killed_at.is_none() && latencies.len() as u64 >= kill_after {
             child.kill()?; // SIGKILL
             killed_at = Some((Instant::now(), latencies.len() as u64));
         }
     }
+    bar.finish(&format!(
+        "demo: the bot was killed after {} acknowledgements",
+        latencies.len()
+    ));
     let status = child.wait()?;
     let acked_total = latencies.len() as u64;
     let (kill_time, acked_at_kill) = match killed_at {

@@ -17,6 +17,7 @@ use reprise::Journal;
 use serde_json::json;
 
 use crate::output::{print_json_line, Out};
+use crate::progress::Progress;
 use crate::Failure;
 
 /// The largest Sonora file read (a 100,000-track queue of long tracks stays well below).
@@ -69,6 +70,7 @@ pub(crate) fn run(
     check: bool,
     out: &mut Out,
 ) -> Result<(), Failure> {
+    let bar = Progress::new(files.len() as u64, "import: check", "files", false);
     let mut inputs = Vec::with_capacity(files.len());
     for path in files {
         inputs.push((path.display().to_string(), read(path)?));
@@ -77,6 +79,7 @@ pub(crate) fn run(
     let empty = State::new(HISTORY_MAX_DEFAULT);
     let mut invalid = 0;
     for (name, text) in &inputs {
+        bar.inc(1);
         match import::prepare(name, text, &empty) {
             Ok(plan) if check => print_json_line(
                 out,
@@ -113,6 +116,7 @@ pub(crate) fn run(
         ));
     }
     if check {
+        bar.finish(&format!("checked {} file(s): all valid", inputs.len()));
         return Ok(());
     }
     let mut journal = Journal::open(dir, crate::base_config())?;
@@ -129,6 +133,16 @@ pub(crate) fn run(
         Failure::new(code, format!("{error}{written}"))
     })?;
     journal.close()?;
+    bar.finish(&format!(
+        "imported {} file(s) into {} guild(s), {} event(s)",
+        imported.len(),
+        imported
+            .iter()
+            .map(|d| d.guild)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        imported.iter().map(|d| d.events).sum::<u64>()
+    ));
     for done in &imported {
         print_json_line(
             out,

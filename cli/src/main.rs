@@ -13,6 +13,7 @@ mod demo;
 mod import;
 mod lavalink;
 mod output;
+mod progress;
 mod remote;
 mod restore;
 mod stats;
@@ -51,6 +52,10 @@ struct Cli {
     /// The owner name written into claims (default: the host name).
     #[arg(long, global = true, value_name = "NAME")]
     owner: Option<String>,
+    /// No progress bar and no closing summary on stderr for long work (import, verify,
+    /// rollback, claim --shard). The bar shows only when stderr is a terminal anyway.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -475,6 +480,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         ..Config::default()
     };
     let _ = BASE_CONFIG.set(config);
+    progress::set_quiet(cli.quiet);
     let mut args = Vec::new();
     for (flag, path) in cli
         .key_file
@@ -609,6 +615,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Snapshot { guild } => {
+            journal_exists(&dir)?;
             let mut journal = Journal::open(&dir, base_config())?;
             let guilds = match guild {
                 Some(g) => vec![GuildId(g)],
@@ -630,19 +637,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Verify => {
             let mut journal = Journal::open_read_only(&dir, base_config())?;
-            let report = journal.verify()?;
+            let mut bar: Option<progress::Progress> = None;
+            let report = journal.verify_with(&mut |_, total| {
+                bar.get_or_insert_with(|| {
+                    progress::Progress::new(total, "verify", "guilds", false)
+                })
+                .inc(1);
+            })?;
             for f in &report.findings {
                 print_json_line(&mut out, &output::finding_json(f))?;
             }
             let damage = report.findings.iter().filter(|f| f.is_damage()).count();
-            eprintln!(
-                "reprise: verified {} guilds, {} files, {} events: {} finding(s), {} damage",
-                report.guilds,
-                report.files,
-                report.events,
-                report.findings.len(),
-                damage
-            );
+            bar.unwrap_or_else(|| progress::Progress::new(0, "verify", "guilds", true))
+                .finish(&format!(
+                    "verified {} guilds, {} files, {} events: {} finding(s), {} damage",
+                    report.guilds,
+                    report.files,
+                    report.events,
+                    report.findings.len(),
+                    damage
+                ));
             if report.is_sound() {
                 Ok(())
             } else {
@@ -689,34 +703,39 @@ fn run(cli: Cli) -> Result<(), Failure> {
             superseded_max_age,
             superseded_keep,
             dry_run,
-        } => cleanup::run(
-            &dir,
-            &cleanup::Args {
-                max_age_days: max_age,
-                keep,
-                guild: guild.map(GuildId),
-                superseded_max_age_days: superseded_max_age,
-                superseded_keep,
-                dry_run,
-            },
-            &mut out,
-        ),
+        } => {
+            journal_exists(&dir)?;
+            cleanup::run(
+                &dir,
+                &cleanup::Args {
+                    max_age_days: max_age,
+                    keep,
+                    guild: guild.map(GuildId),
+                    superseded_max_age_days: superseded_max_age,
+                    superseded_keep,
+                    dry_run,
+                },
+                &mut out,
+            )
+        }
         Command::Restore {
             guild,
             to,
             to_time,
             label,
         } => {
+            journal_exists(&dir)?;
             let target = restore::Target::from_args(to, to_time.as_deref())?;
             restore::run(&dir, GuildId(guild), target, label.as_deref(), &mut out)
         }
         Command::Checkpoint { label, remove } => {
+            journal_exists(&dir)?;
             checkpoints::checkpoint(&dir, &label, remove, &mut out)
         }
         Command::Checkpoints => checkpoints::list(&dir, &mut out),
         Command::Completions { shell } => {
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "reprise", &mut script);
+            clap_complete::generate(shell, &mut public_command(), "reprise", &mut script);
             output::print_line(&mut out, String::from_utf8_lossy(&script).trim_end())
         }
         Command::Rollback {
@@ -724,7 +743,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             guilds,
             batch,
             pace_ms,
-        } => checkpoints::rollback(&dir, &label, guilds, batch, pace_ms, &mut out),
+        } => {
+            journal_exists(&dir)?;
+            checkpoints::rollback(&dir, &label, guilds, batch, pace_ms, &mut out)
+        }
         Command::Dump { guild } => {
             let guild = GuildId(guild);
             let mut journal = Journal::open_read_only(&dir, base_config())?;
@@ -735,6 +757,34 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// The command line without its hidden commands (the `demo` and `bench` child processes):
+/// what the completion scripts offer.
+fn public_command() -> clap::Command {
+    let full = Cli::command();
+    let public = clap::Command::new("reprise")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(full.get_about().cloned().unwrap_or_default())
+        .args(full.get_arguments().cloned());
+    public.subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned())
+}
+
+/// Refuses a command that changes an existing journal (snapshot, cleanup, restore, checkpoint,
+/// rollback) on a directory that does not exist: exit 4 naming it, and nothing is created.
+fn journal_exists(dir: &std::path::Path) -> Result<(), Failure> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Failure::new(
+            4,
+            format!(
+                "the journal directory {} does not exist (nothing was created; `apply`, \
+                 `import` and `claim` start a journal)",
+                dir.display()
+            ),
+        )),
+        // Anything else is the open's to report.
+        _ => Ok(()),
     }
 }
 

@@ -8,6 +8,7 @@ use reprise::remote::Remote;
 use reprise::{GuildId, Journal};
 
 use crate::output::{print_json_line, Out};
+use crate::progress::Progress;
 use crate::Failure;
 
 /// An opened remote and the runtime its requests run on (object_store is async; the CLI
@@ -67,9 +68,17 @@ pub(crate) fn ship(
         Some(g) => vec![g],
         None => journal.guilds()?,
     };
-    // Every guild in one shipping round: one batch object when they fit.
+    // Every guild in one shipping round: one batch object when they fit (one step: the
+    // summary only, no bar).
+    let summary = Progress::new(0, "ship", "guilds", true);
     let report = ctx.block_on(ctx.remote.ship(&mut journal, &guilds, &ctx.owner))?;
     journal.close()?;
+    summary.finish(&format!(
+        "shipped {} guild(s): {} object(s), {} bytes",
+        guilds.len(),
+        report.objects,
+        report.bytes
+    ));
     print_json_line(
         out,
         &serde_json::json!({
@@ -114,7 +123,9 @@ pub(crate) fn claim(
             ctx.block_on(ctx.remote.shard_guilds(shard, shards))?
         }
     };
+    let bar = Progress::new(guilds.len() as u64, "claim", "guilds", false);
     for (i, g) in guilds.iter().enumerate() {
+        bar.note(format!("guild {}", g.0));
         if i > 0 && !pace.is_zero() {
             // The pace limit between claims of a shard (not a wait for background work).
             std::thread::sleep(pace);
@@ -138,8 +149,12 @@ pub(crate) fn claim(
             out,
             &serde_json::json!({ "guild": claimed.guild.0, "epoch": claimed.epoch, "seq": claimed.seq }),
         )?;
+        bar.inc(1);
     }
     journal.close()?;
+    if guilds.len() > 1 || matches!(target, ClaimTarget::Shard { .. }) {
+        bar.finish(&format!("claimed {} guild(s)", guilds.len()));
+    }
     Ok(())
 }
 

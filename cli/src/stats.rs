@@ -22,6 +22,7 @@ use reprise::{GuildId, Journal};
 use serde_json::{json, Map, Value};
 
 use crate::output::{print_json_line, Out};
+use crate::progress::Progress;
 use crate::Failure;
 
 /// One snapshot with its guild, for `oldest_snapshot` / `newest_snapshot`.
@@ -111,6 +112,18 @@ pub(crate) fn run(dir: &Path, guild: Option<GuildId>, out: &mut Out) -> Result<(
         return print_json_line(out, &stats_json(dir, &empty));
     }
     let mut journal = Journal::open_read_only(dir, crate::base_config())?;
-    let stats = journal.stats(guild, now)?;
-    print_json_line(out, &stats_json(dir, &stats))
+    let mut bar: Option<Progress> = None;
+    let stats = journal.stats_with(guild, now, &mut |_, total| {
+        bar.get_or_insert_with(|| Progress::new(total, "stats", "guilds", false))
+            .inc(1);
+    })?;
+    print_json_line(out, &stats_json(dir, &stats))?;
+    bar.unwrap_or_else(|| Progress::new(0, "stats", "guilds", true))
+        .finish(&format!(
+            "stats of {} guild(s): {} events, {} bytes on disk",
+            stats.guilds.len(),
+            stats.events(),
+            stats.bytes_on_disk
+        ));
+    Ok(())
 }

@@ -52,6 +52,7 @@ mod repair;
 mod retention;
 mod retire;
 mod snapshots;
+mod state_json;
 mod stats;
 mod superseded;
 mod verify;
@@ -64,6 +65,7 @@ pub use cleanup::{CleanupReport, GuildCleanup, Skipped};
 pub use events::{EventIter, LoggedEvent};
 pub use retention::{RetentionPolicy, SnapshotStat};
 pub use snapshots::SnapshotJob;
+pub use state_json::StateJsonError;
 pub use stats::{GuildSnapshot, GuildStats, Stats};
 pub use superseded::SupersededCopy;
 pub use verify::{FileInfo, Finding, GuildInfo, VerifyReport};
@@ -109,6 +111,7 @@ pub struct GuildState {
 impl GuildState {
     /// The JSON form `reprise state` prints (and the Python package's `state()` gives):
     /// `{"guild": G, "seq": N, ...}` with the state's fields beside the two.
+    /// [`GuildState::from_json`] reads it back.
     pub fn to_json(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         m.insert("guild".into(), self.guild.0.into());

@@ -157,28 +157,31 @@ impl Journal {
     /// # Errors
     /// [`Error::Io`] when a file cannot be listed or read.
     pub fn stats(&mut self, only: Option<GuildId>, now_unix_ms: u64) -> Result<Stats> {
+        self.stats_with(only, now_unix_ms, &mut |_, _| {})
+    }
+
+    /// [`Journal::stats`], calling `on_guild(done, total)` after each guild is counted (for a
+    /// progress display).
+    ///
+    /// # Errors
+    /// As [`Journal::stats`].
+    pub fn stats_with(
+        &mut self,
+        only: Option<GuildId>,
+        now_unix_ms: u64,
+        on_guild: &mut dyn FnMut(u64, u64),
+    ) -> Result<Stats> {
         let guilds = match only {
             Some(guild) => vec![guild],
             None => self.guilds()?,
         };
+        let total = guilds.len() as u64;
         let mut per_guild = Vec::with_capacity(guilds.len());
         for guild in guilds {
             per_guild.push(self.guild_stats(guild)?);
+            on_guild(per_guild.len() as u64, total);
         }
-        let storage = self.storage();
-        let commit_dir = layout::commit_dir(self.dir());
-        let mut commit_log_bytes = 0;
-        let names = storage.list(&commit_dir).map_err(|e| Error::Io {
-            op: "list",
-            path: commit_dir.clone(),
-            source: e,
-        })?;
-        for name in names {
-            commit_log_bytes += storage.file_len(&commit_dir.join(name)).unwrap_or(0);
-        }
-        let lock_bytes = storage
-            .file_len(&layout::lock_path(self.dir()))
-            .unwrap_or(0);
+        let (commit_log_bytes, lock_bytes) = self.shared_bytes()?;
         let all_guild_bytes: u64 = if only.is_some() {
             // The journal's total still counts every guild.
             let mut total = 0;
@@ -201,5 +204,27 @@ impl Journal {
             commit_log_bytes,
             bytes_on_disk: all_guild_bytes + commit_log_bytes + lock_bytes,
         })
+    }
+
+    /// The bytes of the files no guild owns: the commit logs, and the lock file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the commit log directory cannot be listed.
+    pub(crate) fn shared_bytes(&self) -> Result<(u64, u64)> {
+        let storage = self.storage();
+        let commit_dir = layout::commit_dir(self.dir());
+        let mut commit_log_bytes = 0;
+        let names = storage.list(&commit_dir).map_err(|e| Error::Io {
+            op: "list",
+            path: commit_dir.clone(),
+            source: e,
+        })?;
+        for name in names {
+            commit_log_bytes += storage.file_len(&commit_dir.join(name)).unwrap_or(0);
+        }
+        let lock_bytes = storage
+            .file_len(&layout::lock_path(self.dir()))
+            .unwrap_or(0);
+        Ok((commit_log_bytes, lock_bytes))
     }
 }

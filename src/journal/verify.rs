@@ -124,6 +124,30 @@ impl Journal {
     ///
     /// [`Error::Io`]: crate::error::Error::Io
     pub fn verify(&mut self) -> Result<VerifyReport> {
+        self.verify_with(&mut |_, _| {})
+    }
+
+    /// [`Journal::verify`], calling `on_guild(done, total)` after each guild is checked (for a
+    /// progress display: `done` guilds of `total`).
+    ///
+    /// # Errors
+    /// As [`Journal::verify`].
+    pub fn verify_with(&mut self, on_guild: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
+        let mut report = self.verify_shared()?;
+        let guilds = self.guilds()?;
+        let total = guilds.len() as u64;
+        for (i, guild) in guilds.into_iter().enumerate() {
+            self.verify_guild(guild, &mut report)?;
+            on_guild(i as u64 + 1, total);
+        }
+        Ok(report)
+    }
+
+    /// The first part of [`Journal::verify`]: every buffered frame written to its segment, and
+    /// the findings that belong to no guild's own check (recovery's damage and torn tails, files
+    /// nobody knows). [`Journal::verify_guild_paged`] adds each guild (the async handle pages
+    /// a verify this way, a few guilds per command).
+    pub(crate) fn verify_shared(&mut self) -> Result<VerifyReport> {
         self.flush_buffers(None)?;
         let mut report = VerifyReport::default();
         for c in self
@@ -145,10 +169,18 @@ impl Journal {
                 corruption: c,
             });
         }
-        for guild in self.guilds()? {
-            self.verify_guild(guild, &mut report)?;
-        }
         Ok(report)
+    }
+
+    /// One guild of [`Journal::verify`] (its buffered frames written to its segment first),
+    /// its findings added to `report`.
+    pub(crate) fn verify_guild_paged(
+        &mut self,
+        guild: GuildId,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        self.flush_buffers(Some(guild))?;
+        self.verify_guild(guild, report)
     }
 
     fn verify_guild(&self, guild: GuildId, report: &mut VerifyReport) -> Result<()> {

@@ -271,6 +271,16 @@ impl Actor {
                 let result = self.claim(guild).await;
                 let _ = reply.send(result);
             }
+            Command::Work { wait, work } => {
+                // The work may read or write files a snapshot in flight is writing.
+                while wait.waits(self) {
+                    match done_rx.recv().await {
+                        Some(done) => self.snapshot_done(done),
+                        None => break,
+                    }
+                }
+                work(self);
+            }
             other => self.handle(other),
         }
     }
@@ -347,11 +357,12 @@ impl Actor {
                     }
                 }
             }
-            // Handled by handle_any (it awaits the store).
+            // Handled by handle_any (it awaits the store, or snapshots in flight).
             #[cfg(feature = "remote")]
             Command::Claim { reply, .. } => {
                 let _ = reply.send(Err(Error::Closed));
             }
+            Command::Work { work, .. } => work(self),
         }
     }
 
@@ -420,7 +431,8 @@ fn refuse(cmd: Command) {
         Command::Claim { reply, .. } => {
             let _ = reply.send(Err(Error::Closed));
         }
-        Command::SetDurability { .. } => {}
+        // Dropping the work drops its reply: its caller sees `Error::Closed`.
+        Command::SetDurability { .. } | Command::Work { .. } => {}
     }
 }
 

@@ -242,7 +242,7 @@ impl Actor {
         Ok(rx)
     }
 
-    fn publish(&mut self, guild: GuildId, logged: &[Arc<LoggedEvent>]) {
+    pub(super) fn publish(&mut self, guild: GuildId, logged: &[Arc<LoggedEvent>]) {
         if let Some(tx) = self.subscribers.get(&guild) {
             if tx.receiver_count() == 0 {
                 self.subscribers.remove(&guild);

@@ -32,6 +32,9 @@
 //! - `mod.rs`: the handle ([`Reprise`], [`Subscription`], `RemoteOptions`) and the commands
 //!   it sends to the writer thread.
 //! - `actor.rs`: the writer thread, its event loop and how it answers each command.
+//! - `maintenance.rs`: the rest of the journal's API (restores, checkpoints and rollbacks,
+//!   verify, inspect, stats, cleanup, Sonora import and export) as commands, paged over guilds.
+//! - `events.rs`: [`Reprise::events`], a guild's logged events as a stream.
 //! - `commit.rs`: appends and group commit.
 //! - `snapshots.rs`: background snapshots (policy, scheduling, results).
 //! - `shipping.rs`: the actor's side of the remote: reports to the shipper, fencing, claims.
@@ -59,6 +62,8 @@ use crate::session::Event;
 use crate::sonora::Sections;
 use crate::storage::{FsStorage, Storage};
 use actor::writer_main;
+pub use events::EventStream;
+pub use maintenance::PAGE_TIME_MAX;
 pub use ordered::Ordered;
 #[cfg(feature = "remote")]
 use shipping::no_remote;
@@ -67,6 +72,8 @@ use shipping::RemoteOptions;
 
 mod actor;
 mod commit;
+mod events;
+mod maintenance;
 mod ordered;
 #[cfg(feature = "remote")]
 mod shipper;
@@ -181,6 +188,13 @@ enum Command {
     },
     Shutdown {
         reply: Reply<()>,
+    },
+    /// Work on the journal itself (restores, checkpoints, verify, ...; `maintenance.rs`),
+    /// run once the snapshots in flight that `wait` names are written. Dropping it unrun
+    /// drops its reply: the caller sees [`Error::Closed`].
+    Work {
+        wait: maintenance::WaitFor,
+        work: maintenance::Work,
     },
     #[cfg(feature = "remote")]
     Claim {

@@ -431,3 +431,42 @@ fn regression_journal_append_checks_the_local_fenced_record() {
     j.append(GuildId(72), &events[0], Durability::Always)
         .unwrap();
 }
+
+/// `GuildState::from_json` reads back what `to_json` (and `reprise state`) prints, and the form
+/// with the state as an object of its own; anything else is a typed error.
+#[test]
+fn guild_state_json_round_trips_in_both_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _) = crate::common::stream(5, 50);
+    let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+    for e in &events {
+        j.append(GuildId(8), e, Durability::None).unwrap();
+    }
+    let gs = j.state(GuildId(8)).unwrap().clone();
+    let flat = gs.to_json();
+    assert_eq!(reprise::GuildState::from_json(&flat).unwrap(), gs);
+    let nested = serde_json::json!({
+        "guild": 8,
+        "seq": gs.seq,
+        "state": serde_json::to_value(&gs.state).unwrap(),
+    });
+    assert_eq!(reprise::GuildState::from_json(&nested).unwrap(), gs);
+    let mut without_seq = flat.clone();
+    without_seq.as_object_mut().unwrap().remove("seq");
+    let mut unknown = flat.clone();
+    unknown["colour"] = serde_json::json!("red");
+    let mut broken = flat.clone();
+    broken["next_entry_id"] = serde_json::json!(0);
+    let mut both = nested.clone();
+    both["volume"] = serde_json::json!(5);
+    for (what, bad) in [
+        ("seq", without_seq),
+        ("colour", unknown),
+        ("entry", broken),
+        ("only field", both),
+        ("object", serde_json::json!([1])),
+    ] {
+        let e = reprise::GuildState::from_json(&bad).unwrap_err();
+        assert!(e.to_string().contains(what), "{what}: {e}");
+    }
+}

@@ -54,6 +54,9 @@ mod runtime;
 /// The async handle under faults: all-or-nothing batches, power loss with group commit,
 /// background snapshots and subscribers.
 mod runtime_crash;
+/// The whole journal API on the async handle, each method against its `Journal` counterpart;
+/// a rollback of 200 guilds while 64 tasks append to them.
+mod runtime_parity;
 /// Snapshot bytes against the blobs they hold.
 mod snapshot_size;
 /// Checkpoints when `syncfs` is a no-op or drops the write-back silently: per-file fsyncs.

@@ -45,11 +45,12 @@ mod stream;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reprise::{Error, GuildId};
 
 use crate::output::{print_json_line, print_line, Out};
+use crate::progress::Progress;
 use crate::Failure;
 use machine::machine_description;
 use peers::{floor_append_row, floor_row, sonora_json_row, sqlite_full_row, sqlite_normal_row};
@@ -211,7 +212,6 @@ pub(crate) fn run(
     let remote = remote.map(remote::RemoteBench::open).transpose()?;
     let scratch = Scratch::create(dir)?;
     let machine = machine_description(dir);
-    let started = Instant::now();
     eprintln!(
         "reprise: bench ({}) in {}: generating {} events",
         plan.label,
@@ -238,9 +238,16 @@ pub(crate) fn run(
         (NEW_GUILD, new_guild_row),
         (RECOVER_GUILDS, recover_guilds_row),
     ];
+    let bar = Progress::new(
+        steps.len() as u64 + if remote.is_some() { 3 } else { 0 },
+        "bench",
+        "rows",
+        json,
+    );
     for (name, step) in steps {
-        eprintln!("reprise: bench: {name}");
+        bar.stage("bench", name);
         rows.push(step(&scratch, &stream, &plan)?);
+        bar.inc(1);
     }
     relate_new_guild(&mut rows);
     if let Some(bench) = &remote {
@@ -250,18 +257,16 @@ pub(crate) fn run(
             (CLAIM, remote::claim_row),
         ];
         for (name, step) in steps {
-            eprintln!("reprise: bench: {name} ({})", bench.url());
+            bar.stage("bench", &format!("{name} ({})", bench.url()));
             rows.push(step(bench, &scratch, &stream, &plan)?);
+            bar.inc(1);
         }
     }
     let remote_url = remote.as_ref().map(|r| r.url().to_owned());
     // Deletes the run's objects (best effort), then the local directory.
     drop(remote);
     drop(scratch);
-    eprintln!(
-        "reprise: bench finished in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    bar.finish(&format!("bench finished: {} rows", rows.len()));
     let report = Report {
         machine,
         plan,
