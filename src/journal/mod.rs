@@ -136,7 +136,9 @@ pub struct Journal {
     storage: Arc<dyn Storage>,
     config: Config,
     mode: OpenMode,
-    guilds: BTreeMap<GuildId, GuildLog>,
+    /// Each guild's log, boxed: the map's nodes hold pointers, not ~1 KiB logs in nodes
+    /// half full (measured: 1.9 KB per idle recovered guild inline, ≈ 1.1 KB boxed).
+    guilds: BTreeMap<GuildId, Box<GuildLog>>,
     frame_buf: Vec<u8>,
     guilds_dir_ready: bool,
     /// The commit log this process appends to (created at the first append).

@@ -169,7 +169,7 @@ impl Journal {
             .guilds
             .iter_mut()
             .filter(|(_, l)| l.unsynced || !l.owed_seals.is_empty())
-            .map(|(g, l)| (*g, l))
+            .map(|(g, l)| (*g, &mut **l))
             .collect();
         let synced: Result<()> = storage::in_parallel(threads, work, |(guild, log)| {
             sync_segment(root, storage, guild, log)
@@ -184,7 +184,7 @@ impl Journal {
             .guilds
             .iter_mut()
             .filter(|(_, l)| l.dir_unsynced)
-            .map(|(g, l)| (*g, l))
+            .map(|(g, l)| (*g, &mut **l))
             .collect();
         let synced: Result<()> = storage::in_parallel(threads, work, |(guild, log)| {
             sync_guild_dir(root, storage, guild, log)

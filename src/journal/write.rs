@@ -402,7 +402,7 @@ impl Journal {
             .guilds
             .iter_mut()
             .filter(|(g, l)| l.active.is_some() && closing.binary_search(g).is_ok())
-            .map(|(g, l)| (*g, l))
+            .map(|(g, l)| (*g, &mut **l))
             .collect();
         let results = storage::in_parallel(threads, work, |(guild, log)| {
             let synced = sync_segment(root, storage, guild, log);
@@ -439,7 +439,7 @@ impl Journal {
     }
 
     /// The file-writing half ([`Ctx`]) and the guild map, borrowed apart.
-    pub(super) fn split(&mut self) -> (Ctx<'_>, &mut BTreeMap<GuildId, GuildLog>) {
+    pub(super) fn split(&mut self) -> (Ctx<'_>, &mut BTreeMap<GuildId, Box<GuildLog>>) {
         let Journal {
             root,
             storage,
