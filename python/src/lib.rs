@@ -3,6 +3,8 @@
 
 // pyo3 0.22's #[pymethods] expansion converts PyErr into PyErr; clippy flags the macro output.
 #![allow(clippy::useless_conversion)]
+mod aio;
+
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -101,6 +103,21 @@ fn event_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Event> {
     Event::from_json(&text).map_err(|e| InvalidEvent::new_err(e.to_string()))
 }
 
+/// The configuration both handles open with: `history_max` and the key in `key_file`.
+fn config_of(key_file: Option<std::path::PathBuf>, history_max: Option<u32>) -> PyResult<Config> {
+    let mut config = Config::default();
+    if let Some(h) = history_max {
+        config.history_max = h;
+    }
+    if let Some(file) = key_file {
+        let key = reprise::crypto::Key::from_file(file).map_err(to_py_err)?;
+        let keys =
+            reprise::crypto::Keyring::new(key, []).map_err(|e| IoError::new_err(e.to_string()))?;
+        config.keys = Some(keys);
+    }
+    Ok(config)
+}
+
 /// The blocking handle on one journal directory.
 #[pyclass(module = "reprise._reprise")]
 struct Journal {
@@ -125,16 +142,7 @@ impl Journal {
         key_file: Option<std::path::PathBuf>,
         history_max: Option<u32>,
     ) -> PyResult<Self> {
-        let mut config = Config::default();
-        if let Some(h) = history_max {
-            config.history_max = h;
-        }
-        if let Some(file) = key_file {
-            let key = reprise::crypto::Key::from_file(file).map_err(to_py_err)?;
-            let keys = reprise::crypto::Keyring::new(key, [])
-                .map_err(|e| IoError::new_err(e.to_string()))?;
-            config.keys = Some(keys);
-        }
+        let config = config_of(key_file, history_max)?;
         let inner = py
             .allow_threads(|| reprise::Journal::open(path, config))
             .map_err(to_py_err)?;
@@ -296,6 +304,9 @@ impl Journal {
 fn _reprise(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Journal>()?;
+    m.add_class::<aio::Reprise>()?;
+    m.add_class::<aio::Subscription>()?;
+    m.add_function(wrap_pyfunction!(aio::open, m)?)?;
     m.add("Error", py.get_type_bound::<Error>())?;
     m.add("InvalidEvent", py.get_type_bound::<InvalidEvent>())?;
     m.add("Corrupt", py.get_type_bound::<Corrupt>())?;
