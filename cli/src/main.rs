@@ -592,7 +592,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             match format {
                 StateFormat::Reprise => print_json_line(&mut out, &gs.to_json()),
                 StateFormat::Sonora => {
-                    let text = sonora_text(&gs, reprise::sonora::Sections::ALL);
+                    let text = reprise::sonora::file_text(
+                        &gs,
+                        reprise::clock::now_unix_secs(),
+                        reprise::sonora::Sections::ALL,
+                    );
                     output::print_line(&mut out, &text)
                 }
             }
@@ -608,7 +612,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let mut journal = Journal::open_read_only(&dir, base_config())?;
             warn_findings(&mut journal, guild)?;
             let gs = journal.state(guild)?.clone();
-            let text = sonora_text(&gs, only.unwrap_or_default());
+            let text = reprise::sonora::file_text(
+                &gs,
+                reprise::clock::now_unix_secs(),
+                only.unwrap_or_default(),
+            );
             match path {
                 Some(path) => write_file(&path, text.as_bytes()),
                 None => output::print_line(&mut out, &text),
@@ -645,7 +653,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .inc(1);
             })?;
             for f in &report.findings {
-                print_json_line(&mut out, &output::finding_json(f))?;
+                print_json_line(&mut out, &f.to_json())?;
             }
             let damage = report.findings.iter().filter(|f| f.is_damage()).count();
             bar.unwrap_or_else(|| progress::Progress::new(0, "verify", "guilds", true))
@@ -797,13 +805,6 @@ fn remote_ctx(url: &Option<String>, owner: Option<String>) -> Result<remote::Rem
             "this command needs --remote URL (or REPRISE_REMOTE)",
         )),
     }
-}
-
-/// The Sonora file text of a guild's state, stamped with the current time.
-fn sonora_text(gs: &reprise::GuildState, only: reprise::sonora::Sections) -> String {
-    let now = reprise::clock::now_unix_secs();
-    let file = reprise::sonora::from_state(gs.guild.0, now, &gs.state, only);
-    reprise::sonora::to_json(&file)
 }
 
 /// Writes a whole file atomically (temporary file, fsync, rename, fsync directory).

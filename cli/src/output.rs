@@ -2,7 +2,7 @@
 
 use std::io::{self, BufWriter, Write};
 
-use reprise::{Finding, GuildId, GuildInfo, LoggedEvent};
+use reprise::{GuildId, GuildInfo, LoggedEvent};
 use serde_json::{json, Map, Value};
 
 use crate::Failure;
@@ -61,20 +61,6 @@ pub(crate) fn logged_event_json(e: &LoggedEvent) -> Value {
         serde_json::to_value(&e.event).unwrap_or(Value::Null),
     ));
     Value::Object(m)
-}
-
-/// One `verify` finding.
-pub(crate) fn finding_json(f: &Finding) -> Value {
-    let c = &f.corruption;
-    json!({
-        "guild": f.guild.map(|g| g.0),
-        "file": c.path.display().to_string(),
-        "offset": c.offset,
-        "kind": c.kind.as_str(),
-        "expected": c.expected,
-        "actual": c.actual,
-        "detail": if c.detail.is_empty() { c.to_string() } else { c.detail.clone() },
-    })
 }
 
 /// One guild of `inspect`.

@@ -1,6 +1,7 @@
 """reprise: crash-consistent session persistence for music bots (Python binding).
 
-`Journal` is the blocking handle on one journal directory; the exceptions are
+`Journal` is the blocking handle on one journal directory; `await open(path)` gives
+`Reprise`, the asyncio handle over the Rust runtime (group commit across tasks); the exceptions are
 `Error` and its subclasses `InvalidEvent`, `Corrupt`, `Locked`, `Fenced`, `IoError`.
 """
 
@@ -12,6 +13,20 @@ from ._reprise import (
     IoError,
     Journal,
     Locked,
+    Reprise,
+    Subscription,
+    open,
 )
 
-__all__ = ["Corrupt", "Error", "Fenced", "InvalidEvent", "IoError", "Journal", "Locked"]
+__all__ = [
+    "Corrupt",
+    "Error",
+    "Fenced",
+    "InvalidEvent",
+    "IoError",
+    "Journal",
+    "Locked",
+    "Reprise",
+    "Subscription",
+    "open",
+]

@@ -16,7 +16,7 @@ GUILD = 613425648685547541
 
 
 def track(n):
-    return {"encoded": f"QAAA{n:04d}", "title": f"Track {n}", "length_ms": 1000 + n}
+    return {"encoded": f"QAAA{n:04d}", "title": f"Track {n}", "length_ms": 100_000 + n}
 
 
 def enqueue(n):
@@ -188,3 +188,101 @@ def test_state_at_and_snapshot(tmp_path):
     with reprise.Journal(tmp_path) as j:
         assert j.state(GUILD) == now
         assert j.state(1)["player"]["volume"] == 30
+
+
+def cli_bin():
+    cli = os.environ.get("REPRISE_BIN") or str(
+        Path(__file__).resolve().parents[2] / "target" / "release" / "reprise"
+    )
+    if not os.path.exists(cli):
+        pytest.skip("no reprise CLI built (cargo build --release -p reprise-cli)")
+    return cli
+
+
+def playing_session(j):
+    j.append_many(GUILD, [enqueue(1), enqueue(2), enqueue(3), {"type": "track_started"}])
+    j.append(GUILD, {"type": "volume_set", "volume": 250})
+    j.append(GUILD, {"type": "position_reported", "position_ms": 400, "at_unix_ms": 1_000_000})
+    j.append(
+        GUILD,
+        {"type": "voice_connected", "session_id": "s1", "channel_id": "42", "endpoint": "e", "token": "t"},
+    )
+
+
+def without_stamp(sonora_file):
+    """A Sonora file minus what depends on the second it was written."""
+    return {k: v for k, v in sonora_file.items() if k not in ("timestamp", "checksum")}
+
+
+def test_sonora_matches_cli(tmp_path):
+    cli = cli_bin()
+    with reprise.Journal(tmp_path) as j:
+        playing_session(j)
+        ours = j.sonora(GUILD)
+    assert ours["guild_id"] == GUILD
+    assert ours["data"]["player"]["volume"] == 250
+    assert [t["title"] for t in ours["data"]["queue"]["upcoming"]] == ["Track 2", "Track 3"]
+    assert ours["data"]["queue"]["current"]["track"] == "QAAA0001"
+    out = subprocess.run(
+        [cli, "state", "--dir", str(tmp_path), "--guild", str(GUILD), "--format", "sonora"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    theirs = json.loads(out)
+    assert without_stamp(theirs) == without_stamp(ours)
+    assert set(theirs) == set(ours)
+
+
+def test_lavalink_matches_cli(tmp_path):
+    cli = cli_bin()
+    now = 1_000_000 + 1_500
+    with reprise.Journal(tmp_path) as j:
+        playing_session(j)
+        ours = j.lavalink(GUILD, now_unix_ms=now)
+        assert j.lavalink(GUILD)["position"] > ours["position"]
+    assert ours["position"] == 1_900
+    assert ours["volume"] == 250 and ours["paused"] is False
+    assert ours["track"]["encoded"] == "QAAA0001"
+    assert ours["voice"]["sessionId"] == "s1"
+    out = subprocess.run(
+        [cli, "lavalink", "--dir", str(tmp_path), "--guild", str(GUILD), "--now-unix-ms", str(now)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert json.loads(out) == ours
+
+
+def test_verify_reports_a_torn_tail_as_a_dict(tmp_path):
+    with reprise.Journal(tmp_path) as j:
+        for n in range(5):
+            j.append(GUILD, enqueue(n))
+    segments = sorted(p for p in tmp_path.rglob("*.wal") if p.stat().st_size > 0)
+    assert segments, sorted(str(p) for p in tmp_path.rglob("*"))
+    with open(segments[-1], "ab") as f:
+        f.write(b"\x01\x02\x03")
+    with reprise.Journal(tmp_path) as j:
+        findings = j.verify()
+        assert j.state(GUILD)["seq"] == 5
+    assert len(findings) <= 1
+    for f in findings:
+        assert set(f) == {"guild", "file", "offset", "kind", "expected", "actual", "detail"}
+        assert f["kind"] == "torn_tail"
+
+
+def test_sonora_file_loads_in_py_sonora(tmp_path):
+    manager_module = pytest.importorskip("sonora.snapshot")
+    with reprise.Journal(tmp_path / "j") as j:
+        playing_session(j)
+        ours = j.sonora(GUILD)
+    path = tmp_path / f"guild_{GUILD}_1.json"
+    path.write_text(json.dumps(ours))
+    loaded = manager_module.SnapshotManager(str(tmp_path / "snaps")).load_snapshot(str(path))
+    assert loaded.guild_id == GUILD
+    assert loaded.checksum == ours["checksum"]
+    assert loaded.data == ours["data"]
+    tampered = dict(ours, data=dict(ours["data"], player=dict(ours["data"]["player"], volume=1)))
+    path.write_text(json.dumps(tampered))
+    with pytest.raises(Exception, match="integrity"):
+        manager_module.SnapshotManager(str(tmp_path / "snaps")).load_snapshot(str(path))

@@ -28,6 +28,22 @@ impl Finding {
     pub fn is_damage(&self) -> bool {
         self.corruption.kind != CorruptionKind::TornTail
     }
+
+    /// The finding's JSON form, one line of `reprise verify` (and one item of the Python
+    /// package's `verify()`): `{"guild", "file", "offset", "kind", "expected", "actual",
+    /// "detail"}`; `guild`, `expected` and `actual` may be null.
+    pub fn to_json(&self) -> serde_json::Value {
+        let c = &self.corruption;
+        serde_json::json!({
+            "guild": self.guild.map(|g| g.0),
+            "file": c.path.display().to_string(),
+            "offset": c.offset,
+            "kind": c.kind.as_str(),
+            "expected": c.expected,
+            "actual": c.actual,
+            "detail": if c.detail.is_empty() { c.to_string() } else { c.detail.clone() },
+        })
+    }
 }
 
 /// What `verify` checked and found.

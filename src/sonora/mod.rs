@@ -528,6 +528,19 @@ pub fn to_state(file: &SonoraFile, history_max: u32) -> Result<State, SonoraErro
     Ok(state)
 }
 
+/// The Sonora file text of a guild's state, stamped `timestamp` (Unix seconds; callers pass
+/// [`crate::clock::now_unix_secs`]): what `reprise state --format sonora` and `reprise export
+/// --format sonora` print, and what the Python package's `sonora()` returns, one form for all
+/// three. [`from_state`] then [`to_json`]; the clock is the caller's, so this module stays pure.
+pub fn file_text(guild_state: &crate::GuildState, timestamp: u64, only: Sections) -> String {
+    to_json(&from_state(
+        guild_state.guild.0,
+        timestamp,
+        &guild_state.state,
+        only,
+    ))
+}
+
 /// The Sonora file of `state`, with the sections in `only`, version [`SONORA_VERSION`] and a
 /// correct checksum. Reproduces Sonora's lossy points (see the module docs).
 pub fn from_state(guild_id: u64, timestamp: u64, state: &State, only: Sections) -> SonoraFile {
