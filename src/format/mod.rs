@@ -71,7 +71,9 @@ pub(crate) fn decode_event_shared(bytes: &[u8]) -> Result<Event, String> {
     decode_event(bytes)
 }
 
-/// The bincode form of a state (the body of a snapshot, before compression).
+/// The bincode form of a state (the body of a snapshot, before compression; the library
+/// itself writes it through [`encode_state_split`]).
+#[cfg(any(test, feature = "testing"))]
 pub fn encode_state(state: &State) -> Vec<u8> {
     match bincode::encode_to_vec(state, codec()) {
         Ok(v) => v,
@@ -79,7 +81,7 @@ pub fn encode_state(state: &State) -> Vec<u8> {
     }
 }
 
-/// The bincode form of a state (what [`encode_state`] gives) and the offset where its blob
+/// The bincode form of a state (what `encode_state` gives) and the offset where its blob
 /// column starts (see [`State::encode_split`]).
 pub fn encode_state_split(state: &State) -> (Vec<u8>, usize) {
     match state.encode_split(codec()) {
