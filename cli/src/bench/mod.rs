@@ -64,7 +64,7 @@ use row::{
     SNAPSHOT, SONORA_JSON, SQLITE_FULL, SQLITE_NORMAL,
 };
 pub(crate) use scale::worker;
-use scale::{new_guild_row, recover_guilds_row, relate_new_guild};
+use scale::{new_guild_row, recover_guilds_row};
 use stores::{fjall_1_row, fjall_64_row, redb_1_row, redb_64_row};
 use stream::{Stream, WARMUP_EVENTS};
 
@@ -144,6 +144,7 @@ impl Plan {
             .max(self.memory_events)
             .max(self.replay_events)
             .max(self.put_events)
+            .max(self.new_guilds)
     }
 }
 
@@ -249,7 +250,6 @@ pub(crate) fn run(
         rows.push(step(&scratch, &stream, &plan)?);
         bar.inc(1);
     }
-    relate_new_guild(&mut rows);
     if let Some(bench) = &remote {
         let steps: [(&str, remote::RemoteRowFn); 3] = [
             (S3_PUT_FLOOR, remote::s3_put_floor_row),
