@@ -17,7 +17,8 @@ use pyo3::types::PyDict;
 use reprise::GuildId;
 
 use crate::{
-    durability_from_str, event_from_py, from_json_text, from_json_value, to_py_err, Error,
+    durability_from_str, event_from_py, events_from_py, from_json_text, from_json_value,
+    lavalink_body_json, sonora_text_now, to_py_err, Error,
 };
 
 /// The process-wide tokio runtime every `Reprise` handle runs on.
@@ -137,10 +138,7 @@ impl Reprise {
         events: &Bound<'_, PyAny>,
         durability: &str,
     ) -> PyResult<PyObject> {
-        let events = events
-            .iter()?
-            .map(|e| event_from_py(py, &e?))
-            .collect::<PyResult<Vec<_>>>()?;
+        let events = events_from_py(py, events)?;
         let durability = durability_from_str(durability)?;
         let inner = self.inner.clone();
         spawn_awaitable(
@@ -182,11 +180,7 @@ impl Reprise {
             py,
             async move {
                 let gs = inner.state(GuildId(guild)).await.map_err(to_py_err)?;
-                Ok(reprise::sonora::file_text(
-                    &gs,
-                    reprise::clock::now_unix_secs(),
-                    reprise::sonora::Sections::ALL,
-                ))
+                Ok(sonora_text_now(&gs))
             },
             |py, text| from_json_text(py, &text),
         )
@@ -205,9 +199,7 @@ impl Reprise {
                     .lavalink_restore(GuildId(guild), now, reprise::sonora::Sections::ALL)
                     .await
                     .map_err(to_py_err)?;
-                serde_json::to_value(&restore.patch).map_err(|e| {
-                    Error::new_err(format!("cannot write the Lavalink body as JSON: {e}"))
-                })
+                lavalink_body_json(&restore)
             },
             |py, value| from_json_value(py, &value),
         )

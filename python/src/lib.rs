@@ -103,6 +103,26 @@ fn event_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Event> {
     Event::from_json(&text).map_err(|e| InvalidEvent::new_err(e.to_string()))
 }
 
+/// Every event of a Python iterable of dicts, in order (the first invalid one fails the lot).
+pub(crate) fn events_from_py(py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
+    events.iter()?.map(|e| event_from_py(py, &e?)).collect()
+}
+
+/// The guild's Sonora snapshot file, stamped now (what `reprise state --format sonora` prints).
+pub(crate) fn sonora_text_now(state: &reprise::GuildState) -> String {
+    reprise::sonora::file_text(
+        state,
+        reprise::clock::now_unix_secs(),
+        reprise::sonora::Sections::ALL,
+    )
+}
+
+/// The Lavalink PATCH body of `restore` as JSON (what `reprise lavalink` prints).
+pub(crate) fn lavalink_body_json(restore: &reprise::lavalink::Restore) -> PyResult<Value> {
+    serde_json::to_value(&restore.patch)
+        .map_err(|e| Error::new_err(format!("cannot write the Lavalink body as JSON: {e}")))
+}
+
 /// The configuration both handles open with: `history_max` and the key in `key_file`.
 fn config_of(key_file: Option<std::path::PathBuf>, history_max: Option<u32>) -> PyResult<Config> {
     let mut config = Config::default();
@@ -174,10 +194,7 @@ impl Journal {
         events: &Bound<'_, PyAny>,
         durability: &str,
     ) -> PyResult<Vec<u64>> {
-        let events = events
-            .iter()?
-            .map(|e| event_from_py(py, &e?))
-            .collect::<PyResult<Vec<Event>>>()?;
+        let events = events_from_py(py, events)?;
         let durability = durability_from_str(durability)?;
         let journal = self.journal()?;
         py.allow_threads(|| journal.append_many(GuildId(guild), &events, durability))
@@ -211,15 +228,7 @@ impl Journal {
     fn sonora(&mut self, py: Python<'_>, guild: u64) -> PyResult<PyObject> {
         let journal = self.journal()?;
         let text = py
-            .allow_threads(|| {
-                journal.state(GuildId(guild)).map(|gs| {
-                    reprise::sonora::file_text(
-                        gs,
-                        reprise::clock::now_unix_secs(),
-                        reprise::sonora::Sections::ALL,
-                    )
-                })
-            })
+            .allow_threads(|| journal.state(GuildId(guild)).map(sonora_text_now))
             .map_err(to_py_err)?;
         from_json_text(py, &text)
     }
@@ -240,9 +249,7 @@ impl Journal {
                 journal.lavalink_restore(GuildId(guild), now, reprise::sonora::Sections::ALL)
             })
             .map_err(to_py_err)?;
-        let value = serde_json::to_value(&restore.patch)
-            .map_err(|e| Error::new_err(format!("cannot write the Lavalink body as JSON: {e}")))?;
-        from_json_value(py, &value)
+        from_json_value(py, &lavalink_body_json(&restore)?)
     }
 
     /// Writes a snapshot of one guild (or of every guild with `guild=None`) now.

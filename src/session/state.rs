@@ -182,16 +182,15 @@ impl State {
                 &self,
                 encoder: &mut E,
             ) -> Result<(), bincode::error::EncodeError> {
-                // bincode may encode twice (a sizing pass first): keep the last pass's blobs.
-                let mut blobs = self.1.borrow_mut();
-                blobs.clear();
-                self.0.encode_but_blobs(encoder, &mut blobs)
+                self.0.encode_but_blobs(encoder, &mut self.1.borrow_mut())
             }
         }
         let but = ButBlobs(self, std::cell::RefCell::new(Vec::new()));
-        let mut out = bincode::encode_to_vec(&but, config)?;
+        // One pass (`encode_to_vec` would size first, taking every blob apart twice).
+        let mut out = Vec::new();
+        bincode::encode_into_std_write(&but, &mut out, config)?;
         let blobs = but.1.into_inner();
-        out.extend(bincode::encode_to_vec(blobs.len() as u64, config)?);
+        bincode::encode_into_std_write(blobs.len() as u64, &mut out, config)?;
         let split = out.len();
         out.extend_from_slice(&blobs);
         Ok((out, split))
