@@ -23,7 +23,7 @@ use crate::format::commit;
 use crate::format::segment::ScanEnd;
 use crate::ids::{Generation, GuildId, Seq};
 use crate::layout;
-use crate::storage::{AppendFile, Bytes, Storage};
+use crate::storage::{AppendFile, Bytes, Preallocation, Storage};
 
 /// Largest commit log file recovery reads.
 pub const COMMIT_FILE_LEN_MAX: u64 = 4 << 30;
@@ -43,6 +43,9 @@ pub(crate) struct CommitLog {
     prealloc_step: u64,
     /// The file's length as far as this writer extended it (at least `len`).
     allocated: u64,
+    /// The end of the extension known to be reserved ([`Preallocation::Reserved`]): records
+    /// below it cannot fail to be written for want of space (at most `allocated`).
+    reserved: u64,
     /// Records not yet written to the file.
     buf: Vec<u8>,
     /// Written bytes not yet fsynced.
@@ -90,6 +93,7 @@ impl CommitLog {
             len,
             prealloc_step,
             allocated: len,
+            reserved: len,
             buf: Vec::with_capacity(64 << 10),
             unsynced: true,
             dir_unsynced: true,
@@ -109,10 +113,27 @@ impl CommitLog {
             return;
         }
         let target = (needed / step + 1) * step;
-        if let Err(e) = self.file.preallocate(target) {
-            tracing::debug!(path = %self.path.display(), error = %e, "commit log preallocation failed");
+        match self.file.preallocate(target) {
+            Ok(Preallocation::Reserved) => self.reserved = target,
+            Ok(Preallocation::Sparse) => {}
+            Err(e) => {
+                tracing::debug!(path = %self.path.display(), error = %e, "commit log preallocation failed");
+            }
         }
         self.allocated = target;
+    }
+
+    /// Whether every queued record fits inside the file's reserved extension (extending it
+    /// first when they reach its end). Then they may wait for the next [`CommitLog::sync`],
+    /// written there with one `write` for the whole group commit: that write can fail only
+    /// with an I/O error, which poisons the log like a failed fsync, never with a full disk
+    /// (which an append must be able to take back). `false` when poisoned.
+    pub(crate) fn queue_reserved(&mut self) -> bool {
+        if self.poisoned.is_some() {
+            return false;
+        }
+        self.extend_for(self.buf.len());
+        self.len + self.buf.len() as u64 <= self.reserved
     }
 
     /// Queues the record of one appended frame without writing anything (see
@@ -161,6 +182,7 @@ impl CommitLog {
                 self.poisoned = Some("write");
             }
             self.allocated = self.len;
+            self.reserved = self.len;
             return Err(Error::io("append to", &self.path, e));
         }
         self.len += self.buf.len() as u64;

@@ -143,7 +143,8 @@ impl Journal {
 
     /// Appends a non-empty batch, all or nothing; returns the seq of its last event. For
     /// `Always` and `Remote` the records are written through to the commit log (not yet
-    /// synced: see [`Journal::sync_for`]).
+    /// synced: see [`Journal::sync_for`]), unless they fit in its reserved extension: then
+    /// the sync writes them (see [`CommitLog::queue_reserved`]).
     fn append_batch(
         &mut self,
         guild: GuildId,
@@ -258,12 +259,16 @@ impl Journal {
             start = end;
         }
         // `Always`: the records reach the file before the events take effect, so a failed
-        // write (a full disk) is taken back whole; likewise a full queue.
-        let written = if writes_through(durability) || commit.queue_full() {
-            commit.write()
-        } else {
-            Ok(())
-        };
+        // write (a full disk) is taken back whole; likewise a full queue. Inside the commit
+        // log's reserved extension no write can find the disk full: there the records wait
+        // for the group commit's sync, which writes every guild's records at once (a failed
+        // write there poisons the log, as a failed fsync does).
+        let written =
+            if (writes_through(durability) && !commit.queue_reserved()) || commit.queue_full() {
+                commit.write()
+            } else {
+                Ok(())
+            };
         if let Err(e) = written {
             if commit.poisoned.is_none() {
                 commit.unqueue(queued);
@@ -745,7 +750,8 @@ fn key_id_of(keys: Option<&Keyring>) -> KeyId {
 }
 
 /// Whether an append at `durability` writes its commit records through to the file before
-/// the events take effect (so a failed write, a full disk, takes the batch back whole) and
+/// the events take effect (so a failed write, a full disk, takes the batch back whole; not
+/// needed inside the commit log's reserved extension, see [`CommitLog::queue_reserved`]) and
 /// then waits for an fsync before it is acknowledged.
 fn writes_through(durability: Durability) -> bool {
     matches!(durability, Durability::Always | Durability::Remote)

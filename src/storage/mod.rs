@@ -41,6 +41,18 @@ impl fmt::Debug for Bytes {
     }
 }
 
+/// What [`AppendFile::preallocate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preallocation {
+    /// The blocks up to the new length are reserved (`fallocate(2)`): writes inside them can
+    /// still fail with an I/O error, never with a full disk. The commit log relies on it to
+    /// write a whole group commit's records at once (DESIGN.md, "Group commit").
+    Reserved,
+    /// Only the length was set (`ftruncate`, a sparse file): a write inside it may still
+    /// find the disk full.
+    Sparse,
+}
+
 /// A file opened for appending (a log segment, a commit log or a temporary file).
 ///
 /// Appends go to the file's *written end*: the end of the file when it was opened, moved by
@@ -60,10 +72,14 @@ pub trait AppendFile: Send + fmt::Debug {
     /// `ftruncate` where the file system does not support it (see DESIGN.md, "The cost of an
     /// acknowledged append").
     ///
+    /// Returns whether the blocks were reserved ([`Preallocation::Reserved`]: an append inside
+    /// the extension cannot fail for want of space) or only the length was set
+    /// ([`Preallocation::Sparse`]: it can).
+    ///
     /// # Errors
     /// The OS error (a full disk). Nothing written is lost: the caller may go on appending
     /// to a file that grows with each append.
-    fn preallocate(&mut self, len: u64) -> io::Result<()>;
+    fn preallocate(&mut self, len: u64) -> io::Result<Preallocation>;
     /// Makes everything appended so far durable (`fdatasync`).
     ///
     /// # Errors
@@ -302,6 +318,9 @@ struct FsFile {
     end: u64,
     /// The file's length as this handle last set or saw it (at least `end`).
     len: u64,
+    /// How this handle last extended the file (`Sparse` until it did: what an earlier
+    /// process left is not known to be reserved).
+    preallocation: Preallocation,
 }
 
 impl FsFile {
@@ -311,6 +330,7 @@ impl FsFile {
             file,
             end: len,
             len,
+            preallocation: Preallocation::Sparse,
         })
     }
 }
@@ -332,9 +352,12 @@ impl AppendFile for FsFile {
         Ok(())
     }
 
-    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+    fn preallocate(&mut self, len: u64) -> io::Result<Preallocation> {
         if len <= self.len {
-            return Ok(());
+            // Only this writer extends the file, always through this call: what lies below
+            // `len` was reserved the same way as the rest (`Sparse` would be as true on a
+            // file system without fallocate, and the caller asks again at the next chunk).
+            return Ok(self.preallocation);
         }
         #[cfg(target_os = "linux")]
         {
@@ -347,7 +370,8 @@ impl AppendFile for FsFile {
             ) {
                 Ok(()) => {
                     self.len = len;
-                    return Ok(());
+                    self.preallocation = Preallocation::Reserved;
+                    return Ok(Preallocation::Reserved);
                 }
                 // Not offered by this file system (some FUSE and network ones): a longer
                 // length reads as zeros all the same.
@@ -357,7 +381,8 @@ impl AppendFile for FsFile {
         }
         self.file.set_len(len)?;
         self.len = len;
-        Ok(())
+        self.preallocation = Preallocation::Sparse;
+        Ok(Preallocation::Sparse)
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
@@ -512,6 +537,7 @@ impl Storage for FsStorage {
             file,
             end: 0,
             len: 0,
+            preallocation: Preallocation::Sparse,
         }))
     }
 

@@ -240,13 +240,31 @@ enum AppendWrite {
     Segment,
 }
 
+/// A commit log extended 4 KiB at a time: a full disk reaches its end after a few appends.
+fn small_prealloc() -> Config {
+    Config::default().with_commit_prealloc_bytes(4 << 10)
+}
+
 /// Fills the disk so that the next write of `at` fails (after `budget` bytes) and returns the
 /// failed call's result.
 fn fail_append_write(h: &mut Harness, at: AppendWrite, budget: u64) -> reprise::Result<()> {
     match at {
         AppendWrite::CommitLog => {
             h.storage.set_fault(Fault::DiskFull { bytes_free: budget });
-            h.append(0, Durability::Always).map(|_| ())
+            // Inside the commit log's reserved extension a full disk fails nothing: the
+            // appends go on until their records pass its end and the next extension finds no
+            // space; then the records are written through, and that write fails.
+            let mut inside = 0;
+            loop {
+                match h.append(inside % 2, Durability::Always) {
+                    Ok(_) => inside += 1,
+                    Err(e) => {
+                        assert!(inside > 0, "no append fit in the reserved extension");
+                        return Err(e);
+                    }
+                }
+                assert!(inside < 150, "the reserved extension never ran out");
+            }
         }
         AppendWrite::Segment => {
             h.append(0, Durability::None).unwrap();
@@ -269,7 +287,7 @@ fn enospc_while_appending_is_typed_and_loses_nothing_acknowledged() {
     for at in [AppendWrite::CommitLog, AppendWrite::Segment] {
         for budget in [0, 1, 10, 30] {
             let what = format!("{at:?}, {budget} bytes free");
-            let mut h = Harness::new(1, Config::default());
+            let mut h = Harness::new(1, small_prealloc());
             history(&mut h);
             let r = fail_append_write(&mut h, at, budget);
             let ext = match at {
@@ -297,7 +315,7 @@ fn appends_work_again_on_the_same_journal_once_space_returns() {
     for at in [AppendWrite::CommitLog, AppendWrite::Segment] {
         for budget in [0, 10] {
             let what = format!("{at:?}, {budget} bytes free");
-            let mut h = Harness::new(2, Config::default());
+            let mut h = Harness::new(2, small_prealloc());
             history(&mut h);
             let r = fail_append_write(&mut h, at, budget);
             assert!(r.is_err(), "{what}");

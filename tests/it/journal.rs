@@ -150,7 +150,7 @@ impl reprise::storage::AppendFile for CountedFile {
     fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
         self.inner.append(buf)
     }
-    fn preallocate(&mut self, len: u64) -> std::io::Result<()> {
+    fn preallocate(&mut self, len: u64) -> std::io::Result<reprise::storage::Preallocation> {
         self.inner.preallocate(len)
     }
     fn sync_data(&mut self) -> std::io::Result<()> {

@@ -179,7 +179,9 @@ fn regression_failed_fsync_poisons_with_fsync_everywhere() {
 /// One owner of durability: the runtime's `Always` append does what the journal's does, so a
 /// full disk at the commit log's write takes the batch back whole (nothing published, nothing
 /// poisoned) and a retry appends it once. The runtime's own `Always` path applied the batch
-/// first and poisoned the commit log at the group commit instead.
+/// first and poisoned the commit log at the group commit instead. (Without preallocation:
+/// inside a reserved extension no write finds the disk full, see
+/// `a_failed_write_of_a_group_inside_the_reserved_commit_log_poisons_and_loses_nothing`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regression_runtime_always_takes_a_batch_back_on_a_full_disk_like_the_journal() {
     let g = GuildId(8);
@@ -187,7 +189,9 @@ async fn regression_runtime_always_takes_a_batch_back_on_a_full_disk_like_the_jo
     let storage = sim(8);
     let rt = Reprise::open_with_storage(
         ROOT,
-        config().with_durability(Durability::Always),
+        config()
+            .with_durability(Durability::Always)
+            .with_commit_prealloc_bytes(0),
         Arc::clone(&storage) as Arc<dyn Storage>,
     )
     .await
@@ -213,4 +217,68 @@ async fn regression_runtime_always_takes_a_batch_back_on_a_full_disk_like_the_jo
     let mut j = open(&storage);
     assert_eq!(j.state(g).unwrap().seq, 20);
     assert_eq!(j.state(g).unwrap().state, states[20]);
+}
+
+/// Inside the commit log's reserved extension the runtime's `Always` appends wait for the group
+/// commit, which writes every task's records with one write: if that write fails (an I/O
+/// error; a full disk cannot happen there), every append of the group is told the commit log
+/// is poisoned by a failed "write", nothing more is acknowledged, and a reopen finds every
+/// event acknowledged before, each guild the fold of a prefix of its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_of_a_group_inside_the_reserved_commit_log_poisons_and_loses_nothing() {
+    let guilds: Vec<GuildId> = (0..8).map(|i| GuildId(100 + i)).collect();
+    let streams: Vec<_> = guilds.iter().map(|g| stream(g.0, 40)).collect();
+    let storage = sim(9);
+    let rt = Reprise::open_with_storage(
+        ROOT,
+        config().with_durability(Durability::Always),
+        Arc::clone(&storage) as Arc<dyn Storage>,
+    )
+    .await
+    .unwrap();
+    for (g, (events, _)) in guilds.iter().zip(&streams) {
+        rt.append_many(*g, events[..10].to_vec()).await.unwrap();
+    }
+    let writes_before = storage.op_count_of(OpKind::Append);
+    fail_next(&storage, OpKind::Append, InjectedError::Eio);
+    let mut tasks = Vec::new();
+    for (g, (events, _)) in guilds.iter().zip(&streams) {
+        let rt = rt.clone();
+        let (g, events) = (*g, events.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 10;
+            for event in &events[10..] {
+                match rt.append(g, event.clone()).await {
+                    Ok(seq) => acked = seq,
+                    Err(e) => return (acked, Some(e)),
+                }
+            }
+            (acked, None)
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        let (seq, err) = t.await.unwrap();
+        assert!(
+            matches!(
+                err,
+                Some(Error::Poisoned {
+                    guild: None,
+                    op: "write"
+                })
+            ),
+            "{err:?}"
+        );
+        acked.push(seq);
+    }
+    // The failed write was the group's: the appends before it had no write of their own.
+    assert_eq!(storage.op_count_of(OpKind::Append), writes_before + 1);
+    let _ = rt.shutdown().await;
+    storage.clear_faults();
+    let mut j = open(&storage);
+    for ((g, (_, states)), acked) in guilds.iter().zip(&streams).zip(acked) {
+        let got = j.state(*g).unwrap().clone();
+        assert!(got.seq >= acked, "{g:?}: {} < {acked}", got.seq);
+        assert_eq!(got.state, states[got.seq as usize], "{g:?}");
+    }
 }

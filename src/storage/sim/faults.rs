@@ -7,6 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::tree::Ino;
 use super::Inner;
 #[cfg(doc)]
 use super::SimStorage;
@@ -309,6 +310,18 @@ impl Inner {
                 _ => None,
             })
             .min()
+    }
+
+    /// Space for an append of `want` bytes to file `ino`: the part inside its reserved
+    /// (preallocated) extension is granted without taking any; the rest is taken as by
+    /// [`Inner::take_space`]. Returns how many bytes may be written.
+    pub(super) fn take_space_after_reserved(&mut self, ino: Ino, want: usize) -> usize {
+        let reserved = self
+            .fs
+            .file_mut(ino)
+            .map_or(0, |f| f.alloc_len.saturating_sub(f.data.len()));
+        let inside = want.min(reserved);
+        inside + self.take_space(want - inside)
     }
 
     /// Takes up to `want` bytes of space; returns how many were granted.

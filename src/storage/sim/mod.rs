@@ -43,7 +43,8 @@
 //!   appends go on at the written end (overwriting those zeros); the length survives a power
 //!   loss only once a later `sync_data` (or a flushing `syncfs`) succeeded, and then what a
 //!   crash keeps of the unsynced writes inside it (every [`CrashMode`] below) is followed by
-//!   zeros up to that length.
+//!   zeros up to that length. The extension is reserved (`fallocate`): it takes its bytes from
+//!   a [`Fault::DiskFull`] budget at once, and appends inside it take none.
 //! - **Write-back errors per descriptor** (Linux `errseq_t`): a write-back error that
 //!   [`SyncfsMode::DropsWriteback`] records on a file is reported by the next `sync_data` of
 //!   every descriptor opened before it (once each); a descriptor opened after it never sees it.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::faults::{InjectedError, OpKind, Stop, SyncfsMode, EIO, ENOSPC};
 use super::tree::{components, err, DirNode, DirOp, FileNode, Fs, Ino, Node, ROOT};
 use super::{lock_inner, Inner, SimStorage};
-use crate::storage::{AppendFile, Bytes, DirLock, LockFailure, Storage};
+use crate::storage::{AppendFile, Bytes, DirLock, LockFailure, Preallocation, Storage};
 
 /// A lock in the lock table: exclusive, or shared by `count` holders.
 #[derive(Debug)]
@@ -336,13 +336,13 @@ impl AppendFile for SimFile {
             Ok(()) => {}
             Err(Stop::Injected(InjectedError::ShortWrite)) => {
                 let want = g.rng.below(buf.len() as u64) as usize;
-                let n = g.take_space(want);
+                let n = g.take_space_after_reserved(self.ino, want);
                 g.append(self.ino, &buf[..n]);
                 return Err(io::Error::from_raw_os_error(ENOSPC));
             }
             Err(stop) => return Err(stop.into_io()),
         }
-        let n = g.take_space(buf.len());
+        let n = g.take_space_after_reserved(self.ino, buf.len());
         g.append(self.ino, &buf[..n]);
         if n < buf.len() {
             return Err(io::Error::from_raw_os_error(ENOSPC));
@@ -379,23 +379,33 @@ impl AppendFile for SimFile {
         }
     }
 
-    /// A metadata operation: the file reads as zeros up to `len` at once; the length survives
-    /// a power loss only once a later `sync_data` (or `syncfs`) succeeded. It costs no space
-    /// of a [`Fault::DiskFull`](super::Fault::DiskFull) budget (a sparse `set_len`), but
-    /// injected errors apply.
-    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+    /// `fallocate`: a metadata operation: the file reads as zeros up to `len` at once; the
+    /// length survives a power loss only once a later `sync_data` (or `syncfs`) succeeded.
+    /// The extension is reserved: it takes its bytes from a
+    /// [`Fault::DiskFull`](super::Fault::DiskFull) budget now (`ENOSPC`, changing nothing, when
+    /// they are not there), and appends inside it take none. Injected errors apply (an
+    /// injected error on an append inside it models an `EIO`-like failure the reservation
+    /// does not prevent).
+    fn preallocate(&mut self, len: u64) -> io::Result<Preallocation> {
         let mut g = lock_inner(&self.inner);
         g.begin(OpKind::Preallocate, &self.path)
             .map_err(Stop::into_io)?;
         let len = usize::try_from(len)
             .map_err(|_| err(io::ErrorKind::InvalidInput, "length too large", &self.path))?;
-        let Some(f) = g.fs.file_mut(self.ino) else {
+        let Some(current) = g.fs.file_mut(self.ino).map(|f| f.len()) else {
             return Err(err(io::ErrorKind::NotFound, "file vanished", &self.path));
         };
-        if len > f.len() {
-            f.alloc_len = len;
+        if len > current {
+            let want = len - current;
+            if g.space_left().is_some_and(|left| (left as u128) < want as u128) {
+                return Err(io::Error::from_raw_os_error(ENOSPC));
+            }
+            g.take_space(want);
+            if let Some(f) = g.fs.file_mut(self.ino) {
+                f.alloc_len = len;
+            }
         }
-        Ok(())
+        Ok(Preallocation::Reserved)
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
