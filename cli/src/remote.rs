@@ -28,7 +28,12 @@ impl RemoteCtx {
             .map_err(|e| Failure::new(4, format!("starting the async runtime: {e}")))?;
         let remote = {
             let _guard = rt.enter();
-            Remote::from_url(url)?
+            // A URL that names no store (another scheme, no bucket, a relative path) is a
+            // usage error, never "appending locally only": nothing was tried.
+            Remote::from_url(url).map_err(|e| match e {
+                reprise::Error::Remote { op: "open", .. } => Failure::new(1, e.to_string()),
+                other => Failure::from(other),
+            })?
         };
         Ok(RemoteCtx {
             remote,

@@ -96,6 +96,27 @@ fn state_and_dump_say_when_they_cut_a_torn_tail() {
     assert!(!stderr(&out).contains("torn"), "{}", stderr(&out));
 }
 
+/// A `--remote` URL that names no store is a usage error (exit 1) for every command, `apply`
+/// included: it is not an unreachable store, after which `apply` appends locally only.
+#[test]
+fn a_malformed_remote_url_is_a_usage_error_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("j");
+    let (events, _) = stream(3, 3);
+    for url in ["bogus://x", "s3://", "file://relative/path"] {
+        let out = reprise(
+            &dir,
+            &["--remote", url, "apply", "--guild", "3"],
+            Some(&jsonl(&events)),
+        );
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{url}: acknowledged something");
+        assert!(stderr(&out).contains(url), "{url}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("locally only"), "{url}");
+    }
+    assert!(!dir.join("guilds").exists(), "an event was written");
+}
+
 #[test]
 fn completion_scripts_list_no_hidden_command() {
     let dir = tempfile::tempdir().unwrap();

@@ -42,7 +42,9 @@ pub struct Stats {
     pub now_unix_ms: u64,
     /// Per guild, sorted by guild id.
     pub guilds: Vec<GuildStats>,
-    /// Bytes of the shared commit logs.
+    /// Bytes of the shared commit logs on disk: their file lengths, so the preallocated
+    /// (reserved, zero) extension ahead of the newest records counts, as it occupies the
+    /// disk (`reprise inspect` shows each commit log's records and where they end).
     pub commit_log_bytes: u64,
     /// Every file of the journal directory (guild files, commit logs, the lock file).
     pub bytes_on_disk: u64,
