@@ -72,19 +72,18 @@ impl Actor {
             }
         };
         self.dirty_since.remove(&guild);
-        let Some(tx) = &self.job_tx else {
-            if let Some(w) = waiter {
-                let _ = w.send(Err(Error::Closed));
-            }
-            return;
+        // The job may carry a sealed segment whose fsync is owed (it holds commit-log
+        // retirement back until it comes back): it is never dropped. Without a snapshot thread
+        // to take it (gone), it is written here.
+        let unsent = match &self.job_tx {
+            Some(tx) => tx.send(job).err().map(|e| e.0),
+            None => Some(job),
         };
-        if tx.send(job).is_err() {
-            if let Some(w) = waiter {
-                let _ = w.send(Err(Error::Closed));
-            }
-            return;
-        }
         self.in_flight.insert(guild, waiter.into_iter().collect());
+        if let Some(mut job) = unsent {
+            let result = job.write();
+            self.snapshot_done((job, result));
+        }
     }
 
     pub(super) fn snapshot_done(&mut self, (job, result): Done) {
