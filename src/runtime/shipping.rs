@@ -45,6 +45,12 @@ impl Actor {
         );
         self.commit()?;
         let claimed = remote.claim(&mut self.journal, guild, &owner).await?;
+        // The guild's log may now be the store's (longer, or shorter than what was local):
+        // its durability watch says what the journal holds now, all of it durable.
+        if let (Some(tx), Ok(state)) = (self.durable_watches.get(&guild), self.journal.state(guild))
+        {
+            tx.send_replace(state.seq);
+        }
         if let Some(s) = self.shipping.as_mut() {
             s.fenced.remove(&guild);
             s.checked.insert(guild);

@@ -451,3 +451,37 @@ async fn meta_and_user_data_move_with_a_claim_and_are_encrypted_in_the_store() {
     let current = state.queue.current.expect("the track is playing");
     assert_eq!(current.track.fields(), track);
 }
+
+/// A claim that brings the store's history into the directory moves the guild's durability
+/// watch to what the journal holds now (it kept the older copy's seq).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_moves_the_durability_watch_to_the_claimed_history() {
+    let (_store, remote) = store();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let guild = GuildId(43);
+    let rt_a = Reprise::open_with_remote(a.path(), Config::default(), options(&remote, "a"))
+        .await
+        .unwrap();
+    for i in 0..5u16 {
+        rt_a.append_with(guild, volume(i), Durability::Remote)
+            .await
+            .unwrap();
+    }
+    let watch = rt_a.durable_up_to(guild).await.unwrap();
+    assert_eq!(*watch.borrow(), 5);
+    let rt_b = Reprise::open_with_remote(b.path(), Config::default(), options(&remote, "b"))
+        .await
+        .unwrap();
+    assert_eq!(rt_b.claim(guild).await.unwrap().seq, 5);
+    for i in 0..7u16 {
+        rt_b.append_with(guild, volume(50 + i), Durability::Remote)
+            .await
+            .unwrap();
+    }
+    rt_b.shutdown().await.unwrap();
+    let back = rt_a.claim(guild).await.unwrap();
+    assert_eq!(back.seq, 12);
+    assert_eq!(*watch.borrow(), 12);
+    assert_eq!(rt_a.state(guild).await.unwrap().state.player.volume, 56);
+    rt_a.shutdown().await.unwrap();
+}
