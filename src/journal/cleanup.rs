@@ -1,6 +1,7 @@
 //! Retention on demand ([`Journal::cleanup`], `reprise cleanup`): the retention rule
-//! ([`retention_decision`]) applied now to guilds this journal has not loaded, with a policy given
-//! by the caller, reading the guild directories the way `inspect` does.
+//! ([`retention_decision`]) applied now with a policy given by the caller: to guilds this journal
+//! has not loaded by reading their directories the way `inspect` does, to loaded ones through
+//! the retention pass a snapshot runs.
 
 use super::retention::{retention_decision, RetentionPolicy, SegmentSpan};
 use crate::error::{Error, Result};
@@ -67,8 +68,9 @@ impl Journal {
     /// newest state cannot be rebuilt, or would be rebuilt differently, is skipped and reported.
     ///
     /// Works on guilds this journal has not recovered yet (a freshly opened journal, as the
-    /// CLI uses); a guild already loaded in memory is skipped (its in-memory file lists would
-    /// go stale) — its own retention runs at its next snapshot.
+    /// CLI uses) by reading their directories, and on guilds it has loaded (a running bot's,
+    /// through [`crate::Reprise::cleanup`]) through what it holds in memory, the pass a
+    /// snapshot runs; a loaded guild whose snapshot is being written is skipped and reported.
     ///
     /// Removing files needs the journal opened read-write ([`Journal::open`]: the exclusive
     /// owner); a dry run also works on a read-only one.
@@ -94,10 +96,13 @@ impl Journal {
         for guild in guilds {
             report.guilds += 1;
             if self.since_snapshot(guild).is_some() {
-                report.skipped.push(Skipped {
-                    guild,
-                    reason: "the guild is loaded by this journal; its retention runs at its next snapshot".into(),
-                });
+                // Loaded (a running bot's guild): the rule applied to what the journal holds
+                // in memory, whose file lists follow the removals.
+                match self.cleanup_loaded(guild, policy, now_unix_ms, dry_run)? {
+                    Ok(done) if done.snapshots.is_empty() && done.segments.is_empty() => {}
+                    Ok(done) => report.removed.push(done),
+                    Err(reason) => report.skipped.push(Skipped { guild, reason }),
+                }
                 continue;
             }
             let info = self.inspect(guild)?;
@@ -160,6 +165,50 @@ impl Journal {
             report.removed.push(done);
         }
         Ok(report)
+    }
+}
+
+impl Journal {
+    /// [`Journal::cleanup`] of one guild this journal has loaded: the retention pass a
+    /// snapshot runs, with `policy`. A guild with a snapshot job's seal still owed is left
+    /// alone (its segments' durability is still being proven).
+    fn cleanup_loaded(
+        &mut self,
+        guild: GuildId,
+        policy: &RetentionPolicy,
+        now_unix_ms: u64,
+        dry_run: bool,
+    ) -> Result<std::result::Result<GuildCleanup, String>> {
+        if !dry_run {
+            self.writable()?;
+        }
+        let (mut ctx, guilds) = self.split();
+        let Some(log) = guilds.get_mut(&guild) else {
+            return Ok(Ok(GuildCleanup {
+                guild,
+                snapshots: Vec::new(),
+                segments: Vec::new(),
+                bytes: 0,
+            }));
+        };
+        if let Some(op) = log.poisoned {
+            return Ok(Err(format!(
+                "the guild's log is poisoned (a failed {op}); reopen the journal"
+            )));
+        }
+        if log.owed_seals.iter().any(|seal| !seal.settled()) {
+            return Ok(Err(
+                "a snapshot of the guild is being written; its retention runs when it is done"
+                    .into(),
+            ));
+        }
+        let retained = ctx.retain_with(guild, log, policy, now_unix_ms, dry_run)?;
+        Ok(retained.map(|r| GuildCleanup {
+            guild,
+            snapshots: r.snapshots,
+            segments: r.segments,
+            bytes: r.bytes,
+        }))
     }
 }
 
@@ -259,13 +308,67 @@ mod tests {
             .removed
             .is_empty());
         assert_eq!(journal.state(guild).unwrap().state, state);
-        // A loaded guild is left alone.
-        let loaded = journal.cleanup(&policy, None, 0, false).unwrap();
-        assert_eq!(loaded.skipped.len(), 1);
         journal.close().unwrap();
         let mut journal = Journal::open(dir.path(), Config::default()).unwrap();
         assert_eq!(journal.state(guild).unwrap().state, state);
         assert!(journal.verify().unwrap().is_sound());
+    }
+
+    /// A guild the journal has loaded (a running bot's) is cleaned through what the journal
+    /// holds in memory: the same plan as for a guild read from its files, its file lists follow
+    /// (appends, snapshots and a reopen after it are consistent).
+    #[test]
+    fn cleanup_of_a_loaded_guild_removes_the_same_and_the_journal_goes_on() {
+        let (cold_dir, warm_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (guild, state) = journal_with_snapshots(cold_dir.path(), 5);
+        journal_with_snapshots(warm_dir.path(), 5);
+        let policy = RetentionPolicy {
+            keep: 2,
+            age_max: None,
+        };
+        let mut cold = Journal::open(cold_dir.path(), Config::default()).unwrap();
+        let expected = cold.cleanup(&policy, None, 0, true).unwrap();
+        assert_eq!(expected.snapshots_removed(), 3);
+        let mut warm = Journal::open(warm_dir.path(), Config::default()).unwrap();
+        assert_eq!(warm.state(guild).unwrap().state, state);
+        let before = warm.stats(None, 0).unwrap();
+        let dry = warm.cleanup(&policy, None, 0, true).unwrap();
+        assert_eq!(dry, expected);
+        let report = warm.cleanup(&policy, None, 0, false).unwrap();
+        assert_eq!(
+            report,
+            CleanupReport {
+                dry_run: false,
+                ..expected
+            }
+        );
+        let after = warm.stats(None, 0).unwrap();
+        assert_eq!(after.snapshots(), 2);
+        assert_eq!(
+            after.segments(),
+            before.segments() - report.segments_removed()
+        );
+        assert_eq!(
+            before.bytes_on_disk - after.bytes_on_disk,
+            report.bytes_removed()
+        );
+        assert!(warm
+            .cleanup(&policy, None, 0, false)
+            .unwrap()
+            .removed
+            .is_empty());
+        // The journal goes on: appends, a snapshot (its own retention), a reopen.
+        let mut bot = Workload::new(11);
+        for _ in 0..100 {
+            let now = warm.state(guild).unwrap().state.clone();
+            let _ = warm.append(guild, &bot.next_event(&now), Durability::Always);
+        }
+        warm.snapshot_now(guild).unwrap();
+        let state = warm.state(guild).unwrap().clone();
+        warm.close().unwrap();
+        let mut warm = Journal::open(warm_dir.path(), Config::default()).unwrap();
+        assert_eq!(warm.state(guild).unwrap(), &state);
+        assert!(warm.verify().unwrap().is_sound());
     }
 
     #[test]

@@ -219,6 +219,22 @@ impl Ctx<'_> {
     /// [`Config::snapshot_age_max`]: crate::config::Config::snapshot_age_max
     fn retain(&mut self, guild: GuildId, log: &mut GuildLog) -> Result<()> {
         let policy = retention::RetentionPolicy::from_config(self.config);
+        self.retain_with(guild, log, &policy, now_unix_ms(), false)
+            .map(|_| ())
+    }
+
+    /// [`Ctx::retain`] with any `policy` (also [`Journal::cleanup`] of a guild this journal has
+    /// loaded: its in-memory file lists follow the removals). Returns what was removed (or,
+    /// with `dry_run`, would be): `Ok(Err(reason))` when the rule keeps everything because the
+    /// newest state could not be rebuilt without what would go.
+    pub(super) fn retain_with(
+        &mut self,
+        guild: GuildId,
+        log: &mut GuildLog,
+        policy: &retention::RetentionPolicy,
+        now: u64,
+        dry_run: bool,
+    ) -> Result<std::result::Result<Retained, String>> {
         let segments: Vec<retention::SegmentSpan> = log
             .segments
             .iter()
@@ -227,7 +243,6 @@ impl Ctx<'_> {
                 last_seq: s.last_seq,
             })
             .collect();
-        let now = now_unix_ms();
         if policy.age_max.is_none() {
             // Without an age limit, fewer valid snapshots never remove more: when even all of
             // them valid would remove nothing, nothing needs reading back.
@@ -242,8 +257,8 @@ impl Ctx<'_> {
                     valid: true,
                 })
                 .collect();
-            if retention::retention_plan(&assumed, &segments, &policy, now).is_empty() {
-                return Ok(());
+            if retention::retention_plan(&assumed, &segments, policy, now).is_empty() {
+                return Ok(Ok(Retained::default()));
             }
         }
         let mut snapshots = Vec::with_capacity(log.snapshots.len());
@@ -257,40 +272,59 @@ impl Ctx<'_> {
                 self.config.keys.as_ref(),
             )?);
         }
-        let Ok(plan) = retention::retention_decision(&snapshots, &segments, &policy, now) else {
+        let plan = match retention::retention_decision(&snapshots, &segments, policy, now) {
+            Ok(plan) => plan,
             // The newest state could not be rebuilt without what would go: keep everything.
-            return Ok(());
+            Err(reason) => return Ok(Err(reason)),
         };
+        let mut retained = Retained::default();
         if plan.is_empty() {
-            return Ok(());
+            return Ok(Ok(retained));
         }
         let mut removed = false;
         for &seq in &plan.snapshots {
-            let path = layout::snapshot_path(self.root, guild, seq);
-            match self.storage.remove(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove old snapshot", &path, e)),
+            if !dry_run {
+                let path = layout::snapshot_path(self.root, guild, seq);
+                match self.storage.remove(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove old snapshot", &path, e)),
+                }
+                log.snapshots.retain(|&s| s != seq);
+                removed = true;
             }
-            log.snapshots.retain(|&s| s != seq);
-            removed = true;
+            retained.snapshots.push(seq);
+            retained.bytes += snapshots
+                .iter()
+                .find(|s| s.seq == seq)
+                .map_or(0, |s| s.bytes);
         }
-        // The plan's segments are the oldest ones (a prefix of the list).
-        let mut drop_count = plan
+        // The plan's segments are the oldest ones (a prefix of the list); the active segment
+        // is never removed.
+        let drop_count = plan
             .segments
             .len()
             .min(log.segments.len().saturating_sub(1));
+        if dry_run {
+            for meta in &log.segments[..drop_count] {
+                retained.segments.push(meta.first_seq);
+                retained.bytes += meta.len;
+            }
+            return Ok(Ok(retained));
+        }
         // Oldest first, and forgotten only once removed: a failure leaves the segments still
         // on disk a contiguous run (no gap), and the next retention retries them.
-        while drop_count > 0 {
-            let path = layout::segment_path(self.root, guild, log.segments[0].first_seq);
+        for _ in 0..drop_count {
+            let meta = log.segments[0];
+            let path = layout::segment_path(self.root, guild, meta.first_seq);
             if let Err(e) = self.storage.remove(&path) {
                 // Removals made so far need no directory fsync to be safe: a removal undone by
                 // a crash leaves an obsolete segment that the next retention removes again.
                 return Err(Error::io("remove obsolete segment", &path, e));
             }
             log.segments.remove(0);
-            drop_count -= 1;
+            retained.segments.push(meta.first_seq);
+            retained.bytes += meta.len;
             removed = true;
         }
         if removed {
@@ -299,8 +333,19 @@ impl Ctx<'_> {
                 .sync_dir(&dir)
                 .map_err(|e| Error::io("fsync directory", &dir, e))?;
         }
-        Ok(())
+        Ok(Ok(retained))
     }
+}
+
+/// What one retention pass removed from a guild (or would, in a dry run).
+#[derive(Debug, Default)]
+pub(super) struct Retained {
+    /// Seqs of the snapshots.
+    pub(super) snapshots: Vec<Seq>,
+    /// First seqs of the segments.
+    pub(super) segments: Vec<Seq>,
+    /// Their bytes.
+    pub(super) bytes: u64,
 }
 
 /// A snapshot captured by [`Journal::snapshot_begin`], to be written on any thread.
@@ -420,7 +465,7 @@ impl Seal {
     }
 
     /// Whether the fsync is done (successfully or not).
-    fn settled(&self) -> bool {
+    pub(super) fn settled(&self) -> bool {
         self.lock().synced.is_some()
     }
 

@@ -485,8 +485,10 @@ impl Reprise {
     }
 
     /// Applies the retention `policy` now ([`Journal::cleanup`](crate::Journal::cleanup)),
-    /// paged over the guilds. As there, a guild this runtime has loaded (one it appended to or
-    /// read since it opened) is skipped and reported: its retention runs at its next snapshot.
+    /// paged over the guilds. A guild this runtime has loaded (one it appended to or read
+    /// since it opened) is cleaned through what the journal holds in memory, as its own
+    /// retention after a snapshot is; one whose snapshot is being written is skipped and
+    /// reported (its retention runs when the snapshot is done).
     ///
     /// # Errors
     /// As [`Journal::cleanup`](crate::Journal::cleanup), [`Error::Closed`](crate::Error::Closed).
