@@ -216,6 +216,18 @@ impl Reprise {
         )
     }
 
+    /// Imports Sonora snapshot files (paths or dicts) as `Journal.import_sonora` does; resolves
+    /// to one dict per file once the imported events are durable.
+    fn import_sonora(&self, py: Python<'_>, files: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let inputs = crate::sonora_inputs(py, files)?;
+        let inner = self.inner.clone();
+        spawn_awaitable(
+            py,
+            async move { inner.import_sonora(inputs).await.map_err(crate::import_err) },
+            |py, done| crate::imported_to_py(py, &done),
+        )
+    }
+
     /// Subscribes to the guild's events from now on; resolves to an async iterator of
     /// `{"seq", "event"}` dicts, in order, as they are acknowledged.
     fn subscribe(&self, py: Python<'_>, guild: u64) -> PyResult<PyObject> {
