@@ -716,7 +716,10 @@ def _apply_state(player: Any, state: Dict[str, Any], body: Dict[str, Any]) -> No
     st_player = state["player"]
     player.volume = int(st_player["volume"])
     player.paused = bool(st_player["paused"])
-    position = body.get("position") if current is not None else None
+    # Extrapolated (Lavalink's body) only from a reported anchor; otherwise the journaled
+    # position as py-sonora had it (the body clamps it to the track's length).
+    anchored = current is not None and st_player.get("position_anchor_unix_ms") is not None
+    position = body.get("position") if anchored else None
     player.position = int(st_player["position_ms"] if position is None else position)
     voice = st_player.get("voice")
     player.connected = voice is not None

@@ -389,6 +389,9 @@ fn _reprise(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio::Reprise>()?;
     m.add_class::<aio::Subscription>()?;
     m.add_function(wrap_pyfunction!(aio::open, m)?)?;
+    let before_exit = wrap_pyfunction!(aio::_before_exit, m)?;
+    py.import_bound("atexit")?
+        .call_method1("register", (before_exit,))?;
     m.add("Error", py.get_type_bound::<Error>())?;
     m.add("InvalidEvent", py.get_type_bound::<InvalidEvent>())?;
     m.add("Corrupt", py.get_type_bound::<Corrupt>())?;

@@ -16,6 +16,7 @@ As a script:
 
 import asyncio
 import json
+import logging
 import random
 import sys
 
@@ -34,6 +35,9 @@ from sonora.filters import (
     Tremolo,
     Vibrato,
 )
+
+# py-sonora's autoplay engine warns on every skip in autoplay mode (it has no strategy).
+logging.getLogger("sonora").setLevel(logging.ERROR)
 
 GUILD = 723381992870756382
 TITLES = [f"Song {n}" for n in range(40)]
@@ -228,6 +232,7 @@ async def _restore(directory, kind):
     player = Player(GUILD, FakeNode())
     await rs.restore(player, journal)
     print(json.dumps(rs.player_state(player)))
+    await journal.close() if kind == "asyncio" else journal.close()
 
 
 def main(argv):
