@@ -780,7 +780,8 @@ async def restore(
     paused, position (extrapolated to ``now_unix_ms``, default now, from the last Lavalink
     position report when playing), voice (``connected``, ``session_id``), loop mode, shuffle,
     filters and autoplay. With ``send`` and a player ``node``, hands it the Lavalink v4 PATCH
-    body (see ``_send_to_node``). Returns that body (``journal.lavalink(guild)``)."""
+    body (see ``_send_to_node``). Returns that body (``journal.lavalink(guild)``). A guild with
+    nothing journaled leaves the player as it is."""
     guild = _guild_of(player, guild)
     if isinstance(journal, Reprise):
         state = await journal.state(guild)
@@ -788,9 +789,11 @@ async def restore(
     else:
         state = journal.state(guild)
         body = journal.lavalink(guild, now_unix_ms)
+    if state["seq"] == 0:
+        return body  # nothing journaled for the guild: the player stays as it is
     _apply_state(player, state, body)
     node = getattr(player, "node", None)
-    if send and node is not None and state["seq"] > 0:
+    if send and node is not None:
         await _send_to_node(node, guild, body)
     return body
 
@@ -803,7 +806,8 @@ def restore_blocking(
     guild = _guild_of(player, guild)
     state = journal.state(guild)
     body = journal.lavalink(guild, now_unix_ms)
-    _apply_state(player, state, body)
+    if state["seq"] > 0:
+        _apply_state(player, state, body)
     return body
 
 

@@ -117,6 +117,15 @@ def test_restore_hands_the_patch_body_to_a_v4_node(tmp_path):
     assert body["voice"]["sessionId"] == "session-a"
 
 
+def test_restoring_a_guild_without_events_leaves_the_player_alone(tmp_path):
+    with reprise.Journal(tmp_path) as j:
+        player = Player(GUILD, sonora_bot.FakeNode())
+        before = rs.player_state(player)
+        run(rs.restore(player, j))
+        assert rs.player_state(player) == before and player.autoplay.enabled is True
+        assert player.node.sent == []
+
+
 def test_restore_extrapolates_a_reported_position(tmp_path):
     with reprise.Journal(tmp_path) as j:
         player = Player(GUILD, None)
