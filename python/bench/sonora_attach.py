@@ -10,6 +10,8 @@ the bot sees it (from the call to its return, persistence included):
 - `py-sonora in memory`: the mutations alone (no persistence);
 - `reprise attach always`: `reprise.sonora.attach(player, Journal, "always")` (each mutation
   fsynced before the call returns);
+- `reprise attach none`: the same at durability `none` (the attachment's own cost: the diff
+  against the mirror, the events, the binding; no fsync);
 - `reprise attach asyncio always`: the same over `await reprise.open(...)`;
 - `py-sonora save_snapshot`: `manager.save_snapshot(manager.create_snapshot(player))` after each
   mutation, py-sonora 1.2.8's own writer as it is (not atomic, never fsynced: a crash can leave a
@@ -115,11 +117,13 @@ async def run(args):
     player = await new_player(args.queue)
     rows.append(row("py-sonora in memory", await measure(player, args.mutations)))
 
-    with tempfile.TemporaryDirectory(dir=args.dir) as d:
-        with reprise.Journal(d, history_max=100) as journal:
-            player = await new_player(args.queue)
-            rs.attach(player, journal)
-            rows.append(row("reprise attach always", await measure(player, args.mutations)))
+    for durability in ("always", "none"):
+        with tempfile.TemporaryDirectory(dir=args.dir) as d:
+            with reprise.Journal(d, history_max=100) as journal:
+                player = await new_player(args.queue)
+                rs.attach(player, journal, durability)
+                lat = await measure(player, args.mutations)
+                rows.append(row(f"reprise attach {durability}", lat))
 
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         async with await reprise.open(d, history_max=100) as r:

@@ -32,9 +32,9 @@ import asyncio
 import contextvars
 import functools
 import json
+import operator
 import os
 import tempfile
-import time
 from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -309,7 +309,8 @@ class _View:
 
 
 def _same(a: Sequence[Any], b: Sequence[Any]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    """Whether two track lists hold the same objects in the same order."""
+    return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 def _enqueue(tracks: Sequence[Any], index: Optional[int]) -> List[Dict[str, Any]]:
