@@ -9,7 +9,9 @@
 //! cancelled meanwhile. The event loop never blocks on a durable append.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
@@ -32,6 +34,39 @@ fn runtime() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("cannot start the reprise tokio runtime")
     })
+}
+
+/// How many tokio threads are inside (or about to enter) `Python::with_gil` to hand an outcome
+/// to the event loop.
+static HANDING_OUT: AtomicUsize = AtomicUsize::new(0);
+/// Set by [`_before_exit`]: the interpreter is shutting down, outcomes are dropped.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Runs `f` with the GIL unless the interpreter is exiting. A thread that takes (or waits for)
+/// the GIL while CPython finalizes is ended by `pthread_exit`, which aborts the process when it
+/// unwinds through Rust frames: `call_soon_threadsafe` releases the GIL to write the loop's wake-up
+/// byte, so without this the main thread could finish and finalize before the tokio thread takes
+/// the GIL back (an unclosed `Reprise` made `python script.py` exit with SIGABRT now and then).
+fn with_gil_unless_exiting(f: impl FnOnce(Python<'_>)) {
+    HANDING_OUT.fetch_add(1, Ordering::SeqCst);
+    if !EXITING.load(Ordering::SeqCst) {
+        Python::with_gil(f);
+    }
+    HANDING_OUT.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Registered with `atexit` (which runs before CPython starts finalizing): from now on no
+/// outcome is handed to Python, and the threads already handing one out finish first (the GIL
+/// released meanwhile; at most 5 s).
+#[pyfunction]
+pub(crate) fn _before_exit(py: Python<'_>) {
+    EXITING.store(true, Ordering::SeqCst);
+    py.allow_threads(|| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while HANDING_OUT.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
 }
 
 /// Sets `value` as the result (`ok`) or exception of `future` unless it is already done
@@ -62,7 +97,7 @@ where
     let handed = future.clone().unbind();
     runtime().spawn(async move {
         let outcome = work.await;
-        Python::with_gil(|py| {
+        with_gil_unless_exiting(|py| {
             let (ok, value) = match outcome.and_then(|t| convert(py, t)) {
                 Ok(value) => (true, value),
                 Err(err) => (false, err.into_value(py).into_any()),
@@ -213,6 +248,18 @@ impl Reprise {
             py,
             async move { inner.snapshot_now(GuildId(guild)).await.map_err(to_py_err) },
             |py, seq| Ok(seq.into_py(py)),
+        )
+    }
+
+    /// Imports Sonora snapshot files (paths or dicts) as `Journal.import_sonora` does; resolves
+    /// to one dict per file once the imported events are durable.
+    fn import_sonora(&self, py: Python<'_>, files: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let inputs = crate::sonora_inputs(py, files)?;
+        let inner = self.inner.clone();
+        spawn_awaitable(
+            py,
+            async move { inner.import_sonora(inputs).await.map_err(crate::import_err) },
+            |py, done| crate::imported_to_py(py, &done),
         )
     }
 

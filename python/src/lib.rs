@@ -47,6 +47,11 @@ create_exception!(
 /// Maps a library error to the Python exception of its kind; the message is the library's Display.
 fn to_py_err(e: reprise::Error) -> PyErr {
     let message = e.to_string();
+    py_err_of_kind(&e, message)
+}
+
+/// The Python exception of `e`'s kind, carrying `message`.
+fn py_err_of_kind(e: &reprise::Error, message: String) -> PyErr {
     match e {
         reprise::Error::InvalidEvent { .. } | reprise::Error::EventTooLarge { .. } => {
             InvalidEvent::new_err(message)
@@ -121,6 +126,62 @@ pub(crate) fn sonora_text_now(state: &reprise::GuildState) -> String {
 pub(crate) fn lavalink_body_json(restore: &reprise::lavalink::Restore) -> PyResult<Value> {
     serde_json::to_value(&restore.patch)
         .map_err(|e| Error::new_err(format!("cannot write the Lavalink body as JSON: {e}")))
+}
+
+/// The `(name, text)` pairs `import_sonora` reads: each item of `files` is a path (str or
+/// `os.PathLike`: the file is read) or a dict (a Sonora snapshot as `SessionSnapshot.to_dict()`
+/// or `json.load` gives it; named `<dict N>` in messages).
+pub(crate) fn sonora_inputs(
+    py: Python<'_>,
+    files: &Bound<'_, PyAny>,
+) -> PyResult<Vec<(String, String)>> {
+    let mut inputs = Vec::new();
+    for (i, item) in files.iter()?.enumerate() {
+        let item = item?;
+        if item.is_instance_of::<PyDict>() {
+            inputs.push((format!("<dict {i}>"), to_json_text(py, &item)?));
+        } else {
+            let path: std::path::PathBuf = item.extract()?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| IoError::new_err(format!("{}: {e}", path.display())))?;
+            inputs.push((path.display().to_string(), text));
+        }
+    }
+    Ok(inputs)
+}
+
+/// Maps an import error: a refused file is `InvalidEvent` (nothing written), a journal error
+/// the exception of its kind.
+pub(crate) fn import_err(e: reprise::import::ImportError) -> PyErr {
+    match e {
+        reprise::import::ImportError::Journal { file, source } => {
+            let message = if file.is_empty() {
+                source.to_string()
+            } else {
+                format!("{file}: {source}")
+            };
+            py_err_of_kind(&source, message)
+        }
+        other => InvalidEvent::new_err(other.to_string()),
+    }
+}
+
+/// One import result as a dict: `file`, `guild`, `events`, `first_seq`, `seq`.
+pub(crate) fn imported_to_py(
+    py: Python<'_>,
+    done: &[reprise::import::Imported],
+) -> PyResult<PyObject> {
+    let list = PyList::empty_bound(py);
+    for imported in done {
+        let dict = PyDict::new_bound(py);
+        dict.set_item("file", &imported.file)?;
+        dict.set_item("guild", imported.guild.0)?;
+        dict.set_item("events", imported.events)?;
+        dict.set_item("first_seq", imported.first_seq)?;
+        dict.set_item("seq", imported.seq)?;
+        list.append(dict)?;
+    }
+    Ok(list.into_any().unbind())
 }
 
 /// The configuration both handles open with: `history_max` and the key in `key_file`.
@@ -269,6 +330,20 @@ impl Journal {
         .map_err(to_py_err)
     }
 
+    /// Imports Sonora snapshot files (paths or dicts), each becoming the state of its guild, as
+    /// `reprise import` does: every file is checked first (JSON, Sonora checksum, schema) and
+    /// nothing is written unless all are valid (`InvalidEvent` otherwise); the imported events
+    /// are durable when it returns. Returns one dict per file (`file`, `guild`, `events`,
+    /// `first_seq`, `seq`).
+    fn import_sonora(&mut self, py: Python<'_>, files: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let inputs = sonora_inputs(py, files)?;
+        let journal = self.journal()?;
+        let done = py
+            .allow_threads(|| reprise::import::import_sonora(journal, &inputs))
+            .map_err(import_err)?;
+        imported_to_py(py, &done)
+    }
+
     /// Checks every file; returns the findings as dicts, one line of `reprise verify` each
     /// (`guild`, `file`, `offset`, `kind`, `expected`, `actual`, `detail`). Empty: no finding.
     /// A finding of kind `torn_tail` is harmless.
@@ -314,6 +389,9 @@ fn _reprise(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio::Reprise>()?;
     m.add_class::<aio::Subscription>()?;
     m.add_function(wrap_pyfunction!(aio::open, m)?)?;
+    let before_exit = wrap_pyfunction!(aio::_before_exit, m)?;
+    py.import_bound("atexit")?
+        .call_method1("register", (before_exit,))?;
     m.add("Error", py.get_type_bound::<Error>())?;
     m.add("InvalidEvent", py.get_type_bound::<InvalidEvent>())?;
     m.add("Corrupt", py.get_type_bound::<Corrupt>())?;

@@ -295,7 +295,8 @@ impl fmt::Display for Sections {
 pub struct SonoraFile {
     /// The guild.
     pub guild_id: u64,
-    /// When Sonora took the snapshot, in Unix seconds (an integer in 1.2.8 files).
+    /// When Sonora took the snapshot, in Unix seconds (py-sonora 1.2.8 writes `time.time()`, a
+    /// float: read floored to whole seconds; exports write an integer).
     pub timestamp: u64,
     /// The Sonora version that wrote the file ([`SONORA_VERSION`] for exports).
     pub version: String,

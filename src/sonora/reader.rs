@@ -8,8 +8,8 @@
 use serde_json::{Map, Number, Value};
 
 use super::schema::{
-    as_object, as_str, as_u64, check_position, deny_unknown, field, join, parse_autoplay,
-    parse_filters, parse_player, parse_queue,
+    as_object, as_str, as_u64, as_unix_secs, check_position, deny_unknown, field, join,
+    parse_autoplay, parse_filters, parse_player, parse_queue,
 };
 use super::writer::{sha256_hex, Node};
 use super::{Sections, SonoraData, SonoraError, SonoraFile};
@@ -66,7 +66,7 @@ pub fn parse_with(text: &str, required: Sections) -> Result<SonoraFile, SonoraEr
         &["guild_id", "timestamp", "version", "data", "checksum"],
     )?;
     let guild_id = as_u64(field(root, "", "guild_id")?, "guild_id")?;
-    let timestamp = as_u64(field(root, "", "timestamp")?, "timestamp")?;
+    let timestamp = as_unix_secs(field(root, "", "timestamp")?, "timestamp")?;
     let version = as_str(field(root, "", "version")?, "version")?.to_owned();
     let data = as_object(field(root, "", "data")?, "data")?;
     deny_unknown(data, "data", &["player", "queue", "filters", "autoplay"])?;

@@ -121,6 +121,24 @@ pub(super) fn as_u64(value: &Value, path: &str) -> Result<u64, SonoraError> {
     }
 }
 
+/// A Unix time in seconds: a non-negative integer, or a finite non-negative float floored to
+/// whole seconds (py-sonora 1.2.8 stamps `SessionSnapshot.timestamp` with `time.time()`, so the
+/// files it really writes hold a float such as `1760000222.5377`).
+pub(super) fn as_unix_secs(value: &Value, path: &str) -> Result<u64, SonoraError> {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let secs = n.as_f64().unwrap_or(f64::NAN);
+            if !(0.0..1.8e19).contains(&secs) {
+                return Err(invalid(path, format!("{n} is not a Unix time in seconds")));
+            }
+            // Truncation is the intent (floor of a non-negative value in u64 range).
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Ok(secs.floor() as u64)
+        }
+        _ => as_u64(value, path).map_err(|_| wrong(value, path, "a non-negative number")),
+    }
+}
+
 /// The value as a number (Python's floats and ints alike).
 fn as_f64(value: &Value, path: &str) -> Result<f64, SonoraError> {
     value.as_f64().ok_or_else(|| wrong(value, path, "a number"))

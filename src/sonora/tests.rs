@@ -531,10 +531,8 @@ fn invalid_values_are_named_by_json_path() {
             "data.autoplay.bogus",
         ),
         (Box::new(set("/data/extra", json!({}))), "data.extra"),
-        (
-            Box::new(set("/timestamp", json!(1760000222.5))),
-            "timestamp",
-        ),
+        (Box::new(set("/timestamp", json!(-1.5))), "timestamp"),
+        (Box::new(set("/timestamp", json!("now"))), "timestamp"),
         (
             Box::new(set("/guild_id", json!("211917732357417771"))),
             "guild_id",
@@ -552,6 +550,16 @@ fn invalid_values_are_named_by_json_path() {
         assert_eq!(error.path(), Some(path), "{error}");
         assert!(error.to_string().starts_with(path), "{error}");
     }
+}
+
+#[test]
+fn a_float_timestamp_as_py_sonora_writes_it_is_floored_to_seconds() {
+    // py-sonora 1.2.8's SessionSnapshot stamps `time.time()`: real files hold a float.
+    let text = fixture("211917732357417771");
+    let real = edit(&text, set("/timestamp", json!(1760000222.9377)));
+    let file = parse(&real).unwrap();
+    assert_eq!(file.timestamp, 1760000222);
+    assert_eq!(file.data, parse(&text).unwrap().data);
 }
 
 #[test]
