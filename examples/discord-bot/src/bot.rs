@@ -29,7 +29,7 @@ use lavalink_rs::model::track::{TrackData, TrackLoadData};
 use reprise::clock::now_unix_ms;
 use reprise::lavalink::{lavalink_filters, PatchTrack, PatchVoice, PlayerPatch};
 use reprise::session::{
-    EndReason, FilterConfig, LavalinkTrack, LavalinkTrackInfo, Snowflake, Track,
+    EndReason, FilterConfig, LavalinkTrack, LavalinkTrackInfo, Snowflake, Track, Voice,
 };
 use reprise::{Event, GuildId, Reprise, State};
 use serenity::gateway::ShardMessenger;
@@ -311,6 +311,9 @@ impl Bot {
     /// [`BotError::NothingFound`]; Lavalink's and the journal's errors.
     pub async fn play(&self, guild: GuildId, query: &str) -> Result<Vec<Track>> {
         let (http, _) = self.node()?;
+        if self.state(guild).await?.player.voice.is_none() {
+            return Err(BotError::NoVoice(guild));
+        }
         let loaded = http.load_tracks(&load_identifier(query)).await?;
         let tracks: Vec<Track> = match loaded.data {
             Some(TrackLoadData::Track(track)) => vec![track_from_lavalink(&track)],
@@ -327,6 +330,7 @@ impl Bot {
         }
         let guard = self.guild_lock(guild);
         let _held = guard.lock().await;
+        // Checked again under the lock: the bot may have left voice while Lavalink searched.
         let state = self.state(guild).await?;
         if state.player.voice.is_none() {
             return Err(BotError::NoVoice(guild));
@@ -343,6 +347,21 @@ impl Bot {
             self.start_next(guild).await?;
         }
         Ok(tracks)
+    }
+
+    /// After a restore of an idle guild (tracks waiting, none current: the bot stopped between
+    /// a track's end and the next one's start): plays the next track, as after a track end.
+    /// Returns the track started.
+    ///
+    /// # Errors
+    /// Lavalink's and the journal's errors.
+    pub async fn play_next_if_idle(&self, guild: GuildId) -> Result<Option<Track>> {
+        let guard = self.guild_lock(guild);
+        let _held = guard.lock().await;
+        if self.state(guild).await?.queue.current.is_some() {
+            return Ok(None);
+        }
+        self.start_next(guild).await
     }
 
     /// Plays `upcoming[0]` of the journal's queue, if any, and appends `track_started`.
@@ -695,21 +714,21 @@ impl Bot {
             ..PlayerPatch::default()
         };
         self.patch(guild, &patch).await?;
-        let event = Event::VoiceConnected {
+        let connection = Voice {
             session_id: voice.session_id,
             channel_id: Snowflake::Text(voice.channel_id.unwrap_or_default()),
             endpoint: Some(voice.endpoint),
             token: Some(voice.token),
         };
-        let state = self.state(guild).await?;
-        let known = state.player.voice.as_ref().is_some_and(|v| {
-            matches!(&event, Event::VoiceConnected { session_id, channel_id, endpoint, token }
-                if &v.session_id == session_id && &v.channel_id == channel_id
-                    && &v.endpoint == endpoint && &v.token == token)
-        });
-        if known {
+        if self.state(guild).await?.player.voice.as_ref() == Some(&connection) {
             return Ok(());
         }
+        let event = Event::VoiceConnected {
+            session_id: connection.session_id,
+            channel_id: connection.channel_id,
+            endpoint: connection.endpoint,
+            token: connection.token,
+        };
         self.append(guild, event).await
     }
 

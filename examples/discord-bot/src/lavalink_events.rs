@@ -3,7 +3,7 @@
 //!
 //! | Lavalink event | what the bot does |
 //! | --- | --- |
-//! | `ready` (not resumed) | [`restore_all`]: every guild's player `PATCH`ed back from the journal |
+//! | `ready` (not resumed) | [`restore_all`]: every guild's player `PATCH`ed back from the journal; then an idle guild (tracks waiting, none current) starts its next track ([`Bot::play_next_if_idle`]) and a guild whose voice data is incomplete rejoins its channel |
 //! | `ready` (resumed) | nothing: Lavalink kept the players |
 //! | `playerUpdate` | `position_reported` for the current entry ([`Bot::position_reported`]) |
 //! | `TrackEndEvent` `finished` / `loadFailed` | `track_ended`, then the next track (`track_started`) ([`Bot::track_ended`]) |
@@ -18,6 +18,7 @@ use lavalink_rs::client::LavalinkClient;
 use lavalink_rs::model::events::{Events, PlayerUpdate, Ready, TrackEnd, WebSocketClosed};
 use lavalink_rs::model::BoxFuture;
 use reprise::clock::now_unix_ms;
+use reprise::lavalink::RestoreStatus;
 use reprise::GuildId;
 
 use crate::bot::Bot;
@@ -51,6 +52,8 @@ fn bot(client: &LavalinkClient) -> Option<Arc<Bot>> {
 fn ready(client: LavalinkClient, _session_id: String, event: &Ready) -> BoxFuture<'_, ()> {
     Box::pin(async move {
         let Some(bot) = bot(&client) else { return };
+        // `ready` can come before `LavalinkClient::new_with_data` returned the client to main.
+        bot.set_lavalink(client.clone());
         bot.set_session_id(event.session_id.clone());
         if event.resumed {
             tracing::info!(session = %event.session_id, "Lavalink session resumed: players kept");
@@ -68,6 +71,11 @@ fn ready(client: LavalinkClient, _session_id: String, event: &Ready) -> BoxFutur
                             counts[0] += 1;
                             if plan.voice_incomplete {
                                 bot.rejoin_or_later(*guild).await;
+                            }
+                            if plan.status == RestoreStatus::Idle {
+                                if let Err(error) = bot.play_next_if_idle(*guild).await {
+                                    tracing::warn!(guild = guild.0, %error, "next track not started");
+                                }
                             }
                         }
                         GuildRestore::Skipped { .. } => counts[1] += 1,

@@ -2,10 +2,12 @@
 //! client: its address, password header and hyper connection pool).
 //!
 //! Every player change is one `PATCH /v4/sessions/{sessionId}/players/{guildId}`
-//! ([`patch_player`]) whose body is any serializable value: lavalink-rs's typed
-//! [`UpdatePlayer`](lavalink_rs::model::http::UpdatePlayer) for the commands, and reprise's
-//! [`PlayerPatch`](reprise::lavalink::PlayerPatch) as it is for a restore, so that what
-//! Lavalink receives is byte for byte the body `reprise lavalink` prints.
+//! ([`patch_player`]) whose body is reprise's [`PlayerPatch`](reprise::lavalink::PlayerPatch):
+//! for a restore the plan's body as it is, so that what Lavalink receives is byte for byte the
+//! body `reprise lavalink` prints; for a command a body with the one field it changes
+//! (`{"volume": 250}`). The request goes through lavalink-rs's generic [`Http::request`]
+//! rather than its typed `update_player`, whose `UpdatePlayer` has its own filter model and
+//! would re-encode the body.
 
 use lavalink_rs::error::ResponseError;
 use lavalink_rs::http::Http;

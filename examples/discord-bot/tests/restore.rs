@@ -174,35 +174,54 @@ async fn on_ready_every_guild_is_patched_with_its_journal_body() {
     })
     .await;
 
-    let _bot = bot_on(&fake, reprise.clone()).await;
-
-    // Every guild but the stopped one without voice, in guild order (one task sends them one
-    // after the other, so NO_VOICE's arriving after IDLE's means STOPPED was skipped).
+    // Every guild but the stopped one without voice, in guild order. The bodies of these
+    // states do not depend on the time (the position is exact after a seek, or paused, or
+    // NO_VOICE's report is so old that it is clamped to the track's length), so the plans
+    // read now are the ones the bot sends.
     let expected = [PLAYING, PAUSED, IDLE, NO_VOICE];
-    let mut requests = Vec::new();
+    let mut bodies = Vec::new();
     for guild in expected {
-        let request = fake.next_request().await;
-        assert_patch(&request, "session-after-restart", guild);
-        requests.push(request);
-    }
-    assert!(fake.try_next_request().is_none());
-    assert_eq!(*fake.websockets.lock().unwrap(), 1);
-
-    for (guild, request) in expected.iter().zip(&requests) {
-        // The positions of these states do not depend on the time (exact after a seek,
-        // paused, or no anchor being extrapolated past the length) except NO_VOICE's, whose
-        // report is long past: clamped to the track's length, so the same at any later time.
         let plan = reprise
-            .lavalink_restore(*guild, reprise::clock::now_unix_ms(), Sections::ALL)
+            .lavalink_restore(guild, reprise::clock::now_unix_ms(), Sections::ALL)
             .await
             .unwrap();
+        bodies.push(serde_json::to_vec(&plan.patch).unwrap());
+    }
+
+    let mut idle_events = reprise.subscribe(IDLE).await.unwrap();
+    let bot = bot_on(&fake, reprise.clone()).await;
+
+    // One task sends them one after the other, so NO_VOICE's arriving after IDLE's means
+    // STOPPED was skipped.
+    let mut requests = Vec::new();
+    for (guild, body) in expected.iter().zip(&bodies) {
+        let request = fake.next_request().await;
+        assert_patch(&request, "session-after-restart", *guild);
         assert_eq!(
-            request.raw_body,
-            serde_json::to_vec(&plan.patch).unwrap(),
+            &request.raw_body, body,
             "guild {}: the body is the journal's, byte for byte",
             guild.0
         );
+        requests.push(request);
     }
+    assert_eq!(*fake.websockets.lock().unwrap(), 1);
+    // Then the idle guild goes on with its next track, as after a track end.
+    let next = fake.next_request().await;
+    assert_patch(&next, "session-after-restart", IDLE);
+    assert_eq!(
+        next.body,
+        json!({"track": {"encoded": "QAAAjQIAJVRyYWNr0005"}, "position": 0})
+    );
+    // ... and journals it once Lavalink accepted it.
+    let logged = tokio::time::timeout(std::time::Duration::from_secs(30), idle_events.recv())
+        .await
+        .expect("an event within 30 s")
+        .unwrap();
+    assert_eq!(logged.event, Event::TrackStarted);
+    let idle_state = bot.state(IDLE).await.unwrap();
+    let current = idle_state.queue.current.expect("the next track is current");
+    assert_eq!(current.track.title(), "Track 5");
+    assert!(fake.try_next_request().is_none());
 
     // What those bodies say, spelled out.
     let playing = &requests[0].body;
@@ -341,7 +360,7 @@ async fn each_command_and_lavalink_event_is_sent_then_journaled() {
         bot.play(guild, "anything").await,
         Err(BotError::NoVoice(_))
     ));
-    assert_eq!(fake.next_request().await.method, "GET");
+    assert!(fake.try_next_request().is_none(), "no search without voice");
 
     // Discord's two voice updates, in either order: one PATCH with the voice, one event.
     bot.voice_server(guild, "tok".into(), Some("ep.discord.media:443".into()))
