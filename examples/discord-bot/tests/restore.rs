@@ -424,6 +424,10 @@ async fn each_command_and_lavalink_event_is_sent_then_journaled() {
         fake.next_request().await.body,
         json!({"track": {"encoded": "QAAAsearch1"}, "position": 0})
     );
+    // A playerUpdate from before the skip (about the skipped track): not journaled.
+    bot.position_reported(guild, 200_000, now - 1)
+        .await
+        .unwrap();
     // Lavalink's end event for the replaced track is the bot's doing: not journaled.
     let data: TrackData = serde_json::from_value(lavalink_track(1)).unwrap();
     bot.track_ended(guild, &data, &TrackEndReason::Replaced)
