@@ -105,6 +105,12 @@ pub(super) fn read_commit_index(storage: &dyn Storage, root: &Path) -> Result<Co
     )
 }
 
+/// Runs the read `attempt`, which keeps no state between attempts, until it settles (for a
+/// reader's reads outside a guild's files: the checkpoints).
+pub(crate) fn read_again<T>(dir: &Path, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    settle(&mut (), dir, |_| attempt(), |_| None, |_| Ok(()))
+}
+
 impl Journal {
     /// For a reader ([`OpenMode::ReadOnly`]): forgets every guild state and commit log read so
     /// far, so that the next read sees the directory as a live writer has made it since. A

@@ -64,6 +64,7 @@ mod tests;
 
 pub use cleanup::{CleanupReport, GuildCleanup, Skipped};
 pub use events::{EventIter, LoggedEvent};
+pub(crate) use live::read_again;
 pub use retention::{RetentionPolicy, SnapshotStat};
 pub use snapshots::SnapshotJob;
 pub use state_json::StateJsonError;
