@@ -254,19 +254,27 @@ impl Journal {
         let last = seg_seqs.len().saturating_sub(1);
         let commit_first = self.recovered.entries(guild).first().map(|e| e.seq);
         let covered_by_commit = |first_seq: Seq| commit_first.is_some_and(|c| c <= first_seq);
+        // Newest first. A segment may be cut only while it is a writer's active one, the
+        // newest holding a frame (a torn tail cut when the writer first loads the guild, a
+        // failed write taken back); a page mapped past a cut is a SIGBUS, not an error. So the
+        // newest is read, not mapped, and a reader (beside a live writer) reads an older one
+        // too unless the segment after it holds a frame.
         let mut reads = Vec::with_capacity(seg_seqs.len());
-        for (i, &first_seq) in seg_seqs.iter().enumerate() {
+        let mut next_holds_frame = false;
+        for (i, &first_seq) in seg_seqs.iter().enumerate().rev() {
             let path = layout::segment_path(&self.root, guild, first_seq);
-            // A reader reads rather than maps: a live writer may cut a segment (a torn tail at
-            // its open, a failed write taken back), and a mapped page past the cut would be
-            // a SIGBUS, not an error.
-            let read = if i == last || self.mode == OpenMode::ReadOnly {
+            let read = if i == last || self.mode == OpenMode::ReadOnly && !next_holds_frame {
                 self.storage.read(&path, SEGMENT_FILE_LEN_MAX)
             } else {
                 self.storage.map(&path, SEGMENT_FILE_LEN_MAX)
             };
+            next_holds_frame = read.as_ref().is_ok_and(|b| {
+                b.get(segment::HEADER_LEN..)
+                    .is_some_and(|frames| frame::decode(frames).is_ok())
+            });
             reads.push((first_seq, path, read));
         }
+        reads.reverse();
         // A first frame that decodes settles it without a scan (the scan below reads the
         // active segment anyway): the segment holds a frame, or is damaged.
         let holds_no_frame = |first_seq: Seq, bytes: &[u8]| {

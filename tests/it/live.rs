@@ -327,3 +327,113 @@ fn a_writer_between_any_two_reader_operations_never_disturbs_the_reader() {
         }
     }
 }
+
+/// A reader writes nothing and takes no lock, and maps a segment only when the segment after
+/// it holds a frame: the newest one holding a frame may be cut by a writer (a torn tail cut at
+/// its first load of the guild), and a page mapped past a cut would kill the reader (SIGBUS).
+#[test]
+fn a_reader_writes_nothing_and_maps_no_segment_a_writer_may_cut() {
+    let streams = streams(60);
+    let storage = Arc::new(SimStorage::new(5));
+    let config = busy_config(0).without_auto_snapshots();
+    let mut w = open_sim(&storage, &config).unwrap();
+    for e in &streams[0].0 {
+        w.append(GUILDS[0], e, Durability::Always).unwrap();
+    }
+    w.close().unwrap();
+    let dir = reprise::layout::guild_dir(Path::new(SIM_ROOT), GUILDS[0]);
+    let mut segments: Vec<String> = storage
+        .list(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let writes = |trace: &[(reprise::storage::sim::OpKind, std::path::PathBuf)]| {
+        use reprise::storage::sim::OpKind::*;
+        trace
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    k,
+                    CreateDirAll
+                        | CreateNew
+                        | OpenAppend
+                        | Append
+                        | SyncData
+                        | Truncate
+                        | Rename
+                        | Remove
+                        | SyncDir
+                        | Lock
+                )
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let how_read = |trace: &[(reprise::storage::sim::OpKind, std::path::PathBuf)], name: &str| {
+        trace
+            .iter()
+            .filter(|(k, p)| {
+                p.file_name().is_some_and(|f| f == name)
+                    && matches!(
+                        k,
+                        reprise::storage::sim::OpKind::Read | reprise::storage::sim::OpKind::Map
+                    )
+            })
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>()
+    };
+    let read_through = |storage: &Arc<SimStorage>| {
+        storage.set_trace(true);
+        let mut r = Journal::open_with(
+            SIM_ROOT,
+            Config::default(),
+            OpenMode::ReadOnly,
+            Arc::clone(storage) as Arc<dyn Storage>,
+        )
+        .unwrap();
+        let gs = r.state(GUILDS[0]).unwrap().clone();
+        assert_eq!(gs.seq, 60);
+        assert!(gs.state == streams[0].1[60]);
+        assert!(r.verify().unwrap().is_sound());
+        drop(r);
+        let trace = storage.trace();
+        storage.set_trace(false);
+        trace
+    };
+    use reprise::storage::sim::OpKind::{Map, Read};
+    let trace = read_through(&storage);
+    assert_eq!(writes(&trace), vec![], "a reader wrote");
+    let (newest, older) = segments.split_last().unwrap();
+    assert!(
+        !how_read(&trace, newest).is_empty() && how_read(&trace, newest).iter().all(|k| *k == Read)
+    );
+    for name in older {
+        assert!(
+            how_read(&trace, name).contains(&Map),
+            "{name} was not mapped: {:?} {segments:?}",
+            how_read(&trace, name)
+        );
+    }
+    // A frameless newest segment (created by a roll whose header never got written: a crash
+    // leaves it, and the next writer cuts the torn tail of the one before it, if any): the
+    // segment before it is read, not mapped.
+    let frameless = reprise::layout::segment_path(Path::new(SIM_ROOT), GUILDS[0], 61);
+    drop(storage.create_new(&frameless).unwrap());
+    let trace = read_through(&storage);
+    assert_eq!(writes(&trace), vec![], "a reader wrote");
+    assert!(
+        !how_read(&trace, newest).is_empty() && how_read(&trace, newest).iter().all(|k| *k == Read),
+        "{newest}: {:?}",
+        how_read(&trace, newest)
+    );
+    for name in older {
+        assert!(
+            how_read(&trace, name).contains(&Map),
+            "{name} was not mapped: {:?} {segments:?}",
+            how_read(&trace, name)
+        );
+    }
+}
