@@ -132,7 +132,8 @@ impl GuildState {
 
 /// The per-guild write-ahead journal. See the crate docs for an example.
 ///
-/// A `Journal` owns its directory (an advisory lock) until dropped. Guilds are recovered lazily,
+/// A writer's `Journal` owns its directory (an advisory lock) until dropped; a reader's
+/// ([`Journal::open_read_only`]) takes no lock and reads beside it. Guilds are recovered lazily,
 /// on first use. It is synchronous and single-threaded; [`Durability::Batched`] appends become
 /// durable at the next [`Journal::sync`].
 ///
