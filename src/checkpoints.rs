@@ -369,6 +369,16 @@ fn read_manifest(journal: &Journal, label: &str) -> Result<(manifest::Manifest, 
 /// # Errors
 /// [`Error::Corrupt`] for a damaged manifest; [`Error::Io`].
 pub fn checkpoints(journal: &Journal) -> Result<Vec<Checkpoint>> {
+    // A writer may remove a checkpoint between the listing and the read (its manifest
+    // first): a reader reads the listing again (see DESIGN.md, "Readers of a live journal").
+    if journal.mode() == crate::OpenMode::ReadOnly {
+        return crate::journal::read_again(journal.dir(), || checkpoints_once(journal));
+    }
+    checkpoints_once(journal)
+}
+
+/// One listing of [`checkpoints`].
+fn checkpoints_once(journal: &Journal) -> Result<Vec<Checkpoint>> {
     let dir = layout::checkpoints_dir(journal.dir());
     let storage = journal.storage();
     let mut names = storage.list(&dir).map_err(|e| io("list", &dir, e))?;
@@ -382,7 +392,12 @@ pub fn checkpoints(journal: &Journal) -> Result<Vec<Checkpoint>> {
         if !exists(storage.as_ref(), &manifest_path)? {
             continue;
         }
-        out.push(load_checkpoint(journal, &name)?);
+        match load_checkpoint(journal, &name) {
+            Ok(checkpoint) => out.push(checkpoint),
+            // Removed since it was listed (by a live writer): it is not a checkpoint any more.
+            Err(Error::Checkpoint { .. }) if !exists(storage.as_ref(), &manifest_path)? => {}
+            Err(e) => return Err(e),
+        }
     }
     out.sort_by(|a, b| (a.created_unix_ms, &a.label).cmp(&(b.created_unix_ms, &b.label)));
     Ok(out)

@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The CLI maps the variants to the exit codes of CONTRACT §2: [`Error::Corrupt`],
 /// [`Error::InvalidEvent`], [`Error::EventTooLarge`], [`Error::KeyMismatch`] and
 /// [`Error::KeyInvalid`], and [`Error::RemoteCorrupt`] are "corrupt or
-/// invalid data" (2), [`Error::Locked`] and [`Error::Fenced`] are 3, [`Error::Io`],
+/// invalid data" (2), [`Error::Locked`], [`Error::Busy`] and [`Error::Fenced`] are 3, [`Error::Io`],
 /// [`Error::Poisoned`] and [`Error::Remote`] are 4, and the read-range errors
 /// ([`Error::Compacted`], [`Error::TimeCompacted`], [`Error::SeqAhead`], [`Error::ReadOnly`])
 /// and [`Error::Checkpoint`] are usage errors (1). [`Error::RestoreFailed`] takes the code of
@@ -101,6 +101,19 @@ pub enum Error {
         seq: Seq,
         /// The guild's last sequence number.
         last_seq: Seq,
+    },
+    /// A read-only reader of a live journal found the files changing under every one of its
+    /// attempts (a writer rotating, snapshotting, retiring commit logs or removing files between
+    /// its listing and its reads) and gave up; nothing was written. Retrying later usually
+    /// succeeds (see DESIGN.md, "Readers of a live journal").
+    #[error("journal {}: the files kept changing under a read-only reader; {attempts} attempts never settled (last: {last})", path.display())]
+    Busy {
+        /// The journal directory.
+        path: PathBuf,
+        /// How many times the read was tried from a fresh listing.
+        attempts: u32,
+        /// What the last attempt ran into.
+        last: String,
     },
     /// A write was attempted on a journal opened with [`crate::OpenMode::ReadOnly`].
     #[error("the journal was opened read-only")]

@@ -86,18 +86,13 @@ fn hand_over(
 
 pub(crate) fn run(
     dir: &Path,
+    config: reprise::Config,
     guild: GuildId,
     durability: Durability,
-    no_snapshots: bool,
     remote: Option<&RemoteCtx>,
     remote_acks: bool,
     ship_interval: Duration,
 ) -> Result<(), Failure> {
-    let config = if no_snapshots {
-        crate::base_config().without_auto_snapshots()
-    } else {
-        crate::base_config()
-    };
     let mut journal = Journal::open(dir, config)?;
     // Recover before reading input: a damaged journal fails here, with nothing consumed.
     journal.state(guild)?;

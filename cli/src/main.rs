@@ -90,6 +90,22 @@ enum Command {
         /// Disable automatic snapshots for this run.
         #[arg(long)]
         no_snapshots: bool,
+        /// Roll to a new log segment once the active one reaches this many bytes
+        /// (4096 ..= 1 GiB; default 8 MiB).
+        #[arg(long, value_name = "BYTES")]
+        segment_bytes_max: Option<u64>,
+        /// Write an automatic snapshot every N events of a guild (default 10000; with
+        /// --no-snapshots, none).
+        #[arg(long, value_name = "N")]
+        snapshot_every_events: Option<u64>,
+        /// Snapshots kept per guild by retention after each automatic snapshot (at least 1;
+        /// default 2); the log they cover is removed.
+        #[arg(long, value_name = "N")]
+        snapshots_retained: Option<u32>,
+        /// Retire the commit log (make the guild segments durable and start a new generation)
+        /// once it reaches this many bytes (at least 64 KiB; default 64 MiB).
+        #[arg(long, value_name = "BYTES")]
+        commit_bytes_max: Option<u64>,
         /// With --remote and a durability other than `remote`: upload the durable events at
         /// least this often, in milliseconds (the remote lags the local log by at most this).
         #[arg(long, value_name = "MS", default_value_t = 1000)]
@@ -395,7 +411,7 @@ pub(crate) fn exit_code(e: &Error) -> u8 {
         | Error::KeyMismatch { .. }
         | Error::KeyInvalid { .. }
         | Error::RemoteCorrupt { .. } => 2,
-        Error::Locked { .. } | Error::Fenced { .. } => 3,
+        Error::Locked { .. } | Error::Busy { .. } | Error::Fenced { .. } => 3,
         Error::Io { .. } | Error::Poisoned { .. } | Error::Closed | Error::Remote { .. } => 4,
         Error::Compacted { .. }
         | Error::TimeCompacted { .. }
@@ -511,8 +527,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
             guild,
             durability,
             no_snapshots,
+            segment_bytes_max,
+            snapshot_every_events,
+            snapshots_retained,
+            commit_bytes_max,
             ship_interval_ms,
         } => {
+            let mut config = base_config();
+            if let Some(bytes) = segment_bytes_max {
+                config = config.with_segment_bytes_max(bytes);
+            }
+            if let Some(events) = snapshot_every_events {
+                let bytes = config.snapshot_every_bytes;
+                config = config.with_snapshot_every(Some(events), bytes);
+            }
+            if let Some(count) = snapshots_retained {
+                config = config.with_snapshots_retained(count);
+            }
+            if let Some(bytes) = commit_bytes_max {
+                config = config.with_commit_bytes_max(bytes);
+            }
+            if no_snapshots {
+                config = config.without_auto_snapshots();
+            }
             let ctx = match &cli.remote {
                 Some(url) => match remote::RemoteCtx::open(url, cli.owner.clone()) {
                     Ok(ctx) => Some(ctx),
@@ -533,9 +570,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             apply::run(
                 &dir,
+                config,
                 GuildId(guild),
                 durability.into(),
-                no_snapshots,
                 ctx.as_ref(),
                 durability == DurabilityArg::Remote,
                 std::time::Duration::from_millis(ship_interval_ms.max(1)),
@@ -821,9 +858,23 @@ fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
 
 /// Prints, as warnings on stderr, the damage recovery stepped around for `guild`.
 fn warn_findings(journal: &mut Journal, guild: GuildId) -> Result<(), Failure> {
+    let reader = journal.mode() == reprise::OpenMode::ReadOnly;
     for c in journal.recovery_findings(guild)? {
         if c.kind == reprise::CorruptionKind::TornTail {
-            eprintln!("reprise: note: {c} (cut off by recovery)");
+            // A reader cuts nothing: at the end of the newest file this is a write a live
+            // writer has in progress, or one a crash tore; the events before it (and the
+            // commit log's) are read. A writer cuts it off.
+            let what = if reader {
+                "read up to there, nothing cut"
+            } else {
+                "cut off by recovery"
+            };
+            eprintln!(
+                "reprise: note: {} ends at byte offset {} in a torn record (a write in progress, \
+                 or torn by a crash): {what}",
+                c.path.display(),
+                c.offset
+            );
         } else {
             eprintln!("reprise: warning: {c} (recovery did not need this data)");
         }

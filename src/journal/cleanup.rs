@@ -105,8 +105,16 @@ impl Journal {
                 }
                 continue;
             }
-            let info = self.inspect(guild)?;
-            let snapshots = self.snapshot_stats(guild, &info)?;
+            // One settled read of the guild's files (a reader of a live journal reads again
+            // when a file it listed is gone).
+            let (info, snapshots) = self.read_settled(
+                |j| {
+                    let info = j.inspect_once(guild)?;
+                    let snapshots = j.snapshot_stats(guild, &info)?;
+                    Ok((info, snapshots))
+                },
+                |_| None,
+            )?;
             let segments: Vec<SegmentSpan> = info
                 .segments
                 .iter()

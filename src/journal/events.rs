@@ -32,6 +32,19 @@ impl Journal {
     /// Recovery errors; the iterator yields a [`Error::Corrupt`] where the log is damaged and
     /// then stops.
     pub fn events(&mut self, guild: GuildId) -> Result<EventIter> {
+        self.read_settled(
+            |j| j.events_once(guild),
+            |iter| {
+                iter.parts.iter().find_map(|p| match p {
+                    EventSource::Broken(c) => Some(super::live::corruption_trouble(c)),
+                    EventSource::Segment { .. } => None,
+                })
+            },
+        )
+    }
+
+    /// One attempt of [`Journal::events`].
+    fn events_once(&mut self, guild: GuildId) -> Result<EventIter> {
         self.load(guild)?;
         self.flush_buffers(Some(guild))?;
         let scanned = self.read_guild(guild)?;

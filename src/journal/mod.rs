@@ -47,6 +47,7 @@ use crate::storage::{self, AppendFile, DirLock, FsStorage, LockFailure, Storage}
 mod at_time;
 mod cleanup;
 mod events;
+mod live;
 mod recover;
 mod repair;
 mod retention;
@@ -63,6 +64,7 @@ mod tests;
 
 pub use cleanup::{CleanupReport, GuildCleanup, Skipped};
 pub use events::{EventIter, LoggedEvent};
+pub(crate) use live::read_again;
 pub use retention::{RetentionPolicy, SnapshotStat};
 pub use snapshots::SnapshotJob;
 pub use state_json::StateJsonError;
@@ -92,8 +94,13 @@ pub enum OpenMode {
     /// Exclusive owner: appends, snapshots, compaction, and recovery repairs torn tails.
     #[default]
     ReadWrite,
-    /// Shared reader: never writes, never repairs (a torn tail is skipped in memory). Fails with
-    /// [`Error::Locked`] while a writer holds the directory.
+    /// Reader: takes no lock and never writes or repairs (a torn tail is skipped in memory), so
+    /// it works beside a live writer (another process appending to the directory) and never
+    /// keeps one from starting. What it reads is a consistent view: the state after a prefix of
+    /// each guild's events that includes every event acknowledged before the read began; a read
+    /// that a racing writer disturbs (a file removed, sealed or replaced between the listing
+    /// and the read) is tried again from a fresh listing (see DESIGN.md, "Readers of a live
+    /// journal"). A guild's state, once read, is kept until [`Journal::refresh`].
     ReadOnly,
 }
 
@@ -125,7 +132,8 @@ impl GuildState {
 
 /// The per-guild write-ahead journal. See the crate docs for an example.
 ///
-/// A `Journal` owns its directory (an advisory lock) until dropped. Guilds are recovered lazily,
+/// A writer's `Journal` owns its directory (an advisory lock) until dropped; a reader's
+/// ([`Journal::open_read_only`]) takes no lock and reads beside it. Guilds are recovered lazily,
 /// on first use. It is synchronous and single-threaded; [`Durability::Batched`] appends become
 /// durable at the next [`Journal::sync`].
 ///
@@ -166,7 +174,8 @@ pub struct Journal {
     /// (carried by the job, on the descriptor that wrote it) may not have happened yet: until
     /// they come back, a retirement cannot prove those segments durable.
     seals_in_flight: usize,
-    _lock: Box<dyn DirLock>,
+    /// The writer's exclusive lock on `LOCK` (`None` for a reader, which takes none).
+    _lock: Option<Box<dyn DirLock>>,
 }
 
 #[derive(Debug)]
@@ -259,11 +268,14 @@ impl Journal {
         Self::open_on(dir, config, OpenMode::ReadWrite, Arc::new(FsStorage))
     }
 
-    /// Opens the journal in `dir` for reading only (a shared lock: several readers may coexist,
-    /// but not with a writer).
+    /// Opens the journal in `dir` for reading only ([`OpenMode::ReadOnly`]): no lock is taken
+    /// and nothing is written, so any number of readers may read while a writer (this process's
+    /// or another's) appends, and a writer may start while they read.
     ///
     /// # Errors
-    /// As [`Journal::open`].
+    /// [`Error::Io`] when the directory does not exist or its commit logs cannot be read;
+    /// [`Error::KeyMismatch`] when its files need a key not given; [`Error::Busy`] when a
+    /// writer kept changing the commit logs under every attempt to read them.
     pub fn open_read_only(dir: impl AsRef<Path>, config: Config) -> Result<Journal> {
         Self::open_on(dir, config, OpenMode::ReadOnly, Arc::new(FsStorage))
     }
@@ -290,19 +302,28 @@ impl Journal {
                 io::Error::new(io::ErrorKind::NotFound, "the directory does not exist"),
             ));
         }
-        let lock_path = layout::lock_path(&root);
-        let lock = match storage.lock(&lock_path, mode == OpenMode::ReadWrite) {
-            Ok(l) => l,
-            Err(LockFailure::Held { holder_pid }) => {
-                return Err(Error::Locked {
-                    path: lock_path,
-                    holder_pid,
-                })
+        // Only a writer locks: a reader takes no lock, so it never keeps a writer from starting.
+        let lock = match mode {
+            OpenMode::ReadWrite => {
+                let lock_path = layout::lock_path(&root);
+                match storage.lock(&lock_path, true) {
+                    Ok(l) => Some(l),
+                    Err(LockFailure::Held { holder_pid }) => {
+                        return Err(Error::Locked {
+                            path: lock_path,
+                            holder_pid,
+                        })
+                    }
+                    Err(LockFailure::Io(e)) => return Err(Error::io("lock", lock_path, e)),
+                }
             }
-            Err(LockFailure::Io(e)) => return Err(Error::io("lock", lock_path, e)),
+            OpenMode::ReadOnly => None,
         };
         check_key_file(storage.as_ref(), &root, config.keys.as_ref(), mode)?;
-        let recovered = CommitIndex::read(storage.as_ref(), &root)?;
+        let recovered = match mode {
+            OpenMode::ReadWrite => CommitIndex::read(storage.as_ref(), &root)?,
+            OpenMode::ReadOnly => live::read_commit_index(storage.as_ref(), &root)?,
+        };
         recovered.check_keys(config.keys.as_ref())?;
         let unclean = recovered.paths().next().is_some() || recovered.damage.is_some();
         Ok(Journal {

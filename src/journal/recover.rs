@@ -64,7 +64,7 @@ impl Journal {
     /// A recovery error: [`Error::Corrupt`] naming the file and offset when the state cannot be
     /// rebuilt exactly, or [`Error::Io`].
     pub fn state(&mut self, guild: GuildId) -> Result<&GuildState> {
-        self.load(guild)?;
+        self.load_settled(guild)?;
         self.guilds
             .get(&guild)
             .map(|log| &log.current)
@@ -77,7 +77,7 @@ impl Journal {
     /// # Errors
     /// As [`Journal::state`].
     pub fn recovery_findings(&mut self, guild: GuildId) -> Result<&[Corruption]> {
-        self.load(guild)?;
+        self.load_settled(guild)?;
         self.guilds
             .get(&guild)
             .map(|log| log.findings.as_slice())
@@ -91,21 +91,31 @@ impl Journal {
     /// [`Error::SeqAhead`] past the last event; [`Error::Compacted`] when compaction dropped
     /// what is needed; recovery errors as for [`Journal::state`].
     pub fn state_at(&mut self, guild: GuildId, seq: Seq) -> Result<GuildState> {
-        let current = self.state(guild)?.clone();
-        if seq > current.seq {
-            return Err(Error::SeqAhead {
-                guild,
-                seq,
-                last_seq: current.seq,
-            });
-        }
-        if seq == current.seq {
-            return Ok(current);
-        }
-        self.flush_buffers(Some(guild))?;
-        let scanned = self.read_guild(guild)?;
-        let (state, _) = self.rebuild(guild, &scanned, Some(seq))?;
-        Ok(state)
+        self.read_settled(
+            |j| {
+                j.load(guild)?;
+                let current = j
+                    .guilds
+                    .get(&guild)
+                    .map(|log| log.current.clone())
+                    .ok_or_else(unreachable_missing_guild)?;
+                if seq > current.seq {
+                    return Err(Error::SeqAhead {
+                        guild,
+                        seq,
+                        last_seq: current.seq,
+                    });
+                }
+                if seq == current.seq {
+                    return Ok(current);
+                }
+                j.flush_buffers(Some(guild))?;
+                let scanned = j.read_guild(guild)?;
+                let (state, _) = j.rebuild(guild, &scanned, Some(seq))?;
+                Ok(state)
+            },
+            |_| None,
+        )
     }
 
     /// The guild's newest state rebuilt from its files alone (snapshot and log, as a fresh
@@ -126,6 +136,11 @@ impl Journal {
     /// Fails unless a file sealed under `key_id` can be read with the keys given.
     fn check_key(&self, path: &Path, key_id: KeyId) -> Result<()> {
         crate::crypto::require_key(self.config.keys.as_ref(), key_id, path)
+    }
+
+    /// [`Journal::load`], for a reader until it settles (see `live.rs`).
+    pub(super) fn load_settled(&mut self, guild: GuildId) -> Result<()> {
+        self.read_settled(|j| j.load(guild), |_| None)
     }
 
     /// Recovers `guild` into memory if it is not there yet.
@@ -239,16 +254,27 @@ impl Journal {
         let last = seg_seqs.len().saturating_sub(1);
         let commit_first = self.recovered.entries(guild).first().map(|e| e.seq);
         let covered_by_commit = |first_seq: Seq| commit_first.is_some_and(|c| c <= first_seq);
+        // Newest first. A segment may be cut only while it is a writer's active one, the
+        // newest holding a frame (a torn tail cut when the writer first loads the guild, a
+        // failed write taken back); a page mapped past a cut is a SIGBUS, not an error. So the
+        // newest is read, not mapped, and a reader (beside a live writer) reads an older one
+        // too unless the segment after it holds a frame.
         let mut reads = Vec::with_capacity(seg_seqs.len());
-        for (i, &first_seq) in seg_seqs.iter().enumerate() {
+        let mut next_holds_frame = false;
+        for (i, &first_seq) in seg_seqs.iter().enumerate().rev() {
             let path = layout::segment_path(&self.root, guild, first_seq);
-            let read = if i == last {
+            let read = if i == last || self.mode == OpenMode::ReadOnly && !next_holds_frame {
                 self.storage.read(&path, SEGMENT_FILE_LEN_MAX)
             } else {
                 self.storage.map(&path, SEGMENT_FILE_LEN_MAX)
             };
+            next_holds_frame = read.as_ref().is_ok_and(|b| {
+                b.get(segment::HEADER_LEN..)
+                    .is_some_and(|frames| frame::decode(frames).is_ok())
+            });
             reads.push((first_seq, path, read));
         }
+        reads.reverse();
         // A first frame that decodes settles it without a scan (the scan below reads the
         // active segment anyway): the segment holds a frame, or is damaged.
         let holds_no_frame = |first_seq: Seq, bytes: &[u8]| {

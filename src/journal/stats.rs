@@ -129,7 +129,12 @@ impl Journal {
     /// # Errors
     /// [`Error::Io`] when a file cannot be listed or read.
     pub fn guild_stats(&mut self, guild: GuildId) -> Result<GuildStats> {
-        let info = self.inspect(guild)?;
+        self.read_settled(|j| j.guild_stats_once(guild), |_| None)
+    }
+
+    /// One attempt of [`Journal::guild_stats`].
+    fn guild_stats_once(&mut self, guild: GuildId) -> Result<GuildStats> {
+        let info = self.inspect_once(guild)?;
         let snapshots = self.snapshot_stats(guild, &info)?;
         let seq = info
             .segments

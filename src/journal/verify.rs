@@ -66,6 +66,17 @@ impl VerifyReport {
     }
 }
 
+/// The damage in a report, as a reader's trouble (see `live.rs`); `None` when it has none.
+fn damage_trouble(report: &VerifyReport) -> Option<String> {
+    let damage: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.is_damage())
+        .map(|f| super::live::corruption_trouble(&f.corruption))
+        .collect();
+    (!damage.is_empty()).then(|| damage.join("; "))
+}
+
 /// A file of a guild, as `inspect` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileInfo {
@@ -98,6 +109,11 @@ impl Journal {
     ///
     /// [`Error::Io`]: crate::error::Error::Io
     pub fn inspect(&mut self, guild: GuildId) -> Result<GuildInfo> {
+        self.read_settled(|j| j.inspect_once(guild), |_| None)
+    }
+
+    /// One attempt of [`Journal::inspect`].
+    pub(super) fn inspect_once(&mut self, guild: GuildId) -> Result<GuildInfo> {
         self.flush_buffers(Some(guild))?;
         let scanned = self.read_guild(guild)?;
         let mut info = GuildInfo::default();
@@ -149,11 +165,26 @@ impl Journal {
     /// # Errors
     /// As [`Journal::verify`].
     pub fn verify_with(&mut self, on_guild: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
-        let mut report = self.verify_shared()?;
+        // A reader of a live journal checks the commit logs and each guild until what it
+        // finds settles: damage that a racing writer explains (a record being written, files
+        // read at two different moments) is read again from a fresh listing; damage found
+        // twice in a row is reported.
+        let mut report = self.read_settled(Journal::verify_shared, damage_trouble)?;
         let guilds = self.guilds()?;
         let total = guilds.len() as u64;
         for (i, guild) in guilds.into_iter().enumerate() {
-            self.verify_guild(guild, &mut report)?;
+            let part = self.read_settled(
+                |j| {
+                    let mut part = VerifyReport::default();
+                    j.verify_guild(guild, &mut part)?;
+                    Ok(part)
+                },
+                damage_trouble,
+            )?;
+            report.guilds += part.guilds;
+            report.files += part.files;
+            report.events += part.events;
+            report.findings.extend(part.findings);
             on_guild(i as u64 + 1, total);
         }
         Ok(report)

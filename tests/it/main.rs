@@ -23,6 +23,9 @@ mod damage;
 mod faults;
 /// Journal API behaviour: locking, rejection writes nothing, retention, events iteration.
 mod journal;
+/// Readers of a live journal on the simulated storage: a reader between any two writer
+/// operations, a writer between any two reader operations (issue 18).
+mod live;
 /// proptest: recovered state equals the in-memory fold, across snapshots, segment sizes and
 /// reopen points; `state_at` equals the fold of the prefix.
 mod model;
