@@ -205,10 +205,16 @@ pub(crate) fn run(
                     break;
                 }
             };
+            // A byte order mark before the first line (Windows editors write one) is not
+            // part of the event.
+            let text = match number {
+                1 => text.strip_prefix('\u{feff}').unwrap_or(&text),
+                _ => &text,
+            };
             if text.trim().is_empty() {
                 continue;
             }
-            let event = match Event::from_json(&text) {
+            let event = match Event::from_json(text) {
                 Ok(e) => e,
                 Err(e) => {
                     failure = Some(Failure::new(

@@ -118,6 +118,26 @@ fn a_malformed_remote_url_is_a_usage_error_and_writes_nothing() {
     assert!(!dir.join("guilds").exists(), "an event was written");
 }
 
+/// Event lines saved with a UTF-8 byte order mark (a Windows editor) apply as without it; a
+/// mark anywhere but before the first line is refused (exit 2), nothing written for it.
+#[test]
+fn apply_reads_past_a_byte_order_mark_before_the_first_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (events, states) = stream(12, 5);
+    let marked = format!("\u{feff}{}", jsonl(&events));
+    let dir = tmp.path().join("j");
+    let out = reprise(&dir, &["apply", "--guild", "12"], Some(&marked));
+    ok(&out);
+    let mut journal = Journal::open_read_only(&dir, reprise::Config::default()).unwrap();
+    let got = journal.state(GuildId(12)).unwrap();
+    assert_eq!((got.seq, &got.state), (5, &states[5]));
+    let late = format!("{}\u{feff}{}", jsonl(&events[..1]), jsonl(&events[1..2]));
+    let dir = tmp.path().join("k");
+    let out = reprise(&dir, &["apply", "--guild", "12"], Some(&late));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stdin line 2"), "{}", stderr(&out));
+}
+
 #[test]
 fn completion_scripts_list_no_hidden_command() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,6 +45,8 @@ pub fn parse(text: &str) -> Result<SonoraFile, SonoraError> {
 /// # Errors
 /// As [`parse`].
 pub fn parse_with(text: &str, required: Sections) -> Result<SonoraFile, SonoraError> {
+    // A byte order mark (a file saved by a Windows editor) is not part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value = read_json(text)?;
     let root = as_object(&value, "(root)")?;
     let stated = field(root, "", "checksum")?;

@@ -879,3 +879,16 @@ fn lavalink_track_fields_are_imported_when_a_file_has_them() {
         assert!(err.to_string().contains(path), "{path}: {err}");
     }
 }
+
+/// A file saved with a UTF-8 byte order mark (a Windows editor) reads as the same file.
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_file() {
+    for (name, text) in fixtures() {
+        let plain = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let marked = parse(&format!("\u{feff}{text}")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(marked, plain, "{name}");
+    }
+    // Only at the start: elsewhere it is not JSON whitespace.
+    let (_, text) = &fixtures()[0];
+    assert!(parse(&format!("{text}\u{feff}")).is_err());
+}
