@@ -11,20 +11,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use reprise::session::{apply, State, Track, TrackFields, Workload, HISTORY_MAX_DEFAULT};
 use reprise::{Config, Durability, Event, GuildId, Journal};
 
-fn events(seed: u64, n: usize) -> Vec<Event> {
-    let mut w = Workload::new(seed);
-    let mut state = State::new(HISTORY_MAX_DEFAULT);
-    (0..n)
-        .map(|_| {
-            let e = w.next_event(&state);
-            apply(&mut state, &e);
-            e
-        })
-        .collect()
-}
-
 fn append(c: &mut Criterion) {
-    let stream = events(1, 20_000);
+    let stream = Workload::events(1, 20_000);
     let mut group = c.benchmark_group("append");
     group.throughput(Throughput::Elements(1));
     for durability in [Durability::None, Durability::Always] {
@@ -51,7 +39,7 @@ fn append(c: &mut Criterion) {
 
 fn replay(c: &mut Criterion) {
     let n = 100_000;
-    let stream = events(2, n);
+    let stream = Workload::events(2, n);
     let dir = tempfile::tempdir_in(".").unwrap();
     let config = Config::default().without_auto_snapshots();
     {

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use reprise::session::{apply, State, Workload, HISTORY_MAX_DEFAULT};
+use reprise::session::Workload;
 use reprise::{Config, Durability, Event, GuildId, Journal};
 
 const GUILD: GuildId = GuildId(613_425_648_685_547_541);
@@ -36,18 +36,6 @@ enum Variant {
     Alone,
     Spinner,
     Reader,
-}
-
-fn events(n: usize) -> Vec<Event> {
-    let mut w = Workload::new(18);
-    let mut state = State::new(HISTORY_MAX_DEFAULT);
-    (0..n)
-        .map(|_| {
-            let e = w.next_event(&state);
-            apply(&mut state, &e);
-            e
-        })
-        .collect()
 }
 
 /// The reader role: reads the guild's state in a loop until its stdin says stop (a line, or
@@ -152,7 +140,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if testing { 1 } else { 5 });
-    let events = events(WARMUP + APPENDS);
+    let events = Workload::events(18, WARMUP + APPENDS);
     let (mut alone, mut spinning, mut with, mut reads) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let variants = [Variant::Alone, Variant::Spinner, Variant::Reader];

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reprise::session::{apply, State, Workload, HISTORY_MAX_DEFAULT};
-use reprise::{Event, GuildId, GuildState};
+use reprise::{GuildId, GuildState};
 use serde_json::Value;
 
 const GUILD: u64 = 7;
@@ -37,19 +37,6 @@ fn scale() -> (usize, usize) {
     )
 }
 
-/// `n` events of the seeded workload (the states are folded later, only where needed).
-fn events(seed: u64, n: usize) -> Vec<Event> {
-    let mut w = Workload::new(seed);
-    let mut state = State::new(HISTORY_MAX_DEFAULT);
-    (0..n)
-        .map(|_| {
-            let e = w.next_event(&state);
-            apply(&mut state, &e);
-            e
-        })
-        .collect()
-}
-
 /// One read and what it saw.
 struct Read {
     command: &'static str,
@@ -61,7 +48,7 @@ fn live_reads_see_acknowledged_prefixes(key: Option<&Path>) {
     let (n, reads) = scale();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("journal");
-    let events = events(0x18, n);
+    let events = Workload::events(0x18, n);
     let mut global: Vec<String> = vec!["--dir".into(), dir.display().to_string()];
     if let Some(key) = key {
         global.extend(["--key-file".into(), key.display().to_string()]);

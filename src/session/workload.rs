@@ -204,6 +204,20 @@ impl Workload {
         }
     }
 
+    /// The first `n` events of the bot `seed`, each valid for the state the ones before it
+    /// fold to (from an empty state with the default history length).
+    pub fn events(seed: u64, n: usize) -> Vec<Event> {
+        let mut bot = Workload::new(seed);
+        let mut state = State::new(crate::session::HISTORY_MAX_DEFAULT);
+        (0..n)
+            .map(|_| {
+                let event = bot.next_event(&state);
+                crate::session::apply(&mut state, &event);
+                event
+            })
+            .collect()
+    }
+
     /// The bot's next event, valid for `state` (it always passes [`crate::session::validate`]).
     pub fn next_event(&mut self, state: &State) -> Event {
         let action = self.choose(state);
