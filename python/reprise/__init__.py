@@ -2,12 +2,14 @@
 
 `Journal` is the blocking handle on one journal directory; `await open(path)` gives
 `Reprise`, the asyncio handle over the Rust runtime (group commit across tasks); the exceptions are
-`Error` and its subclasses `InvalidEvent`, `Corrupt`, `Locked`, `Fenced`, `IoError`.
+`Error` and its subclasses `InvalidEvent`, `Corrupt`, `Locked`, `Fenced`, `IoError`, `Busy`,
+`ReadOnly`. `Journal(path, read_only=True)` reads a journal a live writer is appending to.
 `reprise.sonora` (imported on its own: `from reprise.sonora import attach, restore,
 SnapshotManager`) is the py-sonora integration.
 """
 
 from ._reprise import (
+    Busy,
     Corrupt,
     Error,
     Fenced,
@@ -15,12 +17,14 @@ from ._reprise import (
     IoError,
     Journal,
     Locked,
+    ReadOnly,
     Reprise,
     Subscription,
     open,
 )
 
 __all__ = [
+    "Busy",
     "Corrupt",
     "Error",
     "Fenced",
@@ -28,6 +32,7 @@ __all__ = [
     "IoError",
     "Journal",
     "Locked",
+    "ReadOnly",
     "Reprise",
     "Subscription",
     "open",

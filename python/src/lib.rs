@@ -39,6 +39,18 @@ create_exception!(
 );
 create_exception!(
     _reprise,
+    Busy,
+    Error,
+    "A read-only handle could not get a consistent view: a writer kept changing the files it was reading. Try again."
+);
+create_exception!(
+    _reprise,
+    ReadOnly,
+    Error,
+    "A write was attempted through a handle opened with read_only=True; nothing was written."
+);
+create_exception!(
+    _reprise,
     IoError,
     Error,
     "An I/O error from the file system."
@@ -59,6 +71,8 @@ fn py_err_of_kind(e: &reprise::Error, message: String) -> PyErr {
         reprise::Error::Corrupt(_) => Corrupt::new_err(message),
         reprise::Error::Locked { .. } => Locked::new_err(message),
         reprise::Error::Fenced { .. } => Fenced::new_err(message),
+        reprise::Error::Busy { .. } => Busy::new_err(message),
+        reprise::Error::ReadOnly => ReadOnly::new_err(message),
         reprise::Error::Io { .. } => IoError::new_err(message),
         _ => Error::new_err(message),
     }
@@ -203,6 +217,8 @@ fn config_of(key_file: Option<std::path::PathBuf>, history_max: Option<u32>) -> 
 #[pyclass(module = "reprise._reprise")]
 struct Journal {
     inner: Option<reprise::Journal>,
+    /// Opened with `read_only=True`.
+    read_only: bool,
 }
 
 impl Journal {
@@ -215,19 +231,54 @@ impl Journal {
 
 #[pymethods]
 impl Journal {
+    /// Opens (creating if needed) the journal in `path`, taking its lock; with
+    /// `read_only=True`, opens an existing journal for reading only: no lock is taken and
+    /// nothing is written, so it works beside a live writer (another process's `Journal` or
+    /// `reprise apply`); writes raise `ReadOnly`, and `refresh()` sees what the writer did since.
     #[new]
-    #[pyo3(signature = (path, *, key_file=None, history_max=None))]
+    #[pyo3(signature = (path, *, key_file=None, history_max=None, read_only=false))]
     fn new(
         py: Python<'_>,
         path: std::path::PathBuf,
         key_file: Option<std::path::PathBuf>,
         history_max: Option<u32>,
+        read_only: bool,
     ) -> PyResult<Self> {
         let config = config_of(key_file, history_max)?;
         let inner = py
-            .allow_threads(|| reprise::Journal::open(path, config))
+            .allow_threads(|| {
+                if read_only {
+                    reprise::Journal::open_read_only(path, config)
+                } else {
+                    reprise::Journal::open(path, config)
+                }
+            })
             .map_err(to_py_err)?;
-        Ok(Journal { inner: Some(inner) })
+        Ok(Journal {
+            inner: Some(inner),
+            read_only,
+        })
+    }
+
+    /// Whether the handle was opened with `read_only=True`.
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// A read-only handle forgets what it read, so that the next read sees the directory as
+    /// a live writer has made it since; for a writer's handle (always current) it does nothing.
+    fn refresh(&mut self, py: Python<'_>) -> PyResult<()> {
+        let journal = self.journal()?;
+        py.allow_threads(|| journal.refresh()).map_err(to_py_err)
+    }
+
+    /// The ids of every guild the journal holds, ascending.
+    fn guilds(&mut self, py: Python<'_>) -> PyResult<Vec<u64>> {
+        let journal = self.journal()?;
+        py.allow_threads(move || journal.guilds())
+            .map(|guilds| guilds.into_iter().map(|g| g.0).collect())
+            .map_err(to_py_err)
     }
 
     /// Appends one event; returns its seq once acknowledged at `durability`.
@@ -398,5 +449,7 @@ fn _reprise(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Locked", py.get_type_bound::<Locked>())?;
     m.add("Fenced", py.get_type_bound::<Fenced>())?;
     m.add("IoError", py.get_type_bound::<IoError>())?;
+    m.add("Busy", py.get_type_bound::<Busy>())?;
+    m.add("ReadOnly", py.get_type_bound::<ReadOnly>())?;
     Ok(())
 }
