@@ -155,7 +155,12 @@ while True:
 def test_sigkill_loses_no_acknowledged_append(tmp_path):
     kill_after = random.randint(5, 200)
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        # Not the directory pytest runs in: from python/, `-c` would import the source tree
+        # (sys.path[0] is the working directory) instead of the installed package.
+        cwd=tmp_path,
     )
     acked = 0
     for line in child.stdout:

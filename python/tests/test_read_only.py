@@ -102,6 +102,9 @@ def test_a_reader_follows_a_writer_process(tmp_path):
         [sys.executable, "-c", WRITER, str(tmp_path), str(GUILD), str(n)],
         stdout=subprocess.PIPE,
         text=True,
+        # Not pytest's working directory: `-c` puts it first on sys.path (python/ holds the
+        # source tree of the package, not the installed one).
+        cwd=tmp_path,
     )
     try:
         # Wait for the writer's first acknowledgement (it holds the lock from then on).
