@@ -381,7 +381,7 @@ impl CorruptionKind {
         }
     }
 
-    fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         match self {
             CorruptionKind::BadMagic => "not a reprise file of this kind (bad magic)",
             CorruptionKind::UnsupportedVersion => "unsupported format version",

@@ -297,3 +297,128 @@ fn killed_apply_then_torn_commit_log_writes_lose_no_acknowledged_event() {
         );
     }
 }
+
+/// The one finding `verify` gives for `dir`, after asserting it exits 0 with exactly one.
+fn only_finding(dir: &Path, what: &str) -> Value {
+    let findings = stdout_lines(&reprise(dir, &["verify"], None));
+    assert_eq!(findings.len(), 1, "{what}: verify findings {findings:?}");
+    findings.into_iter().next().unwrap()
+}
+
+/// A killed writer's guild segment whose unsynced part is damaged while the commit log holds
+/// every event from there on: recovery restores those events from the commit log (nothing is
+/// lost), and `verify` reports what it stepped over as a `torn_tail` of the segment with its
+/// offset (exit 0). Before, `verify` said "0 finding(s)": the segment was replaced in memory
+/// before its damage was looked at. (a) Every byte of the header of a segment that holds no
+/// frame yet; (b) a byte in the middle of a segment's frames.
+#[test]
+fn regression_damage_in_a_segment_the_commit_log_covers_is_reported_as_a_torn_tail() {
+    // Small events (a few dozen bytes each), so that the first segment holds its header only
+    // while the first ones are buffered, and frames after the first 64 KiB flush.
+    let events: Vec<reprise::Event> = (0..3001u32)
+        .map(|i| {
+            reprise::Event::from_json(&format!(r#"{{"type":"volume_set","volume":{}}}"#, i % 1000))
+                .unwrap()
+        })
+        .collect();
+    let mut states = vec![State::new(reprise::session::HISTORY_MAX_DEFAULT)];
+    for e in &events {
+        let mut next = states.last().unwrap().clone();
+        reprise::session::apply(&mut next, e);
+        states.push(next);
+    }
+    let input = jsonl(&events[..3000]);
+    let kill = |root: &Path, kill_at: u64| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
+        cmd.arg("--dir")
+            .arg(root)
+            .args(["apply", "--guild", GUILD, "--durability", "always"]);
+        let (seqs, rest) = kill_after_acks(cmd, input.clone(), kill_at);
+        rest.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["seq"].as_u64())
+            .chain(seqs)
+            .max()
+            .unwrap()
+    };
+    let segment_rel = PathBuf::from(format!("guilds/{GUILD}/{:020}.wal", 1));
+    let tmp = tempfile::tempdir().unwrap();
+    let check_state = |dir: &Path, acked: u64, what: &str| {
+        let (seq, state) = state_of(dir);
+        assert!(
+            seq >= acked,
+            "{what}: state seq {seq} < acknowledged {acked}"
+        );
+        assert!(
+            state == serde_json::to_value(&states[seq as usize]).unwrap(),
+            "{what}: state at {seq} is not the fold of the first {seq} events"
+        );
+        seq
+    };
+
+    // (a) The header of a segment holding no frame yet (its frames still buffered).
+    let killed = tmp.path().join("killed_early");
+    let acked = kill(&killed, 20);
+    let header = fs::read(killed.join(&segment_rel)).unwrap();
+    assert_eq!(
+        header.len(),
+        reprise::format::segment::HEADER_LEN,
+        "precondition: the segment holds its header only"
+    );
+    for at in 0..header.len() {
+        let what = format!("(a) header byte {at}");
+        let dir = tmp.path().join(format!("a{at}"));
+        copy_dir(&killed, &dir);
+        let mut bytes = header.clone();
+        bytes[at] ^= 0xff;
+        fs::write(dir.join(&segment_rel), &bytes).unwrap();
+        let f = only_finding(&dir, &what);
+        assert_eq!(f["kind"], "torn_tail", "{what}: {f}");
+        assert_eq!(f["file"], dir.join(&segment_rel).display().to_string());
+        assert_eq!(f["offset"], 0, "{what}: {f}");
+        let seq = check_state(&dir, acked, &what);
+        if at % 16 == 0 {
+            // A writer rebuilds the segment; one more event is the next seq; nothing to report.
+            let next = reprise(
+                &dir,
+                &["apply", "--guild", GUILD, "--durability", "always"],
+                Some(&jsonl(&events[seq as usize..=seq as usize])),
+            );
+            assert_eq!(
+                stdout_lines(&next),
+                vec![serde_json::json!({ "seq": seq + 1 })]
+            );
+            assert_eq!(check_state(&dir, seq + 1, &what), seq + 1);
+            assert!(
+                reprise(&dir, &["verify"], None).stdout.is_empty(),
+                "{what}: verify after apply"
+            );
+        }
+    }
+
+    // (b) A byte in the middle of the frames a killed writer wrote to its segment.
+    let killed = tmp.path().join("killed_late");
+    let acked = kill(&killed, 2900);
+    let frames = fs::read(killed.join(&segment_rel)).unwrap();
+    let header_len = reprise::format::segment::HEADER_LEN;
+    assert!(
+        frames.len() > 4 * header_len,
+        "precondition: the segment holds frames ({} bytes)",
+        frames.len()
+    );
+    let at = (header_len + frames.len()) / 2;
+    let dir = tmp.path().join("b");
+    copy_dir(&killed, &dir);
+    let mut bytes = frames.clone();
+    bytes[at] ^= 0xff;
+    fs::write(dir.join(&segment_rel), &bytes).unwrap();
+    let f = only_finding(&dir, "(b)");
+    assert_eq!(f["kind"], "torn_tail", "(b): {f}");
+    assert_eq!(f["file"], dir.join(&segment_rel).display().to_string());
+    let offset = f["offset"].as_u64().unwrap();
+    assert!(
+        (header_len as u64..=at as u64).contains(&offset),
+        "(b): offset {offset} is not the frame holding byte {at}"
+    );
+    check_state(&dir, acked, "(b)");
+}

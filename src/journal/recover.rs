@@ -30,6 +30,10 @@ pub(super) struct Scanned {
     /// Files made obsolete by a commit-log restore (a segment whose header never became
     /// durable, replaced under another name).
     pub(super) obsolete: Vec<PathBuf>,
+    /// What a commit-log restore stepped over, as torn-tail findings with file and offset (a
+    /// header that never became durable, a damaged or torn unsynced tail whose events the
+    /// commit log holds): nothing is lost, but `verify` reports each one.
+    pub(super) replaced: Vec<Corruption>,
 }
 
 pub(super) struct ScannedSegment {
@@ -405,6 +409,7 @@ impl Journal {
             unknown,
             commit_head: 0,
             obsolete: Vec::new(),
+            replaced: Vec::new(),
         };
         self.restore_from_commit(guild, &mut scanned)?;
         Ok(scanned)

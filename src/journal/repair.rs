@@ -11,7 +11,7 @@ use super::recover::{Scanned, ScannedSegment};
 use super::{GuildLog, Journal, SEGMENT_FILE_LEN_MAX};
 use crate::clock::now_unix_ms;
 use crate::crypto::KeyId;
-use crate::error::{Error, Result};
+use crate::error::{Corruption, CorruptionKind, Error, Result};
 use crate::format::segment::{self, ScanEnd, SegmentHeader, SegmentScan};
 use crate::ids::{GuildId, Seq};
 use crate::layout;
@@ -178,6 +178,12 @@ impl Journal {
                 sc.last_seq == held && chunks.first().is_some_and(|c| c.0 == sc.header.key_id)
             })
         });
+        let stepped_over: Vec<Corruption> = dropped
+            .iter()
+            .chain(continued.map(|i| &scanned.segments[i]))
+            .filter_map(stepped_over_finding)
+            .collect();
+        scanned.replaced.extend(stepped_over);
         let mut restored: Vec<ScannedSegment> = Vec::with_capacity(chunks.len());
         for (n, (key_id, first, history_max, frames)) in chunks.into_iter().enumerate() {
             let (path, mut bytes) = match continued {
@@ -317,4 +323,40 @@ fn rewrite_file(
         .map_err(|e| ("read", path.to_path_buf(), e))?;
     let keep = usize::try_from(len).unwrap_or(usize::MAX).min(bytes.len());
     storage::write_atomic(storage, path, &bytes[..keep])
+}
+
+/// What a commit-log restore steps over in a segment it replaces, as a torn-tail finding (the
+/// commit log holds every event from that point on, so nothing is lost): a header that never
+/// became durable, damage past the last synced point, or a torn tail. `None` for a segment
+/// that is replaced whole but read cleanly.
+fn stepped_over_finding(seg: &ScannedSegment) -> Option<Corruption> {
+    const HELD: &str = "the commit log holds every event from here on";
+    if seg.torn_header {
+        return Some(
+            Corruption::new(&seg.path, 0, CorruptionKind::TornTail)
+                .detail(format!("segment header never became durable; {HELD}")),
+        );
+    }
+    if let Some(fault) = &seg.fault {
+        let mut what = fault.kind.description().to_string();
+        if !fault.detail.is_empty() {
+            what = format!("{what} ({})", fault.detail);
+        }
+        let mut c = Corruption::new(&seg.path, fault.offset, CorruptionKind::TornTail)
+            .detail(format!("{what}, in a tail never synced; {HELD}"));
+        c.expected = fault.expected;
+        c.actual = fault.actual;
+        return Some(c);
+    }
+    match &seg.scan {
+        Some(SegmentScan {
+            end: ScanEnd::TornTail { offset },
+            ..
+        }) => Some(Corruption::new(
+            &seg.path,
+            *offset,
+            CorruptionKind::TornTail,
+        )),
+        _ => None,
+    }
 }

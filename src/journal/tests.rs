@@ -64,6 +64,7 @@ fn scanned(segments: Vec<ScannedSegment>, snapshots: Vec<Seq>) -> Scanned {
         unknown: Vec::new(),
         commit_head: 0,
         obsolete: Vec::new(),
+        replaced: Vec::new(),
     }
 }
 

@@ -242,6 +242,10 @@ impl Journal {
         for path in &scanned.unknown {
             push(Corruption::new(path, 0, CorruptionKind::UnknownFile));
         }
+        // What recovery restored from the commit log in place of a segment's unsynced part.
+        for c in &scanned.replaced {
+            push(c.clone());
+        }
         let mut files = scanned.segments.len() as u64;
         for seg in &scanned.segments {
             if seg.torn_header {
