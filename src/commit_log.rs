@@ -147,16 +147,10 @@ impl CommitLog {
         self.buf.len() >= BUFFER_BYTES_MAX
     }
 
-    /// Length of the queue of records not yet written (to take back the newest ones with
-    /// [`CommitLog::unqueue`]).
+    /// Length of the queue of records not yet written (where an append's own records start,
+    /// for [`CommitLog::write_through`]).
     pub(crate) fn queued(&self) -> usize {
         self.buf.len()
-    }
-
-    /// Drops the records queued after the queue held `len` bytes (an append that did not take
-    /// effect).
-    pub(crate) fn unqueue(&mut self, len: usize) {
-        self.buf.truncate(len);
     }
 
     /// Bytes in the log, written or pending.
@@ -189,6 +183,24 @@ impl CommitLog {
         self.buf.clear();
         self.unsynced = true;
         Ok(())
+    }
+
+    /// Writes the pending records for an append whose own records were queued after the first
+    /// `queued` bytes (see [`CommitLog::queued`]): the records queued before them first (they
+    /// lie inside the reserved extension, so only an I/O error can fail that write), then the
+    /// append's. On a failure the append's records are taken back (never written, never
+    /// queued) and the earlier ones stay queued, as after a failed [`CommitLog::write`]: a full
+    /// disk fails the append that meets it, and no other.
+    pub(crate) fn write_through(&mut self, queued: usize) -> Result<()> {
+        let queued = queued.min(self.buf.len());
+        let own = self.buf.split_off(queued);
+        self.write()?;
+        self.buf = own;
+        let written = self.write();
+        if written.is_err() {
+            self.buf.clear();
+        }
+        written
     }
 
     /// Writes the pending records and makes the whole log durable.

@@ -54,7 +54,7 @@ impl Journal {
         durability: Durability,
         now: u64,
     ) -> Result<Seq> {
-        let seq = self.append_batch(guild, std::slice::from_ref(event), durability, now)?;
+        let seq = self.append_batch(guild, std::slice::from_ref(event), now)?;
         self.sync_for(durability)?;
         Ok(seq)
     }
@@ -94,28 +94,27 @@ impl Journal {
         durability: Durability,
         now: u64,
     ) -> Result<Vec<Seq>> {
-        let seqs = self.append_unsynced(guild, events, durability, now)?;
+        let seqs = self.append_unsynced(guild, events, now)?;
         self.sync_for(durability)?;
         Ok(seqs)
     }
 
-    /// [`Journal::append_many_at`] but for the fsync that `durability` asks for, which the
+    /// [`Journal::append_many_at`] but for the fsync that the durability asks for, which the
     /// caller owes before acknowledging the events: the runtime's group commit, one
     /// [`Journal::sync`] for every append waiting (answered with
-    /// [`Journal::group_commit_failure`] if it fails). Everything else `durability` asks of an
-    /// append happens here, as for [`Journal::append_many_at`]: the journal is the one owner of
-    /// what each durability level does.
+    /// [`Journal::group_commit_failure`] if it fails). Everything else an append does happens
+    /// here, whatever its durability (the records reach the commit log's file or its reserved
+    /// extension, see [`Journal::append_batch`]).
     pub(crate) fn append_unsynced(
         &mut self,
         guild: GuildId,
         events: &[Event],
-        durability: Durability,
         now: u64,
     ) -> Result<Vec<Seq>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let last = self.append_batch(guild, events, durability, now)?;
+        let last = self.append_batch(guild, events, now)?;
         Ok((last + 1 - events.len() as u64..=last).collect())
     }
 
@@ -124,7 +123,7 @@ impl Journal {
     /// survive a power loss, and nothing is acknowledged any more until the journal is
     /// reopened); nothing for the others.
     fn sync_for(&mut self, durability: Durability) -> Result<()> {
-        if writes_through(durability) {
+        if waits_for_sync(durability) {
             self.sync()?;
         }
         Ok(())
@@ -141,17 +140,12 @@ impl Journal {
         }
     }
 
-    /// Appends a non-empty batch, all or nothing; returns the seq of its last event. For
-    /// `Always` and `Remote` the records are written through to the commit log (not yet
-    /// synced: see [`Journal::sync_for`]), unless they fit in its reserved extension: then
-    /// the sync writes them (see [`CommitLog::queue_reserved`]).
-    fn append_batch(
-        &mut self,
-        guild: GuildId,
-        events: &[Event],
-        durability: Durability,
-        now: u64,
-    ) -> Result<Seq> {
+    /// Appends a non-empty batch, all or nothing; returns the seq of its last event. At every
+    /// durability the records are written through to the commit log (not yet synced: see
+    /// [`Journal::sync_for`]), unless they fit in its reserved extension: then the next sync
+    /// writes them (see [`CommitLog::queue_reserved`]). So a full disk fails the append that
+    /// meets it, and never a later sync of appends that returned `Ok`.
+    fn append_batch(&mut self, guild: GuildId, events: &[Event], now: u64) -> Result<Seq> {
         self.writable()?;
         self.load(guild)?;
         self.check_fence(guild)?;
@@ -258,21 +252,19 @@ impl Journal {
             commit.queue(guild, history_max, key_id, frame);
             start = end;
         }
-        // `Always`: the records reach the file before the events take effect, so a failed
-        // write (a full disk) is taken back whole; likewise a full queue. Inside the commit
-        // log's reserved extension no write can find the disk full: there the records wait
-        // for the group commit's sync, which writes every guild's records at once (a failed
-        // write there poisons the log, as a failed fsync does).
-        let written =
-            if (writes_through(durability) && !commit.queue_reserved()) || commit.queue_full() {
-                commit.write()
-            } else {
-                Ok(())
-            };
+        // Whatever the durability, the records reach the file before the events take effect
+        // unless they fit inside the commit log's reserved extension, so that a full disk
+        // fails this append, taken back whole, and never the later sync that acknowledges
+        // the appends before it; likewise a full queue. Inside the reserved extension no
+        // write can find the disk full: there the records wait for the next sync (the group
+        // commit's), which writes every guild's records at once (a failed write there, an
+        // I/O error, poisons the log, as a failed fsync does).
+        let written = if !commit.queue_reserved() || commit.queue_full() {
+            commit.write_through(queued)
+        } else {
+            Ok(())
+        };
         if let Err(e) = written {
-            if commit.poisoned.is_none() {
-                commit.unqueue(queued);
-            }
             unwrite_frames(log, frame_buf.len(), events.len() as u64);
             return Err(e);
         }
@@ -749,11 +741,9 @@ fn key_id_of(keys: Option<&Keyring>) -> KeyId {
     keys.map_or(KeyId::PLAINTEXT, Keyring::current)
 }
 
-/// Whether an append at `durability` writes its commit records through to the file before
-/// the events take effect (so a failed write, a full disk, takes the batch back whole; not
-/// needed inside the commit log's reserved extension, see [`CommitLog::queue_reserved`]) and
-/// then waits for an fsync before it is acknowledged.
-fn writes_through(durability: Durability) -> bool {
+/// Whether an append at `durability` waits for an fsync before it is acknowledged (its records
+/// reach the file first at every durability, see [`Journal::append_batch`]).
+fn waits_for_sync(durability: Durability) -> bool {
     matches!(durability, Durability::Always | Durability::Remote)
 }
 

@@ -67,9 +67,9 @@ impl Actor {
         // All or nothing (see `Journal::append_many`): on an error none of the batch is in the
         // journal, nothing of it is published, shipped or acknowledged.
         let at = now_unix_ms();
-        // The journal does what `durability` asks of the append (for `Always`, the records
-        // reach the file first); the fsync it owes is the group commit's.
-        let seqs = match self.journal.append_unsynced(guild, &events, durability, at) {
+        // The journal does the append (its records reach the commit log's file, or its
+        // reserved extension); the fsync it owes is the group commit's.
+        let seqs = match self.journal.append_unsynced(guild, &events, at) {
             Ok(seqs) => seqs,
             Err(e) => {
                 refuse(ordered, reply, e);

@@ -329,6 +329,48 @@ fn appends_work_again_on_the_same_journal_once_space_returns() {
     }
 }
 
+/// A full disk while a caller appends events that wait for a later `sync` (what `reprise
+/// apply` does: a batch of appends, then one fsync for all of them, then the acknowledgements):
+/// the append that finds the disk full fails with a typed `ENOSPC` error and takes no
+/// effect, the appends before it are synced and acknowledged all the same, and the journal then
+/// holds exactly those, after a clean reopen and at a power loss. Before, those appends queued
+/// their commit records past the reserved extension, the `sync` failed writing them and
+/// reported every one of them failed, while the records written before the disk filled (and
+/// the frames behind them) were still recovered: events reported failed came back.
+#[test]
+fn enospc_while_appending_for_a_later_sync_fails_that_append_and_syncs_those_before() {
+    for durability in [Durability::BATCHED, Durability::None] {
+        for budget in [0, 1, 10, 30] {
+            let what = format!("{durability:?}, {budget} bytes free");
+            let mut h = Harness::new(7, small_prealloc());
+            history(&mut h);
+            h.storage.set_fault(Fault::DiskFull { bytes_free: budget });
+            let mut ok = 0;
+            let r = loop {
+                match h.append(ok % 2, durability) {
+                    Ok(_) => ok += 1,
+                    Err(e) => break Err::<(), _>(e),
+                }
+                assert!(ok < 150, "{what}: the disk never filled");
+            };
+            assert!(ok > 0, "{what}: no append fit in the reserved extension");
+            assert_io(&r, ENOSPC, "clog", &what);
+            h.sync()
+                .unwrap_or_else(|e| panic!("{what}: the sync of the appends before: {e}"));
+            h.check_power_loss(&what);
+            h.storage.clear_faults();
+            h.restart();
+            for m in &h.models {
+                assert_eq!(
+                    m.appended, m.acked,
+                    "{what}: guild {} holds events that were never acknowledged",
+                    m.id
+                );
+            }
+        }
+    }
+}
+
 /// ENOSPC while writing a snapshot (creating or filling its temporary file): `snapshot_now`
 /// fails with a typed `ENOSPC` error, no temporary file is left, the guild is not poisoned
 /// (appends and, with space again, snapshots work on the same journal), and nothing
