@@ -263,6 +263,37 @@ pub fn checkpoint(journal: &mut Journal, label: &str) -> Result<Checkpoint> {
             .remove(&path)
             .map_err(|e| io("remove leftover checkpoint file", &path, e))?;
     }
+    match write_checkpoint(journal, label, states) {
+        Ok(checkpoint) => Ok(checkpoint),
+        Err(e) => {
+            // Nothing of a failed attempt stays behind (a full disk would otherwise keep the
+            // files written before it filled): best effort, as the next attempt removes
+            // leftovers too. The manifest first (a failed fsync of the directory after its
+            // rename leaves one): a crash part-way never leaves a checkpoint that lists
+            // states it lacks.
+            let _ = storage.remove(&manifest_path);
+            if let Ok(names) = storage.list(&dir) {
+                for name in names {
+                    let _ = storage.remove(&dir.join(name));
+                }
+            }
+            let _ = storage.remove_dir(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// The files of checkpoint `label` (its directory exists and is empty): one compressed state
+/// per guild of `states`, each fsynced, then the manifest, written atomically.
+fn write_checkpoint(
+    journal: &mut Journal,
+    label: &str,
+    states: Vec<(GuildId, Seq)>,
+) -> Result<Checkpoint> {
+    let root = journal.dir().to_path_buf();
+    let storage = journal.storage();
+    let dir = layout::checkpoint_dir(&root, label);
+    let manifest_path = layout::checkpoint_manifest_path(&root, label);
     let created_unix_ms = now_unix_ms();
     let keys = journal.config().keys.clone();
     let mut entries = Vec::with_capacity(states.len());

@@ -371,6 +371,56 @@ fn enospc_while_appending_for_a_later_sync_fails_that_append_and_syncs_those_bef
     }
 }
 
+/// ENOSPC while taking a named checkpoint (a state file, or the manifest): the checkpoint fails
+/// with a typed `ENOSPC` error and leaves nothing behind (no state file, no directory), none
+/// is listed, the journal goes on, and with space again the same label can be taken.
+#[test]
+fn enospc_while_taking_a_named_checkpoint_leaves_nothing_behind() {
+    use reprise::checkpoints;
+    let mut failed = 0;
+    for budget in [0, 1, 100, 300, 600, 2_000] {
+        let what = format!("{budget} bytes free");
+        let mut h = Harness::new(8, Config::default().without_auto_snapshots());
+        history(&mut h);
+        for _ in 0..30 {
+            h.append(0, Durability::Always).unwrap();
+            h.append(1, Durability::Always).unwrap();
+        }
+        h.storage.set_fault(Fault::DiskFull { bytes_free: budget });
+        let r = checkpoints::checkpoint(h.journal(), "deploy");
+        h.storage.clear_faults();
+        let Err(e) = r else {
+            // Enough space for the whole checkpoint: nothing to check at this budget.
+            continue;
+        };
+        failed += 1;
+        let (op, path, os) = os_error(&e).unwrap_or_else(|| panic!("{what}: {e:?}"));
+        assert_eq!(os, ENOSPC, "{what}: {op} {}", path.display());
+        let left: Vec<PathBuf> = h
+            .storage
+            .entries()
+            .into_iter()
+            .map(|e| e.path)
+            .filter(|p| p.to_string_lossy().contains("/checkpoints/"))
+            .collect();
+        assert_eq!(left, Vec::<PathBuf>::new(), "{what}: left behind");
+        assert!(
+            checkpoints::checkpoints(h.journal()).unwrap().is_empty(),
+            "{what}"
+        );
+        h.append(0, Durability::Always)
+            .unwrap_or_else(|e| panic!("{what}: append after the failed checkpoint: {e}"));
+        let taken = checkpoints::checkpoint(h.journal(), "deploy")
+            .unwrap_or_else(|e| panic!("{what}: the checkpoint with space again: {e}"));
+        assert_eq!(taken.guilds.len(), 2, "{what}");
+        h.check_power_loss(&what);
+    }
+    assert!(
+        failed >= 3,
+        "the disk filled in only {failed} of the budgets"
+    );
+}
+
 /// ENOSPC while writing a snapshot (creating or filling its temporary file): `snapshot_now`
 /// fails with a typed `ENOSPC` error, no temporary file is left, the guild is not poisoned
 /// (appends and, with space again, snapshots work on the same journal), and nothing
