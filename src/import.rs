@@ -63,6 +63,19 @@ pub enum ImportError {
         #[source]
         source: Error,
     },
+    /// The journal failed while appending `file`'s events (a full disk) after the files before
+    /// it were imported: nothing of `file` (nor of the files after it) was written, and the
+    /// files of `imported` were imported and made durable.
+    #[error("{file}: {source}; the {imported_count} file(s) before it were imported", imported_count = .imported.len())]
+    Interrupted {
+        /// What was imported, in order: every file before `file`.
+        imported: Vec<Imported>,
+        /// The file whose events could not be appended.
+        file: String,
+        /// The journal error.
+        #[source]
+        source: Error,
+    },
 }
 
 impl ImportError {
@@ -75,6 +88,17 @@ impl ImportError {
                 source,
                 Error::Corrupt(_) | Error::InvalidEvent { .. } | Error::EventTooLarge { .. }
             ),
+            ImportError::Interrupted { .. } => false,
+        }
+    }
+
+    /// The journal error, for [`ImportError::Journal`] and [`ImportError::Interrupted`].
+    pub fn journal_error(&self) -> Option<&Error> {
+        match self {
+            ImportError::Journal { source, .. } | ImportError::Interrupted { source, .. } => {
+                Some(source)
+            }
+            ImportError::Sonora { .. } | ImportError::Unrepresentable { .. } => None,
         }
     }
 
@@ -83,7 +107,8 @@ impl ImportError {
         match self {
             ImportError::Sonora { file, .. }
             | ImportError::Unrepresentable { file, .. }
-            | ImportError::Journal { file, .. } => file,
+            | ImportError::Journal { file, .. }
+            | ImportError::Interrupted { file, .. } => file,
         }
     }
 }
@@ -210,7 +235,9 @@ pub fn prepare_file(
 ///
 /// # Errors
 /// The first refused file ([`ImportError::Sonora`], [`ImportError::Unrepresentable`]:
-/// nothing written) or a journal error ([`ImportError::Journal`]).
+/// nothing written) or a journal error: [`ImportError::Journal`], or
+/// [`ImportError::Interrupted`] when a file could not be appended (a full disk) after the files
+/// before it were (each file is all or nothing; those before it are made durable and listed).
 pub fn import_sonora(
     journal: &mut Journal,
     files: &[(String, String)],
@@ -220,10 +247,11 @@ pub fn import_sonora(
 }
 
 /// The second half of [`import_sonora`]: appends every prepared file's events to its guild,
-/// then makes them durable with one sync.
+/// each file all or nothing, then makes them durable with one sync.
 ///
 /// # Errors
-/// [`ImportError::Journal`].
+/// [`ImportError::Journal`]; [`ImportError::Interrupted`] when a file's append fails after
+/// earlier files were appended (those are synced first).
 pub(crate) fn apply_plans(
     journal: &mut Journal,
     plans: &[ImportPlan],
@@ -235,13 +263,25 @@ pub(crate) fn apply_plans(
             file: plan.file.clone(),
             source,
         };
-        let mut first_seq = None;
-        for event in &plan.events {
-            let seq = journal
-                .append(guild, event, Durability::None)
-                .map_err(journal_error)?;
-            first_seq.get_or_insert(seq);
-        }
+        let first_seq = match journal.append_many(guild, &plan.events, Durability::None) {
+            Ok(seqs) => seqs.first().copied(),
+            Err(source) if done.is_empty() => return Err(journal_error(source)),
+            Err(source) => {
+                // Nothing of this file was written (an append is all or nothing); the files
+                // before it are made durable, or the sync's failure is the answer.
+                let file = done
+                    .last()
+                    .map_or_else(String::new, |d: &Imported| d.file.clone());
+                journal
+                    .sync()
+                    .map_err(|source| ImportError::Journal { file, source })?;
+                return Err(ImportError::Interrupted {
+                    imported: done,
+                    file: plan.file.clone(),
+                    source,
+                });
+            }
+        };
         let seq = journal.state(guild).map_err(journal_error)?.seq;
         done.push(Imported {
             file: plan.file.clone(),

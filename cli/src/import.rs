@@ -11,7 +11,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use reprise::import::{self, ImportError};
+use reprise::import::{self, ImportError, Imported};
 use reprise::session::{State, HISTORY_MAX_DEFAULT};
 use reprise::Journal;
 use serde_json::json;
@@ -121,10 +121,15 @@ pub(crate) fn run(
     }
     let mut journal = Journal::open(dir, crate::base_config())?;
     let imported = import::import_sonora(&mut journal, &inputs).map_err(|error| {
-        let code = match &error {
-            ImportError::Journal { source, .. } => crate::exit_code(source),
-            _ => 2,
-        };
+        // Files imported before a failure (a full disk) are reported as on success.
+        if let ImportError::Interrupted { imported, .. } = &error {
+            for done in imported {
+                if let Err(f) = print_imported(out, done) {
+                    return f;
+                }
+            }
+        }
+        let code = error.journal_error().map_or(2, crate::exit_code);
         let written = if error.is_invalid_data() {
             "; nothing was imported"
         } else {
@@ -132,6 +137,11 @@ pub(crate) fn run(
         };
         Failure::new(code, format!("{error}{written}"))
     })?;
+    // Durable now (one sync): reported before the close, which may still fail (a full disk
+    // when the segments are written out; the events stay in the commit log).
+    for done in &imported {
+        print_imported(out, done)?;
+    }
     journal.close()?;
     bar.finish(&format!(
         "imported {} file(s) into {} guild(s), {} event(s)",
@@ -143,17 +153,19 @@ pub(crate) fn run(
             .len(),
         imported.iter().map(|d| d.events).sum::<u64>()
     ));
-    for done in &imported {
-        print_json_line(
-            out,
-            &json!({
-                "file": done.file,
-                "guild": done.guild.0,
-                "events": done.events,
-                "first_seq": done.first_seq,
-                "seq": done.seq,
-            }),
-        )?;
-    }
     Ok(())
+}
+
+/// The JSON line of one imported file.
+fn print_imported(out: &mut Out, done: &Imported) -> Result<(), Failure> {
+    print_json_line(
+        out,
+        &json!({
+            "file": done.file,
+            "guild": done.guild.0,
+            "events": done.events,
+            "first_seq": done.first_seq,
+            "seq": done.seq,
+        }),
+    )
 }

@@ -421,6 +421,76 @@ fn enospc_while_taking_a_named_checkpoint_leaves_nothing_behind() {
     );
 }
 
+/// A full disk part-way through an import of Sonora files: each file is all or nothing, the
+/// error is `Interrupted`, listing the files imported before the one that met the full disk
+/// (made durable: they survive a power loss right then), and nothing of that file or the ones
+/// after it is in the journal.
+#[test]
+fn enospc_part_way_through_an_import_keeps_whole_files_and_lists_them() {
+    use reprise::import::{self, ImportError};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sonora-1.2.8");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| has_extension(p, "json"))
+        .collect();
+    names.sort();
+    let files: Vec<(String, String)> = names
+        .iter()
+        .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()))
+        .collect();
+    let mut interrupted = 0;
+    for budget in [20_000, 60_000, 120_000, 250_000] {
+        let what = format!("{budget} bytes free");
+        let mut h = Harness::new(9, small_prealloc());
+        let plans = import::prepare_all(h.journal(), &files).unwrap();
+        h.storage.set_fault(Fault::DiskFull { bytes_free: budget });
+        let r = import::import_sonora(h.journal(), &files);
+        let imported = match r {
+            Ok(_) => continue,
+            Err(ImportError::Interrupted {
+                imported,
+                file,
+                source,
+            }) => {
+                interrupted += 1;
+                assert_eq!(
+                    os_error(&source).map(|e| e.2),
+                    Some(ENOSPC),
+                    "{what}: {source}"
+                );
+                assert_eq!(file, plans[imported.len()].file, "{what}");
+                imported
+            }
+            Err(e) => panic!("{what}: {e}"),
+        };
+        let check = |j: &mut Journal, when: &str| {
+            for (i, plan) in plans.iter().enumerate() {
+                let got = j.state(plan.guild()).unwrap();
+                if i < imported.len() {
+                    assert_eq!(got.state, plan.state, "{what}, {when}: {}", plan.file);
+                    assert_eq!(got.seq, imported[i].seq, "{what}, {when}");
+                } else {
+                    assert_eq!(got.seq, 0, "{what}, {when}: {} was written", plan.file);
+                }
+            }
+        };
+        for mode in [CrashMode::DropUnsynced, CrashMode::Writeback { seed: 2 }] {
+            let crashed = Arc::new(h.storage.crash(mode));
+            let mut j = open(&crashed, &h.config).unwrap();
+            check(&mut j, &format!("{mode:?}"));
+        }
+        h.storage.clear_faults();
+        h.journal = None;
+        let mut j = open(&h.storage, &h.config).unwrap();
+        check(&mut j, "reopened");
+    }
+    assert!(
+        interrupted >= 2,
+        "only {interrupted} budget(s) interrupted the import"
+    );
+}
+
 /// ENOSPC while writing a snapshot (creating or filling its temporary file): `snapshot_now`
 /// fails with a typed `ENOSPC` error, no temporary file is left, the guild is not poisoned
 /// (appends and, with space again, snapshots work on the same journal), and nothing
