@@ -24,8 +24,18 @@ const OWNER_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 const BATCH_DELAY_MAX: Duration = Duration::from_millis(2);
 
 enum Input {
-    Line { number: u64, text: String },
-    TooLong { number: u64 },
+    Line {
+        number: u64,
+        text: String,
+    },
+    TooLong {
+        number: u64,
+    },
+    /// Not UTF-8: the byte offset in the line of the first invalid byte.
+    NotUtf8 {
+        number: u64,
+        offset: usize,
+    },
     Failed(io::Error),
 }
 
@@ -48,9 +58,9 @@ fn spawn_reader() -> mpsc::Receiver<Input> {
                 Ok(_) if buf.len() > LINE_LEN_MAX => Input::TooLong { number },
                 Ok(_) => match String::from_utf8(buf) {
                     Ok(text) => Input::Line { number, text },
-                    Err(_) => Input::Line {
+                    Err(e) => Input::NotUtf8 {
                         number,
-                        text: String::from("\u{fffd}invalid UTF-8"),
+                        offset: e.utf8_error().valid_up_to(),
                     },
                 },
                 Err(e) => Input::Failed(e),
@@ -197,6 +207,13 @@ pub(crate) fn run(
                     failure = Some(Failure::new(
                         2,
                         format!("stdin line {number}: longer than {LINE_LEN_MAX} bytes; nothing written for it"),
+                    ));
+                    break;
+                }
+                Input::NotUtf8 { number, offset } => {
+                    failure = Some(Failure::new(
+                        2,
+                        format!("stdin line {number}: not UTF-8 (an invalid byte at byte {offset} of the line); nothing written for it"),
                     ));
                     break;
                 }

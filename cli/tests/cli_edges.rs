@@ -138,6 +138,45 @@ fn apply_reads_past_a_byte_order_mark_before_the_first_line() {
     assert!(stderr(&out).contains("stdin line 2"), "{}", stderr(&out));
 }
 
+/// A line that is not UTF-8 is refused with exit 2 and a message naming the line and the byte
+/// (before: "expected value at line 1, column 1", about text the line does not hold); the
+/// lines before it are acknowledged, nothing is written for it.
+#[test]
+fn apply_names_a_line_that_is_not_utf8() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("j");
+    let (events, states) = stream(13, 2);
+    let mut input = jsonl(&events[..1]).into_bytes();
+    input.extend_from_slice(b"{\"type\":\"volume_set\",\"volume\":5\xff}\n");
+    input.extend_from_slice(jsonl(&events[1..2]).as_bytes());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reprise"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(["apply", "--guild", "13"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The command stops at the bad line and may close the pipe before the rest is written.
+    let _ = stdin.write_all(&input);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stdin line 2: not UTF-8 (an invalid byte at byte 31"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"seq\": 1}\n");
+    let mut journal = Journal::open_read_only(&dir, reprise::Config::default()).unwrap();
+    let got = journal.state(GuildId(13)).unwrap();
+    assert_eq!((got.seq, &got.state), (1, &states[1]));
+}
+
 #[test]
 fn completion_scripts_list_no_hidden_command() {
     let dir = tempfile::tempdir().unwrap();
