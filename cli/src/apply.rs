@@ -257,11 +257,22 @@ pub(crate) fn run(
         if let (true, Some(ctx), Some((writer, me))) =
             (remote_acks && !acked.is_empty(), remote, owner.as_mut())
         {
-            // One object per batch: the acknowledgements wait for the store.
+            // One object per batch: the acknowledgements wait for the store. When the store
+            // fails, the batch is durable here but not acknowledged: the message says so, so
+            // that nobody sends those events again (`reprise ship` uploads them).
+            let (first, last) = (acked[0], acked[acked.len() - 1]);
             ctx.block_on(
                 ctx.remote
                     .ship_events(&mut journal, writer, std::slice::from_mut(me)),
-            )?;
+            )
+            .map_err(|e| {
+                let mut f = Failure::from(e);
+                f.message = format!(
+                    "{}; events {first}..={last} of guild {} are durable in the local journal but not in the remote store, so they were not acknowledged (do not send them again: `reprise ship` uploads them)",
+                    f.message, guild.0
+                );
+                f
+            })?;
             me.check()?;
         }
         if let (Some(b), false) = (&background, acked.is_empty()) {
