@@ -135,7 +135,9 @@ pub(crate) fn claim(
             // The pace limit between claims of a shard (not a wait for background work).
             std::thread::sleep(pace);
         }
-        let claimed = ctx.block_on(ctx.remote.claim(&mut journal, *g, &ctx.owner))?;
+        let claimed = ctx
+            .block_on(ctx.remote.claim(&mut journal, *g, &ctx.owner))
+            .map_err(|e| claim_failure(*g, e))?;
         if let Some(old) = &claimed.superseded {
             let held = old.seq.map_or_else(
                 || "a damaged history".to_string(),
@@ -161,6 +163,23 @@ pub(crate) fn claim(
         bar.finish(&format!("claimed {} guild(s)", guilds.len()));
     }
     Ok(())
+}
+
+/// A failed claim of `guild`. Unless another claim won (`Fenced`), the message says what a
+/// failure after the fence means (a full disk while the history is written here): the previous
+/// owner may be fenced already, and the guild has no working owner until a claim succeeds.
+fn claim_failure(guild: GuildId, e: reprise::Error) -> Failure {
+    let fenced_by_other = matches!(e, reprise::Error::Fenced { .. });
+    let mut f = Failure::from(e);
+    if !fenced_by_other {
+        f.message = format!(
+            "{}; if this claim got as far as fencing the previous owner, no directory appends to \
+             guild {} until a claim of it succeeds: run `reprise claim --guild {}` again (here once \
+             the cause is fixed, or on another machine)",
+            f.message, guild.0, guild.0
+        );
+    }
+    f
 }
 
 /// Shipping for `apply` with `--remote` and a durability other than `remote`: a thread that
