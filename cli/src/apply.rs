@@ -252,7 +252,20 @@ pub(crate) fn run(
             }
         }
         if durability != Durability::None && !acked.is_empty() {
-            journal.sync()?;
+            // A failed sync (an fsync or a write that failed: the commit log is poisoned)
+            // leaves the batch in doubt, as a crash would: the message says which events.
+            journal.sync().map_err(|e| {
+                let mut f = Failure::from(e);
+                f.message = format!(
+                    "{}; events {}..={} of guild {} were not acknowledged and may or may not be in the journal after a failed write or fsync (`reprise state --guild {}` shows the last seq it holds: send again only the events after it)",
+                    f.message,
+                    acked[0],
+                    acked[acked.len() - 1],
+                    guild.0,
+                    guild.0
+                );
+                f
+            })?;
         }
         if let (true, Some(ctx), Some((writer, me))) =
             (remote_acks && !acked.is_empty(), remote, owner.as_mut())
