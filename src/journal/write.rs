@@ -234,6 +234,9 @@ impl Journal {
             guilds_dir_ready,
             commit: commit_slot,
         };
+        let segments_before = log.segments.len();
+        let dir_before = !(log.segments.is_empty() && log.snapshots.is_empty());
+        let unsynced_before = (log.unsynced, log.dir_unsynced, log.parent_unsynced);
         ctx.ensure_active(guild, log, now)?;
         // Room for the whole batch in the guild's buffer first: no frame of the batch may reach
         // the segment file before every record of the batch is queued (they are taken back
@@ -266,6 +269,12 @@ impl Journal {
         };
         if let Err(e) = written {
             unwrite_frames(log, frame_buf.len(), events.len() as u64);
+            if log.segments.len() > segments_before {
+                // The segment (and the guild's directory) this append created hold nothing:
+                // they go too, so that a refused first event leaves no trace of the guild.
+                ctx.remove_new_segment(guild, log, !dir_before);
+                (log.unsynced, log.dir_unsynced, log.parent_unsynced) = unsynced_before;
+            }
             return Err(e);
         }
         match batch_state {
@@ -546,7 +555,8 @@ impl Ctx<'_> {
             }
         }
         let dir = layout::guild_dir(self.root, guild);
-        if log.segments.is_empty() && log.snapshots.is_empty() {
+        let new_dir = log.segments.is_empty() && log.snapshots.is_empty();
+        if new_dir {
             if !*self.guilds_dir_ready {
                 let guilds = layout::guilds_dir(self.root);
                 self.storage
@@ -572,7 +582,11 @@ impl Ctx<'_> {
             .create_new(&path)
             .map_err(|e| Error::io("create segment", &path, e))?;
         if let Err(e) = file.append(&header) {
+            // Nothing of the guild stays behind (best effort).
             let _ = self.storage.remove(&path);
+            if new_dir {
+                let _ = self.storage.remove_dir(&dir);
+            }
             return Err(Error::io("write segment header", &path, e));
         }
         log.segments.push(SegmentMeta {
@@ -587,6 +601,25 @@ impl Ctx<'_> {
         log.unsynced = true;
         log.dir_unsynced = true;
         Ok(())
+    }
+
+    /// Takes back the empty segment the current append created (its header only: no frame
+    /// reached it) and, with `dir`, the guild directory created with it. Best effort: a file
+    /// left behind is a valid empty segment, which the next append of the guild goes on with.
+    fn remove_new_segment(&mut self, guild: GuildId, log: &mut GuildLog, dir: bool) {
+        log.active = None;
+        if let Some(meta) = log.segments.pop() {
+            let path = layout::segment_path(self.root, guild, meta.first_seq);
+            if self.storage.remove(&path).is_err() {
+                log.segments.push(meta);
+                return;
+            }
+        }
+        if dir {
+            let _ = self
+                .storage
+                .remove_dir(&layout::guild_dir(self.root, guild));
+        }
     }
 
     /// Writes the guild's buffered frames to its active segment.

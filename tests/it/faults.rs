@@ -421,6 +421,54 @@ fn enospc_while_taking_a_named_checkpoint_leaves_nothing_behind() {
     );
 }
 
+/// A full disk at the first event of a new guild: the append fails typed and leaves no trace
+/// of the guild (no directory, no segment; `guilds()` does not list it), and with space again
+/// the guild's first event is seq 1.
+#[test]
+fn enospc_at_a_new_guilds_first_event_leaves_no_trace_of_it() {
+    let new = GuildId(4_242);
+    let mut failed = 0;
+    // 0: the directory cannot be created; 10, 40: the segment's header cannot be written;
+    // 60, 70: the header can, the commit record cannot.
+    for budget in [0, 10, 40, 60, 70] {
+        let what = format!("{budget} bytes free");
+        let mut h = Harness::new(10, small_prealloc());
+        history(&mut h);
+        // Fill the reserved extension first, so that the new guild's record must be written.
+        h.storage.set_fault(Fault::DiskFull { bytes_free: 0 });
+        while h.append(0, Durability::BATCHED).is_ok() {}
+        h.sync().unwrap();
+        h.storage.set_fault(Fault::DiskFull { bytes_free: budget });
+        let event = Event::VolumeSet { volume: 7 };
+        let r = h.journal().append(new, &event, Durability::Always);
+        h.storage.clear_faults();
+        if r.is_ok() {
+            continue;
+        }
+        failed += 1;
+        let dir = Path::new(ROOT).join("guilds").join("4242");
+        let left: Vec<PathBuf> = h
+            .storage
+            .entries()
+            .into_iter()
+            .map(|e| e.path)
+            .filter(|p| p.starts_with(&dir))
+            .collect();
+        assert_eq!(left, Vec::<PathBuf>::new(), "{what}: left behind");
+        assert!(!h.journal().guilds().unwrap().contains(&new), "{what}");
+        assert_eq!(
+            h.journal().append(new, &event, Durability::Always).unwrap(),
+            1,
+            "{what}"
+        );
+        h.check_power_loss(&what);
+    }
+    assert_eq!(
+        failed, 5,
+        "the new guild's append failed at only {failed} budget(s)"
+    );
+}
+
 /// A full disk part-way through an import of Sonora files: each file is all or nothing, the
 /// error is `Interrupted`, listing the files imported before the one that met the full disk
 /// (made durable: they survive a power loss right then), and nothing of that file or the ones
