@@ -3,8 +3,11 @@
 //! A [`Track`] is immutable and compact: its blob and its texts live in one shared allocation,
 //! so cloning one (the fold moves tracks from events into the queue) is a reference count, and
 //! decoding one from the log is one allocation and one copy (replay shares one allocation among
-//! the tracks of an event and gives the tracks it keeps their own at the end). [`TrackFields`]
-//! is the same track as plain owned fields, for building and taking apart.
+//! the tracks of an event and gives the tracks it keeps their own at the end). When the blob is
+//! a Lavalink blob holding the very bytes of the title, author, uri, identifier and source, the
+//! allocation holds the blob alone and the texts are read from it (in memory only: every
+//! encoded form is unchanged). [`TrackFields`] is the same track as plain owned fields, for
+//! building and taking apart.
 
 use std::borrow::Cow;
 use std::fmt;
