@@ -195,7 +195,11 @@ impl Journal {
                     .as_ref()
                     .map_or(KeyId::PLAINTEXT, |sc| sc.header.key_id),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // `collect` through a filter starts at a capacity of 4: an idle guild (one segment)
+        // keeps exactly what it holds (measured: 128 → 32 bytes per guild).
+        let mut segments = segments;
+        segments.shrink_to_fit();
         // After an unclean shutdown (commit logs were left behind), an earlier process may have
         // left this guild's files written but not durable: they are made durable before the
         // first new event of the guild is acknowledged (so no acknowledgement rests on events

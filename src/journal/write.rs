@@ -655,7 +655,11 @@ impl Ctx<'_> {
             let path = layout::segment_path(self.root, guild, meta.first_seq);
             return Err(Error::io("append to", path, e));
         }
-        log.pending.clear();
+        // Released, not cleared: a guild that goes idle after this flush would otherwise keep
+        // the buffer's capacity for good (measured: ≈ 4 KiB per guild after 3 appends, up to
+        // 128 KiB after a burst). Flushes are rare (64 KiB per guild, 16 MiB in all, a seal,
+        // a snapshot, a read of the files, a retirement), so regrowing it costs little.
+        log.pending = Vec::new();
         Ok(())
     }
 

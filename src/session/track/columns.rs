@@ -28,7 +28,7 @@ use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode as _, Encode as _};
 
 use super::{
-    blob_rest, invalid, part_stored, Head, Track, BLOB, IDENTIFIER, PRESENT_BLOB_PARTS,
+    blob_rest, invalid, part_stored, Head, Track, BLOB, FLAGS_ALL, IDENTIFIER, PRESENT_BLOB_PARTS,
     PRESENT_EXTRA, PRESENT_IDENTIFIER, PRESENT_LENGTH, PRESENT_SOURCE, PRESENT_URI, URI,
 };
 
@@ -55,14 +55,10 @@ fn part_in_columns(present: u8, i: usize) -> bool {
 
 /// The parts of `track` as stored: the blob (or its rest), the texts, the extra block.
 fn parts_of<'a>(track: &'a Track, rest: Option<&'a [u8]>) -> [&'a [u8]; PARTS] {
-    let own = track.own();
     let mut parts: [&'a [u8]; PARTS] = [&[]; PARTS];
-    let mut start = 0usize;
-    for (i, &end) in track.ends.iter().enumerate() {
-        parts[i] = own.get(start..end as usize).unwrap_or_default();
-        start = end as usize;
+    for (i, part) in parts.iter_mut().enumerate().take(SOURCE + 1) {
+        *part = track.part(i);
     }
-    parts[SOURCE] = own.get(start..).unwrap_or_default();
     parts[EXTRA] = track.extra_bytes();
     if let Some(rest) = rest {
         parts[BLOB] = rest;
@@ -111,9 +107,9 @@ pub(crate) fn encode_columns<E: Encoder>(
         .iter()
         .map(|t| {
             if uri_ends_with_identifier(t) {
-                t.flags | FLAG_URI_ENDS_WITH_IDENTIFIER
+                (t.flags & FLAGS_ALL) | FLAG_URI_ENDS_WITH_IDENTIFIER
             } else {
-                t.flags
+                t.flags & FLAGS_ALL
             }
         })
         .collect();

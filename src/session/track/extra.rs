@@ -161,7 +161,7 @@ impl Track {
 
     /// The bytes of the `extra` block (empty without one).
     pub(super) fn extra_bytes(&self) -> &[u8] {
-        let start = self.start as usize + self.len as usize;
+        let start = self.start as usize + self.held_len();
         let end = if self.extra_len == EXTRA_REST {
             self.data.len()
         } else {
