@@ -47,11 +47,17 @@ pub(super) fn extra_block(f: &TrackFields) -> Option<Vec<u8>> {
 /// Checks an `extra` block read from disk: exactly four optional strings, plugin_info a JSON
 /// object and user_data JSON.
 pub(super) fn check_extra(block: &[u8]) -> Result<(), bincode::error::DecodeError> {
-    let (parts, used): (ExtraParts<'_>, usize) =
-        bincode::borrow_decode_from_slice(block, bincode::config::standard())?;
-    if used != block.len() {
-        return Err(invalid("trailing bytes in the extra block"));
-    }
+    let parts = match parse_parts(block) {
+        Some(parts) => parts,
+        None => {
+            let (parts, used): (ExtraParts<'_>, usize) =
+                bincode::borrow_decode_from_slice(block, bincode::config::standard())?;
+            if used != block.len() {
+                return Err(invalid("trailing bytes in the extra block"));
+            }
+            parts
+        }
+    };
     if let Some(plugin) = parts.2 {
         if !flat_object(plugin.as_bytes())
             && (!plugin.starts_with('{') || serde_json::from_str::<JsonCheck>(plugin).is_err())
@@ -66,6 +72,32 @@ pub(super) fn check_extra(block: &[u8]) -> Result<(), bincode::error::DecodeErro
         }
     }
     Ok(())
+}
+
+/// The four parts of a whole `extra` block read as bincode's derived decoding reads them (an
+/// `Option` tag 0 or 1, a varint length, UTF-8 bytes checked by `simdutf8`, the same check as
+/// `std::str::from_utf8`). `None` when anything is off or unusual (bincode then decides and names
+/// the error): `Some` only for a block bincode reads into the same parts with no byte left.
+fn parse_parts(block: &[u8]) -> Option<ExtraParts<'_>> {
+    let mut at = 0;
+    let mut part = || -> Option<Option<&str>> {
+        match *block.get(at)? {
+            0 => {
+                at += 1;
+                Some(None)
+            }
+            1 => {
+                at += 1;
+                let len = usize::try_from(super::shared::varint_at(block, &mut at)?).ok()?;
+                let bytes = block.get(at..at.checked_add(len)?)?;
+                at += len;
+                Some(Some(simdutf8::basic::from_utf8(bytes).ok()?))
+            }
+            _ => None,
+        }
+    };
+    let parts = (part()?, part()?, part()?, part()?);
+    (at == block.len()).then_some(parts)
 }
 
 /// Whether `text` (UTF-8) is a compact JSON object whose values are plain strings, `null`,
@@ -306,6 +338,45 @@ mod tests {
                 track.extra_part_lens(),
                 [a, b, c, d].map(|p| p.map_or(0, str::len))
             );
+        }
+    }
+
+    /// `parse_parts` reads what bincode reads, and nothing bincode refuses: checked on blocks
+    /// with every part kind, their truncations, and every byte set to a few telling values.
+    #[test]
+    fn parse_parts_agrees_with_bincode() {
+        use super::{extra_block, parse_parts, ExtraParts};
+        use crate::session::TrackFields;
+        let mut f = TrackFields::new("QAAA", "Song");
+        f.artwork_url = Some("https://i.ytimg.com/vi/x/hq.jpg".to_owned());
+        f.user_data = Some(serde_json::json!({"requester": "é♪"}));
+        let mut g = TrackFields::new("QAAA", "Song");
+        g.isrc = Some("x".repeat(300));
+        g.plugin_info = serde_json::json!({"a": null}).as_object().cloned();
+        fn bincode_parts(b: &[u8]) -> Option<ExtraParts<'_>> {
+            bincode::borrow_decode_from_slice::<ExtraParts<'_>, _>(b, bincode::config::standard())
+                .ok()
+                .and_then(|(parts, used)| (used == b.len()).then_some(parts))
+        }
+        for block in [extra_block(&f).unwrap(), extra_block(&g).unwrap()] {
+            assert!(parse_parts(&block).is_some());
+            let mut variants: Vec<Vec<u8>> =
+                (0..block.len()).map(|n| block[..n].to_vec()).collect();
+            for i in 0..block.len() {
+                for v in [0u8, 1, 2, 0x80, 0xC3, 0xFF, 250, 251, 252, 253, 254] {
+                    let mut b = block.clone();
+                    b[i] = v;
+                    variants.push(b);
+                }
+            }
+            let mut longer = block.clone();
+            longer.push(0);
+            variants.push(longer);
+            for b in variants {
+                if let Some(parts) = parse_parts(&b) {
+                    assert_eq!(Some(parts), bincode_parts(&b), "{b:?}");
+                }
+            }
         }
     }
 
