@@ -100,6 +100,31 @@ fn parse_parts(block: &[u8]) -> Option<ExtraParts<'_>> {
     (at == block.len()).then_some(parts)
 }
 
+/// The index of the first `"`, `\\` or control character in `b`, eight bytes at a time.
+fn plain_len(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// Whether a byte of `x` is below `n` (`n` at most 128; exact as to whether any is).
+    fn any_below(x: u64, n: u8) -> bool {
+        x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0
+    }
+    let special = |c: &u8| *c == b'"' || *c == b'\\' || *c < 0x20;
+    let mut at = 0;
+    for chunk in b.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        if any_below(x, 0x20)
+            || any_below(x ^ (ONES * u64::from(b'"')), 1)
+            || any_below(x ^ (ONES * u64::from(b'\\')), 1)
+        {
+            return chunk.iter().position(special).map(|i| at + i);
+        }
+        at += 8;
+    }
+    b.get(at..)?.iter().position(special).map(|i| at + i)
+}
+
 /// Whether `text` (UTF-8) is a compact JSON object whose values are plain strings, `null`,
 /// `true`, `false` or short integers: what bots keep in `user_data` and `plugin_info`, and what
 /// `serde_json` writes for them. Such a text is JSON (a `serde_json::Value` parses it); `false`
@@ -112,10 +137,7 @@ fn flat_object(text: &[u8]) -> bool {
         if text.get(at) != Some(&b'"') {
             return None;
         }
-        let len = text
-            .get(at + 1..)?
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = plain_len(text.get(at + 1..)?)?;
         (text.get(at + 1 + len) == Some(&b'"')).then_some(at + len + 2)
     }
     /// A value: a plain string, a literal, or an integer of at most 18 digits without a
@@ -380,6 +402,26 @@ mod tests {
         }
     }
 
+    /// `plain_len` finds the first `"`, `\\` or control byte wherever it is, among any bytes.
+    #[test]
+    fn plain_len_is_the_first_special_byte() {
+        use super::plain_len;
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        for fill in [b'a', 0x7F, 0x80, 0xC3, 0xFF, 0x21, 0x5B, 0x5D] {
+            for len in 0..20 {
+                let plain = vec![fill; len];
+                assert_eq!(plain_len(&plain), naive(&plain));
+                for at in 0..len {
+                    for special in [b'"', b'\\', 0, 0x1F, 0x20, 0x21, 0x5C ^ 1] {
+                        let mut b = plain.clone();
+                        b[at] = special;
+                        assert_eq!(plain_len(&b), naive(&b), "{b:?}");
+                    }
+                }
+            }
+        }
+    }
+
     /// `flat_object` accepts only JSON objects (what `check_extra` asks of plugin_info), and
     /// the flat ones bots write.
     #[test]
@@ -393,6 +435,7 @@ mod tests {
             "{\"a\":1,\"a\":2}",
             "{\"\":\"\"}",
             "{\"n\":999999999999999999}",
+            "{\"requester\":\"1100000000123456789\",\"long\":\"abcdefghijklmnopqrstuvwxyz0123456789\"}",
         ];
         let left_to_the_parser = [
             "",
@@ -411,6 +454,9 @@ mod tests {
             "{\"a\" :1}",
             "{\"a\":\"\\n\"}",
             "{\"a\":\"\n\"}",
+            "{\"abcdefghijklmnop\":\"abcdefghijkl\tmnop\"}",
+            "{\"abcdefghijklmnop\":\"abcdefghijkl\\\"mnop\"}",
+            "{\"abcdefghijklmnop\":\"abcdefghijklmnopqrstuvwxyz\u{7f}\u{1}\"}",
             "{\"a\":[1]}",
             "{\"a\":{}}",
             "{\"a\":nul}",
