@@ -344,9 +344,14 @@ pub fn apply(state: &mut State, event: &Event) {
         Event::TrackMoved { from, to } => {
             let (from, to) = (to_usize(*from), to_usize(*to));
             let upcoming = &mut state.queue.upcoming;
+            // Same as `remove(from)` then `insert(to, ..)`, but only the entries between the
+            // two places move (remove + insert shift everything after each place).
             if from < upcoming.len() && to < upcoming.len() {
-                let entry = upcoming.remove(from);
-                upcoming.insert(to, entry);
+                if from < to {
+                    upcoming[from..=to].rotate_left(1);
+                } else {
+                    upcoming[to..=from].rotate_right(1);
+                }
             }
         }
         Event::QueueCleared => state.queue.upcoming.clear(),
@@ -416,7 +421,8 @@ fn restore(state: &mut State, mut restored: State) {
     *state = restored;
 }
 
-/// [`apply`] taking the event by value: the tracks of an enqueue move into the queue instead of
+/// [`apply`] taking the event by value: what the event carries (enqueued tracks, a restored
+/// state, voice strings, filters, autoplay settings, guild meta) moves into the state instead of
 /// being cloned (replay owns every decoded event). Same result as [`apply`].
 pub fn apply_owned(state: &mut State, event: Event) {
     match event {
@@ -435,6 +441,41 @@ pub fn apply_owned(state: &mut State, event: Event) {
         Event::StateRestored {
             state: restored, ..
         } => restore(state, *restored),
+        Event::VoiceConnected {
+            session_id,
+            channel_id,
+            endpoint,
+            token,
+        } => {
+            state.player.voice = Some(Voice {
+                session_id,
+                channel_id,
+                endpoint,
+                token,
+            });
+        }
+        Event::FiltersSet { active, config } => {
+            state.filters = Filters {
+                active,
+                config: *config,
+            };
+        }
+        Event::AutoplaySet {
+            enabled,
+            strategy,
+            fallback_playlist,
+            max_history,
+            smart_shuffle,
+        } => {
+            state.autoplay = Autoplay {
+                enabled,
+                strategy,
+                fallback_playlist,
+                max_history,
+                smart_shuffle,
+            };
+        }
+        Event::GuildMetaSet { meta } => state.meta = meta,
         other => apply(state, &other),
     }
 }
@@ -890,6 +931,20 @@ mod tests {
             validate(&state, &too_many),
             Err(EventError::TooMany { .. })
         ));
+    }
+
+    #[test]
+    fn move_is_remove_then_insert() {
+        for from in 0..5u32 {
+            for to in 0..5u32 {
+                let mut state = state_with(5);
+                let mut expected = state.queue.upcoming.clone();
+                let entry = expected.remove(from as usize);
+                expected.insert(to as usize, entry);
+                apply_checked(&mut state, &Event::TrackMoved { from, to }).unwrap();
+                assert_eq!(state.queue.upcoming, expected, "from {from} to {to}");
+            }
+        }
     }
 
     #[test]

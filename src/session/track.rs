@@ -538,12 +538,19 @@ impl Track {
         let encoded = self.encoded_len();
         let title = self.text_len(TITLE);
         let others = [AUTHOR, URI, IDENTIFIER, 5].map(|i| self.text_len(i));
+        let [artwork_url, isrc, plugin_info, user_data] = if self.extra_len == 0 {
+            [0; 4]
+        } else {
+            self.extra_part_lens()
+        };
         if encoded != 0
             && encoded <= ENCODED_LEN_MAX
             && title != 0
             && title <= TEXT_LEN_MAX
             && others.iter().all(|&len| len <= TEXT_LEN_MAX)
-            && self.extra_len == 0
+            && artwork_url <= TEXT_LEN_MAX
+            && isrc <= TEXT_LEN_MAX
+            && plugin_info + user_data <= USER_DATA_BYTES_MAX
         {
             return Ok(());
         }

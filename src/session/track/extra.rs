@@ -47,20 +47,143 @@ pub(super) fn extra_block(f: &TrackFields) -> Option<Vec<u8>> {
 /// Checks an `extra` block read from disk: exactly four optional strings, plugin_info a JSON
 /// object and user_data JSON.
 pub(super) fn check_extra(block: &[u8]) -> Result<(), bincode::error::DecodeError> {
-    let (parts, used): (ExtraParts<'_>, usize) =
-        bincode::borrow_decode_from_slice(block, bincode::config::standard())?;
-    if used != block.len() {
-        return Err(invalid("trailing bytes in the extra block"));
-    }
+    let parts = match parse_parts(block) {
+        Some(parts) => parts,
+        None => {
+            let (parts, used): (ExtraParts<'_>, usize) =
+                bincode::borrow_decode_from_slice(block, bincode::config::standard())?;
+            if used != block.len() {
+                return Err(invalid("trailing bytes in the extra block"));
+            }
+            parts
+        }
+    };
     if let Some(plugin) = parts.2 {
-        if !plugin.starts_with('{') || serde_json::from_str::<JsonCheck>(plugin).is_err() {
+        if !flat_object(plugin.as_bytes())
+            && (!plugin.starts_with('{') || serde_json::from_str::<JsonCheck>(plugin).is_err())
+        {
             return Err(invalid("plugin_info is not a JSON object"));
         }
     }
     if let Some(user) = parts.3 {
-        serde_json::from_str::<JsonCheck>(user).map_err(|_| invalid("user_data is not JSON"))?;
+        if !flat_object(user.as_bytes()) {
+            serde_json::from_str::<JsonCheck>(user)
+                .map_err(|_| invalid("user_data is not JSON"))?;
+        }
     }
     Ok(())
+}
+
+/// The four parts of a whole `extra` block read as bincode's derived decoding reads them (an
+/// `Option` tag 0 or 1, a varint length, UTF-8 bytes checked by `simdutf8`, the same check as
+/// `std::str::from_utf8`). `None` when anything is off or unusual (bincode then decides and names
+/// the error): `Some` only for a block bincode reads into the same parts with no byte left.
+fn parse_parts(block: &[u8]) -> Option<ExtraParts<'_>> {
+    let mut at = 0;
+    let mut part = || -> Option<Option<&str>> {
+        match *block.get(at)? {
+            0 => {
+                at += 1;
+                Some(None)
+            }
+            1 => {
+                at += 1;
+                let len = usize::try_from(super::shared::varint_at(block, &mut at)?).ok()?;
+                let bytes = block.get(at..at.checked_add(len)?)?;
+                at += len;
+                Some(Some(simdutf8::basic::from_utf8(bytes).ok()?))
+            }
+            _ => None,
+        }
+    };
+    let parts = (part()?, part()?, part()?, part()?);
+    (at == block.len()).then_some(parts)
+}
+
+/// The index of the first `"`, `\\` or control character in `b`, eight bytes at a time.
+fn plain_len(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// Whether a byte of `x` is below `n` (`n` at most 128; exact as to whether any is).
+    fn any_below(x: u64, n: u8) -> bool {
+        x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0
+    }
+    let special = |c: &u8| *c == b'"' || *c == b'\\' || *c < 0x20;
+    let mut at = 0;
+    for chunk in b.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        if any_below(x, 0x20)
+            || any_below(x ^ (ONES * u64::from(b'"')), 1)
+            || any_below(x ^ (ONES * u64::from(b'\\')), 1)
+        {
+            return chunk.iter().position(special).map(|i| at + i);
+        }
+        at += 8;
+    }
+    b.get(at..)?.iter().position(special).map(|i| at + i)
+}
+
+/// Whether `text` (UTF-8) is a compact JSON object whose values are plain strings, `null`,
+/// `true`, `false` or short integers: what bots keep in `user_data` and `plugin_info`, and what
+/// `serde_json` writes for them. Such a text is JSON (a `serde_json::Value` parses it); `false`
+/// says nothing (the full check decides). Replay checks every logged extra block, and this
+/// check costs a few instructions a byte instead of a parser's.
+fn flat_object(text: &[u8]) -> bool {
+    /// A string: `"`, then no `"`, `\` or control character, then `"` (the bytes in between
+    /// are UTF-8, being part of a `str`); the index after it.
+    fn string(text: &[u8], at: usize) -> Option<usize> {
+        if text.get(at) != Some(&b'"') {
+            return None;
+        }
+        let len = plain_len(text.get(at + 1..)?)?;
+        (text.get(at + 1 + len) == Some(&b'"')).then_some(at + len + 2)
+    }
+    /// A value: a plain string, a literal, or an integer of at most 18 digits without a
+    /// leading zero (an `i64`, so no range error); the index after it.
+    fn value(text: &[u8], at: usize) -> Option<usize> {
+        match text.get(at)? {
+            b'"' => string(text, at),
+            b'n' => text[at..].starts_with(b"null").then_some(at + 4),
+            b't' => text[at..].starts_with(b"true").then_some(at + 4),
+            b'f' => text[at..].starts_with(b"false").then_some(at + 5),
+            _ => {
+                let digits_at = at + usize::from(text.get(at) == Some(&b'-'));
+                let digits = text
+                    .get(digits_at..)?
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                let zero_led = digits > 1 && text.get(digits_at) == Some(&b'0');
+                (1..=18).contains(&digits).then_some(())?;
+                (!zero_led).then_some(digits_at + digits)
+            }
+        }
+    }
+    if text.first() != Some(&b'{') {
+        return false;
+    }
+    if text == b"{}" {
+        return true;
+    }
+    let mut at = 1;
+    loop {
+        let Some(after_key) = string(text, at) else {
+            return false;
+        };
+        if text.get(after_key) != Some(&b':') {
+            return false;
+        }
+        let Some(after_value) = value(text, after_key + 1) else {
+            return false;
+        };
+        match text.get(after_value) {
+            Some(b',') => at = after_value + 1,
+            Some(b'}') => return after_value + 1 == text.len(),
+            _ => return false,
+        }
+    }
 }
 
 /// A JSON value read and dropped as it is parsed: accepts exactly what parsing a
@@ -237,6 +360,122 @@ mod tests {
                 track.extra_part_lens(),
                 [a, b, c, d].map(|p| p.map_or(0, str::len))
             );
+        }
+    }
+
+    /// `parse_parts` reads what bincode reads, and nothing bincode refuses: checked on blocks
+    /// with every part kind, their truncations, and every byte set to a few telling values.
+    #[test]
+    fn parse_parts_agrees_with_bincode() {
+        use super::{extra_block, parse_parts, ExtraParts};
+        use crate::session::TrackFields;
+        let mut f = TrackFields::new("QAAA", "Song");
+        f.artwork_url = Some("https://i.ytimg.com/vi/x/hq.jpg".to_owned());
+        f.user_data = Some(serde_json::json!({"requester": "é♪"}));
+        let mut g = TrackFields::new("QAAA", "Song");
+        g.isrc = Some("x".repeat(300));
+        g.plugin_info = serde_json::json!({"a": null}).as_object().cloned();
+        fn bincode_parts(b: &[u8]) -> Option<ExtraParts<'_>> {
+            bincode::borrow_decode_from_slice::<ExtraParts<'_>, _>(b, bincode::config::standard())
+                .ok()
+                .and_then(|(parts, used)| (used == b.len()).then_some(parts))
+        }
+        for block in [extra_block(&f).unwrap(), extra_block(&g).unwrap()] {
+            assert!(parse_parts(&block).is_some());
+            let mut variants: Vec<Vec<u8>> =
+                (0..block.len()).map(|n| block[..n].to_vec()).collect();
+            for i in 0..block.len() {
+                for v in [0u8, 1, 2, 0x80, 0xC3, 0xFF, 250, 251, 252, 253, 254] {
+                    let mut b = block.clone();
+                    b[i] = v;
+                    variants.push(b);
+                }
+            }
+            let mut longer = block.clone();
+            longer.push(0);
+            variants.push(longer);
+            for b in variants {
+                if let Some(parts) = parse_parts(&b) {
+                    assert_eq!(Some(parts), bincode_parts(&b), "{b:?}");
+                }
+            }
+        }
+    }
+
+    /// `plain_len` finds the first `"`, `\\` or control byte wherever it is, among any bytes.
+    #[test]
+    fn plain_len_is_the_first_special_byte() {
+        use super::plain_len;
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+        for fill in [b'a', 0x7F, 0x80, 0xC3, 0xFF, 0x21, 0x5B, 0x5D] {
+            for len in 0..20 {
+                let plain = vec![fill; len];
+                assert_eq!(plain_len(&plain), naive(&plain));
+                for at in 0..len {
+                    for special in [b'"', b'\\', 0, 0x1F, 0x20, 0x21, 0x5C ^ 1] {
+                        let mut b = plain.clone();
+                        b[at] = special;
+                        assert_eq!(plain_len(&b), naive(&b), "{b:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `flat_object` accepts only JSON objects (what `check_extra` asks of plugin_info), and
+    /// the flat ones bots write.
+    #[test]
+    fn flat_objects_are_json_objects() {
+        use super::flat_object;
+        let accepted = [
+            "{}",
+            "{\"requester\":\"1100000000123456789\"}",
+            "{\"albumName\":\"Album\",\"previewUrl\":null}",
+            "{\"a\":true,\"b\":false,\"c\":-12,\"d\":0,\"é\":\"♪\"}",
+            "{\"a\":1,\"a\":2}",
+            "{\"\":\"\"}",
+            "{\"n\":999999999999999999}",
+            "{\"requester\":\"1100000000123456789\",\"long\":\"abcdefghijklmnopqrstuvwxyz0123456789\"}",
+        ];
+        let left_to_the_parser = [
+            "",
+            "{",
+            "}",
+            "{}{}",
+            "{} ",
+            " {}",
+            "{\"a\":1,}",
+            "{\"a\":01}",
+            "{\"a\":-}",
+            "{\"a\":1.5}",
+            "{\"a\":1e5}",
+            "{\"a\":-01}",
+            "{\"a\":1000000000000000000}",
+            "{\"a\" :1}",
+            "{\"a\":\"\\n\"}",
+            "{\"a\":\"\n\"}",
+            "{\"abcdefghijklmnop\":\"abcdefghijkl\tmnop\"}",
+            "{\"abcdefghijklmnop\":\"abcdefghijkl\\\"mnop\"}",
+            "{\"abcdefghijklmnop\":\"abcdefghijklmnopqrstuvwxyz\u{7f}\u{1}\"}",
+            "{\"a\":[1]}",
+            "{\"a\":{}}",
+            "{\"a\":nul}",
+            "{\"a\":nullx}",
+            "{\"a\":truefalse}",
+            "{\"a\":\"b\"",
+            "{\"a\":\"b}",
+            "{\"a\"}",
+            "{a:1}",
+            "[]",
+            "\"{}\"",
+        ];
+        for text in accepted {
+            assert!(flat_object(text.as_bytes()), "{text}");
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert!(value.is_object(), "{text}");
+        }
+        for text in left_to_the_parser {
+            assert!(!flat_object(text.as_bytes()), "{text}");
         }
     }
 
