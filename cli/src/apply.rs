@@ -255,16 +255,9 @@ pub(crate) fn run(
             // A failed sync (an fsync or a write that failed: the commit log is poisoned)
             // leaves the batch in doubt, as a crash would: the message says which events.
             journal.sync().map_err(|e| {
-                let mut f = Failure::from(e);
-                f.message = format!(
-                    "{}; events {}..={} of guild {} were not acknowledged and may or may not be in the journal after a failed write or fsync (`reprise state --guild {}` shows the last seq it holds: send again only the events after it)",
-                    f.message,
-                    acked[0],
-                    acked[acked.len() - 1],
-                    guild.0,
-                    guild.0
-                );
-                f
+                failure_naming(e, &acked, guild, |events| {
+                    format!("{events} were not acknowledged and may or may not be in the journal after a failed write or fsync (`reprise state --guild {}` shows the last seq it holds: send again only the events after it)", guild.0)
+                })
             })?;
         }
         if let (true, Some(ctx), Some((writer, me))) =
@@ -273,18 +266,14 @@ pub(crate) fn run(
             // One object per batch: the acknowledgements wait for the store. When the store
             // fails, the batch is durable here but not acknowledged: the message says so, so
             // that nobody sends those events again (`reprise ship` uploads them).
-            let (first, last) = (acked[0], acked[acked.len() - 1]);
             ctx.block_on(
                 ctx.remote
                     .ship_events(&mut journal, writer, std::slice::from_mut(me)),
             )
             .map_err(|e| {
-                let mut f = Failure::from(e);
-                f.message = format!(
-                    "{}; events {first}..={last} of guild {} are durable in the local journal but not in the remote store, so they were not acknowledged (do not send them again: `reprise ship` uploads them)",
-                    f.message, guild.0
-                );
-                f
+                failure_naming(e, &acked, guild, |events| {
+                    format!("{events} are durable in the local journal but not in the remote store, so they were not acknowledged (do not send them again: `reprise ship` uploads them)")
+                })
             })?;
             me.check()?;
         }
@@ -314,4 +303,19 @@ pub(crate) fn run(
         b.finish();
     }
     Ok(())
+}
+
+/// `e` as a failure whose message goes on to say what it means for the batch `acked` of
+/// `guild` (not empty): `what` is given `events A..=B of guild G`.
+fn failure_naming(
+    e: reprise::Error,
+    acked: &[reprise::Seq],
+    guild: GuildId,
+    what: impl FnOnce(&str) -> String,
+) -> Failure {
+    let mut f = Failure::from(e);
+    let (first, last) = (acked[0], acked[acked.len() - 1]);
+    let events = format!("events {first}..={last} of guild {}", guild.0);
+    f.message = format!("{}; {}", f.message, what(&events));
+    f
 }

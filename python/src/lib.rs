@@ -176,18 +176,11 @@ pub(crate) fn import_err(e: reprise::import::ImportError) -> PyErr {
             };
             py_err_of_kind(&source, message)
         }
-        reprise::import::ImportError::Interrupted {
-            imported,
-            file,
-            source,
-        } => {
-            let message = format!(
-                "{file}: {source}; the {} file(s) before it were imported",
-                imported.len()
-            );
-            py_err_of_kind(&source, message)
-        }
-        other => InvalidEvent::new_err(other.to_string()),
+        // `Interrupted` (its message says how many files were imported) and the refused files.
+        other => match other.journal_error() {
+            Some(source) => py_err_of_kind(source, other.to_string()),
+            None => InvalidEvent::new_err(other.to_string()),
+        },
     }
 }
 

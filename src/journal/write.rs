@@ -235,7 +235,6 @@ impl Journal {
             commit: commit_slot,
         };
         let segments_before = log.segments.len();
-        let dir_before = !(log.segments.is_empty() && log.snapshots.is_empty());
         let unsynced_before = (log.unsynced, log.dir_unsynced, log.parent_unsynced);
         ctx.ensure_active(guild, log, now)?;
         // Room for the whole batch in the guild's buffer first: no frame of the batch may reach
@@ -272,7 +271,7 @@ impl Journal {
             if log.segments.len() > segments_before {
                 // The segment (and the guild's directory) this append created hold nothing:
                 // they go too, so that a refused first event leaves no trace of the guild.
-                ctx.remove_new_segment(guild, log, !dir_before);
+                ctx.remove_new_segment(guild, log);
                 (log.unsynced, log.dir_unsynced, log.parent_unsynced) = unsynced_before;
             }
             return Err(e);
@@ -604,9 +603,10 @@ impl Ctx<'_> {
     }
 
     /// Takes back the empty segment the current append created (its header only: no frame
-    /// reached it) and, with `dir`, the guild directory created with it. Best effort: a file
-    /// left behind is a valid empty segment, which the next append of the guild goes on with.
-    fn remove_new_segment(&mut self, guild: GuildId, log: &mut GuildLog, dir: bool) {
+    /// reached it) and the guild's directory when nothing else is in it (the append created it
+    /// too: see [`Ctx::ensure_active`]). Best effort: a file left behind is a valid empty
+    /// segment, which the next append of the guild goes on with.
+    fn remove_new_segment(&mut self, guild: GuildId, log: &mut GuildLog) {
         log.active = None;
         if let Some(meta) = log.segments.pop() {
             let path = layout::segment_path(self.root, guild, meta.first_seq);
@@ -615,7 +615,7 @@ impl Ctx<'_> {
                 return;
             }
         }
-        if dir {
+        if log.segments.is_empty() && log.snapshots.is_empty() {
             let _ = self
                 .storage
                 .remove_dir(&layout::guild_dir(self.root, guild));
