@@ -81,12 +81,27 @@ fn append_holed_torn_record(log: &Path, valid_end: u64, rng: &mut Rng) {
     fs::write(log, bytes).unwrap();
 }
 
-/// The offset `verify` reports as the torn tail of `log` in `dir`, if it reports one.
-fn torn_offset(dir: &Path, log: &Path) -> Option<u64> {
+/// The torn tails `verify` reports for `dir`, as paths relative to `dir` and offsets.
+fn torn_tails(dir: &Path) -> Vec<(PathBuf, u64)> {
     stdout_lines(&reprise(dir, &["verify"], None))
         .iter()
-        .find(|f| f["kind"] == "torn_tail" && f["file"].as_str() == log.to_str())
-        .and_then(|f| f["offset"].as_u64())
+        .filter(|f| f["kind"] == "torn_tail")
+        .map(|f| {
+            let file = Path::new(f["file"].as_str().unwrap());
+            let rel = file.strip_prefix(dir).unwrap().to_path_buf();
+            (rel, f["offset"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// `tails` (relative to the killed writer's directory) as paths in its copy `dir`, leaving
+/// out the file `except`.
+fn in_copy(dir: &Path, tails: &[(PathBuf, u64)], except: Option<&Path>) -> Vec<(PathBuf, u64)> {
+    tails
+        .iter()
+        .filter(|(rel, _)| Some(rel.as_path()) != except)
+        .map(|(rel, offset)| (dir.join(rel), *offset))
+        .collect()
 }
 
 /// (b): a commit log `path` whose header sector is zeros, with garbage in a later sector.
@@ -105,15 +120,16 @@ fn generation(log: &Path) -> u64 {
 
 /// Every command opens `dir` with every one of the `acked` events; `torn` is the file and
 /// offset `verify` must report as a torn tail, and `killed_torn` the killed writer's own torn
-/// tail (SIGKILL may cut its last write short), which `verify` must then report too, exactly
-/// there. One more event is then acknowledged.
+/// tails (SIGKILL may cut its last write short, of the commit log or of the guild's segment,
+/// whose events the commit log then still holds), which `verify` must then report too, each
+/// exactly there. One more event is then acknowledged.
 fn check_opens(
     dir: &Path,
     acked: u64,
     events: &[reprise::Event],
     states: &[State],
     torn: (&Path, u64),
-    killed_torn: Option<(&Path, u64)>,
+    killed_torn: &[(PathBuf, u64)],
     what: &str,
 ) {
     let (seq, state) = state_of(dir);
@@ -128,15 +144,20 @@ fn check_opens(
 
     let verify = reprise(dir, &["verify"], None);
     let mut findings = stdout_lines(&verify);
-    // The killed writer's torn tail, when it left one: reported where the untouched copy has it.
-    if let Some((file, offset)) = killed_torn {
+    // The killed writer's torn tails, when it left any: reported where the untouched copy has
+    // them.
+    for (file, offset) in killed_torn {
         let at = findings.iter().position(|f| {
             f["kind"] == "torn_tail"
                 && f["file"].as_str() == file.to_str()
-                && f["offset"].as_u64() == Some(offset)
+                && f["offset"].as_u64() == Some(*offset)
         });
         let at = at.unwrap_or_else(|| {
-            panic!("{what}: the killed writer's torn tail is not reported: {findings:?}")
+            panic!(
+                "{what}: the killed writer's torn tail of {} at {offset} is not reported: \
+                 {findings:?}",
+                file.display()
+            )
         });
         findings.remove(at);
     }
@@ -228,15 +249,19 @@ fn killed_apply_then_torn_commit_log_writes_lose_no_acknowledged_event() {
             .unwrap_or_else(|| panic!("round {round}: no commit log after the kill"))
             .clone();
         let rel = newest.strip_prefix(&killed).unwrap().to_path_buf();
+        // SIGKILL may cut the writer's last write() short between two pages (of the commit
+        // log or of the guild's segment): `verify` on the untouched directory says where.
+        let killed_tails = torn_tails(&killed);
 
         // (a) a holed torn record after the valid end of the newest commit log.
         let a = tmp.path().join("a");
         copy_dir(&killed, &a);
-        // SIGKILL may cut a multi-page write() short (the kernel stops between pages): the
-        // log may end in part of an unacknowledged record already, and `verify` on the
-        // untouched copy says where its valid bytes end.
-        let valid_end =
-            torn_offset(&a, &a.join(&rel)).unwrap_or_else(|| records_end(&a.join(&rel)));
+        // The log may end in part of an unacknowledged record already (a cut write), and
+        // `verify` on the untouched copy says where its valid bytes end.
+        let valid_end = killed_tails
+            .iter()
+            .find(|(file, _)| *file == rel)
+            .map_or_else(|| records_end(&a.join(&rel)), |(_, offset)| *offset);
         append_holed_torn_record(&a.join(&rel), valid_end, &mut rng);
         check_opens(
             &a,
@@ -244,7 +269,7 @@ fn killed_apply_then_torn_commit_log_writes_lose_no_acknowledged_event() {
             &events,
             &states,
             (&a.join(&rel), valid_end),
-            None,
+            &in_copy(&a, &killed_tails, Some(&rel)),
             &format!("round {round} (a) kill at {kill_at} acked {acked} valid end {valid_end}"),
         );
 
@@ -254,8 +279,6 @@ fn killed_apply_then_torn_commit_log_writes_lose_no_acknowledged_event() {
         let next = b1
             .join("commit")
             .join(format!("{:020}.clog", generation(&newest) + 1));
-        // As in (a): the killed writer's log may already end in a torn tail.
-        let killed_torn = torn_offset(&b1, &b1.join(&rel)).map(|offset| (b1.join(&rel), offset));
         write_zero_header_log(&next, &mut rng);
         check_opens(
             &b1,
@@ -263,7 +286,7 @@ fn killed_apply_then_torn_commit_log_writes_lose_no_acknowledged_event() {
             &events,
             &states,
             (&next, 0),
-            killed_torn.as_ref().map(|(p, o)| (p.as_path(), *o)),
+            &in_copy(&b1, &killed_tails, None),
             &format!("round {round} (b1) kill at {kill_at} acked {acked}"),
         );
 
@@ -292,7 +315,7 @@ fn killed_apply_then_torn_commit_log_writes_lose_no_acknowledged_event() {
             &events,
             &states,
             (&fresh, 0),
-            None,
+            &[],
             &format!("round {round} (b2) kill at {kill_at} acked {acked}"),
         );
     }
@@ -315,7 +338,10 @@ fn only_finding(dir: &Path, what: &str) -> Value {
 fn regression_damage_in_a_segment_the_commit_log_covers_is_reported_as_a_torn_tail() {
     // Small events (a few dozen bytes each), so that the first segment holds its header only
     // while the first ones are buffered, and frames after the first 64 KiB flush.
-    let events: Vec<reprise::Event> = (0..3001u32)
+    // Ten times more input than the kill points need: a writer that reached the end of its
+    // input before the kill took effect would close cleanly (its segment synced, its commit
+    // log dropped), and damage to the segment would then rightly be damage.
+    let events: Vec<reprise::Event> = (0..30_001u32)
         .map(|i| {
             reprise::Event::from_json(&format!(r#"{{"type":"volume_set","volume":{}}}"#, i % 1000))
                 .unwrap()
@@ -327,7 +353,7 @@ fn regression_damage_in_a_segment_the_commit_log_covers_is_reported_as_a_torn_ta
         reprise::session::apply(&mut next, e);
         states.push(next);
     }
-    let input = jsonl(&events[..3000]);
+    let input = jsonl(&events[..30_000]);
     let kill = |root: &Path, kill_at: u64| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprise"));
         cmd.arg("--dir")
@@ -399,6 +425,10 @@ fn regression_damage_in_a_segment_the_commit_log_covers_is_reported_as_a_torn_ta
     // (b) A byte in the middle of the frames a killed writer wrote to its segment.
     let killed = tmp.path().join("killed_late");
     let acked = kill(&killed, 2900);
+    assert!(
+        !commit_logs(&killed).is_empty(),
+        "precondition: the writer was killed before it closed"
+    );
     let frames = fs::read(killed.join(&segment_rel)).unwrap();
     let header_len = reprise::format::segment::HEADER_LEN;
     assert!(
