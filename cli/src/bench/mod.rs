@@ -1,8 +1,12 @@
 //! `reprise bench`: the side-by-side benchmark of CONTRACT §4.
 //!
-//! Every row runs in this one process, one after the other, in a temporary directory under
-//! `--dir` (`<dir>/bench-<pid>`, removed afterwards), so every peer writes to the same disk in
-//! the same run and the ratios compare like with like. Every appending row consumes the same
+//! Every row runs in this one process, in a temporary directory under `--dir`
+//! (`<dir>/bench-<pid>`, removed afterwards), so every peer writes to the same disk in the same
+//! run and the ratios compare like with like. The durable rows (both floors, both `reprise
+//! durable` rows, `sqlite WAL FULL`, `sonora JSON`, the redb and fjall rows), each paced by the
+//! disk's flush latency, are measured side by side in rounds, so that the disk's drift from
+//! minute to minute falls on all of them alike (see [`side_by_side`]); the other rows run one
+//! after the other. Every appending row consumes the same
 //! pre-generated stream of realistic events ([`Workload`](reprise::session::Workload),
 //! generated before any clock starts), after the same untimed warm-up prefix of
 //! [`WARMUP_EVENTS`] events.
@@ -24,6 +28,7 @@
 //! - [`row`]: what a row is — its name, its latency samples and how they are taken, its
 //!   guarantee and baseline;
 //! - [`stream`]: the pre-generated event stream every appending row consumes;
+//! - [`side_by_side`]: the durable rows' measurement, side by side in rounds;
 //! - [`reprise_rows`]: reprise's own local rows (durable, none, replay, snapshot);
 //! - [`peers`]: the rows reprise is compared with (the fdatasync floor and append, SQLite,
 //!   Sonora JSON);
@@ -40,6 +45,7 @@ mod report;
 mod reprise_rows;
 mod row;
 mod scale;
+mod side_by_side;
 mod stores;
 mod stream;
 
@@ -53,10 +59,12 @@ use crate::output::{print_json_line, print_line, Out};
 use crate::progress::Progress;
 use crate::Failure;
 use machine::machine_description;
-use peers::{floor_append_row, floor_row, sonora_json_row, sqlite_full_row, sqlite_normal_row};
+use peers::{
+    floor_append_store, floor_store, sonora_json_store, sqlite_full_store, sqlite_normal_row,
+};
 use report::Report;
 use reprise_rows::{
-    replay_row, reprise_durable_1_row, reprise_durable_64_row, reprise_none_row, snapshot_row,
+    replay_row, reprise_durable_1_store, reprise_durable_64_store, reprise_none_row, snapshot_row,
 };
 use row::{
     Row, CLAIM, FJALL_1, FJALL_64, FLOOR, FLOOR_APPEND, NEW_GUILD, RECOVER_GUILDS, REDB_1, REDB_64,
@@ -65,7 +73,8 @@ use row::{
 };
 pub(crate) use scale::worker;
 use scale::{new_guild_row, recover_guilds_row};
-use stores::{fjall_1_row, fjall_64_row, redb_1_row, redb_64_row};
+use side_by_side::{measure_side_by_side, Entry, SideBySide};
+use stores::{fjall_1_store, fjall_64_store, redb_1_store, redb_64_store};
 use stream::{Stream, WARMUP_EVENTS};
 
 /// Guilds of the `reprise durable 64 guilds` row.
@@ -80,8 +89,15 @@ const BENCH_GUILD: GuildId = GuildId(601_988_503_601_311_691);
 struct Plan {
     /// `"quick"` or `"full"`.
     label: &'static str,
-    /// Timed events of each sequential durable row (floor, reprise 1 guild, sqlite FULL, sonora).
+    /// Timed events of each single-stream durable row (the floors, reprise 1 guild, sqlite
+    /// FULL, sonora JSON, redb and fjall 1 guild).
     durable_events: usize,
+    /// Rounds the durable rows are measured in, side by side (see [`side_by_side`]): the
+    /// slices of each single-stream row.
+    rounds: usize,
+    /// The slices of each 64-guild row (each guild's events cut into so many; long enough
+    /// for the 64 appenders to reach full group commits).
+    guild_slices: usize,
     /// Timed events of the 64-guild row (a multiple of [`GUILDS`]).
     guild_events: usize,
     /// Timed events of the in-memory-acknowledged rows (reprise none, sqlite NORMAL).
@@ -110,6 +126,8 @@ impl Plan {
     const QUICK: Plan = Plan {
         label: "quick",
         durable_events: 2_000,
+        rounds: 40,
+        guild_slices: 4,
         guild_events: 256 * GUILDS,
         memory_events: 20_000,
         replay_events: 50_000,
@@ -125,6 +143,8 @@ impl Plan {
     const FULL: Plan = Plan {
         label: "full",
         durable_events: 10_000,
+        rounds: 80,
+        guild_slices: 8,
         guild_events: 1024 * GUILDS,
         memory_events: 200_000,
         replay_events: 200_000,
@@ -221,35 +241,33 @@ pub(crate) fn run(
     );
     let stream = Stream::generate(plan.stream_events());
     let mut rows = Vec::with_capacity(16);
-    let steps: [(&str, RowFn); 16] = [
-        (FLOOR, floor_row),
-        (FLOOR_APPEND, floor_append_row),
-        (REPRISE_DURABLE_1, reprise_durable_1_row),
-        (REPRISE_DURABLE_64, reprise_durable_64_row),
-        (REPRISE_NONE, reprise_none_row),
-        (SQLITE_FULL, sqlite_full_row),
-        (SQLITE_NORMAL, sqlite_normal_row),
-        (SONORA_JSON, sonora_json_row),
-        (REDB_1, redb_1_row),
-        (FJALL_1, fjall_1_row),
-        (REDB_64, redb_64_row),
-        (FJALL_64, fjall_64_row),
-        (REPLAY, replay_row),
-        (SNAPSHOT, snapshot_row),
-        (NEW_GUILD, new_guild_row),
-        (RECOVER_GUILDS, recover_guilds_row),
+    let steps: [(&str, RowsFn); 7] = [
+        ("durable rows, side by side", durable_rows),
+        (REPRISE_NONE, |s, e, p| Ok(vec![reprise_none_row(s, e, p)?])),
+        (SQLITE_NORMAL, |s, e, p| {
+            Ok(vec![sqlite_normal_row(s, e, p)?])
+        }),
+        (REPLAY, |s, e, p| Ok(vec![replay_row(s, e, p)?])),
+        (SNAPSHOT, |s, e, p| Ok(vec![snapshot_row(s, e, p)?])),
+        (NEW_GUILD, |s, e, p| Ok(vec![new_guild_row(s, e, p)?])),
+        (RECOVER_GUILDS, |s, e, p| {
+            Ok(vec![recover_guilds_row(s, e, p)?])
+        }),
     ];
     let bar = Progress::new(
-        steps.len() as u64 + if remote.is_some() { 3 } else { 0 },
+        LOCAL_ROWS.len() as u64 + if remote.is_some() { 3 } else { 0 },
         "bench",
         "rows",
         json,
     );
     for (name, step) in steps {
         bar.stage("bench", name);
-        rows.push(step(&scratch, &stream, &plan)?);
-        bar.inc(1);
+        let measured = step(&scratch, &stream, &plan)?;
+        bar.inc(measured.len() as u64);
+        rows.extend(measured);
     }
+    // Contract order.
+    rows.sort_by_key(|row| LOCAL_ROWS.iter().position(|name| *name == row.name));
     if let Some(bench) = &remote {
         let steps: [(&str, remote::RemoteRowFn); 3] = [
             (S3_PUT_FLOOR, remote::s3_put_floor_row),
@@ -284,5 +302,63 @@ pub(crate) fn run(
     }
 }
 
-/// One row of the benchmark: measures and returns it.
-type RowFn = fn(&Scratch, &Stream, &Plan) -> Result<Row, Failure>;
+/// One step of the benchmark: measures and returns its rows.
+type RowsFn = fn(&Scratch, &Stream, &Plan) -> Result<Vec<Row>, Failure>;
+
+/// Opens and warms up one single-stream durable store.
+type OpenFn = fn(&Scratch, &Stream) -> Result<Box<dyn SideBySide>, Failure>;
+
+/// The local rows, in the order of CONTRACT §4 (the order the report prints them in).
+const LOCAL_ROWS: [&str; 16] = [
+    FLOOR,
+    FLOOR_APPEND,
+    REPRISE_DURABLE_1,
+    REPRISE_DURABLE_64,
+    REPRISE_NONE,
+    SQLITE_FULL,
+    SQLITE_NORMAL,
+    SONORA_JSON,
+    REDB_1,
+    FJALL_1,
+    REDB_64,
+    FJALL_64,
+    REPLAY,
+    SNAPSHOT,
+    NEW_GUILD,
+    RECOVER_GUILDS,
+];
+
+/// The durable rows, measured side by side in [`Plan::rounds`] rounds (see [`side_by_side`]):
+/// the single-stream ones (`fdatasync floor`, `fdatasync append`, `reprise durable 1 guild`,
+/// `sqlite WAL FULL`, `sonora JSON`, `redb 1 guild`, `fjall 1 guild`) over
+/// [`Plan::durable_events`] events in one slice per round, and the 64-guild ones (`reprise
+/// durable 64 guilds`, `redb 64 guilds`, `fjall 64 guilds`) over `guild_events / 64` events
+/// per guild in [`Plan::guild_slices`] slices spread over the rounds. Every store is opened
+/// and warmed up before the first round.
+fn durable_rows(scratch: &Scratch, stream: &Stream, plan: &Plan) -> Result<Vec<Row>, Failure> {
+    let single = stream.measured(plan.durable_events);
+    let per_guild = stream.measured(plan.guild_events / GUILDS);
+    let openers: [(OpenFn, &[reprise::Event], usize); 10] = [
+        (floor_store, single, plan.rounds),
+        (floor_append_store, single, plan.rounds),
+        (reprise_durable_1_store, single, plan.rounds),
+        (reprise_durable_64_store, per_guild, plan.guild_slices),
+        (sqlite_full_store, single, plan.rounds),
+        (sonora_json_store, single, plan.rounds),
+        (redb_1_store, single, plan.rounds),
+        (fjall_1_store, single, plan.rounds),
+        (redb_64_store, per_guild, plan.guild_slices),
+        (fjall_64_store, per_guild, plan.guild_slices),
+    ];
+    let entries = openers
+        .into_iter()
+        .map(|(open, events, slices)| {
+            Ok(Entry {
+                store: open(scratch, stream)?,
+                events,
+                slices,
+            })
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    measure_side_by_side(entries, plan.rounds, plan.row_budget)
+}

@@ -24,7 +24,8 @@ pub(super) struct Report {
 
 /// The note printed with every report.
 const SIDE_BY_SIDE_NOTE: &str = "all rows measured side by side in this one run, in one process, \
-on the disk of --dir; compare ratios, not absolute numbers, across machines";
+on the disk of --dir, the durable ones interleaved slice by slice in rounds; compare ratios, not \
+absolute numbers, across machines";
 
 impl Report {
     /// `ops_per_s` of the named row (0 if absent).
@@ -101,6 +102,7 @@ impl Report {
             "machine": self.machine,
             "note": SIDE_BY_SIDE_NOTE,
             "mode": self.plan.label,
+            "durable_rounds": self.plan.rounds,
             "rows": rows,
         });
         if let (Some(url), Some(m)) = (&self.remote, report.as_object_mut()) {

@@ -3,7 +3,6 @@
 //! a sync, the replay of a long log, and the write of a snapshot of a 1,000-track queue.
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reprise::session::{lavalink_blob_of, lavalink_encoded, State, Track, HISTORY_MAX_DEFAULT};
@@ -16,6 +15,7 @@ use super::row::{
     measure, Guarantee, Row, Samples, REPLAY, REPRISE_DURABLE_1, REPRISE_DURABLE_64, REPRISE_NONE,
     SNAPSHOT,
 };
+use super::side_by_side::{Sequential, SideBySide};
 use super::stream::Stream;
 use super::{atomic_failure, io_failure, Plan, Scratch, BENCH_GUILD, GUILDS};
 use crate::Failure;
@@ -63,71 +63,110 @@ pub(super) fn warmed_journal(
 
 /// `reprise durable 1 guild`: `Journal::append(.., Durability::Always)` per event (default
 /// configuration, automatic snapshots included); acknowledged when `append` returns.
-pub(super) fn reprise_durable_1_row(
+pub(super) fn reprise_durable_1_store(
     scratch: &Scratch,
     stream: &Stream,
-    plan: &Plan,
-) -> Result<Row, Failure> {
-    let mut journal = warmed_journal(scratch, "reprise-durable-1", stream, Durability::BATCHED)?;
-    let samples = reprise_appends(
-        &mut journal,
-        BENCH_GUILD,
-        stream.measured(plan.durable_events),
-        Durability::Always,
-        plan.row_budget,
-    )?;
-    journal.close()?;
-    Ok(Row::new(REPRISE_DURABLE_1, Guarantee::PowerLoss, samples))
+) -> Result<Box<dyn SideBySide>, Failure> {
+    let journal = warmed_journal(scratch, "reprise-durable-1", stream, Durability::BATCHED)?;
+    Ok(Box::new(RepriseDurable1 { journal }))
 }
 
-/// `reprise durable 64 guilds`: the row's measurement (see [`reprise_durable_64`]).
-pub(super) fn reprise_durable_64_row(
+/// The `reprise durable 1 guild` store.
+struct RepriseDurable1 {
+    journal: Journal,
+}
+
+impl Sequential for RepriseDurable1 {
+    fn name(&self) -> &'static str {
+        REPRISE_DURABLE_1
+    }
+
+    fn put(&mut self, event: &Event) -> Result<(), Failure> {
+        self.journal
+            .append(BENCH_GUILD, event, Durability::Always)?;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, _row: &mut Row) -> Result<(), Failure> {
+        self.journal.close()?;
+        Ok(())
+    }
+}
+
+/// `reprise durable 64 guilds`: durable appends spread over 64 guilds appending concurrently
+/// through the async runtime ([`Reprise`]), each with `Durability::Always`: for each slice of
+/// the timed events, 64 tokio tasks (one per guild) each append the slice to their guild one
+/// event at a time, awaiting every acknowledgement, so the writer's group commit is what makes
+/// one fsync cover many guilds (see [`concurrent_appends`]). Every guild holds the warm-up
+/// events first (appended untimed, then flushed).
+pub(super) fn reprise_durable_64_store(
     scratch: &Scratch,
     stream: &Stream,
-    plan: &Plan,
-) -> Result<Row, Failure> {
+) -> Result<Box<dyn SideBySide>, Failure> {
     let dir = scratch.sub("reprise-durable-64")?;
-    let samples = reprise_durable_64(&dir, stream, plan.guild_events)?;
-    let mut row = Row::new(REPRISE_DURABLE_64, Guarantee::PowerLoss, samples);
-    row.extra.insert("guilds".into(), json!(GUILDS));
-    Ok(row)
-}
-
-/// The guild ids of the 64-guild row (realistic, distinct snowflakes).
-pub(super) fn bench_guilds() -> Vec<GuildId> {
-    (0..GUILDS as u64)
-        .map(|i| GuildId(BENCH_GUILD.0 + i * 4_194_304_007))
-        .collect()
-}
-
-/// `n` durable appends spread over 64 guilds appending concurrently through the async runtime
-/// ([`Reprise`]), each with `Durability::Always`: 64 tokio tasks (one per guild) each append
-/// their guild's stream one event at a time, awaiting every acknowledgement, so the writer's
-/// group commit is what makes one fsync cover many guilds. An event's latency runs from its
-/// `append` call to its acknowledgement. `n` is rounded down to whole rounds.
-fn reprise_durable_64(dir: &Path, stream: &Stream, n: usize) -> Result<Samples, Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| io_failure("start a tokio runtime in", dir, e))?;
+        .map_err(|e| io_failure("start a tokio runtime in", &dir, e))?;
     let guilds = bench_guilds();
-    let per_guild = n / GUILDS;
     let warmup: Vec<Event> = stream.warmup().to_vec();
-    let measured: Vec<Event> = stream.measured(per_guild).to_vec();
-    runtime.block_on(async move {
+    let handle = runtime.block_on(async {
         let config = Config::default().with_snapshot_interval(None);
-        let handle = Reprise::open(dir, config).await?;
+        let handle = Reprise::open(&dir, config).await?;
         for guild in &guilds {
             handle
                 .append_many_with(*guild, warmup.clone(), Some(Durability::None))
                 .await?;
         }
         handle.flush().await?;
-        let samples = concurrent_appends(&handle, guilds, measured, Durability::Always).await?;
-        handle.shutdown().await?;
-        Ok(samples)
-    })
+        Ok::<_, Failure>(handle)
+    })?;
+    Ok(Box::new(RepriseDurable64 {
+        runtime,
+        handle,
+        guilds,
+    }))
+}
+
+/// The `reprise durable 64 guilds` store: its runtime, handle and guilds.
+struct RepriseDurable64 {
+    runtime: tokio::runtime::Runtime,
+    handle: Reprise,
+    guilds: Vec<GuildId>,
+}
+
+impl SideBySide for RepriseDurable64 {
+    fn name(&self) -> &'static str {
+        REPRISE_DURABLE_64
+    }
+
+    /// Every slice runs to its end (no budget: the group commit finishes 64 guilds' slices in
+    /// the time the single-stream rows take for a few events).
+    fn run(&mut self, events: &[Event], _budget: Duration) -> Result<Samples, Failure> {
+        self.runtime.block_on(concurrent_appends(
+            &self.handle,
+            self.guilds.clone(),
+            events.to_vec(),
+            Durability::Always,
+        ))
+    }
+
+    fn finish(self: Box<Self>, row: &mut Row) -> Result<(), Failure> {
+        let RepriseDurable64 {
+            runtime, handle, ..
+        } = *self;
+        runtime.block_on(handle.shutdown())?;
+        row.extra.insert("guilds".into(), json!(GUILDS));
+        Ok(())
+    }
+}
+
+/// The guild ids of the 64-guild rows (realistic, distinct snowflakes).
+pub(super) fn bench_guilds() -> Vec<GuildId> {
+    (0..GUILDS as u64)
+        .map(|i| GuildId(BENCH_GUILD.0 + i * 4_194_304_007))
+        .collect()
 }
 
 /// The timed part of the 64-guild rows: one tokio task per guild of `guilds` appends every

@@ -67,6 +67,14 @@ impl Samples {
         self
     }
 
+    /// Adds the latencies, operations and wall time of `other` (another part of the same
+    /// row's measurement) to these; [`Samples::finish`] sorts the whole again.
+    pub(super) fn merge(&mut self, other: Samples) {
+        self.latencies_ns.extend(other.latencies_ns);
+        self.ops += other.ops;
+        self.wall += other.wall;
+    }
+
     /// The `p`-quantile (`0.0..=1.0`, nearest rank) of the latencies in microseconds; 0 when
     /// nothing was recorded.
     pub(super) fn percentile_us(&self, p: f64) -> f64 {

@@ -11,15 +11,15 @@
 //! event's latency runs from its write call to its durable return.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reprise::Event;
 use serde_json::json;
 
-use super::row::{measure, Guarantee, Row, Samples, FJALL_1, FJALL_64, REDB_1, REDB_64};
+use super::row::{Row, Samples, FJALL_1, FJALL_64, REDB_1, REDB_64};
+use super::side_by_side::{Sequential, SideBySide};
 use super::stream::Stream;
-use super::{Plan, Scratch, BENCH_GUILD, GUILDS};
+use super::{Scratch, BENCH_GUILD, GUILDS};
 use crate::Failure;
 
 /// The redb table: `(guild, seq)` to the event's JSON text.
@@ -86,127 +86,181 @@ fn redb_open(dir: &Path) -> Result<redb::Database, Failure> {
 }
 
 /// `redb 1 guild`: one durable write transaction per event, sequentially.
-pub(super) fn redb_1_row(scratch: &Scratch, stream: &Stream, plan: &Plan) -> Result<Row, Failure> {
-    let db = redb_open(&scratch.sub("redb-1")?)?;
-    let guild = BENCH_GUILD.0;
-    let mut seq = 0;
-    let mut put = |event: &Event| {
-        seq += 1;
-        redb_put(&db, guild, seq, event)
+pub(super) fn redb_1_store(
+    scratch: &Scratch,
+    stream: &Stream,
+) -> Result<Box<dyn SideBySide>, Failure> {
+    let mut redb = Redb1 {
+        db: redb_open(&scratch.sub("redb-1")?)?,
+        seq: 0,
     };
     for event in stream.warmup() {
-        put(event)?;
+        redb.put(event)?;
     }
-    let samples = measure(stream.measured(plan.durable_events), plan.row_budget, put)?;
-    Ok(Row::new(REDB_1, Guarantee::PowerLoss, samples))
+    Ok(Box::new(redb))
+}
+
+/// The `redb 1 guild` store: its database and the guild's last seq.
+struct Redb1 {
+    db: redb::Database,
+    seq: u64,
+}
+
+impl Sequential for Redb1 {
+    fn name(&self) -> &'static str {
+        REDB_1
+    }
+
+    fn put(&mut self, event: &Event) -> Result<(), Failure> {
+        self.seq += 1;
+        redb_put(&self.db, BENCH_GUILD.0, self.seq, event)
+    }
 }
 
 /// `fjall 1 guild`: one insert + `persist(SyncData)` per event, sequentially.
-pub(super) fn fjall_1_row(scratch: &Scratch, stream: &Stream, plan: &Plan) -> Result<Row, Failure> {
-    let (db, events) = fjall_open(&scratch.sub("fjall-1")?)?;
-    let guild = BENCH_GUILD.0;
-    let mut seq = 0;
-    let mut put = |event: &Event| {
-        seq += 1;
-        fjall_put(&db, &events, guild, seq, event)
-    };
-    for event in stream.warmup() {
-        put(event)?;
-    }
-    let samples = measure(stream.measured(plan.durable_events), plan.row_budget, put)?;
-    Ok(Row::new(FJALL_1, Guarantee::PowerLoss, samples))
-}
-
-/// `redb 64 guilds`: see [`concurrent_puts`].
-pub(super) fn redb_64_row(scratch: &Scratch, stream: &Stream, plan: &Plan) -> Result<Row, Failure> {
-    let db = Arc::new(redb_open(&scratch.sub("redb-64")?)?);
-    let samples = concurrent_puts(stream, plan, move |guild, seq, event| {
-        redb_put(&db, guild, seq, event)
-    })?;
-    let mut row = Row::new(REDB_64, Guarantee::PowerLoss, samples);
-    row.extra.insert("guilds".into(), json!(GUILDS));
-    Ok(row)
-}
-
-/// `fjall 64 guilds`: see [`concurrent_puts`].
-pub(super) fn fjall_64_row(
+pub(super) fn fjall_1_store(
     scratch: &Scratch,
     stream: &Stream,
-    plan: &Plan,
-) -> Result<Row, Failure> {
+) -> Result<Box<dyn SideBySide>, Failure> {
+    let (db, events) = fjall_open(&scratch.sub("fjall-1")?)?;
+    let mut fjall = Fjall1 { db, events, seq: 0 };
+    for event in stream.warmup() {
+        fjall.put(event)?;
+    }
+    Ok(Box::new(fjall))
+}
+
+/// The `fjall 1 guild` store: its database, keyspace and the guild's last seq.
+struct Fjall1 {
+    db: fjall::Database,
+    events: fjall::Keyspace,
+    seq: u64,
+}
+
+impl Sequential for Fjall1 {
+    fn name(&self) -> &'static str {
+        FJALL_1
+    }
+
+    fn put(&mut self, event: &Event) -> Result<(), Failure> {
+        self.seq += 1;
+        fjall_put(&self.db, &self.events, BENCH_GUILD.0, self.seq, event)
+    }
+}
+
+/// `redb 64 guilds`: see [`Concurrent64`].
+pub(super) fn redb_64_store(
+    scratch: &Scratch,
+    stream: &Stream,
+) -> Result<Box<dyn SideBySide>, Failure> {
+    let db = redb_open(&scratch.sub("redb-64")?)?;
+    let put = move |guild, seq, event: &Event| redb_put(&db, guild, seq, event);
+    Ok(Box::new(Concurrent64::warmed(REDB_64, put, stream)?))
+}
+
+/// `fjall 64 guilds`: see [`Concurrent64`].
+pub(super) fn fjall_64_store(
+    scratch: &Scratch,
+    stream: &Stream,
+) -> Result<Box<dyn SideBySide>, Failure> {
     let (db, events) = fjall_open(&scratch.sub("fjall-64")?)?;
-    let samples = concurrent_puts(stream, plan, move |guild, seq, event| {
-        fjall_put(&db, &events, guild, seq, event)
-    })?;
-    let mut row = Row::new(FJALL_64, Guarantee::PowerLoss, samples);
-    row.extra.insert("guilds".into(), json!(GUILDS));
-    Ok(row)
+    let put = move |guild, seq, event: &Event| fjall_put(&db, &events, guild, seq, event);
+    Ok(Box::new(Concurrent64::warmed(FJALL_64, put, stream)?))
 }
 
 /// The 64-guild rows of the peer stores: 64 threads, one per guild of
-/// [`bench_guilds`](super::reprise_rows::bench_guilds), each writes the warm-up events
-/// (untimed, all threads together) and then the same `guild_events / 64` measured events as
-/// `reprise durable 64 guilds`, one `put` at a time, until they run out or the row's time
-/// budget has passed. The wall time is that of the timed part of all threads.
-fn concurrent_puts(
-    stream: &Stream,
-    plan: &Plan,
-    put: impl Fn(u64, u64, &Event) -> Result<(), Failure> + Sync,
-) -> Result<Samples, Failure> {
-    let guilds = super::reprise_rows::bench_guilds();
-    let warmup = stream.warmup();
-    let measured = stream.measured(plan.guild_events / GUILDS);
-    let budget = plan.row_budget;
-    let ready = std::sync::Barrier::new(guilds.len() + 1);
-    let (put, ready) = (&put, &ready);
-    let (latencies, start) = std::thread::scope(|scope| {
-        let workers: Vec<_> = guilds
-            .iter()
-            .map(|guild| {
-                let guild = guild.0;
-                scope.spawn(move || -> Result<Vec<Duration>, Failure> {
-                    let mut seq = 0;
-                    let warmed = warmup.iter().try_for_each(|event| {
-                        seq += 1;
-                        put(guild, seq, event)
-                    });
-                    ready.wait();
-                    warmed?;
-                    let start = Instant::now();
-                    let mut latencies = Vec::with_capacity(measured.len());
-                    for event in measured {
-                        seq += 1;
-                        let t = Instant::now();
-                        put(guild, seq, event)?;
-                        let end = Instant::now();
-                        latencies.push(end.duration_since(t));
-                        if end.duration_since(start) >= budget {
-                            break;
-                        }
-                    }
-                    Ok(latencies)
-                })
-            })
-            .collect();
-        ready.wait();
-        let start = Instant::now();
-        let latencies: Vec<_> = workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect();
-        (latencies, start)
-    });
-    let wall = start.elapsed();
-    let mut samples = Samples::with_capacity(measured.len() * GUILDS);
-    let mut ops = 0;
-    for thread in latencies {
-        for latency in thread? {
-            samples.push(latency);
-            ops += 1;
-        }
+/// [`bench_guilds`](super::reprise_rows::bench_guilds), each writes its guild's events one
+/// `put` at a time into one shared database, as a bot's tasks would. The warm-up events are
+/// written that way untimed; then each slice of the timed events (the same `guild_events / 64`
+/// per guild as `reprise durable 64 guilds`) is written by every guild's thread, started
+/// together, until the events run out or the time budget has passed. A slice's wall time is
+/// that of the timed part of all its threads.
+struct Concurrent64<P> {
+    name: &'static str,
+    put: P,
+    /// Each guild's last seq.
+    seqs: Vec<u64>,
+}
+
+impl<P: Fn(u64, u64, &Event) -> Result<(), Failure> + Sync> Concurrent64<P> {
+    /// The store after every guild's warm-up events.
+    fn warmed(name: &'static str, put: P, stream: &Stream) -> Result<Self, Failure> {
+        let mut store = Concurrent64 {
+            name,
+            put,
+            seqs: vec![0; GUILDS],
+        };
+        store.concurrently(stream.warmup(), Duration::MAX)?;
+        Ok(store)
     }
-    Ok(samples.finish(ops, wall))
+
+    /// Every guild's thread writes `events` (see the type's docs).
+    fn concurrently(&mut self, events: &[Event], budget: Duration) -> Result<Samples, Failure> {
+        let guilds = super::reprise_rows::bench_guilds();
+        let ready = std::sync::Barrier::new(guilds.len() + 1);
+        let (put, ready) = (&self.put, &ready);
+        let (threads, start) = std::thread::scope(|scope| {
+            let workers: Vec<_> = guilds
+                .iter()
+                .zip(&self.seqs)
+                .map(|(guild, seq)| {
+                    let (guild, mut seq) = (guild.0, *seq);
+                    scope.spawn(move || -> (u64, Result<Vec<Duration>, Failure>) {
+                        ready.wait();
+                        let start = Instant::now();
+                        let mut latencies = Vec::with_capacity(events.len());
+                        for event in events {
+                            let t = Instant::now();
+                            if let Err(e) = put(guild, seq + 1, event) {
+                                return (seq, Err(e));
+                            }
+                            seq += 1;
+                            let end = Instant::now();
+                            latencies.push(end.duration_since(t));
+                            if end.duration_since(start) >= budget {
+                                break;
+                            }
+                        }
+                        (seq, Ok(latencies))
+                    })
+                })
+                .collect();
+            ready.wait();
+            let start = Instant::now();
+            let threads: Vec<_> = workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect();
+            (threads, start)
+        });
+        let wall = start.elapsed();
+        let mut samples = Samples::with_capacity(events.len() * GUILDS);
+        let mut ops = 0;
+        for ((seq, latencies), last) in threads.into_iter().zip(&mut self.seqs) {
+            *last = seq;
+            for latency in latencies? {
+                samples.push(latency);
+                ops += 1;
+            }
+        }
+        Ok(samples.finish(ops, wall))
+    }
+}
+
+impl<P: Fn(u64, u64, &Event) -> Result<(), Failure> + Sync> SideBySide for Concurrent64<P> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn run(&mut self, events: &[Event], budget: Duration) -> Result<Samples, Failure> {
+        self.concurrently(events, budget)
+    }
+
+    fn finish(self: Box<Self>, row: &mut Row) -> Result<(), Failure> {
+        row.extra.insert("guilds".into(), json!(GUILDS));
+        Ok(())
+    }
 }
