@@ -291,6 +291,12 @@ impl Journal {
         let root = dir.as_ref().to_path_buf();
         if mode == OpenMode::ReadWrite {
             create_dir_durably(storage.as_ref(), &root)?;
+            // Before `commit/` and `guilds/` exist: their inodes (and the commit logs' inodes,
+            // allocated next to `commit/`'s) then land apart from each other. A hint: a failure
+            // changes nothing stored.
+            if let Err(e) = storage.spread_subdirectories(&root) {
+                tracing::debug!(error = %e, dir = %root.display(), "FS_TOPDIR_FL not set");
+            }
         } else if !storage
             .exists(&root)
             .map_err(|e| Error::io("look up", &root, e))?

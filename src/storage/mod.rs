@@ -208,6 +208,22 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn sync_parallelism(&self) -> usize {
         1
     }
+    /// Asks the file system to place the subdirectories `dir` gets from now on apart from each
+    /// other: on ext2/3/4, the `FS_TOPDIR_FL` inode flag (`chattr +T`), which makes the Orlov
+    /// allocator spread them over block groups instead of putting them next to their parent. A
+    /// hint with no effect on what is stored: `Ok(false)` where the storage has no such thing
+    /// (the default, and file systems without inode flags).
+    ///
+    /// Why the journal asks: on ext4 without a journal, an `fdatasync` of the commit log also
+    /// wrote the inode-table block its inode shares with `guilds/`, which every new guild's
+    /// `mkdir` changes (DESIGN.md, "What a new guild costs").
+    ///
+    /// # Errors
+    /// The OS error of reading or setting the flag.
+    fn spread_subdirectories(&self, dir: &Path) -> io::Result<bool> {
+        let _ = dir;
+        Ok(false)
+    }
     /// Takes an advisory lock on `path` (created if missing): exclusive for a writer, shared for
     /// readers. An exclusive holder writes its pid into the file.
     ///
@@ -602,6 +618,30 @@ impl Storage for FsStorage {
 
     fn sync_parallelism(&self) -> usize {
         SYNC_THREADS_MAX
+    }
+
+    #[cfg(target_os = "linux")]
+    fn spread_subdirectories(&self, dir: &Path) -> io::Result<bool> {
+        use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+        use rustix::io::Errno;
+        let dir = File::open(dir)?;
+        let flags = match ioctl_getflags(&dir) {
+            Ok(flags) => flags,
+            // No inode flags here (tmpfs, and other file systems without FS_IOC_GETFLAGS).
+            Err(e) if e == Errno::NOTTY || e == Errno::OPNOTSUPP || e == Errno::INVAL => {
+                return Ok(false)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if flags.contains(IFlags::TOPDIR) {
+            return Ok(true);
+        }
+        match ioctl_setflags(&dir, flags | IFlags::TOPDIR) {
+            Ok(()) => Ok(true),
+            // Inode flags, but not this one (XFS and btrfs refuse flags they do not know).
+            Err(e) if e == Errno::NOTTY || e == Errno::OPNOTSUPP || e == Errno::INVAL => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn lock(&self, path: &Path, exclusive: bool) -> Result<Box<dyn DirLock>, LockFailure> {

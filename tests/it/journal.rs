@@ -482,3 +482,40 @@ fn guild_state_json_round_trips_in_both_forms() {
         assert!(e.to_string().contains(what), "{what}: {e}");
     }
 }
+
+/// A journal opened for writing asks the file system to spread its subdirectories
+/// (`FS_TOPDIR_FL` on ext2/3/4), so that `commit/` and `guilds/` get inodes apart: on ext4
+/// without a journal, an `fdatasync` of a commit log otherwise also wrote the inode-table block
+/// it shared with `guilds/`, changed by every new guild (DESIGN.md, "What a new guild costs").
+/// Where the file system does not take the flag (tmpfs, XFS), there is nothing to check: a probe
+/// directory says which.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_journal_opened_for_writing_spreads_its_subdirectories_where_the_file_system_can() {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = tmp.path().join("probe");
+    std::fs::create_dir(&probe).unwrap();
+    let probe = std::fs::File::open(&probe).unwrap();
+    let takes_topdir = ioctl_getflags(&probe)
+        .and_then(|flags| ioctl_setflags(&probe, flags | IFlags::TOPDIR))
+        .is_ok();
+    let dir = tmp.path().join("journal");
+    let mut journal = Journal::open(&dir, Config::default()).unwrap();
+    journal
+        .append(GuildId(1), &stream(1, 1).0[0], Durability::Always)
+        .unwrap();
+    let root = std::fs::File::open(&dir).unwrap();
+    let flags = ioctl_getflags(&root);
+    if takes_topdir {
+        assert!(flags.unwrap().contains(IFlags::TOPDIR));
+    }
+    journal.close().unwrap();
+    // A second open of the same directory keeps the flag and its other flags.
+    let journal = Journal::open(&dir, Config::default()).unwrap();
+    if takes_topdir {
+        let flags = ioctl_getflags(&root).unwrap();
+        assert!(flags.contains(IFlags::TOPDIR), "{flags:?}");
+    }
+    journal.close().unwrap();
+}
