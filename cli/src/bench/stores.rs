@@ -90,31 +90,9 @@ pub(super) fn redb_1_store(
     scratch: &Scratch,
     stream: &Stream,
 ) -> Result<Box<dyn SideBySide>, Failure> {
-    let mut redb = Redb1 {
-        db: redb_open(&scratch.sub("redb-1")?)?,
-        seq: 0,
-    };
-    for event in stream.warmup() {
-        redb.put(event)?;
-    }
-    Ok(Box::new(redb))
-}
-
-/// The `redb 1 guild` store: its database and the guild's last seq.
-struct Redb1 {
-    db: redb::Database,
-    seq: u64,
-}
-
-impl Sequential for Redb1 {
-    fn name(&self) -> &'static str {
-        REDB_1
-    }
-
-    fn put(&mut self, event: &Event) -> Result<(), Failure> {
-        self.seq += 1;
-        redb_put(&self.db, BENCH_GUILD.0, self.seq, event)
-    }
+    let db = redb_open(&scratch.sub("redb-1")?)?;
+    let put = move |guild, seq, event: &Event| redb_put(&db, guild, seq, event);
+    Ok(Box::new(Single::warmed(REDB_1, put, stream)?))
 }
 
 /// `fjall 1 guild`: one insert + `persist(SyncData)` per event, sequentially.
@@ -123,28 +101,38 @@ pub(super) fn fjall_1_store(
     stream: &Stream,
 ) -> Result<Box<dyn SideBySide>, Failure> {
     let (db, events) = fjall_open(&scratch.sub("fjall-1")?)?;
-    let mut fjall = Fjall1 { db, events, seq: 0 };
-    for event in stream.warmup() {
-        fjall.put(event)?;
-    }
-    Ok(Box::new(fjall))
+    let put = move |guild, seq, event: &Event| fjall_put(&db, &events, guild, seq, event);
+    Ok(Box::new(Single::warmed(FJALL_1, put, stream)?))
 }
 
-/// The `fjall 1 guild` store: its database, keyspace and the guild's last seq.
-struct Fjall1 {
-    db: fjall::Database,
-    events: fjall::Keyspace,
+/// The 1-guild rows of the peer stores: `put` (guild, seq, event) once per event of
+/// [`BENCH_GUILD`], sequentially.
+struct Single<P> {
+    name: &'static str,
+    put: P,
+    /// The guild's last seq.
     seq: u64,
 }
 
-impl Sequential for Fjall1 {
+impl<P: Fn(u64, u64, &Event) -> Result<(), Failure>> Single<P> {
+    /// The store after the warm-up events.
+    fn warmed(name: &'static str, put: P, stream: &Stream) -> Result<Self, Failure> {
+        let mut store = Single { name, put, seq: 0 };
+        for event in stream.warmup() {
+            store.put(event)?;
+        }
+        Ok(store)
+    }
+}
+
+impl<P: Fn(u64, u64, &Event) -> Result<(), Failure>> Sequential for Single<P> {
     fn name(&self) -> &'static str {
-        FJALL_1
+        self.name
     }
 
     fn put(&mut self, event: &Event) -> Result<(), Failure> {
         self.seq += 1;
-        fjall_put(&self.db, &self.events, BENCH_GUILD.0, self.seq, event)
+        (self.put)(BENCH_GUILD.0, self.seq, event)
     }
 }
 
