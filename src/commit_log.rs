@@ -31,6 +31,13 @@ pub const COMMIT_FILE_LEN_MAX: u64 = 4 << 30;
 /// Buffered records are written once this many bytes are pending.
 const BUFFER_BYTES_MAX: usize = 1 << 20;
 
+/// The first preallocation chunk of a commit log (or the configured chunk, when smaller).
+/// Each extension doubles the chunk up to [`crate::Config::commit_prealloc_bytes`]: the zeros
+/// written over a new chunk reach the disk with the next `fdatasync`, so a short-lived
+/// writer (one `reprise apply`) flushes 64 KiB of them with its first acknowledgement instead
+/// of a whole 1 MiB chunk, and a long-lived one reaches full chunks after a few extensions.
+pub(crate) const PREALLOC_CHUNK_FIRST: u64 = 64 << 10;
+
 /// The commit log this process appends to.
 #[derive(Debug)]
 pub(crate) struct CommitLog {
@@ -39,8 +46,11 @@ pub(crate) struct CommitLog {
     file: Box<dyn AppendFile>,
     /// Bytes written to the file (header included): its logical length.
     len: u64,
-    /// Preallocation chunk (0: off).
+    /// Largest preallocation chunk (0: off).
     prealloc_step: u64,
+    /// The next extension's chunk: from [`PREALLOC_CHUNK_FIRST`], doubling up to
+    /// `prealloc_step`.
+    prealloc_chunk: u64,
     /// The file's length as far as this writer extended it (at least `len`).
     allocated: u64,
     /// The end of the extension known to be reserved ([`Preallocation::Reserved`]): records
@@ -57,8 +67,8 @@ pub(crate) struct CommitLog {
 }
 
 impl CommitLog {
-    /// Creates `commit/<generation>.clog` with its header (not yet synced), extended to
-    /// `prealloc_step` bytes when that is not 0.
+    /// Creates `commit/<generation>.clog` with its header (not yet synced), extended by its
+    /// first preallocation chunk when `prealloc_step` is not 0.
     pub(crate) fn create(
         storage: &dyn Storage,
         root: &std::path::Path,
@@ -92,6 +102,7 @@ impl CommitLog {
             file,
             len,
             prealloc_step,
+            prealloc_chunk: prealloc_step.min(PREALLOC_CHUNK_FIRST),
             allocated: len,
             reserved: len,
             buf: Vec::with_capacity(64 << 10),
@@ -104,15 +115,17 @@ impl CommitLog {
     }
 
     /// With preallocation, extends the file to the next multiple of the chunk when writing
-    /// `pending` more bytes would pass its length. A failure is no error (the write grows the
-    /// file instead); the next try is at the next chunk boundary.
+    /// `pending` more bytes would pass its length, and doubles the chunk (up to the configured
+    /// one) for the next time. A failure is no error (the write grows the file instead); the
+    /// next try is at the next chunk boundary.
     fn extend_for(&mut self, pending: usize) {
-        let step = self.prealloc_step;
+        let chunk = self.prealloc_chunk;
         let needed = self.len + pending as u64;
-        if step == 0 || needed < self.allocated {
+        if chunk == 0 || needed < self.allocated {
             return;
         }
-        let target = (needed / step + 1) * step;
+        let target = (needed / chunk + 1) * chunk;
+        self.prealloc_chunk = chunk.saturating_mul(2).min(self.prealloc_step);
         match self.file.preallocate(target) {
             Ok(Preallocation::Reserved) => self.reserved = target,
             Ok(Preallocation::Sparse) => {}

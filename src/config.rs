@@ -29,7 +29,8 @@ pub const SNAPSHOTS_RETAINED_DEFAULT: u32 = 2;
 /// dropped and a new one started).
 pub const COMMIT_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 
-/// Default [`Config::commit_prealloc_bytes`]: the commit log is extended 1 MiB at a time.
+/// Default [`Config::commit_prealloc_bytes`]: the commit log is extended 1 MiB at a time
+/// (after smaller first chunks: 64 KiB, doubling).
 ///
 /// An extension is a change of the file's size, which the next `fdatasync` commits to the
 /// file system's journal; inside the extension an acknowledged append is an overwrite whose
@@ -128,7 +129,9 @@ pub struct Config {
     pub commit_bytes_max: u64,
     /// Extend the commit log with zeros this many bytes at a time ahead of its records, so
     /// that an acknowledged append does not change the file's size (0: no preallocation, the
-    /// file grows with every write, as before).
+    /// file grows with every write, as before). A new commit log's first chunks are smaller
+    /// (64 KiB, doubling up to this), so that a short-lived writer's first `fdatasync` does
+    /// not flush a whole chunk of zeros.
     pub commit_prealloc_bytes: u64,
     /// Async runtime: snapshot every guild with new events at least this often (Sonora's
     /// `auto_snapshot_interval`; `None`: never by time). Idle guilds are never rewritten.

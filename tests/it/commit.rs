@@ -202,3 +202,42 @@ fn preallocated_and_older_commit_logs_recover() {
     let mut j = Journal::open(dir.path(), Config::default()).unwrap();
     assert_eq!(j.state(guild).unwrap().seq, 81);
 }
+
+/// The commit log's preallocation chunks start at 64 KiB and double up to the configured
+/// chunk (1 MiB by default): a short-lived writer flushes 64 KiB of zeros with its first
+/// acknowledgement, not 1 MiB, and a long-lived one extends a full chunk at a time after a
+/// few extensions. The file only ever holds whole chunks, and a writer killed past several
+/// extensions recovers every event.
+#[test]
+fn commit_log_chunks_grow_from_64_kib_to_the_configured_chunk() {
+    const KIB: u64 = 1 << 10;
+    let guild = GuildId(4);
+    let (events, states) = stream(17, 6_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut lens: Vec<u64> = Vec::new();
+    let mut appended = 0;
+    {
+        let mut j = Journal::open(dir.path(), Config::default()).unwrap();
+        for e in &events {
+            j.append(guild, e, Durability::None).unwrap();
+            j.flush().unwrap();
+            appended += 1;
+            let len = fs::metadata(&commit_files(dir.path())[0]).unwrap().len();
+            if lens.last() != Some(&len) {
+                lens.push(len);
+            }
+            if len > 2 << 20 {
+                break;
+            }
+        }
+        // No close: killed past several extensions.
+    }
+    assert_eq!(
+        lens,
+        [64, 128, 256, 512, 1024, 2048, 3072].map(|k| k * KIB),
+        "the commit log's lengths, in order"
+    );
+    let mut r = Journal::open_read_only(dir.path(), Config::default()).unwrap();
+    let s = r.state(guild).unwrap();
+    assert_eq!((s.seq, &s.state), (appended, &states[appended as usize]));
+}
