@@ -31,12 +31,24 @@ pub const COMMIT_FILE_LEN_MAX: u64 = 4 << 30;
 /// Buffered records are written once this many bytes are pending.
 const BUFFER_BYTES_MAX: usize = 1 << 20;
 
-/// The first preallocation chunk of a commit log (or the configured chunk, when smaller).
-/// Each extension doubles the chunk up to [`crate::Config::commit_prealloc_bytes`]: the zeros
-/// written over a new chunk reach the disk with the next `fdatasync`, so a short-lived
-/// writer (one `reprise apply`) flushes 64 KiB of them with its first acknowledgement instead
-/// of a whole 1 MiB chunk, and a long-lived one reaches full chunks after a few extensions.
-pub(crate) const PREALLOC_CHUNK_FIRST: u64 = 64 << 10;
+/// The largest first preallocation chunk of a commit log. Each extension doubles the chunk up
+/// to [`crate::Config::commit_prealloc_bytes`]: the zeros written over a new chunk reach the
+/// disk with the next `fdatasync`, so a short-lived writer (one `reprise apply`) flushes
+/// 64 KiB of them with its first acknowledgement instead of a whole 1 MiB chunk, and a
+/// long-lived one reaches full chunks after a few extensions.
+pub(crate) const PREALLOC_CHUNK_FIRST_MAX: u64 = 64 << 10;
+
+/// The smallest first preallocation chunk (the smallest chunk the configuration allows).
+const PREALLOC_CHUNK_FIRST_MIN: u64 = 4 << 10;
+
+/// A commit log's first preallocation chunk for a configured chunk of `step` bytes (0: off):
+/// a sixteenth of it, within [`PREALLOC_CHUNK_FIRST_MIN`] ..= [`PREALLOC_CHUNK_FIRST_MAX`],
+/// never more than `step` (so a 16 KiB chunk, which the crash simulations draw, grows too).
+pub(crate) fn prealloc_chunk_first(step: u64) -> u64 {
+    (step / 16)
+        .clamp(PREALLOC_CHUNK_FIRST_MIN, PREALLOC_CHUNK_FIRST_MAX)
+        .min(step)
+}
 
 /// The commit log this process appends to.
 #[derive(Debug)]
@@ -48,7 +60,7 @@ pub(crate) struct CommitLog {
     len: u64,
     /// Largest preallocation chunk (0: off).
     prealloc_step: u64,
-    /// The next extension's chunk: from [`PREALLOC_CHUNK_FIRST`], doubling up to
+    /// The next extension's chunk: from [`prealloc_chunk_first`], doubling up to
     /// `prealloc_step`.
     prealloc_chunk: u64,
     /// The file's length as far as this writer extended it (at least `len`).
@@ -102,7 +114,7 @@ impl CommitLog {
             file,
             len,
             prealloc_step,
-            prealloc_chunk: prealloc_step.min(PREALLOC_CHUNK_FIRST),
+            prealloc_chunk: prealloc_chunk_first(prealloc_step),
             allocated: len,
             reserved: len,
             buf: Vec::with_capacity(64 << 10),
@@ -422,5 +434,23 @@ impl CommitIndex {
     /// The files read.
     pub(crate) fn paths(&self) -> impl Iterator<Item = &PathBuf> {
         self.files.iter().map(|(_, p, _)| p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_first_chunk_is_a_sixteenth_of_the_configured_one_within_4_and_64_kib() {
+        const KIB: u64 = 1 << 10;
+        for (step, first) in [
+            (0, 0),
+            (4 * KIB, 4 * KIB),
+            (16 * KIB, 4 * KIB),
+            (100 * KIB, 6 * KIB + 256),
+            (1024 * KIB, 64 * KIB),
+            (64 << 20, 64 * KIB),
+        ] {
+            assert_eq!(super::prealloc_chunk_first(step), first, "step {step}");
+        }
     }
 }

@@ -130,8 +130,8 @@ pub struct Config {
     /// Extend the commit log with zeros this many bytes at a time ahead of its records, so
     /// that an acknowledged append does not change the file's size (0: no preallocation, the
     /// file grows with every write, as before). A new commit log's first chunks are smaller
-    /// (64 KiB, doubling up to this), so that a short-lived writer's first `fdatasync` does
-    /// not flush a whole chunk of zeros.
+    /// (a sixteenth of this, 4 KiB ..= 64 KiB, doubling up to this), so that a short-lived
+    /// writer's first `fdatasync` does not flush a whole chunk of zeros.
     pub commit_prealloc_bytes: u64,
     /// Async runtime: snapshot every guild with new events at least this often (Sonora's
     /// `auto_snapshot_interval`; `None`: never by time). Idle guilds are never rewritten.
