@@ -624,22 +624,20 @@ impl Storage for FsStorage {
     fn spread_subdirectories(&self, dir: &Path) -> io::Result<bool> {
         use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
         use rustix::io::Errno;
+        // No inode flags here (tmpfs, and other file systems without FS_IOC_GETFLAGS), or
+        // inode flags but not this one (XFS and btrfs refuse flags they do not know).
+        let unsupported = |e: Errno| e == Errno::NOTTY || e == Errno::OPNOTSUPP || e == Errno::INVAL;
         let dir = File::open(dir)?;
-        let flags = match ioctl_getflags(&dir) {
-            Ok(flags) => flags,
-            // No inode flags here (tmpfs, and other file systems without FS_IOC_GETFLAGS).
-            Err(e) if e == Errno::NOTTY || e == Errno::OPNOTSUPP || e == Errno::INVAL => {
-                return Ok(false)
+        let set = ioctl_getflags(&dir).and_then(|flags| {
+            if flags.contains(IFlags::TOPDIR) {
+                Ok(())
+            } else {
+                ioctl_setflags(&dir, flags | IFlags::TOPDIR)
             }
-            Err(e) => return Err(e.into()),
-        };
-        if flags.contains(IFlags::TOPDIR) {
-            return Ok(true);
-        }
-        match ioctl_setflags(&dir, flags | IFlags::TOPDIR) {
+        });
+        match set {
             Ok(()) => Ok(true),
-            // Inode flags, but not this one (XFS and btrfs refuse flags they do not know).
-            Err(e) if e == Errno::NOTTY || e == Errno::OPNOTSUPP || e == Errno::INVAL => Ok(false),
+            Err(e) if unsupported(e) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }

@@ -49,7 +49,12 @@ pub(super) fn floor_store(
     )
     .map_err(|e| io_failure("fallocate", &path, e.into()))?;
     file.sync_all().map_err(|e| io_failure("fsync", &path, e))?;
-    FloorFile::warmed(FLOOR, file, path, stream)
+    let floor = FloorFile {
+        name: FLOOR,
+        file,
+        path,
+    };
+    Ok(Box::new(floor.warmed_up(stream)?))
 }
 
 /// `fdatasync append`: the same records appended to a growing file, each followed by
@@ -64,7 +69,12 @@ pub(super) fn floor_append_store(
         .append(true)
         .open(&path)
         .map_err(|e| io_failure("create", &path, e))?;
-    FloorFile::warmed(FLOOR_APPEND, file, path, stream)
+    let floor = FloorFile {
+        name: FLOOR_APPEND,
+        file,
+        path,
+    };
+    Ok(Box::new(floor.warmed_up(stream)?))
 }
 
 /// The floor rows' store: one 128-byte record written at the file's position per event, each
@@ -74,22 +84,6 @@ struct FloorFile {
     name: &'static str,
     file: File,
     path: PathBuf,
-}
-
-impl FloorFile {
-    /// The store, after one untimed record per warm-up event.
-    fn warmed(
-        name: &'static str,
-        file: File,
-        path: PathBuf,
-        stream: &Stream,
-    ) -> Result<Box<dyn SideBySide>, Failure> {
-        let mut floor = FloorFile { name, file, path };
-        for event in stream.warmup() {
-            floor.put(event)?;
-        }
-        Ok(Box::new(floor))
-    }
 }
 
 impl Sequential for FloorFile {
@@ -113,7 +107,7 @@ pub(super) fn sqlite_full_store(
     scratch: &Scratch,
     stream: &Stream,
 ) -> Result<Box<dyn SideBySide>, Failure> {
-    Ok(Box::new(Sqlite::warmed(scratch, stream, "FULL")?))
+    Ok(Box::new(Sqlite::open(scratch, stream, "FULL")?))
 }
 
 /// `sqlite WAL NORMAL`: see [`Sqlite`]. Its commits do not fsync, so it is compared with
@@ -123,7 +117,7 @@ pub(super) fn sqlite_normal_row(
     stream: &Stream,
     plan: &Plan,
 ) -> Result<Row, Failure> {
-    let mut sqlite = Sqlite::warmed(scratch, stream, "NORMAL")?;
+    let mut sqlite = Sqlite::open(scratch, stream, "NORMAL")?;
     let samples = measure(
         stream.measured(plan.memory_events),
         plan.row_budget,
@@ -147,7 +141,7 @@ struct Sqlite {
 
 impl Sqlite {
     /// The database in its scratch directory, after the warm-up events.
-    fn warmed(scratch: &Scratch, stream: &Stream, mode: &'static str) -> Result<Sqlite, Failure> {
+    fn open(scratch: &Scratch, stream: &Stream, mode: &'static str) -> Result<Sqlite, Failure> {
         let path = scratch
             .sub(&format!("sqlite-{}", mode.to_lowercase()))?
             .join("events.db");
@@ -168,11 +162,7 @@ impl Sqlite {
              payload TEXT NOT NULL, PRIMARY KEY (guild, seq)) WITHOUT ROWID",
         )
         .map_err(sqlite_failure)?;
-        let mut sqlite = Sqlite { mode, db, seq: 0 };
-        for event in stream.warmup() {
-            sqlite.put(event)?;
-        }
-        Ok(sqlite)
+        Sqlite { mode, db, seq: 0 }.warmed_up(stream)
     }
 }
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 use reprise::Event;
 
 use super::row::{measure, Guarantee, Row, Samples};
+use super::stream::Stream;
 use crate::Failure;
 
 /// One durable row measured side by side with the others: a store opened and warmed up, then
@@ -62,6 +63,19 @@ pub(super) trait Sequential {
     /// # Errors
     /// The store's failure (exit code 4).
     fn put(&mut self, event: &Event) -> Result<(), Failure>;
+    /// The store after one untimed [`put`](Sequential::put) per warm-up event of `stream`.
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn warmed_up(mut self, stream: &Stream) -> Result<Self, Failure>
+    where
+        Self: Sized,
+    {
+        for event in stream.warmup() {
+            self.put(event)?;
+        }
+        Ok(self)
+    }
     /// As [`SideBySide::finish`].
     ///
     /// # Errors

@@ -69,30 +69,36 @@ fn fjall_put(
         .map_err(|e| store_failure("fjall", e))
 }
 
-/// Opens a fjall database and its `events` keyspace in `dir`.
-fn fjall_open(dir: &Path) -> Result<(fjall::Database, fjall::Keyspace), Failure> {
+/// A fjall database and its `events` keyspace in `dir`, as a durable `put` (guild, seq, event).
+fn fjall_putter(dir: &Path) -> Result<impl Put, Failure> {
     let db = fjall::Database::builder(dir)
         .open()
         .map_err(|e| store_failure("fjall", e))?;
     let events = db
         .keyspace("events", fjall::KeyspaceCreateOptions::default)
         .map_err(|e| store_failure("fjall", e))?;
-    Ok((db, events))
+    Ok(move |guild, seq, event: &Event| fjall_put(&db, &events, guild, seq, event))
 }
 
-/// Opens a redb database file in `dir`.
-fn redb_open(dir: &Path) -> Result<redb::Database, Failure> {
-    redb::Database::create(dir.join("events.redb")).map_err(|e| store_failure("redb", e))
+/// A redb database file in `dir`, as a durable `put` (guild, seq, event).
+fn redb_putter(dir: &Path) -> Result<impl Put, Failure> {
+    let db =
+        redb::Database::create(dir.join("events.redb")).map_err(|e| store_failure("redb", e))?;
+    Ok(move |guild, seq, event: &Event| redb_put(&db, guild, seq, event))
 }
+
+/// A peer store's durable write of one event of a guild: `(guild, seq, event)`.
+trait Put: Fn(u64, u64, &Event) -> Result<(), Failure> + Send + Sync + 'static {}
+
+impl<F: Fn(u64, u64, &Event) -> Result<(), Failure> + Send + Sync + 'static> Put for F {}
 
 /// `redb 1 guild`: one durable write transaction per event, sequentially.
 pub(super) fn redb_1_store(
     scratch: &Scratch,
     stream: &Stream,
 ) -> Result<Box<dyn SideBySide>, Failure> {
-    let db = redb_open(&scratch.sub("redb-1")?)?;
-    let put = move |guild, seq, event: &Event| redb_put(&db, guild, seq, event);
-    Ok(Box::new(Single::warmed(REDB_1, put, stream)?))
+    let put = redb_putter(&scratch.sub("redb-1")?)?;
+    Ok(Box::new(Single::new(REDB_1, put).warmed_up(stream)?))
 }
 
 /// `fjall 1 guild`: one insert + `persist(SyncData)` per event, sequentially.
@@ -100,9 +106,8 @@ pub(super) fn fjall_1_store(
     scratch: &Scratch,
     stream: &Stream,
 ) -> Result<Box<dyn SideBySide>, Failure> {
-    let (db, events) = fjall_open(&scratch.sub("fjall-1")?)?;
-    let put = move |guild, seq, event: &Event| fjall_put(&db, &events, guild, seq, event);
-    Ok(Box::new(Single::warmed(FJALL_1, put, stream)?))
+    let put = fjall_putter(&scratch.sub("fjall-1")?)?;
+    Ok(Box::new(Single::new(FJALL_1, put).warmed_up(stream)?))
 }
 
 /// The 1-guild rows of the peer stores: `put` (guild, seq, event) once per event of
@@ -114,18 +119,13 @@ struct Single<P> {
     seq: u64,
 }
 
-impl<P: Fn(u64, u64, &Event) -> Result<(), Failure>> Single<P> {
-    /// The store after the warm-up events.
-    fn warmed(name: &'static str, put: P, stream: &Stream) -> Result<Self, Failure> {
-        let mut store = Single { name, put, seq: 0 };
-        for event in stream.warmup() {
-            store.put(event)?;
-        }
-        Ok(store)
+impl<P> Single<P> {
+    fn new(name: &'static str, put: P) -> Self {
+        Single { name, put, seq: 0 }
     }
 }
 
-impl<P: Fn(u64, u64, &Event) -> Result<(), Failure>> Sequential for Single<P> {
+impl<P: Put> Sequential for Single<P> {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -141,8 +141,7 @@ pub(super) fn redb_64_store(
     scratch: &Scratch,
     stream: &Stream,
 ) -> Result<Box<dyn SideBySide>, Failure> {
-    let db = redb_open(&scratch.sub("redb-64")?)?;
-    let put = move |guild, seq, event: &Event| redb_put(&db, guild, seq, event);
+    let put = redb_putter(&scratch.sub("redb-64")?)?;
     Ok(Box::new(Concurrent64::warmed(REDB_64, put, stream)?))
 }
 
@@ -151,8 +150,7 @@ pub(super) fn fjall_64_store(
     scratch: &Scratch,
     stream: &Stream,
 ) -> Result<Box<dyn SideBySide>, Failure> {
-    let (db, events) = fjall_open(&scratch.sub("fjall-64")?)?;
-    let put = move |guild, seq, event: &Event| fjall_put(&db, &events, guild, seq, event);
+    let put = fjall_putter(&scratch.sub("fjall-64")?)?;
     Ok(Box::new(Concurrent64::warmed(FJALL_64, put, stream)?))
 }
 
@@ -170,7 +168,7 @@ struct Concurrent64<P> {
     seqs: Vec<u64>,
 }
 
-impl<P: Fn(u64, u64, &Event) -> Result<(), Failure> + Sync> Concurrent64<P> {
+impl<P: Put> Concurrent64<P> {
     /// The store after every guild's warm-up events.
     fn warmed(name: &'static str, put: P, stream: &Stream) -> Result<Self, Failure> {
         let mut store = Concurrent64 {
@@ -238,7 +236,7 @@ impl<P: Fn(u64, u64, &Event) -> Result<(), Failure> + Sync> Concurrent64<P> {
     }
 }
 
-impl<P: Fn(u64, u64, &Event) -> Result<(), Failure> + Sync> SideBySide for Concurrent64<P> {
+impl<P: Put> SideBySide for Concurrent64<P> {
     fn name(&self) -> &'static str {
         self.name
     }
