@@ -100,10 +100,12 @@ def make_filter(rng):
     return LowPass(smoothing=round(u(0, 50), 3))
 
 
-async def run_mutations(player, seed, count, after_each, sync_now=None):
+async def run_mutations(player, seed, count, after_each, sync_now=None, between=None):
     """Applies `count` mutations; `after_each(i)` runs (awaited) once mutation i returned;
     `sync_now()` (awaited) journals a direct attribute write or a sync call on an asyncio
-    handle."""
+    handle. A mutation made of two player calls (pop, then play) is two acknowledged
+    operations: `between(i)` (awaited) runs after the first, so that a test can tell the state
+    a kill between them leaves (the pop journaled, the play not) from a torn one."""
     rng = random.Random(seed)
     random.seed(seed ^ 0x5EED)  # py-sonora's shuffle and smart_shuffle use the global random
     pool = [make_track(rng, n) for n in range(300)]
@@ -145,6 +147,8 @@ async def run_mutations(player, seed, count, after_each, sync_now=None):
                 # py-sonora 1.2.8's queue.skip_to deadlocks (it awaits pop under the same
                 # asyncio.Lock pop takes): skip to a position the way a bot can, pop then play.
                 track = await q.pop(rng.randrange(n_up))
+                if between is not None:
+                    await between(i)
                 if player.connected:
                     await player.play(track)
             elif r < 0.50 and player.connected:
