@@ -16,7 +16,7 @@ use crate::format::{self, frame, snapshot};
 use crate::ids::{GuildId, Seq};
 use crate::layout::{self, GuildFile};
 use crate::recovery::{self, Decision, Found, Run, SnapshotFound};
-use crate::session::{self, Event, State};
+use crate::session::{self, Event, State, Track};
 use crate::storage::Bytes;
 
 /// Everything read from one guild directory.
@@ -605,7 +605,8 @@ pub(super) fn claimed_of(segments: &[ScannedSegment]) -> Seq {
 ///
 /// The tracks of each decoded `tracks_enqueued` event share one buffer (one allocation per
 /// event rather than per track: most replayed tracks are dropped again by later events); the
-/// tracks the state keeps get their own at the end.
+/// tracks the state keeps are copied into one buffer of their own at the end
+/// ([`Track::repack`]).
 fn replay(
     segments: &[ScannedSegment],
     state: &mut State,
@@ -616,14 +617,14 @@ fn replay(
 ) -> Result<()> {
     let folded = replay_shared(segments, state, base, target, guild, keys);
     let queue = &mut state.queue;
-    for entry in queue
-        .history
-        .iter_mut()
-        .chain(queue.current.as_mut())
-        .chain(queue.upcoming.iter_mut())
-    {
-        entry.track.unshare();
-    }
+    Track::repack(
+        queue
+            .history
+            .iter_mut()
+            .chain(queue.current.as_mut())
+            .chain(queue.upcoming.iter_mut())
+            .map(|entry| &mut entry.track),
+    );
     folded
 }
 

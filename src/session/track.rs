@@ -380,27 +380,32 @@ impl Track {
     /// reader (accessors, equality, every binary and JSON form); measured ≈ 80 bytes less per
     /// track of the bench's queues (DESIGN.md, "Idle guilds at 100,000").
     pub(crate) fn compact(&mut self) {
-        if self.flags & FLAG_TEXTS_IN_BLOB != 0 || self.present & PRESENT_BLOB_RAW == 0 {
+        if !self.compactable() {
             return;
         }
-        let blob = self.bytes(0, self.ends[BLOB]);
-        let Some(ranges) = blob_text_ranges(blob) else {
-            return;
-        };
-        let same = (1..=5).all(|i| {
-            let text = self.part(i);
-            text.is_empty() || ranges.get(i - 1).and_then(|r| blob.get(r.clone())) == Some(text)
-        });
-        if !same {
-            return;
-        }
-        let extra = self.extra_bytes();
+        let (blob, extra) = (self.bytes(0, self.ends[BLOB]), self.extra_bytes());
         let mut data = Vec::with_capacity(blob.len() + extra.len());
         data.extend_from_slice(blob);
         data.extend_from_slice(extra);
         self.data = Arc::from(data);
         self.start = 0;
         self.flags |= FLAG_TEXTS_IN_BLOB;
+    }
+
+    /// Whether [`Track::compact`] would read the texts from the blob: they are held after it
+    /// now, and every one that is not empty is the blob's own field.
+    fn compactable(&self) -> bool {
+        if self.flags & FLAG_TEXTS_IN_BLOB != 0 || self.present & PRESENT_BLOB_RAW == 0 {
+            return false;
+        }
+        let blob = self.bytes(0, self.ends[BLOB]);
+        let Some(ranges) = blob_text_ranges(blob) else {
+            return false;
+        };
+        (1..=5).all(|i| {
+            let text = self.part(i);
+            text.is_empty() || ranges.get(i - 1).and_then(|r| blob.get(r.clone())) == Some(text)
+        })
     }
 
     /// Bytes `start..end` of the track's own bytes (empty if out of range, which construction
@@ -426,6 +431,60 @@ impl Track {
             let start = self.start as usize;
             self.data = Arc::from(self.data.get(start..start + all).unwrap_or_default());
             self.start = 0;
+        }
+    }
+
+    /// Gives `tracks` one allocation shared by them alone, holding each track's bytes
+    /// (compacted as by [`Track::compact`]) back to back: what replay does with the tracks of
+    /// the state it rebuilt (the buffers it decoded them into hold whole events). One
+    /// allocation per state instead of one per track saves the allocator's header and the
+    /// `Arc`'s counts, ≈ 30 bytes a track (DESIGN.md, "Idle guilds at 100,000"); the
+    /// allocation is freed when the last of these tracks is dropped, so at most the bytes of
+    /// the tracks recovered stay held. A track whose `extra` block is [`EXTRA_REST`] (which
+    /// decoding never gives) is given an allocation of its own instead ([`Track::unshare`]).
+    pub(crate) fn repack<'a>(tracks: impl IntoIterator<Item = &'a mut Track>) {
+        let mut packed: Vec<(&mut Track, bool)> = Vec::new();
+        let mut total = 0usize;
+        for track in tracks {
+            if track.extra_len == EXTRA_REST {
+                track.unshare();
+                continue;
+            }
+            let compact = track.compactable();
+            let held = if compact {
+                track.ends[BLOB] as usize
+            } else {
+                track.held_len()
+            };
+            total += held + track.extra_bytes().len();
+            packed.push((track, compact));
+        }
+        if u32::try_from(total).is_err() {
+            // Offsets are u32: tracks past 4 GiB (far beyond any queue limit) keep one each.
+            for (track, _) in packed {
+                track.unshare();
+            }
+            return;
+        }
+        let mut data = Vec::with_capacity(total);
+        let mut starts = Vec::with_capacity(packed.len());
+        for (track, compact) in &packed {
+            starts.push(data.len() as u32);
+            let held = if *compact {
+                track.bytes(0, track.ends[BLOB])
+            } else {
+                track.own()
+            };
+            data.extend_from_slice(held);
+            data.extend_from_slice(track.extra_bytes());
+        }
+        let data: Arc<[u8]> = Arc::from(data);
+        for ((track, compact), start) in packed.into_iter().zip(starts) {
+            track.data = Arc::clone(&data);
+            track.start = start;
+            if compact {
+                track.flags |= FLAG_TEXTS_IN_BLOB;
+            }
         }
     }
 
@@ -1283,6 +1342,81 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Replay's repacking: the tracks a state keeps end in one allocation holding exactly
+    /// their bytes, compacted as `unshare` would, and read, compare and encode as before; a
+    /// track whose extra block runs to the end of its data gets its own.
+    #[test]
+    fn repack_gives_the_tracks_one_allocation_of_their_bytes() {
+        use crate::format::{decode_event_shared, encode_event};
+        use crate::session::Event;
+        let config = bincode::config::standard();
+        let mut rng = crate::session::Rng::new(11);
+        let tracks: Vec<Track> = (0..200)
+            .map(|k| crate::session::track(&mut rng, k))
+            .collect();
+        let mut bytes = Vec::new();
+        encode_event(
+            &Event::TracksEnqueued {
+                tracks,
+                index: None,
+            },
+            &mut bytes,
+        );
+        let Ok(Event::TracksEnqueued {
+            tracks: decoded, ..
+        }) = decode_event_shared(&bytes)
+        else {
+            panic!("the enqueue decodes");
+        };
+        let mut rest = TrackFields::new("QAAA", "rest");
+        rest.user_data = Some(serde_json::Value::String("x".repeat(70_000)));
+        let rest = Track::from(rest);
+        assert_eq!(rest.extra_len, EXTRA_REST);
+        let mut originals = decoded;
+        originals.insert(100, rest);
+        // Both forms occur: compactable (texts in the blob) and not, with and without extra.
+        assert!(originals.iter().any(Track::compactable));
+        assert!(originals.iter().any(|t| !t.compactable()));
+        assert!(originals.iter().any(|t| t.extra_len() > 0));
+        let unshared: Vec<Track> = originals
+            .iter()
+            .cloned()
+            .map(|mut t| {
+                t.unshare();
+                t
+            })
+            .collect();
+        let mut packed = originals.clone();
+        Track::repack(packed.iter_mut());
+        assert_eq!(packed, originals);
+        let shared = Arc::clone(&packed[0].data);
+        let mut held = 0;
+        for (i, (p, u)) in packed.iter().zip(&unshared).enumerate() {
+            assert_eq!(p.flags, u.flags, "{i}");
+            assert_eq!(p.fields(), u.fields(), "{i}");
+            assert_eq!(
+                bincode::encode_to_vec(p, config).unwrap(),
+                bincode::encode_to_vec(u, config).unwrap(),
+                "{i}"
+            );
+            if i == 100 {
+                assert!(!Arc::ptr_eq(&p.data, &shared));
+                assert_eq!(p.data.len(), p.held_len() + p.extra_bytes().len());
+            } else {
+                assert!(Arc::ptr_eq(&p.data, &shared), "{i}");
+                assert_eq!(p.start as usize, held, "{i}");
+                held += p.held_len() + p.extra_len();
+            }
+        }
+        assert_eq!(shared.len(), held);
+        // Repacking again changes nothing but the allocation; nothing to pack is no work.
+        let mut again = packed.clone();
+        Track::repack(again.iter_mut());
+        assert_eq!(again, originals);
+        assert_eq!(again[0].data.len(), held);
+        Track::repack(std::iter::empty());
     }
 
     /// Damaged binary forms are errors: lengths past the data, text that is not UTF-8 or that
