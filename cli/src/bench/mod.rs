@@ -192,6 +192,18 @@ impl Scratch {
         })
     }
 
+    /// Writes back what the rows before left dirty in the page cache (`syncfs` of the scratch
+    /// directory's file system), so that the kernel's write-back of one row's files (the
+    /// journals of `reprise none` and `replay`, written without a sync) does not run during
+    /// the next row's timing: it fell on `new guild`'s directory and file creations, whose p50
+    /// tripled (DESIGN.md, "What a new guild costs"). Best effort: without `syncfs` the row
+    /// runs as before.
+    fn settle(&self) {
+        if let Ok(dir) = fs::File::open(&self.path) {
+            let _ = rustix::fs::syncfs(&dir);
+        }
+    }
+
     /// A fresh subdirectory for one row.
     fn sub(&self, name: &str) -> Result<PathBuf, Failure> {
         let path = self.path.join(name);
@@ -248,6 +260,7 @@ pub(crate) fn run(
         json,
     );
     bar.stage("bench", "durable rows, side by side");
+    scratch.settle();
     let durable = durable_rows(&scratch, &stream, &plan)?;
     bar.inc(durable.len() as u64);
     rows.extend(durable);
@@ -261,6 +274,7 @@ pub(crate) fn run(
     ];
     for (name, step) in steps {
         bar.stage("bench", name);
+        scratch.settle();
         rows.push(step(&scratch, &stream, &plan)?);
         bar.inc(1);
     }
@@ -274,6 +288,7 @@ pub(crate) fn run(
         ];
         for (name, step) in steps {
             bar.stage("bench", &format!("{name} ({})", bench.url()));
+            scratch.settle();
             rows.push(step(bench, &scratch, &stream, &plan)?);
             bar.inc(1);
         }
