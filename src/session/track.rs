@@ -459,6 +459,9 @@ impl Track {
             total += held + track.extra_bytes().len();
             packed.push((track, compact));
         }
+        if packed.is_empty() {
+            return;
+        }
         if u32::try_from(total).is_err() {
             // Offsets are u32: tracks past 4 GiB (far beyond any queue limit) keep one each.
             for (track, _) in packed {
