@@ -383,7 +383,7 @@ impl Track {
         if !self.compactable() {
             return;
         }
-        let (blob, extra) = (self.bytes(0, self.ends[BLOB]), self.extra_bytes());
+        let (blob, extra) = (self.held_bytes(true), self.extra_bytes());
         let mut data = Vec::with_capacity(blob.len() + extra.len());
         data.extend_from_slice(blob);
         data.extend_from_slice(extra);
@@ -408,6 +408,16 @@ impl Track {
         })
     }
 
+    /// The bytes the track holds before its `extra` block: only the blob once `compact`ed
+    /// ([`Track::compactable`] said so), else what it holds now.
+    fn held_bytes(&self, compact: bool) -> &[u8] {
+        if compact {
+            self.bytes(0, self.ends[BLOB])
+        } else {
+            self.own()
+        }
+    }
+
     /// Bytes `start..end` of the track's own bytes (empty if out of range, which construction
     /// prevents).
     fn bytes(&self, start: u32, end: u32) -> &[u8] {
@@ -421,8 +431,8 @@ impl Track {
         (self.present & PRESENT_LENGTH != 0).then_some(self.length_ms)
     }
 
-    /// Gives the track an allocation of its own when it shares one (replay decodes the tracks
-    /// of an event into one buffer; the state it rebuilds keeps only what it holds).
+    /// Gives the track an allocation of its own when it shares one (what [`Track::repack`]
+    /// falls back to for a track it cannot pack with others).
     /// It is also compacted ([`Track::compact`]), which gives it an allocation of its own.
     pub(crate) fn unshare(&mut self) {
         self.compact();
@@ -443,7 +453,8 @@ impl Track {
     /// the tracks recovered stay held. A track whose `extra` block is [`EXTRA_REST`] (which
     /// decoding never gives) is given an allocation of its own instead ([`Track::unshare`]).
     pub(crate) fn repack<'a>(tracks: impl IntoIterator<Item = &'a mut Track>) {
-        let mut packed: Vec<(&mut Track, bool)> = Vec::new();
+        // Each track to pack, whether it is compacted, and where its bytes start.
+        let mut packed: Vec<(&mut Track, bool, usize)> = Vec::new();
         let mut total = 0usize;
         for track in tracks {
             if track.extra_len == EXTRA_REST {
@@ -451,40 +462,30 @@ impl Track {
                 continue;
             }
             let compact = track.compactable();
-            let held = if compact {
-                track.ends[BLOB] as usize
-            } else {
-                track.held_len()
-            };
-            total += held + track.extra_bytes().len();
-            packed.push((track, compact));
+            let start = total;
+            total += track.held_bytes(compact).len() + track.extra_bytes().len();
+            packed.push((track, compact, start));
         }
         if packed.is_empty() {
             return;
         }
         if u32::try_from(total).is_err() {
             // Offsets are u32: tracks past 4 GiB (far beyond any queue limit) keep one each.
-            for (track, _) in packed {
+            for (track, _, _) in packed {
                 track.unshare();
             }
             return;
         }
         let mut data = Vec::with_capacity(total);
-        let mut starts = Vec::with_capacity(packed.len());
-        for (track, compact) in &packed {
-            starts.push(data.len() as u32);
-            let held = if *compact {
-                track.bytes(0, track.ends[BLOB])
-            } else {
-                track.own()
-            };
-            data.extend_from_slice(held);
+        for (track, compact, _) in &packed {
+            data.extend_from_slice(track.held_bytes(*compact));
             data.extend_from_slice(track.extra_bytes());
         }
         let data: Arc<[u8]> = Arc::from(data);
-        for ((track, compact), start) in packed.into_iter().zip(starts) {
+        for (track, compact, start) in packed {
             track.data = Arc::clone(&data);
-            track.start = start;
+            // Below `total`, which fits in a u32.
+            track.start = start as u32;
             if compact {
                 track.flags |= FLAG_TEXTS_IN_BLOB;
             }

@@ -196,7 +196,7 @@ impl Scratch {
     /// directory's file system), so that the kernel's write-back of one row's files (the
     /// journals of `reprise none` and `replay`, written without a sync) does not run during
     /// the next row's timing: it fell on `new guild`'s directory and file creations, whose p50
-    /// tripled (DESIGN.md, "What a new guild costs"). Best effort: without `syncfs` the row
+    /// tripled (DESIGN.md, "Why consecutive bench runs give a new guild a higher ratio"). Best effort: without `syncfs` the row
     /// runs as before.
     fn settle(&self) {
         if let Ok(dir) = fs::File::open(&self.path) {
@@ -259,8 +259,12 @@ pub(crate) fn run(
         "rows",
         json,
     );
-    bar.stage("bench", "durable rows, side by side");
-    scratch.settle();
+    // Every step starts on a settled file system (see `Scratch::settle`).
+    let begin = |stage: &str| {
+        bar.stage("bench", stage);
+        scratch.settle();
+    };
+    begin("durable rows, side by side");
     let durable = durable_rows(&scratch, &stream, &plan)?;
     bar.inc(durable.len() as u64);
     rows.extend(durable);
@@ -273,8 +277,7 @@ pub(crate) fn run(
         (RECOVER_GUILDS, recover_guilds_row),
     ];
     for (name, step) in steps {
-        bar.stage("bench", name);
-        scratch.settle();
+        begin(name);
         rows.push(step(&scratch, &stream, &plan)?);
         bar.inc(1);
     }
@@ -287,8 +290,7 @@ pub(crate) fn run(
             (CLAIM, remote::claim_row),
         ];
         for (name, step) in steps {
-            bar.stage("bench", &format!("{name} ({})", bench.url()));
-            scratch.settle();
+            begin(&format!("{name} ({})", bench.url()));
             rows.push(step(bench, &scratch, &stream, &plan)?);
             bar.inc(1);
         }
